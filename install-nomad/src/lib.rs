@@ -1,0 +1,9 @@
+//! Resolve, download, verify (signed SHA256SUMS) and atomically install a Nomad release.
+
+pub mod cli;
+
+/// Runs the tool for parsed command-line arguments.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let _ = cli;
+    anyhow::bail!("install-nomad is not built yet")
+}

@@ -1,0 +1,21 @@
+//! The one library the four tools share. Only code that two or more tools really use lives here:
+//!
+//! - [`files`]: atomic writes (temp file beside the target, fsync, rename, fsync the directory).
+//! - [`process`]: run a subprocess; its error names the program, arguments, status and stderr tail.
+//! - [`retry`]: explicit, bounded, logged retry policies with jittered backoff and a deadline.
+//! - [`http`]: the blocking HTTP client every tool builds, and `Retry-After` parsing.
+//! - [`shell`]: POSIX shell quoting for every value that reaches a shell line.
+//! - [`hash`]: streaming SHA-256.
+//! - [`cli`]: logging set-up and the error-chain printing every `main` does.
+//! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
+
+pub mod cli;
+pub mod files;
+pub mod hash;
+pub mod http;
+pub mod process;
+pub mod retry;
+pub mod shell;
+
+#[cfg(feature = "doubles")]
+pub mod doubles;
