@@ -6,3 +6,13 @@
 //!   tool from another crate's tests.
 
 pub mod bins;
+//! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
+//!   test generates.
+//! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
+//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
+//! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
+
+pub mod arm;
+pub mod imds;
+pub mod mirror;
+pub mod nomad_api;

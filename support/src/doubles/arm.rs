@@ -1,0 +1,1 @@
+//! Azure Resource Manager double: not written yet (owned by the cluster-deploy work).
