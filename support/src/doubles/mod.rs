@@ -4,8 +4,6 @@
 //!
 //! - [`bins`]: paths to the workspace's own binaries, built on demand, for tests that run one
 //!   tool from another crate's tests.
-
-pub mod bins;
 //! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
@@ -13,6 +11,7 @@ pub mod bins;
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 
 pub mod arm;
+pub mod bins;
 pub mod imds;
 pub mod mirror;
 pub mod nomad_api;
