@@ -1,18 +1,318 @@
-//! Command-line arguments of `run-nomad`.
+//! Command-line arguments of `run-nomad`: the original script's flags with their spellings, the
+//! AWS sibling's `--environment`/`--systemd-stdout`/`--systemd-stderr`, and the new ones. Only
+//! parsing lives here; [`crate::settings`] validates the values and fills in defaults.
 
-use clap::Parser;
+use std::path::PathBuf;
 
-#[derive(Debug, Parser)]
+use clap::{ArgGroup, Parser, ValueEnum};
+
+/// The init system that supervises Nomad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitSystem {
+    /// A systemd unit modelled on HashiCorp's packaged `nomad.service`.
+    Systemd,
+    /// A supervisord program, as the original script wrote.
+    Supervisor,
+}
+
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "run-nomad",
     version,
-    about = "Boot-time configuration of a Nomad agent from Azure Instance Metadata."
+    about = "Boot-time configuration of a Nomad agent from Azure Instance Metadata.",
+    long_about = "Reads the VM's Azure Instance Metadata, writes the Nomad agent configuration \
+                  (default.hcl) and a systemd unit or supervisor program, and starts Nomad. Run it \
+                  from the scale set's custom data at first boot; running it again is safe.",
+    group(ArgGroup::new("role").args(["server", "client"]).multiple(true).required(true)),
+    group(ArgGroup::new("discovery")
+        .args(["retry_join", "scale_set_name", "cluster_tag_key", "consul_address"])
+        .multiple(false)),
+    group(ArgGroup::new("metadata_source").args(["imds_endpoint", "metadata_file"]).multiple(false)),
+    group(ArgGroup::new("gossip").args(["gossip_key", "gossip_key_file"]).multiple(false)),
 )]
 pub struct Cli {
+    /// Run the agent in server mode. At least one of --server and --client is needed.
+    #[arg(long)]
+    pub server: bool,
+
+    /// Run the agent in client mode. At least one of --server and --client is needed.
+    #[arg(long)]
+    pub client: bool,
+
+    /// How many servers the cluster has: `bootstrap_expect` and autopilot's `min_quorum`.
+    /// Required with --server; at least 1, and an odd number is recommended.
+    #[arg(long, value_name = "N")]
+    pub num_servers: Option<u32>,
+
+    /// Nomad's config directory [default: <directory of run-nomad>/../config].
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Nomad's data directory [default: <directory of run-nomad>/../data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The directory holding the `nomad` binary [default: <directory of run-nomad>/../bin].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Nomad's log directory, used by the supervisor program [default: <directory of
+    /// run-nomad>/../log].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// The user Nomad runs as, and whose group may read default.hcl [default: the owner of
+    /// --config-dir]. With --use-sudo (the default for clients) the agent runs as root.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run the agent as root. The default for --client (clients need root for isolation);
+    /// servers run as --user.
+    #[arg(long)]
+    pub use_sudo: bool,
+
+    /// Do not write default.hcl: only the service definition is written and started.
+    #[arg(long)]
+    pub skip_nomad_config: bool,
+
+    /// An environment variable for the Nomad process, KEY=VALUE (repeatable). The value is
+    /// taken literally: quotes are part of it.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub environment: Vec<String>,
+
+    /// StandardOutput= of the systemd unit (journal, null, file:/path, append:/path...)
+    /// [default: systemd's, journal].
+    #[arg(long, value_name = "OUTPUT")]
+    pub systemd_stdout: Option<String>,
+
+    /// StandardError= of the systemd unit [default: systemd's, inherit].
+    #[arg(long, value_name = "OUTPUT")]
+    pub systemd_stderr: Option<String>,
+
+    /// Which init system runs Nomad.
+    #[arg(long, value_enum, default_value_t = InitSystem::Systemd)]
+    pub init: InitSystem,
+
+    /// Base URL of the Azure Instance Metadata Service.
+    #[arg(long, value_name = "URL", default_value = crate::metadata::DEFAULT_ENDPOINT)]
+    pub imds_endpoint: String,
+
+    /// Read the instance metadata document (the JSON IMDS returns) from FILE instead of IMDS.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Overall deadline for reading IMDS, retries included, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub imds_timeout: u64,
+
+    /// Discovery: join these server addresses or go-discover strings (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub retry_join: Vec<String>,
+
+    /// Discovery: Azure cloud auto-join of the servers' Uniform scale set NAME, in the VM's own
+    /// resource group and subscription (from IMDS), authenticated by the VM's managed identity.
+    #[arg(long, value_name = "NAME")]
+    pub scale_set_name: Option<String>,
+
+    /// The resource group of --scale-set-name when it is not the VM's own.
+    #[arg(long, value_name = "RG", requires = "scale_set_name")]
+    pub scale_set_resource_group: Option<String>,
+
+    /// Discovery: Azure cloud auto-join by network-interface tag name.
+    #[arg(long, value_name = "KEY")]
+    pub cluster_tag_key: Option<String>,
+
+    /// The tag value for --cluster-tag-key [default: the value of that tag on this VM].
+    #[arg(long, value_name = "VALUE", requires = "cluster_tag_key")]
+    pub cluster_tag_value: Option<String>,
+
+    /// Discovery: through the Consul agent at HOST:PORT. With no discovery flag at all the
+    /// agent uses a local Consul agent at 127.0.0.1:8500, as the original script did.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub consul_address: Option<String>,
+
+    /// The gossip encryption key (base64 of 32 bytes) for servers. Prefer --gossip-key-file:
+    /// a command line is visible to every local user.
+    #[arg(long, value_name = "KEY")]
+    pub gossip_key: Option<String>,
+
+    /// Read the gossip encryption key from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub gossip_key_file: Option<PathBuf>,
+
+    /// CA certificate for Nomad's TLS (needs --tls-cert-file and --tls-key-file).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert_file", "tls_key_file"])]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// This agent's TLS certificate.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_key_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// This agent's TLS private key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_cert_file"])]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Enable Nomad's ACL system.
+    #[arg(long)]
+    pub acl: bool,
+
+    /// The client's node class.
+    #[arg(long, value_name = "CLASS")]
+    pub node_class: Option<String>,
+
+    /// Client node metadata, KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+
+    /// The datacenter [default: the VM's location].
+    #[arg(long, value_name = "DC")]
+    pub datacenter: Option<String>,
+
+    /// The region [default: the VM's location].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// The address to advertise [default: the first private IPv4 address of the VM's primary
+    /// network interface, from IMDS].
+    #[arg(long, value_name = "IP")]
+    pub advertise_addr: Option<std::net::IpAddr>,
+
+    /// Write every file under DIR instead of / (an image build or a test). Service commands
+    /// still act on this host: add --no-start when DIR is not the running system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Write the files but do not touch the service.
+    #[arg(long)]
+    pub no_start: bool,
+
+    /// Print each file that would be written and each command that would run; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The systemctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RUN_NOMAD_SYSTEMCTL",
+        default_value = "systemctl"
+    )]
+    pub systemctl: PathBuf,
+
+    /// The supervisorctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RUN_NOMAD_SUPERVISORCTL",
+        default_value = "supervisorctl"
+    )]
+    pub supervisorctl: PathBuf,
+
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_cluster_deploy_command_lines_parse() {
+        let server = Cli::try_parse_from([
+            "run-nomad",
+            "--server",
+            "--num-servers",
+            "3",
+            "--scale-set-name",
+            "prod-servers",
+            "--gossip-key-file",
+            "/opt/nomad/config/gossip.key",
+            "--tls-ca-file",
+            "/opt/nomad/tls/ca.pem",
+            "--tls-cert-file",
+            "/opt/nomad/tls/server.pem",
+            "--tls-key-file",
+            "/opt/nomad/tls/server-key.pem",
+            "--acl",
+            "--node-class",
+            "web",
+            "--datacenter",
+            "dc1",
+            "--region",
+            "global",
+        ])
+        .unwrap();
+        assert!(server.server && !server.client);
+        assert_eq!(server.num_servers, Some(3));
+        assert_eq!(server.scale_set_name.as_deref(), Some("prod-servers"));
+        assert_eq!(server.imds_endpoint, "http://169.254.169.254");
+        assert_eq!(server.imds_timeout, 300);
+        assert_eq!(server.init, InitSystem::Systemd);
+        assert_eq!(server.root, PathBuf::from("/"));
+
+        let client =
+            Cli::try_parse_from(["run-nomad", "--client", "--scale-set-name", "prod-servers"])
+                .unwrap();
+        assert!(client.client && !client.server);
+    }
+
+    #[test]
+    fn a_role_is_required() {
+        let err = Cli::try_parse_from(["run-nomad", "--num-servers", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--server"), "{err}");
+    }
+
+    #[test]
+    fn discovery_modes_exclude_each_other() {
+        let err = Cli::try_parse_from([
+            "run-nomad",
+            "--client",
+            "--retry-join",
+            "10.0.0.4",
+            "--scale-set-name",
+            "s",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_come_together() {
+        let err =
+            Cli::try_parse_from(["run-nomad", "--client", "--tls-ca-file", "/ca.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-cert-file"), "{err}");
+    }
+
+    #[test]
+    fn repeatable_flags_collect_in_order() {
+        let cli = Cli::try_parse_from([
+            "run-nomad",
+            "--client",
+            "--meta",
+            "a=1",
+            "--meta",
+            "b=2",
+            "--environment",
+            "X=1",
+            "--retry-join",
+            "10.0.0.4",
+            "--retry-join",
+            "10.0.0.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.meta, ["a=1", "b=2"]);
+        assert_eq!(cli.environment, ["X=1"]);
+        assert_eq!(cli.retry_join, ["10.0.0.4", "10.0.0.5"]);
+    }
 }

@@ -1,0 +1,391 @@
+//! Writing the rendered files under the root, as one transaction: every target directory is
+//! checked before the first write, each file is replaced atomically (temporary file, fsync,
+//! rename: [`support::files::write_atomic`]), and if a later file fails the earlier ones are
+//! put back as they were. A file whose content, mode and owner are already right is left alone,
+//! and the outcome says which files changed, so the service step can leave a running agent be.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use support::files::{under_root, write_atomic, FileSpec, Ownership, WriteError};
+
+use crate::render::{FileKind, RenderedFile};
+
+/// A write that could not be done; nothing is left half-written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot write {path}: its directory {dir} does not exist", path = path.display(), dir = dir.display())]
+    MissingDirectory { path: PathBuf, dir: PathBuf },
+    #[error("failed to read the current {path}: {source}", path = path.display())]
+    ReadExisting {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("{error}; restoring the files written before it also failed: {rollback}")]
+    RollbackFailed {
+        error: Box<ApplyError>,
+        rollback: String,
+    },
+}
+
+/// What one file on disk looked like before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Previous {
+    contents: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// One file of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub file: RenderedFile,
+    /// Where it is written: the production path under the root.
+    pub target: PathBuf,
+    previous: Option<Previous>,
+}
+
+impl Planned {
+    /// The content differs from what is there (or nothing is there).
+    pub fn content_changed(&self) -> bool {
+        self.previous
+            .as_ref()
+            .is_none_or(|p| p.contents != self.file.contents.as_bytes())
+    }
+
+    /// Content, mode or owner differ: the file has to be (re)written.
+    pub fn needs_write(&self) -> bool {
+        match &self.previous {
+            None => true,
+            Some(p) => {
+                p.contents != self.file.contents.as_bytes()
+                    || p.mode != self.file.mode
+                    || (p.uid, p.gid) != (self.file.uid, self.file.gid)
+            }
+        }
+    }
+}
+
+/// What was done to each file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub kind: FileKind,
+    pub target: PathBuf,
+    /// The content changed (a new file counts as changed).
+    pub changed: bool,
+}
+
+/// Whether any file of a kind changed.
+pub fn changed(outcomes: &[Outcome], kind: FileKind) -> bool {
+    outcomes.iter().any(|o| o.kind == kind && o.changed)
+}
+
+/// Looks at the targets without writing: every directory must exist.
+pub fn plan(files: &[RenderedFile], root: &Path) -> Result<Vec<Planned>, ApplyError> {
+    files
+        .iter()
+        .map(|file| {
+            let target = under_root(root, &file.path);
+            let dir = support::files::parent_dir(&target).to_path_buf();
+            if !dir.is_dir() {
+                return Err(ApplyError::MissingDirectory { path: target, dir });
+            }
+            let previous = read_previous(&target)?;
+            Ok(Planned {
+                file: file.clone(),
+                target,
+                previous,
+            })
+        })
+        .collect()
+}
+
+fn read_previous(target: &Path) -> Result<Option<Previous>, ApplyError> {
+    let meta = match fs::symlink_metadata(target) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ApplyError::ReadExisting {
+                path: target.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if !meta.is_file() {
+        // A symlink or anything else is replaced by our regular file; nothing to compare.
+        return Ok(None);
+    }
+    let contents = fs::read(target).map_err(|source| ApplyError::ReadExisting {
+        path: target.to_path_buf(),
+        source,
+    })?;
+    Ok(Some(Previous {
+        contents,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
+}
+
+fn spec(mode: u32, uid: u32, gid: u32) -> FileSpec {
+    FileSpec::owned(mode, Ownership::new(uid, gid))
+}
+
+/// Writes the plan. On failure the files already written are restored (or removed when they
+/// did not exist), so the system is as it was.
+pub fn apply(plan: &[Planned]) -> Result<Vec<Outcome>, ApplyError> {
+    let mut done: Vec<&Planned> = Vec::new();
+    for planned in plan {
+        if !planned.needs_write() {
+            tracing::info!("{} is up to date", planned.target.display());
+            continue;
+        }
+        let file = &planned.file;
+        let result = write_atomic(
+            &planned.target,
+            file.contents.as_bytes(),
+            spec(file.mode, file.uid, file.gid),
+        );
+        if let Err(error) = result {
+            let error = ApplyError::Write(error);
+            return Err(match roll_back(&done) {
+                Ok(()) => error,
+                Err(rollback) => ApplyError::RollbackFailed {
+                    error: Box::new(error),
+                    rollback,
+                },
+            });
+        }
+        tracing::info!(
+            "wrote {} ({:o}, {}:{})",
+            planned.target.display(),
+            file.mode,
+            file.uid,
+            file.gid
+        );
+        done.push(planned);
+    }
+    Ok(plan
+        .iter()
+        .map(|p| Outcome {
+            kind: p.file.kind,
+            target: p.target.clone(),
+            changed: p.content_changed(),
+        })
+        .collect())
+}
+
+fn roll_back(done: &[&Planned]) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for planned in done.iter().rev() {
+        let result = match &planned.previous {
+            Some(p) => write_atomic(&planned.target, &p.contents, spec(p.mode, p.uid, p.gid))
+                .map_err(|e| e.to_string()),
+            None => fs::remove_file(&planned.target)
+                .map_err(|e| format!("removing {}: {e}", planned.target.display())),
+        };
+        match result {
+            Ok(()) => tracing::warn!("restored {}", planned.target.display()),
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The `--dry-run` report of the plan: each file with its target, mode, owner and whether it
+/// would change, then its content (`shown` is the redacted rendering of the same files).
+pub fn describe(plan: &[Planned], shown: &[RenderedFile]) -> String {
+    let mut out = String::new();
+    for (planned, display) in plan.iter().zip(shown) {
+        let state = if !planned.needs_write() {
+            "unchanged"
+        } else if planned.previous.is_none() {
+            "new"
+        } else if planned.content_changed() {
+            "changed"
+        } else {
+            "mode or owner changed"
+        };
+        out.push_str(&format!(
+            "would write {} (mode {:04o}, owner {}:{}, {state}):\n",
+            planned.target.display(),
+            planned.file.mode,
+            planned.file.uid,
+            planned.file.gid
+        ));
+        for line in display.contents.lines() {
+            out.push_str("    ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn me() -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }
+
+    fn file(kind: FileKind, path: &str, contents: &str) -> RenderedFile {
+        let (uid, gid) = me();
+        RenderedFile {
+            kind,
+            path: PathBuf::from(path),
+            contents: contents.to_string(),
+            mode: 0o640,
+            uid,
+            gid,
+        }
+    }
+
+    fn root_with(dirs: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for d in dirs {
+            fs::create_dir_all(under_root(root.path(), Path::new(d))).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn writes_under_the_root_with_mode_and_reports_changes() {
+        let root = root_with(&["/opt/nomad/config", "/etc/systemd/system"]);
+        let files = [
+            file(
+                FileKind::AgentConfig,
+                "/opt/nomad/config/default.hcl",
+                "a = 1\n",
+            ),
+            file(
+                FileKind::SystemdUnit,
+                "/etc/systemd/system/nomad.service",
+                "[Unit]\n",
+            ),
+        ];
+        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        assert!(outcomes.iter().all(|o| o.changed));
+        let hcl = root.path().join("opt/nomad/config/default.hcl");
+        assert_eq!(fs::read_to_string(&hcl).unwrap(), "a = 1\n");
+        assert_eq!(
+            fs::metadata(&hcl).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+
+        // Same files again: nothing changes, nothing is rewritten.
+        let before = fs::metadata(&hcl).unwrap().ino();
+        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        assert!(outcomes.iter().all(|o| !o.changed));
+        assert_eq!(fs::metadata(&hcl).unwrap().ino(), before);
+
+        // One file changes: only it is reported.
+        let mut files = files.to_vec();
+        files[0].contents = "a = 2\n".into();
+        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        assert!(changed(&outcomes, FileKind::AgentConfig));
+        assert!(!changed(&outcomes, FileKind::SystemdUnit));
+    }
+
+    #[test]
+    fn a_wrong_mode_is_fixed_without_counting_as_a_change() {
+        let root = root_with(&["/c"]);
+        let files = [file(FileKind::AgentConfig, "/c/default.hcl", "x\n")];
+        apply(&plan(&files, root.path()).unwrap()).unwrap();
+        let path = root.path().join("c/default.hcl");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let planned = plan(&files, root.path()).unwrap();
+        assert!(planned[0].needs_write() && !planned[0].content_changed());
+        let outcomes = apply(&planned).unwrap();
+        assert!(!outcomes[0].changed);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_found_before_anything_is_written() {
+        let root = root_with(&["/opt/nomad/config"]);
+        let files = [
+            file(
+                FileKind::AgentConfig,
+                "/opt/nomad/config/default.hcl",
+                "a = 1\n",
+            ),
+            file(
+                FileKind::SystemdUnit,
+                "/etc/systemd/system/nomad.service",
+                "[Unit]\n",
+            ),
+        ];
+        let err = plan(&files, root.path()).unwrap_err();
+        assert!(err.to_string().contains("etc/systemd/system"), "{err}");
+        assert!(!root.path().join("opt/nomad/config/default.hcl").exists());
+    }
+
+    #[test]
+    fn a_failed_write_restores_the_files_written_before_it() {
+        let root = root_with(&["/c", "/u"]);
+        let hcl = root.path().join("c/default.hcl");
+        fs::write(&hcl, "old\n").unwrap();
+        fs::set_permissions(&hcl, fs::Permissions::from_mode(0o640)).unwrap();
+        let files = [
+            file(FileKind::AgentConfig, "/c/default.hcl", "new\n"),
+            file(FileKind::SystemdUnit, "/u/nomad.service", "[Unit]\n"),
+        ];
+        let planned = plan(&files, root.path()).unwrap();
+        // The directory of the second file disappears between planning and writing.
+        fs::remove_dir_all(root.path().join("u")).unwrap();
+        let err = apply(&planned).unwrap_err();
+        assert!(err.to_string().contains("nomad.service"), "{err}");
+        assert_eq!(fs::read_to_string(&hcl).unwrap(), "old\n");
+        let names: Vec<_> = fs::read_dir(root.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("default.hcl")]);
+    }
+
+    #[test]
+    fn a_new_file_is_removed_again_when_a_later_one_fails() {
+        let root = root_with(&["/c", "/u"]);
+        let files = [
+            file(FileKind::AgentConfig, "/c/default.hcl", "new\n"),
+            file(FileKind::SystemdUnit, "/u/nomad.service", "[Unit]\n"),
+        ];
+        let planned = plan(&files, root.path()).unwrap();
+        fs::remove_dir_all(root.path().join("u")).unwrap();
+        apply(&planned).unwrap_err();
+        assert!(!root.path().join("c/default.hcl").exists());
+    }
+
+    #[test]
+    fn describe_lists_each_file_and_its_state() {
+        let root = root_with(&["/c"]);
+        let files = [file(
+            FileKind::AgentConfig,
+            "/c/default.hcl",
+            "a = 1\nb = 2\n",
+        )];
+        let planned = plan(&files, root.path()).unwrap();
+        let text = describe(&planned, &files);
+        assert!(text.contains("default.hcl (mode 0640"), "{text}");
+        assert!(text.contains(", new):\n    a = 1\n    b = 2\n"), "{text}");
+        assert!(!root.path().join("c/default.hcl").exists());
+    }
+}

@@ -1,0 +1,481 @@
+//! The files run-nomad writes, as pure functions from [`Settings`] to text: the agent
+//! configuration (`default.hcl`), the systemd unit and the supervisor program.
+//!
+//! Templates (`run-nomad/templates/`) get a typed context; every value in them passes through
+//! exactly one escaping filter for its language ([`escape`]): `hcl` in the agent configuration,
+//! `unit_*` in the unit, `supervisor_*` in the program. A test checks that no template prints a
+//! value any other way.
+
+pub mod escape;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde_json::Value;
+use tera::Tera;
+
+use crate::cli::InitSystem;
+use crate::settings::{Agent, Secret, Settings, SettingsError};
+
+/// Where the systemd unit goes (the AWS sibling's path).
+pub const SYSTEMD_UNIT_PATH: &str = "/etc/systemd/system/nomad.service";
+/// Where the supervisor program goes (the original script's path).
+pub const SUPERVISOR_PROGRAM_PATH: &str = "/etc/supervisor/conf.d/run-nomad.conf";
+
+/// The templates, by name.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("agent.hcl", include_str!("../templates/agent.hcl.tera")),
+    (
+        "nomad.service",
+        include_str!("../templates/nomad.service.tera"),
+    ),
+    (
+        "supervisor.conf",
+        include_str!("../templates/supervisor.conf.tera"),
+    ),
+];
+
+/// What a rendered file is, for the apply and service steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    AgentConfig,
+    SystemdUnit,
+    SupervisorProgram,
+}
+
+/// A file to write: its production path, content, mode and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub kind: FileKind,
+    pub path: PathBuf,
+    pub contents: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A template failed: a value the target language cannot carry, or a bug in a template.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to render {template}: {message}")]
+pub struct RenderError {
+    pub template: &'static str,
+    pub message: String,
+}
+
+fn tera() -> &'static Tera {
+    static TERA: OnceLock<Tera> = OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut tera = Tera::default();
+        // Our filters produce complete literals; no HTML escaping on top.
+        tera.autoescape_on(Vec::new());
+        tera.add_raw_templates(TEMPLATES.iter().copied())
+            .expect("the built-in templates parse");
+        tera.register_filter("hcl", hcl_filter);
+        tera.register_filter("unit_value", string_filter(escape::unit_value));
+        tera.register_filter("unit_environment", string_filter(escape::unit_environment));
+        tera.register_filter("unit_exec", unit_exec_filter);
+        tera.register_filter("supervisor_value", string_filter(escape::supervisor_value));
+        tera.register_filter("supervisor_command", supervisor_command_filter);
+        tera.register_filter("supervisor_environment", supervisor_environment_filter);
+        tera
+    })
+}
+
+type FilterResult = tera::Result<Value>;
+
+/// `hcl`: strings become quoted HCL1 literals, numbers and booleans stay bare; anything else is
+/// a template bug.
+fn hcl_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
+    match value {
+        Value::String(s) => Ok(Value::String(escape::hcl_string(s))),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Ok(Value::String(n.to_string())),
+        Value::Bool(b) => Ok(Value::String(b.to_string())),
+        other => Err(tera::Error::msg(format!(
+            "the hcl filter takes a string, an integer or a boolean, not {other}"
+        ))),
+    }
+}
+
+fn as_str(value: &Value) -> tera::Result<&str> {
+    value
+        .as_str()
+        .ok_or_else(|| tera::Error::msg(format!("expected a string, got {value}")))
+}
+
+fn as_words(value: &Value) -> tera::Result<Vec<&str>> {
+    value
+        .as_array()
+        .ok_or_else(|| tera::Error::msg(format!("expected a list of words, got {value}")))?
+        .iter()
+        .map(as_str)
+        .collect()
+}
+
+fn string_filter(
+    escape: fn(&str) -> Result<String, escape::Unrepresentable>,
+) -> impl Fn(&Value, &HashMap<String, Value>) -> FilterResult + Sync + Send {
+    move |value, _| {
+        escape(as_str(value)?)
+            .map(Value::String)
+            .map_err(|e| tera::Error::msg(e.0))
+    }
+}
+
+fn unit_exec_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
+    let words = as_words(value)?
+        .into_iter()
+        .map(escape::unit_exec_word)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tera::Error::msg(e.0))?;
+    Ok(Value::String(words.join(" ")))
+}
+
+fn supervisor_command_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
+    escape::supervisor_command(as_words(value)?)
+        .map(Value::String)
+        .map_err(|e| tera::Error::msg(e.0))
+}
+
+fn supervisor_environment_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
+    let pairs = value
+        .as_array()
+        .ok_or_else(|| tera::Error::msg("expected a list of [key, value] pairs"))?;
+    let mut entries = Vec::new();
+    for pair in pairs {
+        let words = as_words(pair)?;
+        let [key, val] = words.as_slice() else {
+            return Err(tera::Error::msg("expected [key, value]"));
+        };
+        entries.push(escape::supervisor_environment(key, val).map_err(|e| tera::Error::msg(e.0))?);
+    }
+    Ok(Value::String(entries.join(",")))
+}
+
+fn render(template: &'static str, context: &impl Serialize) -> Result<String, RenderError> {
+    let fail = |e: tera::Error| {
+        // tera's own message is "Failed to render ..."; the cause is the useful part.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message = cause.to_string();
+            source = cause.source();
+        }
+        RenderError { template, message }
+    };
+    let context = tera::Context::from_serialize(context).map_err(fail)?;
+    tera().render(template, &context).map_err(fail)
+}
+
+fn path_text(path: &Path) -> String {
+    // Settings only holds UTF-8 paths (checked there); lossy is never lossy here.
+    path.to_string_lossy().into_owned()
+}
+
+#[derive(Serialize)]
+struct AgentContext {
+    datacenter: String,
+    region: String,
+    name: String,
+    bind_addr: &'static str,
+    advertise: String,
+    server: Option<ServerContext>,
+    client: Option<ClientContext>,
+    retry_join: Vec<String>,
+    consul_address: Option<String>,
+    tls: Option<TlsContext>,
+    acl: bool,
+}
+
+#[derive(Serialize)]
+struct ServerContext {
+    bootstrap_expect: u32,
+    min_quorum: u32,
+    encrypt: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClientContext {
+    node_class: Option<String>,
+    meta: Vec<MetaEntry>,
+}
+
+#[derive(Serialize)]
+struct MetaEntry {
+    key: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct TlsContext {
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+}
+
+/// `default.hcl` for an agent.
+pub fn agent_config(agent: &Agent) -> Result<String, RenderError> {
+    let context = AgentContext {
+        datacenter: agent.datacenter.clone(),
+        region: agent.region.clone(),
+        name: agent.name.clone(),
+        bind_addr: "0.0.0.0",
+        advertise: agent.advertise.to_string(),
+        server: agent.server.as_ref().map(|s| ServerContext {
+            bootstrap_expect: s.num_servers,
+            min_quorum: s.num_servers,
+            encrypt: s.gossip_key.as_ref().map(|k| k.expose().to_string()),
+        }),
+        client: agent.client.as_ref().map(|c| ClientContext {
+            node_class: c.node_class.clone(),
+            meta: c
+                .meta
+                .iter()
+                .map(|(key, value)| MetaEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }),
+        retry_join: agent.discovery.retry_join(),
+        consul_address: agent.discovery.consul_address().map(str::to_string),
+        tls: agent.tls.as_ref().map(|t| TlsContext {
+            ca_file: path_text(&t.ca_file),
+            cert_file: path_text(&t.cert_file),
+            key_file: path_text(&t.key_file),
+        }),
+        acl: agent.acl,
+    };
+    render("agent.hcl", &context)
+}
+
+/// The agent's command line, shared by the unit and the program: the original's
+/// `nomad agent -config <config dir> -data-dir <data dir>`.
+pub fn agent_command(settings: &Settings) -> Vec<String> {
+    vec![
+        path_text(&settings.layout.nomad_binary()),
+        "agent".to_string(),
+        "-config".to_string(),
+        path_text(&settings.layout.config_dir),
+        "-data-dir".to_string(),
+        path_text(&settings.layout.data_dir),
+    ]
+}
+
+#[derive(Serialize)]
+struct UnitContext {
+    config_file: Option<String>,
+    service_type: &'static str,
+    user: String,
+    group: String,
+    environment_file: String,
+    environment: Vec<String>,
+    exec_start: Vec<String>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+/// `Type=notify` when the installed Nomad notifies systemd (1.8 and later), else `Type=exec`,
+/// which still fails the start when the binary cannot be executed.
+pub fn service_type(settings: &Settings) -> &'static str {
+    match settings.service.nomad_version {
+        Some(v) if v.supports_sd_notify() => "notify",
+        _ => "exec",
+    }
+}
+
+/// The systemd unit.
+pub fn systemd_unit(settings: &Settings) -> Result<String, RenderError> {
+    let service = &settings.service;
+    let context = UnitContext {
+        config_file: service
+            .writes_config
+            .then(|| path_text(&settings.layout.config_file())),
+        service_type: service_type(settings),
+        user: service.user.name.clone(),
+        group: service.group.name.clone(),
+        environment_file: path_text(&settings.layout.environment_file()),
+        environment: service
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        exec_start: agent_command(settings),
+        stdout: service.stdout.clone(),
+        stderr: service.stderr.clone(),
+    };
+    render("nomad.service", &context)
+}
+
+#[derive(Serialize)]
+struct ProgramContext {
+    command: Vec<String>,
+    stdout_logfile: String,
+    stderr_logfile: String,
+    user: String,
+    environment: Vec<[String; 2]>,
+}
+
+/// The supervisor program, with the original's log file names.
+pub fn supervisor_program(settings: &Settings) -> Result<String, RenderError> {
+    let context = ProgramContext {
+        command: agent_command(settings),
+        stdout_logfile: path_text(&settings.layout.log_dir.join("nomad-stdout.log")),
+        stderr_logfile: path_text(&settings.layout.log_dir.join("nomad-error.log")),
+        user: settings.service.user.name.clone(),
+        environment: settings
+            .service
+            .environment
+            .iter()
+            .map(|(k, v)| [k.clone(), v.clone()])
+            .collect(),
+    };
+    render("supervisor.conf", &context)
+}
+
+/// Every file for these settings, in the order they are written (the agent configuration
+/// first, the service definition last).
+pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
+    let mut files = Vec::new();
+    if let Some(agent) = &settings.agent {
+        files.push(RenderedFile {
+            kind: FileKind::AgentConfig,
+            path: settings.layout.config_file(),
+            contents: agent_config(agent)?,
+            // It may hold the gossip key: root writes it, only the agent's group reads it.
+            mode: 0o640,
+            uid: 0,
+            gid: settings.config_group.id,
+        });
+    }
+    files.push(match settings.service.init {
+        InitSystem::Systemd => RenderedFile {
+            kind: FileKind::SystemdUnit,
+            path: PathBuf::from(SYSTEMD_UNIT_PATH),
+            contents: systemd_unit(settings)?,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
+        InitSystem::Supervisor => RenderedFile {
+            kind: FileKind::SupervisorProgram,
+            path: PathBuf::from(SUPERVISOR_PROGRAM_PATH),
+            contents: supervisor_program(settings)?,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
+    });
+    Ok(files)
+}
+
+/// The same files with the gossip key replaced, for `--dry-run` output.
+pub fn files_for_display(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
+    let mut shown = settings.clone();
+    if let Some(server) = shown.agent.as_mut().and_then(|a| a.server.as_mut()) {
+        if server.gossip_key.is_some() {
+            server.gossip_key = Some(Secret::new("<redacted>".to_string()));
+        }
+    }
+    files(&shown)
+}
+
+/// Checks that every value can be written into the service definition, naming the flag when
+/// one cannot (supervisor in particular cannot carry every string).
+pub fn check_representable(settings: &Settings) -> Result<(), SettingsError> {
+    let reject = |flag: &str, value: &str, e: escape::Unrepresentable| SettingsError::Invalid {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        reason: format!("{e} (--init {})", init_name(settings.service.init)),
+    };
+    let layout = &settings.layout;
+    let dirs = [
+        ("--config-dir", &layout.config_dir),
+        ("--data-dir", &layout.data_dir),
+        ("--bin-dir", &layout.bin_dir),
+        ("--log-dir", &layout.log_dir),
+    ];
+    match settings.service.init {
+        InitSystem::Systemd => {
+            for (flag, dir) in dirs {
+                let text = path_text(dir);
+                escape::unit_value(&text).map_err(|e| reject(flag, &text, e))?;
+            }
+            for (key, value) in &settings.service.environment {
+                let item = format!("{key}={value}");
+                escape::unit_environment(&item).map_err(|e| reject("--environment", &item, e))?;
+            }
+        }
+        InitSystem::Supervisor => {
+            for (flag, dir) in dirs {
+                let text = path_text(dir);
+                escape::supervisor_value(&text).map_err(|e| reject(flag, &text, e))?;
+            }
+            for (key, value) in &settings.service.environment {
+                escape::supervisor_environment(key, value)
+                    .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_name(init: InitSystem) -> &'static str {
+    match init {
+        InitSystem::Systemd => "systemd",
+        InitSystem::Supervisor => "supervisor",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `{{ ... }}` in every template ends in one of its language's escaping filters.
+    #[test]
+    fn every_template_value_goes_through_an_escaping_filter() {
+        let allowed: &[(&str, &[&str])] = &[
+            ("agent.hcl", &["hcl"]),
+            (
+                "nomad.service",
+                &["unit_value", "unit_environment", "unit_exec"],
+            ),
+            (
+                "supervisor.conf",
+                &[
+                    "supervisor_value",
+                    "supervisor_command",
+                    "supervisor_environment",
+                ],
+            ),
+        ];
+        for (name, text) in TEMPLATES {
+            let filters = allowed.iter().find(|(n, _)| n == name).unwrap().1;
+            let mut rest = *text;
+            let mut count = 0;
+            while let Some(start) = rest.find("{{") {
+                let end = rest[start..].find("}}").expect("closed expression") + start;
+                let expression = rest[start + 2..end].trim();
+                let last = expression.rsplit('|').next().unwrap().trim();
+                assert!(
+                    expression.contains('|') && filters.contains(&last),
+                    "{name}: `{{{{ {expression} }}}}` must end with one of {filters:?}"
+                );
+                assert!(!expression.contains("safe"), "{name}: {expression}");
+                count += 1;
+                rest = &rest[end + 2..];
+            }
+            assert!(count > 0, "{name} prints no values?");
+        }
+    }
+
+    #[test]
+    fn the_hcl_filter_refuses_structures() {
+        assert!(hcl_filter(&serde_json::json!([1]), &HashMap::new()).is_err());
+        assert_eq!(
+            hcl_filter(&serde_json::json!(3), &HashMap::new()).unwrap(),
+            Value::String("3".into())
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Starting Nomad under systemd or supervisor through [`support::process`], and the one fact
+//! about the installed binary the unit needs (its version).
+//!
+//! What runs is planned by pure functions from two facts: which files changed and whether the
+//! agent is running. Unchanged files and a running agent mean nothing is touched; otherwise
+//! systemd gets `daemon-reload`, `enable`, `restart` (the AWS sibling's sequence) and
+//! supervisor gets `reread`, `update` (the original's), plus a `restart` when only the agent
+//! configuration changed (supervisor restarts a program itself only when its own section
+//! changed) or a `start` when it is not running.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::process::{self, CommandError};
+
+use crate::apply::{changed, Outcome};
+use crate::cli::InitSystem;
+use crate::render::FileKind;
+use crate::settings::{NomadVersion, Settings};
+
+/// The systemd unit name.
+pub const UNIT: &str = "nomad.service";
+/// The supervisor program name (the original's `[program:nomad]`).
+pub const PROGRAM: &str = "nomad";
+
+/// Which files changed, as the service step sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Changes {
+    pub agent_config: bool,
+    pub service_definition: bool,
+}
+
+impl Changes {
+    pub fn from_outcomes(outcomes: &[Outcome]) -> Self {
+        Self {
+            agent_config: changed(outcomes, FileKind::AgentConfig),
+            service_definition: changed(outcomes, FileKind::SystemdUnit)
+                || changed(outcomes, FileKind::SupervisorProgram),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.agent_config || self.service_definition
+    }
+}
+
+/// One command of the plan: the program's arguments (the program is systemctl or
+/// supervisorctl).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub args: Vec<&'static str>,
+    /// `supervisorctl start` answers "already started" with an error status when autostart won
+    /// the race; that is the state we want.
+    pub tolerate_already_started: bool,
+}
+
+fn step(args: &[&'static str]) -> Step {
+    Step {
+        args: args.to_vec(),
+        tolerate_already_started: false,
+    }
+}
+
+/// The systemd commands for these facts.
+pub fn systemd_plan(changes: Changes, running: bool) -> Vec<Step> {
+    if !changes.any() && running {
+        return Vec::new();
+    }
+    vec![
+        step(&["daemon-reload"]),
+        step(&["enable", UNIT]),
+        step(&["restart", UNIT]),
+    ]
+}
+
+/// The supervisorctl commands for these facts.
+pub fn supervisor_plan(changes: Changes, running: bool) -> Vec<Step> {
+    if !changes.any() && running {
+        return Vec::new();
+    }
+    let mut steps = vec![step(&["reread"]), step(&["update"])];
+    if !changes.service_definition {
+        if running {
+            // Only default.hcl changed: `update` leaves an unchanged program running.
+            steps.push(step(&["restart", PROGRAM]));
+        } else {
+            steps.push(Step {
+                args: vec!["start", PROGRAM],
+                tolerate_already_started: true,
+            });
+        }
+    }
+    steps
+}
+
+/// Runs the service commands.
+pub struct ServiceManager<'a> {
+    settings: &'a Settings,
+}
+
+impl<'a> ServiceManager<'a> {
+    pub fn new(settings: &'a Settings) -> Self {
+        Self { settings }
+    }
+
+    fn program(&self) -> &Path {
+        match self.settings.service.init {
+            InitSystem::Systemd => &self.settings.systemctl,
+            InitSystem::Supervisor => &self.settings.supervisorctl,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.program());
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Whether the agent is running now.
+    pub fn is_running(&self) -> Result<bool, CommandError> {
+        match self.settings.service.init {
+            InitSystem::Systemd => {
+                let mut cmd = self.command(&["is-active", "--quiet", UNIT]);
+                Ok(process::run_unchecked(&mut cmd)?.status.success())
+            }
+            InitSystem::Supervisor => {
+                // `status` exits 3 when the program is not running and 4 when it is unknown or
+                // supervisord is unreachable; the state word is what counts.
+                let mut cmd = self.command(&["status", PROGRAM]);
+                let output = process::run_unchecked(&mut cmd)?;
+                let state = supervisor_state(&String::from_utf8_lossy(&output.stdout));
+                Ok(matches!(state.as_deref(), Some("RUNNING" | "STARTING")))
+            }
+        }
+    }
+
+    /// The plan for these changes, asking the init system whether the agent runs.
+    pub fn plan(&self, changes: Changes) -> Result<Vec<Step>, CommandError> {
+        let running = self.is_running()?;
+        if running && !changes.any() {
+            tracing::info!("the files are unchanged and Nomad is running: leaving it be");
+        }
+        Ok(match self.settings.service.init {
+            InitSystem::Systemd => systemd_plan(changes, running),
+            InitSystem::Supervisor => supervisor_plan(changes, running),
+        })
+    }
+
+    /// The command line of a step, for logs and `--dry-run`.
+    pub fn describe(&self, step: &Step) -> String {
+        process::command_line(&self.command(&step.args))
+    }
+
+    /// Runs the steps in order; the first failure stops with the command's error.
+    pub fn run(&self, steps: &[Step]) -> Result<(), CommandError> {
+        for step in steps {
+            let mut cmd = self.command(&step.args);
+            tracing::info!("running {}", process::command_line(&cmd));
+            if step.tolerate_already_started {
+                let output = process::run_unchecked(&mut cmd)?;
+                let text = String::from_utf8_lossy(&output.stdout);
+                if output.status.success() || text.contains("already started") {
+                    continue;
+                }
+                return Err(CommandError::from_status(
+                    &cmd,
+                    output.status,
+                    &[output.stdout.as_slice(), output.stderr.as_slice()].concat(),
+                ));
+            }
+            process::run(&mut cmd)?;
+        }
+        Ok(())
+    }
+}
+
+/// The state word of `supervisorctl status <name>`: `nomad   RUNNING   pid 12, uptime ...`.
+pub fn supervisor_state(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == PROGRAM).then(|| words.next().map(str::to_string))
+        })
+        .flatten()
+}
+
+/// The installed Nomad's version, from `<binary> version`, or `None` when it cannot tell
+/// within a few seconds (the unit then uses `Type=exec`).
+pub fn installed_version(binary: &Path) -> Option<NomadVersion> {
+    let mut child = Command::new(binary)
+        .arg("version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!("{} version did not answer in time", binary.display());
+                return None;
+            }
+        }
+    }
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut stdout).ok()?;
+    let version = NomadVersion::parse(&stdout);
+    match version {
+        Some(v) => tracing::info!("{} is Nomad {v}", binary.display()),
+        None => tracing::warn!(
+            "could not tell the version of {}; the unit uses Type=exec",
+            binary.display()
+        ),
+    }
+    version
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONE: Changes = Changes {
+        agent_config: false,
+        service_definition: false,
+    };
+    const CONFIG: Changes = Changes {
+        agent_config: true,
+        service_definition: false,
+    };
+    const UNIT_CHANGED: Changes = Changes {
+        agent_config: false,
+        service_definition: true,
+    };
+
+    fn args(steps: &[Step]) -> Vec<Vec<&'static str>> {
+        steps.iter().map(|s| s.args.clone()).collect()
+    }
+
+    #[test]
+    fn systemd_leaves_a_running_agent_with_unchanged_files_alone() {
+        assert!(systemd_plan(NONE, true).is_empty());
+        let start = vec![
+            vec!["daemon-reload"],
+            vec!["enable", "nomad.service"],
+            vec!["restart", "nomad.service"],
+        ];
+        assert_eq!(args(&systemd_plan(NONE, false)), start);
+        assert_eq!(args(&systemd_plan(CONFIG, true)), start);
+        assert_eq!(args(&systemd_plan(UNIT_CHANGED, true)), start);
+    }
+
+    #[test]
+    fn supervisor_restarts_only_what_update_does_not() {
+        assert!(supervisor_plan(NONE, true).is_empty());
+        assert_eq!(
+            args(&supervisor_plan(UNIT_CHANGED, true)),
+            vec![vec!["reread"], vec!["update"]]
+        );
+        assert_eq!(
+            args(&supervisor_plan(CONFIG, true)),
+            vec![vec!["reread"], vec!["update"], vec!["restart", "nomad"]]
+        );
+        let plan = supervisor_plan(NONE, false);
+        assert_eq!(
+            args(&plan),
+            vec![vec!["reread"], vec!["update"], vec!["start", "nomad"]]
+        );
+        assert!(plan[2].tolerate_already_started);
+    }
+
+    #[test]
+    fn supervisor_status_lines_give_the_state() {
+        assert_eq!(
+            supervisor_state(
+                "nomad                            RUNNING   pid 4242, uptime 0:00:03\n"
+            )
+            .as_deref(),
+            Some("RUNNING")
+        );
+        assert_eq!(
+            supervisor_state("nomad                            FATAL     Exited too quickly\n")
+                .as_deref(),
+            Some("FATAL")
+        );
+        assert_eq!(supervisor_state("nomad: ERROR (no such process)\n"), None);
+        assert_eq!(
+            supervisor_state("unix:///var/run/supervisor.sock no such file\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_version_of_a_binary_that_prints_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("nomad");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Nomad v1.9.3'\necho 'BuildDate x'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let v = installed_version(&fake).unwrap();
+        assert_eq!(v.to_string(), "1.9.3");
+        assert_eq!(installed_version(&dir.path().join("missing")), None);
+    }
+}
