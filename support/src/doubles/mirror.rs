@@ -1,1 +1,1165 @@
-//! HashiCorp-style release mirror double: not written yet (owned by the install-nomad work).
+//! A HashiCorp-style release mirror on 127.0.0.1, laid out like `releases.hashicorp.com` (see
+//! `../shared/REFERENCE.md`, "HashiCorp releases"), plus the containernetworking CNI release
+//! layout. Every release is signed with an OpenPGP key generated for this mirror (Ed25519, fast
+//! to make in a debug build), so a test trusts it with `--public-key <mirror.public_key_file()>`.
+//!
+//! # API
+//!
+//! ```no_run
+//! use support::doubles::mirror::{Failure, Mirror, Tamper, UnsafeEntry, NOMAD_LATEST};
+//!
+//! let mirror = Mirror::start(); // the standard catalogue below
+//! let base = mirror.url(); // "http://127.0.0.1:PORT": pass it as --download-url
+//! let key = mirror.public_key_file(); // armored public key: pass it as --public-key
+//! let cni = mirror.cni_url(); // pass it as --cni-download-url
+//! let sha = mirror.cni_sha256("1.6.2", "amd64"); // pass it as --cni-sha256 (the tarball is fake)
+//! let tree = mirror.file_url(); // "file:///tmp/...": the same tree, for file:// mirrors
+//!
+//! // Content faults change the files (so file:// sees them too); they stay until the end.
+//! mirror.tamper("nomad", "1.10.0", Tamper::Archive);
+//! mirror.tamper("nomad", "1.9.7", Tamper::UnsafeArchive(UnsafeEntry::ParentDir));
+//! // Transport faults answer the next N requests for one path, then the file is served.
+//! let zip = Mirror::archive_path("nomad", NOMAD_LATEST, "amd64");
+//! mirror.fail(&zip, Failure::Status { code: 429, retry_after_secs: Some(1) }, 2);
+//! mirror.fail(&zip, Failure::DropMidBody, 1);
+//! mirror.set_range_support(false);
+//! let seen = mirror.requests(); // every request: method, path, Range header, status sent
+//! assert_eq!(mirror.binary("nomad", NOMAD_LATEST, "amd64"), std::fs::read("/opt/nomad/bin/nomad").unwrap());
+//! ```
+//!
+//! # Layout (the real site's, per version `<v>` of product `<p>`)
+//!
+//! - `/<p>/index.json`: `{"name", "versions": {"<v>": <version object>}}`, every version,
+//!   prereleases and `+ent` builds included.
+//! - `/<p>/<v>/index.json`: `{"name", "version", "shasums", "shasums_signature",
+//!   "shasums_signatures": [...], "builds": [{"name", "version", "os", "arch", "filename", "url"}]}`;
+//!   `url` points at this mirror.
+//! - `/<p>/<v>/<p>_<v>_linux_{amd64,arm64}.zip`: the binary `<p>` (mode 0755) and `LICENSE.txt`.
+//!   The binary is a POSIX shell script: `<p> version` prints `Nomad v<v>` (or `Consul v<v>`) and
+//!   build lines as the real one does, `<p> agent ...` runs until SIGINT/SIGTERM, anything else
+//!   prints its arguments and exits 0.
+//! - `/<p>/<v>/<p>_<v>_SHA256SUMS`: `<sha256>  <file>` lines, sorted, newline-terminated.
+//! - `/<p>/<v>/<p>_<v>_SHA256SUMS.<KEYID>.sig` and `..._SHA256SUMS.sig`: detached binary
+//!   signatures by the mirror key's signing subkey (`<KEYID>`: the last 8 hex digits of the
+//!   primary fingerprint, as `72D7468F` is HashiCorp's). [`Catalogue::signatures`] can leave one
+//!   of them out.
+//! - CNI, under [`CNI_PREFIX`] (so [`Mirror::cni_url`] stands in for
+//!   `https://github.com/containernetworking/plugins/releases/download`):
+//!   `/v<X>/cni-plugins-linux-<arch>-v<X>.tgz` with `.sha256` and `.sha512` files beside it. The
+//!   tarball holds `./`, a few plugins (shell scripts) and `./LICENSE`, `./README.md`.
+//!
+//! # HTTP behaviour
+//!
+//! `GET` and `HEAD`; one request per connection (`Connection: close`). `Range: bytes=N-` and
+//! `bytes=N-M` get 206 with `Content-Range` while range support is on (the default, announced by
+//! `Accept-Ranges: bytes`), 416 past the end; with range support off the header is ignored and the
+//! whole file is sent with 200. Unknown paths (and unknown versions) get 404.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pgp::composed::{
+    ArmorOptions, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
+    SubkeyParamsBuilder,
+};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::ser::Serialize as _;
+use pgp::types::{KeyDetails as _, Password};
+use serde_json::{json, Value};
+
+use crate::hash::sha256_hex;
+
+/// Nomad versions of the standard catalogue: stable releases, a prerelease and an enterprise
+/// build that are both newer than [`NOMAD_LATEST`] (so `latest` must skip them).
+pub const NOMAD_VERSIONS: &[&str] = &["1.9.7", "1.10.0", "1.10.5", "1.10.6+ent", "1.11.0-rc.1"];
+/// The newest stable Nomad of the standard catalogue (1.10.5 > 1.9.7: compare numerically).
+pub const NOMAD_LATEST: &str = "1.10.5";
+/// Consul versions of the standard catalogue.
+pub const CONSUL_VERSIONS: &[&str] = &["1.20.6", "1.21.4", "1.21.5+ent", "1.22.0-beta.1"];
+/// The newest stable Consul of the standard catalogue.
+pub const CONSUL_LATEST: &str = "1.21.4";
+/// CNI plugin versions of the standard catalogue (no leading `v`).
+pub const CNI_VERSIONS: &[&str] = &["1.6.2"];
+/// Architectures every release is built for.
+pub const ARCHES: &[&str] = &["amd64", "arm64"];
+/// Where the CNI layout lives on the mirror.
+pub const CNI_PREFIX: &str = "/containernetworking/plugins/releases/download";
+/// The plugins each fake CNI tarball carries.
+pub const CNI_PLUGINS: &[&str] = &["bridge", "firewall", "host-local", "loopback", "portmap"];
+
+/// Which signature files each release carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFiles {
+    /// `<sums>.<KEYID>.sig` and `<sums>.sig`, as current releases do.
+    Both,
+    /// Only `<sums>.<KEYID>.sig`.
+    KeyIdOnly,
+    /// Only `<sums>.sig`, as releases from before 2021 do.
+    PlainOnly,
+}
+
+/// What the mirror serves.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    /// `(product, version)` pairs, e.g. `("nomad", "1.10.5")`.
+    pub releases: Vec<(String, String)>,
+    /// CNI plugin versions without the leading `v`.
+    pub cni: Vec<String>,
+    pub signatures: SignatureFiles,
+}
+
+impl Default for Catalogue {
+    /// Nomad [`NOMAD_VERSIONS`], Consul [`CONSUL_VERSIONS`], CNI [`CNI_VERSIONS`], both
+    /// signature files.
+    fn default() -> Self {
+        let mut releases = Vec::new();
+        for v in NOMAD_VERSIONS {
+            releases.push(("nomad".to_string(), v.to_string()));
+        }
+        for v in CONSUL_VERSIONS {
+            releases.push(("consul".to_string(), v.to_string()));
+        }
+        Self {
+            releases,
+            cni: CNI_VERSIONS.iter().map(|v| v.to_string()).collect(),
+            signatures: SignatureFiles::Both,
+        }
+    }
+}
+
+/// A change to a release's files, made on disk so HTTP and `file://` both see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tamper {
+    /// One byte of both zips flipped after the sums were signed.
+    Archive,
+    /// One byte of the SHA256SUMS file changed after it was signed.
+    Sums,
+    /// SHA256SUMS re-signed (both signature files) by another key the test does not trust.
+    OtherKeySignature,
+    /// Both zips rebuilt with an unsafe entry; sums and signatures are redone to match, so only
+    /// the archive checks can catch it.
+    UnsafeArchive(UnsafeEntry),
+}
+
+/// The unsafe entry of [`Tamper::UnsafeArchive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeEntry {
+    /// An extra entry `../escaped.txt`.
+    ParentDir,
+    /// An extra entry `/tmp/escaped.txt`.
+    AbsolutePath,
+    /// The binary entry itself is a symlink to `/bin/sh`.
+    Symlink,
+}
+
+/// A transport fault for the next requests of one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Answer with this status (429, 500, 503...) and a short body, with `Retry-After` if given.
+    Status {
+        code: u16,
+        retry_after_secs: Option<u64>,
+    },
+    /// Serve the first half of the file as if it were all of it (a consistent, short body, as a
+    /// half-synced mirror would).
+    Truncate,
+    /// Announce the full `Content-Length`, send half the body, then close the connection.
+    DropMidBody,
+}
+
+/// One request the mirror received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The status the mirror answered with.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+struct PathFailure {
+    path: String,
+    failure: Failure,
+    remaining: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: Vec<PathFailure>,
+    requests: Vec<Request>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tree: PathBuf,
+    ranges: AtomicBool,
+    stop: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The running mirror; it stops and its files are removed when it is dropped.
+pub struct Mirror {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    key: SignedSecretKey,
+    catalogue: Catalogue,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("url", &self.url())
+            .field("tree", &self.shared.tree)
+            .finish()
+    }
+}
+
+impl Mirror {
+    /// Starts a mirror serving the standard [`Catalogue`].
+    pub fn start() -> Self {
+        Self::start_with(Catalogue::default())
+    }
+
+    /// Starts a mirror serving `catalogue`. Panics on set-up failure (this is test set-up).
+    pub fn start_with(catalogue: Catalogue) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory for the mirror");
+        let tree = dir.path().join("tree");
+        fs::create_dir(&tree).expect("mirror tree directory");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("mirror address");
+        let key = generate_key("Test Release Mirror <mirror@example.invalid>");
+        let shared = Arc::new(Shared {
+            tree,
+            ranges: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        });
+        let mut mirror = Mirror {
+            dir,
+            addr,
+            shared: shared.clone(),
+            key,
+            catalogue,
+            thread: None,
+        };
+        fs::write(
+            mirror.public_key_file(),
+            mirror
+                .key
+                .to_public_key()
+                .to_armored_string(ArmorOptions::default())
+                .expect("armoring the mirror key"),
+        )
+        .expect("writing the mirror public key");
+        mirror.build_tree();
+        mirror.thread = Some(std::thread::spawn(move || serve(listener, shared)));
+        mirror
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--download-url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The CNI release base, for `--cni-download-url`.
+    pub fn cni_url(&self) -> String {
+        format!("{}{CNI_PREFIX}", self.url())
+    }
+
+    /// The directory holding the same tree the server serves.
+    pub fn tree(&self) -> &Path {
+        &self.shared.tree
+    }
+
+    /// `file://` URL of [`Mirror::tree`], for `--download-url`.
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.shared.tree.display())
+    }
+
+    /// `file://` URL of the CNI layout inside [`Mirror::tree`], for `--cni-download-url`.
+    pub fn cni_file_url(&self) -> String {
+        format!("{}{CNI_PREFIX}", self.file_url())
+    }
+
+    /// The armored public key (primary + signing subkey) that signs every release.
+    pub fn public_key_file(&self) -> PathBuf {
+        self.dir.path().join("mirror-key.asc")
+    }
+
+    /// Upper-case hex fingerprint of the key's primary.
+    pub fn fingerprint(&self) -> String {
+        hex_upper(self.key.fingerprint().as_bytes())
+    }
+
+    /// The key id suffix of the `.<KEYID>.sig` file names: the fingerprint's last 8 hex digits.
+    pub fn key_id_suffix(&self) -> String {
+        let fp = self.fingerprint();
+        fp[fp.len() - 8..].to_string()
+    }
+
+    /// `/<p>/<v>/<p>_<v>_linux_<arch>.zip`
+    pub fn archive_path(product: &str, version: &str, arch: &str) -> String {
+        format!("/{product}/{version}/{product}_{version}_linux_{arch}.zip")
+    }
+
+    /// `/<p>/<v>/<p>_<v>_SHA256SUMS`
+    pub fn sums_path(product: &str, version: &str) -> String {
+        format!("/{product}/{version}/{product}_{version}_SHA256SUMS")
+    }
+
+    /// The CNI tarball's path on the mirror (under [`CNI_PREFIX`]).
+    pub fn cni_archive_path(version: &str, arch: &str) -> String {
+        format!("{CNI_PREFIX}/v{version}/cni-plugins-linux-{arch}-v{version}.tgz")
+    }
+
+    /// The stand-in binary inside a release's zip, byte for byte.
+    pub fn binary(&self, product: &str, version: &str, arch: &str) -> Vec<u8> {
+        fake_binary(product, version, arch).into_bytes()
+    }
+
+    /// The stand-in CNI plugin `name`, byte for byte.
+    pub fn cni_plugin(&self, name: &str, version: &str, arch: &str) -> Vec<u8> {
+        fake_cni_plugin(name, version, arch).into_bytes()
+    }
+
+    /// SHA-256 (hex) of a release zip as currently on the mirror.
+    pub fn archive_sha256(&self, product: &str, version: &str, arch: &str) -> String {
+        self.file_sha256(&Self::archive_path(product, version, arch))
+    }
+
+    /// SHA-256 (hex) of a CNI tarball as currently on the mirror.
+    pub fn cni_sha256(&self, version: &str, arch: &str) -> String {
+        self.file_sha256(&Self::cni_archive_path(version, arch))
+    }
+
+    fn file_sha256(&self, path: &str) -> String {
+        let local = self.local(path);
+        sha256_hex(&fs::read(&local).unwrap_or_else(|e| panic!("{}: {e}", local.display())))
+    }
+
+    /// Changes a release's files on disk; see [`Tamper`].
+    pub fn tamper(&self, product: &str, version: &str, tamper: Tamper) {
+        let sums = self.local(&Self::sums_path(product, version));
+        match tamper {
+            Tamper::Archive => {
+                for arch in ARCHES {
+                    flip_byte(&self.local(&Self::archive_path(product, version, arch)));
+                }
+            }
+            Tamper::Sums => {
+                // Change one hex digit of the first line: still a well-formed file.
+                let mut bytes = fs::read(&sums).expect("reading sums");
+                bytes[0] = if bytes[0] == b'0' { b'1' } else { b'0' };
+                fs::write(&sums, bytes).expect("writing sums");
+            }
+            Tamper::OtherKeySignature => {
+                let other = other_key();
+                let bytes = fs::read(&sums).expect("reading sums");
+                self.write_signatures(product, version, &sign(other, &bytes));
+            }
+            Tamper::UnsafeArchive(entry) => {
+                for arch in ARCHES {
+                    let zip = release_zip(product, version, arch, Some(entry));
+                    fs::write(self.local(&Self::archive_path(product, version, arch)), zip)
+                        .expect("writing unsafe zip");
+                }
+                self.write_sums_and_signatures(product, version);
+            }
+        }
+    }
+
+    /// Makes the next `times` requests for `path` (as in [`Mirror::archive_path`]) fail.
+    /// `u32::MAX` means every request.
+    pub fn fail(&self, path: &str, failure: Failure, times: u32) {
+        self.shared.state().failures.push(PathFailure {
+            path: path.to_string(),
+            failure,
+            remaining: times,
+        });
+    }
+
+    /// Turns `Range` support on (the default) or off.
+    pub fn set_range_support(&self, on: bool) {
+        self.shared.ranges.store(on, Ordering::SeqCst);
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.state().requests.clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.shared.state().requests.clear();
+    }
+
+    fn local(&self, path: &str) -> PathBuf {
+        self.shared.tree.join(path.trim_start_matches('/'))
+    }
+
+    fn build_tree(&self) {
+        let mut by_product: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (product, version) in &self.catalogue.releases {
+            by_product
+                .entry(product.clone())
+                .or_default()
+                .push(version.clone());
+        }
+        for (product, versions) in &by_product {
+            let mut index_versions = serde_json::Map::new();
+            for version in versions {
+                let dir = self.local(&format!("/{product}/{version}"));
+                fs::create_dir_all(&dir).expect("release directory");
+                for arch in ARCHES {
+                    fs::write(
+                        self.local(&Self::archive_path(product, version, arch)),
+                        release_zip(product, version, arch, None),
+                    )
+                    .expect("writing release zip");
+                }
+                self.write_sums_and_signatures(product, version);
+                let object = self.version_object(product, version);
+                fs::write(
+                    dir.join("index.json"),
+                    serde_json::to_vec_pretty(&object).expect("json"),
+                )
+                .expect("writing version index");
+                index_versions.insert(version.clone(), object);
+            }
+            let index = json!({"name": product, "versions": index_versions});
+            fs::write(
+                self.local(&format!("/{product}/index.json")),
+                serde_json::to_vec_pretty(&index).expect("json"),
+            )
+            .expect("writing product index");
+        }
+        for version in &self.catalogue.cni {
+            for arch in ARCHES {
+                let path = Self::cni_archive_path(version, arch);
+                let local = self.local(&path);
+                fs::create_dir_all(local.parent().expect("parent")).expect("cni directory");
+                let tgz = cni_tarball(version, arch);
+                let name = path.rsplit('/').next().expect("file name").to_string();
+                fs::write(
+                    local.with_file_name(format!("{name}.sha256")),
+                    format!("{}  {name}\n", sha256_hex(&tgz)),
+                )
+                .expect("writing .sha256");
+                fs::write(
+                    local.with_file_name(format!("{name}.sha512")),
+                    format!("{}  {name}\n", sha512_hex(&tgz)),
+                )
+                .expect("writing .sha512");
+                fs::write(&local, tgz).expect("writing cni tarball");
+            }
+        }
+    }
+
+    fn signature_names(&self, product: &str, version: &str) -> Vec<String> {
+        let sums = format!("{product}_{version}_SHA256SUMS");
+        let keyed = format!("{sums}.{}.sig", self.key_id_suffix());
+        let plain = format!("{sums}.sig");
+        match self.catalogue.signatures {
+            SignatureFiles::Both => vec![keyed, plain],
+            SignatureFiles::KeyIdOnly => vec![keyed],
+            SignatureFiles::PlainOnly => vec![plain],
+        }
+    }
+
+    fn version_object(&self, product: &str, version: &str) -> Value {
+        let signatures = self.signature_names(product, version);
+        let builds: Vec<Value> = ARCHES
+            .iter()
+            .map(|arch| {
+                let filename = format!("{product}_{version}_linux_{arch}.zip");
+                json!({
+                    "name": product,
+                    "version": version,
+                    "os": "linux",
+                    "arch": arch,
+                    "filename": filename,
+                    "url": format!("{}/{product}/{version}/{filename}", self.url()),
+                })
+            })
+            .collect();
+        json!({
+            "name": product,
+            "version": version,
+            "shasums": format!("{product}_{version}_SHA256SUMS"),
+            "shasums_signature": signatures.last().expect("at least one signature"),
+            "shasums_signatures": signatures,
+            "builds": builds,
+        })
+    }
+
+    fn write_sums_and_signatures(&self, product: &str, version: &str) {
+        let mut lines: Vec<String> = ARCHES
+            .iter()
+            .map(|arch| {
+                let path = Self::archive_path(product, version, arch);
+                let name = path.rsplit('/').next().expect("name").to_string();
+                format!("{}  {name}\n", self.file_sha256(&path))
+            })
+            .collect();
+        lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+        let sums = lines.concat();
+        fs::write(self.local(&Self::sums_path(product, version)), &sums).expect("writing sums");
+        self.write_signatures(product, version, &sign(&self.key, sums.as_bytes()));
+    }
+
+    fn write_signatures(&self, product: &str, version: &str, signature: &[u8]) {
+        for name in self.signature_names(product, version) {
+            fs::write(
+                self.local(&format!("/{product}/{version}/{name}")),
+                signature,
+            )
+            .expect("writing signature");
+        }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An Ed25519 (legacy EdDSA, readable by gpg 2.2 too) primary that certifies, with one signing
+/// subkey, like HashiCorp's key (an RSA primary with signing subkeys).
+fn generate_key(user_id: &str) -> SignedSecretKey {
+    let subkey = SubkeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_sign(true)
+        .build()
+        .expect("subkey parameters");
+    let params = SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(false)
+        .primary_user_id(user_id.into())
+        .preferred_hash_algorithms(vec![HashAlgorithm::Sha256].into())
+        .subkeys(vec![subkey])
+        .build()
+        .expect("key parameters");
+    params
+        .generate(rand::thread_rng())
+        .expect("generating the mirror key")
+}
+
+fn other_key() -> &'static SignedSecretKey {
+    static OTHER: OnceLock<SignedSecretKey> = OnceLock::new();
+    OTHER.get_or_init(|| generate_key("Somebody Else <other@example.invalid>"))
+}
+
+/// A detached binary signature over `data` by the key's signing subkey, as bytes.
+fn sign(key: &SignedSecretKey, data: &[u8]) -> Vec<u8> {
+    let subkey = &key.secret_subkeys[0].key;
+    DetachedSignature::sign_binary_data(
+        rand::thread_rng(),
+        subkey,
+        &Password::empty(),
+        HashAlgorithm::Sha256,
+        data,
+    )
+    .expect("signing")
+    .to_bytes()
+    .expect("serializing the signature")
+}
+
+fn display_name(product: &str) -> String {
+    let mut chars = product.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The stand-in binary: a POSIX shell script that answers `version` like the real one.
+fn fake_binary(product: &str, version: &str, arch: &str) -> String {
+    let name = display_name(product);
+    format!(
+        r#"#!/bin/sh
+# Stand-in for HashiCorp {name} {version} (linux/{arch}), served by the test release mirror.
+case "$1" in
+  version|-version|--version|-v)
+    echo "{name} v{version}"
+    echo "BuildDate 2025-01-01T00:00:00Z"
+    echo "Revision 0000000000000000000000000000000000000000"
+    ;;
+  agent)
+    echo "==> {name} stand-in agent started: $*"
+    trap 'exit 0' INT TERM
+    while :; do sleep 1 & wait $!; done
+    ;;
+  *)
+    echo "{product} stand-in: $*"
+    ;;
+esac
+"#
+    )
+}
+
+fn fake_cni_plugin(name: &str, version: &str, arch: &str) -> String {
+    format!(
+        "#!/bin/sh\n# Stand-in CNI plugin {name} v{version} (linux/{arch}).\n\
+         echo '{{\"cniVersion\": \"1.0.0\", \"supportedVersions\": [\"1.0.0\"]}}'\n"
+    )
+}
+
+const LICENSE_TEXT: &str = "Stand-in license text of the test release mirror.\n";
+
+fn release_zip(
+    product: &str,
+    version: &str,
+    arch: &str,
+    unsafe_entry: Option<UnsafeEntry>,
+) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let exec = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755);
+    let plain = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
+    zip.start_file("LICENSE.txt", plain).expect("zip entry");
+    zip.write_all(LICENSE_TEXT.as_bytes()).expect("zip write");
+    if unsafe_entry == Some(UnsafeEntry::Symlink) {
+        zip.add_symlink(product, "/bin/sh", SimpleFileOptions::default())
+            .expect("zip symlink");
+    } else {
+        zip.start_file(product, exec).expect("zip entry");
+        zip.write_all(fake_binary(product, version, arch).as_bytes())
+            .expect("zip write");
+    }
+    let extra = match unsafe_entry {
+        Some(UnsafeEntry::ParentDir) => Some("../escaped.txt"),
+        Some(UnsafeEntry::AbsolutePath) => Some("/tmp/escaped.txt"),
+        _ => None,
+    };
+    if let Some(name) = extra {
+        zip.start_file(name, plain).expect("zip entry");
+        zip.write_all(b"this entry must never be extracted\n")
+            .expect("zip write");
+    }
+    zip.finish().expect("finishing zip").into_inner()
+}
+
+fn cni_tarball(version: &str, arch: &str) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut entries: Vec<(String, Vec<u8>, u32, tar::EntryType)> =
+        vec![("./".into(), Vec::new(), 0o755, tar::EntryType::Directory)];
+    for p in CNI_PLUGINS {
+        let script = fake_cni_plugin(p, version, arch).into_bytes();
+        entries.push((format!("./{p}"), script, 0o755, tar::EntryType::Regular));
+    }
+    let license = LICENSE_TEXT.as_bytes().to_vec();
+    entries.push(("./LICENSE".into(), license, 0o644, tar::EntryType::Regular));
+    let readme = b"# Stand-in CNI plugins\n".to_vec();
+    entries.push(("./README.md".into(), readme, 0o644, tar::EntryType::Regular));
+    for (name, data, mode, kind) in entries {
+        append_raw(&mut tar, &name, kind, mode, &data);
+    }
+    tar.into_inner()
+        .expect("finishing tar")
+        .finish()
+        .expect("finishing gzip")
+}
+
+/// Appends a tar entry with its name written verbatim: the real CNI tarballs name entries
+/// `./bridge`, which `tar::Builder`'s path helpers would normalise to `bridge`.
+fn append_raw<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    let raw = name.as_bytes();
+    header.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(data.len() as u64);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    tar.append(&header, data).expect("tar entry");
+}
+
+fn flip_byte(path: &Path) {
+    let mut bytes = fs::read(path).expect("reading file to tamper");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(path, bytes).expect("writing tampered file");
+}
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    crate::hash::hex(&sha2::Sha512::digest(bytes))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    crate::hash::hex(bytes).to_uppercase()
+}
+
+// ---- the HTTP server ----
+
+fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let _ = handle(stream, &shared);
+        });
+    }
+}
+
+struct ParsedRequest {
+    method: String,
+    path: String,
+    range: Option<String>,
+}
+
+fn read_request(stream: &TcpStream) -> std::io::Result<Option<ParsedRequest>> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let mut range = None;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_string());
+            }
+        }
+    }
+    Ok(Some(ParsedRequest {
+        method: method.to_string(),
+        path,
+        range,
+    }))
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        206 => "Partial Content",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with(".json") {
+        "application/json"
+    } else if path.ends_with("SHA256SUMS") || path.ends_with(".sha256") || path.ends_with(".sha512")
+    {
+        "text/plain; charset=utf-8"
+    } else if path.ends_with(".zip") {
+        "application/zip"
+    } else if path.ends_with(".tgz") {
+        "application/gzip"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// `bytes=N-` or `bytes=N-M` against a body of `len` bytes: `Ok(Some((start, end_inclusive)))`,
+/// `Ok(None)` when the header is not one we understand (serve the whole file), `Err(())` when
+/// the start is past the end (416).
+fn parse_range(header: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let Ok(start) = start.trim().parse::<u64>() else {
+        return Ok(None);
+    };
+    if start >= len {
+        return Err(());
+    }
+    let end = match end.trim() {
+        "" => len - 1,
+        e => match e.parse::<u64>() {
+            Ok(e) => e.min(len - 1),
+            Err(_) => return Ok(None),
+        },
+    };
+    if end < start {
+        return Ok(None);
+    }
+    Ok(Some((start, end)))
+}
+
+fn take_failure(shared: &Shared, path: &str) -> Option<Failure> {
+    let mut state = shared.state();
+    let entry = state
+        .failures
+        .iter_mut()
+        .find(|f| f.path == path && f.remaining > 0)?;
+    if entry.remaining != u32::MAX {
+        entry.remaining -= 1;
+    }
+    Some(entry.failure)
+}
+
+fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let Some(request) = read_request(&stream)? else {
+        return Ok(());
+    };
+    let record = |status: u16| {
+        shared.state().requests.push(Request {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            range: request.range.clone(),
+            status,
+        });
+    };
+    let head = request.method == "HEAD";
+    if request.method != "GET" && !head {
+        record(405);
+        return write_simple(&mut stream, 405, &[], b"method not allowed\n", head);
+    }
+    let failure = take_failure(shared, &request.path);
+    if let Some(Failure::Status {
+        code,
+        retry_after_secs,
+    }) = failure
+    {
+        record(code);
+        let mut headers = Vec::new();
+        if let Some(secs) = retry_after_secs {
+            headers.push(format!("Retry-After: {secs}"));
+        }
+        let body = format!("{code} {}\n", reason(code));
+        return write_simple(&mut stream, code, &headers, body.as_bytes(), head);
+    }
+    let local = match safe_local_path(&shared.tree, &request.path) {
+        Some(p) if p.is_file() => p,
+        _ => {
+            record(404);
+            return write_simple(&mut stream, 404, &[], b"Not found\n", head);
+        }
+    };
+    let mut body = fs::read(&local)?;
+    if failure == Some(Failure::Truncate) {
+        body.truncate(body.len() / 2);
+    }
+    let total = body.len() as u64;
+    let ranges = shared.ranges.load(Ordering::SeqCst);
+    let mut status = 200;
+    let mut headers = vec![format!("Content-Type: {}", content_type(&request.path))];
+    let mut slice = &body[..];
+    if ranges {
+        headers.push("Accept-Ranges: bytes".to_string());
+        if let Some(range) = &request.range {
+            match parse_range(range, total) {
+                Ok(Some((start, end))) => {
+                    status = 206;
+                    headers.push(format!("Content-Range: bytes {start}-{end}/{total}"));
+                    slice = &body[start as usize..=end as usize];
+                }
+                Ok(None) => {}
+                Err(()) => {
+                    record(416);
+                    let h = vec![format!("Content-Range: bytes */{total}")];
+                    return write_simple(&mut stream, 416, &h, b"", head);
+                }
+            }
+        }
+    }
+    record(status);
+    write_head(&mut stream, status, &headers, slice.len() as u64)?;
+    if head {
+        return Ok(());
+    }
+    if failure == Some(Failure::DropMidBody) {
+        stream.write_all(&slice[..slice.len() / 2])?;
+        stream.flush()?;
+        // Give the client time to read what was sent, then cut the connection.
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = stream.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    stream.write_all(slice)?;
+    stream.flush()
+}
+
+fn safe_local_path(tree: &Path, path: &str) -> Option<PathBuf> {
+    let relative = path.strip_prefix('/')?;
+    if relative.split('/').any(|c| c == ".." || c == ".") || relative.contains('\\') {
+        return None;
+    }
+    Some(tree.join(relative))
+}
+
+fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[String],
+    len: u64,
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\nServer: test-release-mirror\r\n\r\n"
+    ));
+    stream.write_all(head.as_bytes())
+}
+
+fn write_simple(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[String],
+    body: &[u8],
+    head: bool,
+) -> std::io::Result<()> {
+    let mut headers = headers.to_vec();
+    headers.push("Content-Type: text/plain; charset=utf-8".to_string());
+    write_head(stream, status, &headers, body.len() as u64)?;
+    if !head {
+        stream.write_all(body)?;
+    }
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn get(url: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new().get(url).send().unwrap()
+    }
+
+    #[test]
+    fn serves_the_release_layout() {
+        let mirror = Mirror::start();
+        let index: Value = get(&format!("{}/nomad/index.json", mirror.url()))
+            .json()
+            .unwrap();
+        assert_eq!(index["name"], "nomad");
+        for v in NOMAD_VERSIONS {
+            let object = &index["versions"][v];
+            assert_eq!(object["version"], *v);
+            assert_eq!(object["builds"].as_array().unwrap().len(), 2);
+        }
+        let sums = get(&format!(
+            "{}{}",
+            mirror.url(),
+            Mirror::sums_path("nomad", NOMAD_LATEST)
+        ))
+        .text()
+        .unwrap();
+        let names: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
+        assert_eq!(
+            names,
+            [
+                "nomad_1.10.5_linux_amd64.zip",
+                "nomad_1.10.5_linux_arm64.zip"
+            ]
+        );
+        assert!(sums.starts_with(&mirror.archive_sha256("nomad", NOMAD_LATEST, "amd64")));
+        let sig = get(&format!(
+            "{}/nomad/{NOMAD_LATEST}/nomad_{NOMAD_LATEST}_SHA256SUMS.{}.sig",
+            mirror.url(),
+            mirror.key_id_suffix()
+        ));
+        assert_eq!(sig.status(), 200);
+        let missing = get(&format!(
+            "{}/nomad/9.9.9/nomad_9.9.9_SHA256SUMS",
+            mirror.url()
+        ));
+        assert_eq!(missing.status(), 404);
+    }
+
+    #[test]
+    fn zip_carries_the_binary_and_license() {
+        let mirror = Mirror::start();
+        let zip = fs::read(mirror.local(&Mirror::archive_path("consul", CONSUL_LATEST, "arm64")))
+            .unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        let mut names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["LICENSE.txt", "consul"]);
+        let mut binary = Vec::new();
+        archive
+            .by_name("consul")
+            .unwrap()
+            .read_to_end(&mut binary)
+            .unwrap();
+        assert_eq!(binary, mirror.binary("consul", CONSUL_LATEST, "arm64"));
+        assert!(String::from_utf8(binary)
+            .unwrap()
+            .contains("echo \"Consul v1.21.4\""));
+    }
+
+    #[test]
+    fn the_signature_verifies_with_the_exported_key() {
+        use pgp::composed::{Deserializable, SignedPublicKey};
+        let mirror = Mirror::start();
+        let armored = fs::read_to_string(mirror.public_key_file()).unwrap();
+        let (key, _) = SignedPublicKey::from_string(&armored).unwrap();
+        key.verify_bindings().unwrap();
+        let sums = fs::read(mirror.local(&Mirror::sums_path("nomad", "1.9.7"))).unwrap();
+        let sig_bytes = fs::read(mirror.local("/nomad/1.9.7/nomad_1.9.7_SHA256SUMS.sig")).unwrap();
+        let sig = DetachedSignature::from_bytes(&sig_bytes[..]).unwrap();
+        sig.verify(&key.public_subkeys[0], &sums).unwrap();
+        mirror.tamper("nomad", "1.9.7", Tamper::OtherKeySignature);
+        let sig_bytes = fs::read(mirror.local("/nomad/1.9.7/nomad_1.9.7_SHA256SUMS.sig")).unwrap();
+        let sig = DetachedSignature::from_bytes(&sig_bytes[..]).unwrap();
+        assert!(sig.verify(&key.public_subkeys[0], &sums).is_err());
+    }
+
+    #[test]
+    fn ranges_and_failures() {
+        let mirror = Mirror::start();
+        let path = Mirror::archive_path("nomad", "1.10.0", "amd64");
+        let url = format!("{}{path}", mirror.url());
+        let full = fs::read(mirror.local(&path)).unwrap();
+        let client = reqwest::blocking::Client::new();
+        let partial = client
+            .get(&url)
+            .header("Range", "bytes=10-")
+            .send()
+            .unwrap();
+        assert_eq!(partial.status(), 206);
+        assert_eq!(partial.bytes().unwrap(), full[10..]);
+
+        mirror.fail(
+            &path,
+            Failure::Status {
+                code: 429,
+                retry_after_secs: Some(3),
+            },
+            1,
+        );
+        let throttled = get(&url);
+        assert_eq!(throttled.status(), 429);
+        assert_eq!(throttled.headers()["retry-after"], "3");
+        assert_eq!(get(&url).bytes().unwrap(), full);
+
+        mirror.fail(&path, Failure::DropMidBody, 1);
+        assert!(get(&url).bytes().is_err());
+        mirror.fail(&path, Failure::Truncate, 1);
+        assert_eq!(get(&url).bytes().unwrap().len(), full.len() / 2);
+
+        mirror.set_range_support(false);
+        let whole = client
+            .get(&url)
+            .header("Range", "bytes=10-")
+            .send()
+            .unwrap();
+        assert_eq!(whole.status(), 200);
+        assert_eq!(whole.bytes().unwrap(), full);
+        let statuses: Vec<u16> = mirror.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [206, 429, 200, 200, 200, 200]);
+    }
+
+    #[test]
+    fn unsafe_archives_are_resigned() {
+        let mirror = Mirror::start();
+        mirror.tamper(
+            "nomad",
+            "1.10.0",
+            Tamper::UnsafeArchive(UnsafeEntry::ParentDir),
+        );
+        let sums = fs::read_to_string(mirror.local(&Mirror::sums_path("nomad", "1.10.0"))).unwrap();
+        assert!(sums.contains(&mirror.archive_sha256("nomad", "1.10.0", "amd64")));
+        let zip =
+            fs::read(mirror.local(&Mirror::archive_path("nomad", "1.10.0", "amd64"))).unwrap();
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        assert!(archive.file_names().any(|n| n.unwrap() == "../escaped.txt"));
+    }
+
+    #[test]
+    fn cni_layout() {
+        let mirror = Mirror::start();
+        let url = format!(
+            "{}/v1.6.2/cni-plugins-linux-arm64-v1.6.2.tgz",
+            mirror.cni_url()
+        );
+        let tgz = get(&url).bytes().unwrap();
+        assert_eq!(sha256_hex(&tgz), mirror.cni_sha256("1.6.2", "arm64"));
+        let side = get(&format!("{url}.sha256")).text().unwrap();
+        assert_eq!(
+            side,
+            format!("{}  cni-plugins-linux-arm64-v1.6.2.tgz\n", sha256_hex(&tgz))
+        );
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.contains(&"./bridge".to_string()), "{names:?}");
+        assert!(names.contains(&"./LICENSE".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn the_fake_binary_runs() {
+        let mirror = Mirror::start();
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("nomad");
+        fs::write(&bin, mirror.binary("nomad", NOMAD_LATEST, "amd64")).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&bin)
+            .arg("version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("Nomad v1.10.5\n"));
+    }
+}
