@@ -17,14 +17,14 @@ use crate::render::{FileKind, RenderedFile};
 pub enum ApplyError {
     #[error("cannot write {path}: its directory {dir} does not exist", path = path.display(), dir = dir.display())]
     MissingDirectory { path: PathBuf, dir: PathBuf },
-    #[error("failed to read the current {path}: {source}", path = path.display())]
+    #[error("failed to read the current {path}: {cause}", path = path.display())]
     ReadExisting {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error(transparent)]
-    Write(#[from] WriteError),
+    /// Its message already names the path, the step and the cause.
+    #[error("{0}")]
+    Write(WriteError),
     #[error("{error}; restoring the files written before it also failed: {rollback}")]
     RollbackFailed {
         error: Box<ApplyError>,
@@ -109,10 +109,10 @@ fn read_previous(target: &Path) -> Result<Option<Previous>, ApplyError> {
     let meta = match fs::symlink_metadata(target) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(cause) => {
             return Err(ApplyError::ReadExisting {
                 path: target.to_path_buf(),
-                source,
+                cause,
             })
         }
     };
@@ -120,9 +120,9 @@ fn read_previous(target: &Path) -> Result<Option<Previous>, ApplyError> {
         // A symlink or anything else is replaced by our regular file; nothing to compare.
         return Ok(None);
     }
-    let contents = fs::read(target).map_err(|source| ApplyError::ReadExisting {
+    let contents = fs::read(target).map_err(|cause| ApplyError::ReadExisting {
         path: target.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(Some(Previous {
         contents,

@@ -190,6 +190,15 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Where the systemd unit (nomad.service) is written.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub systemd_unit_dir: PathBuf,
+
+    /// Where the supervisor program (run-nomad.conf) is written: a directory supervisord's
+    /// [include] reads (Debian and Ubuntu: /etc/supervisor/conf.d).
+    #[arg(long, value_name = "DIR", default_value = "/etc/supervisor/conf.d")]
+    pub supervisor_conf_dir: PathBuf,
+
     /// The systemctl program.
     #[arg(
         long,

@@ -244,30 +244,24 @@ fn display_mac(mac: &str) -> &str {
 /// A failure reading the metadata document.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    #[error("request to {url} failed: {source}")]
-    Request {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("request to {url} failed: {detail}")]
+    Request { url: String, detail: String },
     #[error("{url} answered {status}: {body}")]
     Status {
         url: String,
         status: u16,
         body: String,
     },
-    #[error("{origin} is not a valid instance metadata document: {source}; it starts: {excerpt}")]
+    #[error("{origin} is not a valid instance metadata document: {cause}; it starts: {excerpt}")]
     Json {
         origin: String,
         excerpt: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
-    #[error("failed to read {path}: {source}", path = path.display())]
+    #[error("failed to read {path}: {cause}", path = path.display())]
     ReadFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("invalid --imds-endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
@@ -277,25 +271,39 @@ pub enum MetadataError {
     Deadline {
         attempts: u32,
         seconds: f64,
-        #[source]
         last: Box<MetadataError>,
     },
 }
 
+/// A reqwest error with its causes on one line ("error sending request: connection refused").
+fn request_error(url: &str, error: &reqwest::Error) -> MetadataError {
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    MetadataError::Request {
+        url: url.to_string(),
+        detail,
+    }
+}
+
 /// Parses an instance document.
 pub fn parse(text: &str, origin: &str) -> Result<Instance, MetadataError> {
-    serde_json::from_str(text).map_err(|source| MetadataError::Json {
+    serde_json::from_str(text).map_err(|cause| MetadataError::Json {
         origin: origin.to_string(),
         excerpt: body_excerpt(&text.chars().take(200).collect::<String>()),
-        source,
+        cause,
     })
 }
 
 /// Reads the instance document from a file (`--metadata-file`).
 pub fn read_file(path: &Path) -> Result<Instance, MetadataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MetadataError::ReadFile {
+    let text = std::fs::read_to_string(path).map_err(|cause| MetadataError::ReadFile {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse(&text, &path.display().to_string())
 }
@@ -375,10 +383,7 @@ impl ImdsClient {
             timeout: Duration::from_secs(10),
             no_proxy: true,
         })
-        .map_err(|source| MetadataError::Request {
-            url: self.url.to_string(),
-            source,
-        })?;
+        .map_err(|e| request_error(self.url.as_str(), &e))?;
         let url = self.url.to_string();
         tracing::info!("reading instance metadata from {url}");
         let result = self.policy().run(|info| {
@@ -387,20 +392,14 @@ impl ImdsClient {
                 request = request
                     .timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(10)));
             }
-            let response = request.send().map_err(|source| {
-                Attempt::retry(MetadataError::Request {
-                    url: url.clone(),
-                    source,
-                })
-            })?;
+            let response = request
+                .send()
+                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
             let status = response.status().as_u16();
             let after = retry_after(response.headers());
-            let body = response.text().map_err(|source| {
-                Attempt::retry(MetadataError::Request {
-                    url: url.clone(),
-                    source,
-                })
-            })?;
+            let body = response
+                .text()
+                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
             if status == 200 {
                 // A garbled 200 is the service's fault and may be transient: retry it.
                 return parse(&body, &url).map_err(Attempt::retry);

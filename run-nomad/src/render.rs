@@ -19,11 +19,6 @@ use tera::Tera;
 use crate::cli::InitSystem;
 use crate::settings::{Agent, Secret, Settings, SettingsError};
 
-/// Where the systemd unit goes (the AWS sibling's path).
-pub const SYSTEMD_UNIT_PATH: &str = "/etc/systemd/system/nomad.service";
-/// Where the supervisor program goes (the original script's path).
-pub const SUPERVISOR_PROGRAM_PATH: &str = "/etc/supervisor/conf.d/run-nomad.conf";
-
 /// The templates, by name.
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("agent.hcl", include_str!("../templates/agent.hcl.tera")),
@@ -352,7 +347,7 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
     files.push(match settings.service.init {
         InitSystem::Systemd => RenderedFile {
             kind: FileKind::SystemdUnit,
-            path: PathBuf::from(SYSTEMD_UNIT_PATH),
+            path: settings.service_file.clone(),
             contents: systemd_unit(settings)?,
             mode: 0o644,
             uid: 0,
@@ -360,7 +355,7 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
         },
         InitSystem::Supervisor => RenderedFile {
             kind: FileKind::SupervisorProgram,
-            path: PathBuf::from(SUPERVISOR_PROGRAM_PATH),
+            path: settings.service_file.clone(),
             contents: supervisor_program(settings)?,
             mode: 0o644,
             uid: 0,

@@ -21,6 +21,11 @@ use crate::metadata::{Instance, NetworkError};
 /// Where Consul is looked for when no discovery flag is given: the original script's block.
 pub const DEFAULT_CONSUL_ADDRESS: &str = "127.0.0.1:8500";
 
+/// The systemd unit's file name (the AWS sibling's `/etc/systemd/system/nomad.service`).
+pub const SYSTEMD_UNIT_NAME: &str = "nomad.service";
+/// The supervisor program's file name (the original's `/etc/supervisor/conf.d/run-nomad.conf`).
+pub const SUPERVISOR_PROGRAM_NAME: &str = "run-nomad.conf";
+
 /// The gossip key length Nomad documents for `server.encrypt` ("This key must be 32 bytes").
 pub const GOSSIP_KEY_BYTES: usize = 32;
 
@@ -56,12 +61,12 @@ pub enum SettingsError {
     },
     #[error("{0}")]
     Missing(String),
-    #[error("{what} {path}: {source}", path = path.display())]
+    #[error("{what} {path}: {cause}", path = path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // In the message, not the error chain, so the report shows it once.
+        cause: std::io::Error,
     },
     #[error("no advertise address in the instance metadata: {0}")]
     Network(#[from] NetworkError),
@@ -299,6 +304,8 @@ pub struct Service {
 pub struct Settings {
     pub root: PathBuf,
     pub layout: Layout,
+    /// The service definition's path (production path): the unit or the program.
+    pub service_file: PathBuf,
     /// `None` with --skip-nomad-config.
     pub agent: Option<Agent>,
     /// The group that may read default.hcl: the primary group of --user (or the config
@@ -523,10 +530,10 @@ fn account_name(flag: &str, name: &str) -> Result<(), SettingsError> {
 
 /// The entries of a passwd- or group-style file: (name, id, primary gid for passwd).
 fn read_account_file(path: &Path) -> Result<Vec<(String, u32, u32)>, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| SettingsError::Io {
         what: "failed to read",
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(text
         .lines()
@@ -586,10 +593,10 @@ enum UserQuery<'a> {
 fn require_file(flag: &str, root: &Path, path: &Path) -> Result<PathBuf, SettingsError> {
     let path = absolute_path(flag, path)?;
     let on_disk = under_root(root, &path);
-    let meta = std::fs::metadata(&on_disk).map_err(|source| SettingsError::Io {
+    let meta = std::fs::metadata(&on_disk).map_err(|cause| SettingsError::Io {
         what: "cannot use",
         path: on_disk.clone(),
-        source,
+        cause,
     })?;
     if !meta.is_file() {
         return Err(invalid(flag, path.display(), "not a regular file"));
@@ -773,10 +780,10 @@ fn read_gossip_key(cli: &Cli, root: &Path) -> Result<Option<Secret>, SettingsErr
     };
     let path = absolute_path("--gossip-key-file", file)?;
     let on_disk = under_root(root, &path);
-    let text = std::fs::read_to_string(&on_disk).map_err(|source| SettingsError::Io {
+    let text = std::fs::read_to_string(&on_disk).map_err(|cause| SettingsError::Io {
         what: "failed to read the gossip key file",
         path: on_disk.clone(),
-        source,
+        cause,
     })?;
     if let Ok(meta) = std::fs::metadata(&on_disk) {
         if meta.permissions().mode() & 0o004 != 0 {
@@ -880,10 +887,10 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
 /// binary is executable (a warning only with --dry-run). Cheap, so run before reading IMDS.
 pub fn check_install(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), SettingsError> {
     let config_dir = under_root(root, &layout.config_dir);
-    let meta = std::fs::metadata(&config_dir).map_err(|source| SettingsError::Io {
+    let meta = std::fs::metadata(&config_dir).map_err(|cause| SettingsError::Io {
         what: "the config directory (see --config-dir) is not usable:",
         path: config_dir.clone(),
-        source,
+        cause,
     })?;
     if !meta.is_dir() {
         return Err(invalid(
@@ -908,10 +915,10 @@ pub fn check_install(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), Sett
             layout.bin_dir.display(),
             format!("{} is not an executable file", binary.display()),
         )),
-        Err(source) => Err(SettingsError::Io {
+        Err(cause) => Err(SettingsError::Io {
             what: "the Nomad binary (see --bin-dir) is missing:",
             path: binary,
-            source,
+            cause,
         }),
     }
 }
@@ -930,10 +937,10 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
     check_install(cli, &root, &layout)?;
     let config_dir = under_root(&root, &layout.config_dir);
     let config_owner = std::fs::metadata(&config_dir)
-        .map_err(|source| SettingsError::Io {
+        .map_err(|cause| SettingsError::Io {
             what: "the config directory (see --config-dir) is not usable:",
             path: config_dir.clone(),
-            source,
+            cause,
         })?
         .uid();
     let (owner, owner_group) = match &cli.user {
@@ -981,9 +988,17 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
         nomad_version: facts.nomad_version,
         writes_config: !cli.skip_nomad_config,
     };
+    let service_file = match cli.init {
+        InitSystem::Systemd => {
+            absolute_path("--systemd-unit-dir", &cli.systemd_unit_dir)?.join(SYSTEMD_UNIT_NAME)
+        }
+        InitSystem::Supervisor => absolute_path("--supervisor-conf-dir", &cli.supervisor_conf_dir)?
+            .join(SUPERVISOR_PROGRAM_NAME),
+    };
     let settings = Settings {
         root,
         layout,
+        service_file,
         agent,
         config_group: owner_group,
         service,

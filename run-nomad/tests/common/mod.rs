@@ -1,0 +1,281 @@
+//! Shared set-up for run-nomad's integration tests: a fake install (layout, users, a stand-in
+//! `nomad`), the real HCL1 parser, and the binary.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The uid and gid the fake root's `nomad` user has.
+pub const NOMAD_UID: u32 = 4646;
+pub const NOMAD_GID: u32 = 4647;
+
+/// A test gossip key (base64 of 32 bytes); tests check it never shows up in output.
+pub const GOSSIP_KEY: &str = "QmFzZTY0S2V5Rm9yVGVzdHNPbmx5LTMyLWJ5dGVzISE=";
+
+pub fn write_executable(path: &Path, script: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, script).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The stand-in `nomad`: answers `version` like Nomad 1.9.3, otherwise records its arguments
+/// (one per line) and environment (NUL-separated) under `record_dir` and stays running until
+/// signalled, as the agent does.
+pub fn stand_in_nomad(path: &Path, record_dir: &Path) {
+    fs::create_dir_all(record_dir).unwrap();
+    let record = record_dir.display();
+    write_executable(
+        path,
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = version ]; then\n\
+             \techo 'Nomad v1.9.3'\n\
+             \techo 'BuildDate 2025-01-01T00:00:00Z'\n\
+             \texit 0\n\
+             fi\n\
+             printf '%s\\n' \"$@\" > '{record}/args.tmp' && mv '{record}/args.tmp' '{record}/args'\n\
+             env -0 > '{record}/env'\n\
+             exec sleep 3600\n"
+        ),
+    );
+}
+
+/// A filesystem root laid out as install-nomad leaves a VM: `/opt/nomad/{bin,config,data,log,tls}`
+/// with a stand-in `nomad`, a `nomad` user owning the config directory, and the directories
+/// of the systemd unit and the supervisor program. run-nomad is pointed at it with `--root`.
+pub struct FakeRoot {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeRoot {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in [
+            "opt/nomad/config",
+            "opt/nomad/data",
+            "opt/nomad/log",
+            "opt/nomad/tls",
+            "etc/systemd/system",
+            "etc/supervisor/conf.d",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(
+            root.join("etc/passwd"),
+            format!(
+                "root:x:0:0:root:/root:/bin/bash\n\
+                 nomad:x:{NOMAD_UID}:{NOMAD_GID}:Nomad:/opt/nomad:/usr/sbin/nologin\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/group"),
+            format!("root:x:0:\nnomad:x:{NOMAD_GID}:\n"),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(
+            root.join("opt/nomad/config"),
+            Some(NOMAD_UID),
+            Some(NOMAD_GID),
+        )
+        .expect("chown needs root, as run-nomad does (CI runs as root)");
+        stand_in_nomad(&root.join("opt/nomad/bin/nomad"), &root.join("stand-in"));
+        for (name, text) in [
+            ("ca.pem", "ca"),
+            ("server.pem", "cert"),
+            ("server-key.pem", "key"),
+        ] {
+            let path = root.join("opt/nomad/tls").join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        let key = root.join("opt/nomad/config/gossip.key");
+        fs::write(&key, format!("{GOSSIP_KEY}\n")).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the root, from its production path.
+    pub fn at(&self, production: &str) -> PathBuf {
+        self.path().join(production.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, production: &str) -> String {
+        let path = self.at(production);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Writes a metadata document into the root and returns its host path.
+    pub fn metadata_file(&self, instance: &Value) -> PathBuf {
+        let path = self.path().join("imds.json");
+        fs::write(&path, serde_json::to_string_pretty(instance).unwrap()).unwrap();
+        path
+    }
+}
+
+/// The install layout's flags, as the production defaults would be for
+/// `/opt/nomad/bin/run-nomad` (the test binary lives elsewhere).
+pub const LAYOUT_ARGS: &[&str] = &[
+    "--config-dir",
+    "/opt/nomad/config",
+    "--data-dir",
+    "/opt/nomad/data",
+    "--bin-dir",
+    "/opt/nomad/bin",
+    "--log-dir",
+    "/opt/nomad/log",
+];
+
+/// `run-nomad` with no inherited proxy settings or service program overrides.
+pub fn run_nomad() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-nomad"));
+    for var in [
+        "RUN_NOMAD_SYSTEMCTL",
+        "RUN_NOMAD_SUPERVISORCTL",
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout
+/// flags, then `args`; panics with its output when it fails.
+pub fn generate(root: &FakeRoot, instance: &Value, args: &[&str]) {
+    let metadata = root.metadata_file(instance);
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--metadata-file")
+        .arg(&metadata)
+        .arg("--no-start")
+        .args(LAYOUT_ARGS)
+        .args(args);
+    let (ok, stdout, stderr) = output(&mut cmd);
+    assert!(ok, "run-nomad {args:?} failed:\n{stdout}\n{stderr}");
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn output(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("running run-nomad");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The shared instance fixture.
+pub fn instance() -> Value {
+    support::doubles::imds::fixture("instance.json")
+}
+
+fn hcl1_decoder() -> &'static Path {
+    static DECODER: OnceLock<PathBuf> = OnceLock::new();
+    DECODER.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hcl1-decode");
+        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hcl1-decode");
+        fs::create_dir_all(&out_dir).unwrap();
+        let binary = out_dir.join(format!("hcl1-decode.{}", std::process::id()));
+        let result = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg("main.go")
+            .current_dir(&source)
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GO111MODULE", "off")
+            .env("GOCACHE", out_dir.join("gocache"))
+            .env("GOPROXY", "off")
+            .output();
+        let out = result.unwrap_or_else(|e| {
+            panic!(
+                "running `go build` for the HCL1 parse-back check failed ({e}): install golang-go \
+                 and golang-github-hashicorp-hcl-dev, as .ci/run does"
+            )
+        });
+        assert!(
+            out.status.success(),
+            "building tests/fixtures/hcl1-decode failed (is golang-github-hashicorp-hcl-dev \
+             installed?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    })
+}
+
+fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
+    use std::io::Write;
+    let mut child = Command::new(hcl1_decoder())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Decodes HCL with HashiCorp's HCL1 library (`hcl.Decode` into a generic map), as JSON.
+pub fn hcl1_decode(text: &str) -> Result<Value, String> {
+    run_decoder(&[], text)
+}
+
+/// Go's `strconv.Unquote` of each string, which go-discover applies to quoted values.
+pub fn go_unquote(quoted: &[String]) -> Result<Vec<String>, String> {
+    run_decoder(&["unquote"], &serde_json::to_string(quoted).unwrap())
+        .map(|v| serde_json::from_value(v).unwrap())
+}
+
+/// Compares `actual` with a golden file under `tests/golden/`, or rewrites it when
+/// `UPDATE_GOLDEN=1`.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the output (UPDATE_GOLDEN=1 rewrites it; review the diff):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}

@@ -1,0 +1,44 @@
+# Nomad agent configuration, written by run-nomad from this VM's Azure instance metadata.
+# run-nomad rewrites this file whenever it runs: change its flags, not this file.
+
+datacenter = "eastus2"
+region     = "eastus2"
+name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
+bind_addr  = "0.0.0.0"
+
+advertise {
+  http = "10.10.1.6"
+  rpc  = "10.10.1.6"
+  serf = "10.10.1.6"
+}
+
+server {
+  enabled          = true
+  bootstrap_expect = 1
+
+  server_join {
+    retry_join = [
+      "provider=azure resource_group=nomad-prod-rg vm_scale_set=nomad-servers subscription_id=0b1f6471-1bf0-4dda-aec3-111122223333",
+    ]
+  }
+}
+
+# Remove the servers that scale-set replacements leave behind, but never below the
+# cluster's size (https://developer.hashicorp.com/nomad/docs/configuration/autopilot).
+autopilot {
+  cleanup_dead_servers      = true
+  last_contact_threshold    = "200ms"
+  max_trailing_logs         = 250
+  server_stabilization_time = "10s"
+  min_quorum                = 1
+}
+
+client {
+  enabled = true
+
+  server_join {
+    retry_join = [
+      "provider=azure resource_group=nomad-prod-rg vm_scale_set=nomad-servers subscription_id=0b1f6471-1bf0-4dda-aec3-111122223333",
+    ]
+  }
+}

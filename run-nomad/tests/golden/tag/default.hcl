@@ -1,0 +1,23 @@
+# Nomad agent configuration, written by run-nomad from this VM's Azure instance metadata.
+# run-nomad rewrites this file whenever it runs: change its flags, not this file.
+
+datacenter = "eastus2"
+region     = "eastus2"
+name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
+bind_addr  = "0.0.0.0"
+
+advertise {
+  http = "10.10.1.6"
+  rpc  = "10.10.1.6"
+  serf = "10.10.1.6"
+}
+
+client {
+  enabled = true
+
+  server_join {
+    retry_join = [
+      "provider=azure tag_name=cluster tag_value=nomad-prod subscription_id=0b1f6471-1bf0-4dda-aec3-111122223333",
+    ]
+  }
+}
