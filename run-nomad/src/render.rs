@@ -121,7 +121,8 @@ fn string_filter(
 fn unit_exec_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
     let words = as_words(value)?
         .into_iter()
-        .map(escape::unit_exec_word)
+        .enumerate()
+        .map(|(i, word)| escape::unit_exec_word(word, i == 0))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tera::Error::msg(e.0))?;
     Ok(Value::String(words.join(" ")))
@@ -385,25 +386,30 @@ pub fn check_representable(settings: &Settings) -> Result<(), SettingsError> {
         reason: format!("{e} (--init {})", init_name(settings.service.init)),
     };
     let layout = &settings.layout;
-    let dirs = [
-        ("--config-dir", &layout.config_dir),
-        ("--data-dir", &layout.data_dir),
-        ("--bin-dir", &layout.bin_dir),
-        ("--log-dir", &layout.log_dir),
-    ];
     match settings.service.init {
         InitSystem::Systemd => {
-            for (flag, dir) in dirs {
-                let text = path_text(dir);
-                escape::unit_value(&text).map_err(|e| reject(flag, &text, e))?;
+            // The unit holds the config directory in two paths, the binary as the program and
+            // the data directory as an argument; the log directory is not in it.
+            for path in [layout.config_file(), layout.environment_file()] {
+                let text = path_text(&path);
+                escape::unit_value(&text)
+                    .map_err(|e| reject("--config-dir", &path_text(&layout.config_dir), e))?;
             }
+            let program = path_text(&layout.nomad_binary());
+            escape::unit_exec_word(&program, true)
+                .map_err(|e| reject("--bin-dir", &path_text(&layout.bin_dir), e))?;
             for (key, value) in &settings.service.environment {
                 let item = format!("{key}={value}");
                 escape::unit_environment(&item).map_err(|e| reject("--environment", &item, e))?;
             }
         }
         InitSystem::Supervisor => {
-            for (flag, dir) in dirs {
+            for (flag, dir) in [
+                ("--config-dir", &layout.config_dir),
+                ("--data-dir", &layout.data_dir),
+                ("--bin-dir", &layout.bin_dir),
+                ("--log-dir", &layout.log_dir),
+            ] {
                 let text = path_text(dir);
                 escape::supervisor_value(&text).map_err(|e| reject(flag, &text, e))?;
             }

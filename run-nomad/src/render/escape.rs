@@ -61,12 +61,25 @@ pub fn unit_environment(assignment: &str) -> Result<String, Unrepresentable> {
 }
 
 /// One word of a systemd `ExecStart=` line: left bare when it is plain, else double-quoted with
-/// C escapes, and in both cases `%` doubled (specifiers) and `$` doubled (ExecStart= expands
-/// `$VAR` and `${VAR}`).
-pub fn unit_exec_word(word: &str) -> Result<String, Unrepresentable> {
+/// C escapes, and in both cases `%` doubled (specifiers). ExecStart= expands `$VAR` and `${VAR}`
+/// in the arguments but not in the program path ("the first argument ... may not be a
+/// variable"), so `$` is doubled in arguments only. systemd refuses a program path holding a
+/// quote, a backslash or a control character, however it is quoted (`string_is_safe()`:
+/// "Executable name contains special characters", a fatal unit error).
+pub fn unit_exec_word(word: &str, is_program: bool) -> Result<String, Unrepresentable> {
     if word.is_empty() || word.contains('\0') {
         return Err(Unrepresentable(format!(
             "{word:?} cannot be a command-line word"
+        )));
+    }
+    if is_program
+        && word
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(Unrepresentable(format!(
+            "systemd refuses an executable path with a quote, a backslash or a control \
+             character: {word:?}"
         )));
     }
     let plain = word
@@ -75,7 +88,7 @@ pub fn unit_exec_word(word: &str) -> Result<String, Unrepresentable> {
     if plain {
         return Ok(word.to_string());
     }
-    Ok(unit_quoted(word, true))
+    Ok(unit_quoted(word, !is_program))
 }
 
 fn unit_quoted(value: &str, escape_dollar: bool) -> String {

@@ -124,6 +124,63 @@ impl FakeRoot {
     }
 }
 
+/// An install whose paths are real paths on this host (no `--root`): what a service manager
+/// running here (systemd-analyze, supervisord) can execute. The agent runs as root, the
+/// directories are temporary, and the unit and program directories are given by flag.
+pub struct LiveInstall {
+    pub dir: tempfile::TempDir,
+}
+
+impl LiveInstall {
+    /// `name` becomes part of the bin directory's path, so hostile names test the escaping of
+    /// the program path; the data directory's name is `data {name}` with quotes and a
+    /// backslash added, which only arguments may hold.
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Self { dir };
+        for d in ["config", "log", "unit", "supervisor", "record"] {
+            fs::create_dir_all(live.path(d)).unwrap();
+        }
+        fs::create_dir_all(live.bin_dir(name)).unwrap();
+        fs::create_dir_all(live.data_dir(name)).unwrap();
+        stand_in_nomad(&live.bin_dir(name).join("nomad"), &live.path("record"));
+        live
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bin_dir(&self, name: &str) -> PathBuf {
+        self.path(&format!("bin {name}"))
+    }
+
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.path(&format!("data {name} \"q'\\"))
+    }
+
+    /// The layout flags and the service definition directories.
+    pub fn args(&self, name: &str) -> Vec<String> {
+        let p = |d: &str| self.path(d).display().to_string();
+        vec![
+            "--config-dir".into(),
+            p("config"),
+            "--data-dir".into(),
+            self.data_dir(name).display().to_string(),
+            "--bin-dir".into(),
+            self.bin_dir(name).display().to_string(),
+            "--log-dir".into(),
+            p("log"),
+            "--systemd-unit-dir".into(),
+            p("unit"),
+            "--supervisor-conf-dir".into(),
+            p("supervisor"),
+            "--user".into(),
+            "root".into(),
+        ]
+    }
+}
+
 /// The install layout's flags, as the production defaults would be for
 /// `/opt/nomad/bin/run-nomad` (the test binary lives elsewhere).
 pub const LAYOUT_ARGS: &[&str] = &[

@@ -1,0 +1,223 @@
+//! A real supervisord (Debian's package) loads the program run-nomad writes and keeps the
+//! stand-in `nomad` RUNNING with the arguments and environment intended; run-nomad drives it
+//! with the real supervisorctl, leaves an unchanged running agent alone and restarts it when
+//! its configuration changes. supervisord runs in a temporary directory with its own config,
+//! socket and pidfile, and is shut down at the end; states are polled with a deadline.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{instance, output, run_nomad, write_executable, LiveInstall};
+
+/// A supervisord of our own; killed (and reaped) when dropped, even when a test fails.
+struct Supervisord {
+    child: Child,
+    config: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Supervisord {
+    fn start(live: &LiveInstall) -> Self {
+        let dir = live.path("supervisord");
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("supervisord.conf");
+        let d = dir.display();
+        fs::write(
+            &config,
+            format!(
+                "[unix_http_server]\nfile={d}/supervisor.sock\nchmod=0700\n\n\
+                 [supervisord]\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+                 childlogdir={d}\nnodaemon=true\n\n\
+                 [rpcinterface:supervisor]\n\
+                 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
+                 [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n\n\
+                 [include]\nfiles = {}/*.conf\n",
+                live.path("supervisor").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("supervisord")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("supervisord (Debian package supervisor, installed by .ci/run)");
+        // The supervisorctl run-nomad is given: the real one, pointed at our supervisord.
+        let ctl = dir.join("supervisorctl");
+        write_executable(
+            &ctl,
+            &format!(
+                "#!/bin/sh\nexec supervisorctl -c '{}' \"$@\"\n",
+                config.display()
+            ),
+        );
+        let supervisord = Self { child, config, ctl };
+        supervisord.wait_for("supervisord to answer", |s| s.ctl(&["pid"]).0.then_some(()));
+        supervisord
+    }
+
+    /// Runs `supervisorctl ARGS` against our supervisord: (exit success, stdout).
+    fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("supervisorctl")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn state(&self) -> Option<String> {
+        run_nomad::service::supervisor_state(&self.ctl(&["status", "nomad"]).1)
+    }
+
+    fn pid(&self) -> u32 {
+        self.ctl(&["pid", "nomad"]).1.trim().parse().unwrap()
+    }
+
+    /// Polls `check` every 50 ms until it answers or 30 s pass.
+    fn wait_for<T>(&self, what: &str, check: impl Fn(&Self) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {:?}",
+                self.ctl(&["status"])
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_running(&self) -> u32 {
+        self.wait_for("nomad to be RUNNING", |s| {
+            (s.state().as_deref() == Some("RUNNING")).then(|| s.pid())
+        })
+    }
+}
+
+impl Drop for Supervisord {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["shutdown"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(live: &LiveInstall, name: &str, supervisord: &Supervisord, extra: &[&str]) {
+    let metadata = live.path("imds.json");
+    fs::write(&metadata, instance().to_string()).unwrap();
+    let mut cmd = run_nomad();
+    cmd.arg("--init")
+        .arg("supervisor")
+        .arg("--supervisorctl")
+        .arg(&supervisord.ctl)
+        .arg("--metadata-file")
+        .arg(&metadata)
+        .args(live.args(name))
+        .args(extra);
+    let (ok, stdout, stderr) = output(&mut cmd);
+    assert!(ok, "{stdout}\n{stderr}");
+}
+
+fn recorded_args(live: &LiveInstall) -> Vec<String> {
+    fs::read_to_string(live.path("record/args"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn recorded_env(live: &LiveInstall) -> Vec<(String, String)> {
+    fs::read_to_string(live.path("record/env"))
+        .unwrap()
+        .split('\0')
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[test]
+fn supervisord_runs_the_agent_and_run_nomad_restarts_it_only_on_change() {
+    let name = "space $HOME %n ✓";
+    let live = LiveInstall::new(name);
+    let supervisord = Supervisord::start(&live);
+    let environment = [
+        ("PLAIN", "value"),
+        ("SPACES_AND_COMMAS", "a b, c=d"),
+        ("DOLLAR_AND_PERCENT", "$HOME %(ENV_HOME)s 100%"),
+        ("DOUBLE_QUOTES", "say \"hi\" twice"),
+        ("SINGLE_QUOTES", "it's"),
+        ("UNICODE", "✓ é 😀"),
+        ("EMPTY", ""),
+    ];
+    let mut extra: Vec<String> = vec!["--client".into()];
+    for (k, v) in environment {
+        extra.push("--environment".into());
+        extra.push(format!("{k}={v}"));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    run(&live, name, &supervisord, &extra);
+
+    let pid = supervisord.wait_running();
+    assert_eq!(
+        recorded_args(&live),
+        [
+            "agent".to_string(),
+            "-config".to_string(),
+            path_text(&live.path("config")),
+            "-data-dir".to_string(),
+            path_text(&live.data_dir(name)),
+        ]
+    );
+    let env = recorded_env(&live);
+    for (k, v) in environment {
+        assert!(
+            env.contains(&(k.to_string(), v.to_string())),
+            "{k}={v:?} missing from {env:?}"
+        );
+    }
+    // The original's log files.
+    assert!(live.path("log/nomad-stdout.log").exists());
+    assert!(live.path("log/nomad-error.log").exists());
+
+    // Unchanged files and a running agent: nothing is restarted.
+    run(&live, name, &supervisord, &extra);
+    assert_eq!(supervisord.state().as_deref(), Some("RUNNING"));
+    assert_eq!(supervisord.pid(), pid, "an unchanged agent was restarted");
+
+    // A changed default.hcl (not the program): restarted.
+    let mut changed = extra.clone();
+    changed.extend(["--meta", "rack=r2"]);
+    run(&live, name, &supervisord, &changed);
+    let restarted = supervisord.wait_for("a new nomad process", |s| {
+        (s.state().as_deref() == Some("RUNNING") && s.pid() != pid).then(|| s.pid())
+    });
+    assert_ne!(restarted, pid);
+
+    // Stopped behind our back, files unchanged: started again.
+    assert!(supervisord.ctl(&["stop", "nomad"]).0);
+    run(&live, name, &supervisord, &changed);
+    supervisord.wait_running();
+}
