@@ -220,14 +220,22 @@ mod tests {
     #[test]
     fn unit_words_and_assignments_are_quoted_for_systemd() {
         assert_eq!(
-            unit_exec_word("/opt/nomad/bin/nomad").unwrap(),
+            unit_exec_word("/opt/nomad/bin/nomad", true).unwrap(),
             "/opt/nomad/bin/nomad"
         );
-        assert_eq!(unit_exec_word("-config").unwrap(), "-config");
+        assert_eq!(unit_exec_word("-config", false).unwrap(), "-config");
         assert_eq!(
-            unit_exec_word("/opt/my nomad/$HOME/%h").unwrap(),
+            unit_exec_word("/opt/my nomad/$HOME/%h", false).unwrap(),
             "\"/opt/my nomad/$$HOME/%%h\""
         );
+        assert_eq!(
+            unit_exec_word("/opt/my nomad/$HOME/%h", true).unwrap(),
+            "\"/opt/my nomad/$HOME/%%h\""
+        );
+        for refused in ["/o'brien/nomad", "/q\"/nomad", "/b\\s/nomad"] {
+            assert!(unit_exec_word(refused, true).is_err(), "{refused}");
+            assert!(unit_exec_word(refused, false).is_ok(), "{refused}");
+        }
         assert_eq!(
             unit_environment("K=a \"b\" \\ $x %i\n\u{1}").unwrap(),
             "\"K=a \\\"b\\\" \\\\ $x %%i\\n\\x01\""
