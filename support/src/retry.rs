@@ -152,8 +152,14 @@ impl Policy {
                     last: error,
                 });
             }
+            // A policy bounded only by its deadline says so instead of "attempt 1/4294967295".
+            let of = if max_attempts == u32::MAX {
+                String::new()
+            } else {
+                format!("/{max_attempts}")
+            };
             tracing::warn!(
-                "{} failed (attempt {number}/{max_attempts}): {error}; retrying in {:.1}s",
+                "{} failed (attempt {number}{of}): {error}; retrying in {:.1}s",
                 self.what,
                 wait.as_secs_f64()
             );
