@@ -27,7 +27,6 @@ pub enum InitSystem {
     group(ArgGroup::new("discovery")
         .args(["retry_join", "scale_set_name", "cluster_tag_key", "consul_address"])
         .multiple(false)),
-    group(ArgGroup::new("metadata_source").args(["imds_endpoint", "metadata_file"]).multiple(false)),
     group(ArgGroup::new("gossip").args(["gossip_key", "gossip_key_file"]).multiple(false)),
 )]
 pub struct Cli {
@@ -94,10 +93,16 @@ pub struct Cli {
     pub init: InitSystem,
 
     /// Base URL of the Azure Instance Metadata Service.
-    #[arg(long, value_name = "URL", default_value = crate::metadata::DEFAULT_ENDPOINT)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUN_NOMAD_IMDS_ENDPOINT",
+        default_value = crate::metadata::DEFAULT_ENDPOINT
+    )]
     pub imds_endpoint: String,
 
-    /// Read the instance metadata document (the JSON IMDS returns) from FILE instead of IMDS.
+    /// Read the instance metadata document (the JSON IMDS returns) from FILE instead of IMDS
+    /// (--imds-endpoint is then not used).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 

@@ -708,3 +708,25 @@ fn the_cluster_deploy_command_lines_work() {
         );
     }
 }
+
+#[test]
+fn an_even_number_of_servers_warns_and_still_configures() {
+    let root = FakeRoot::new();
+    let metadata = root.metadata_file(&instance());
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--metadata-file")
+        .arg(&metadata)
+        .arg("--no-start")
+        .args(LAYOUT_ARGS)
+        .args(["--server", "--num-servers", "4"]);
+    let (ok, _, stderr) = output(&mut cmd);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("--num-servers 4 is even"), "{stderr}");
+    let hcl = root.read("/opt/nomad/config/default.hcl");
+    assert!(
+        hcl.contains("bootstrap_expect = 4") && hcl.contains("min_quorum                = 4"),
+        "{hcl}"
+    );
+}

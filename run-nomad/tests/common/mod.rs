@@ -197,6 +197,9 @@ pub const LAYOUT_ARGS: &[&str] = &[
 /// `run-nomad` with no inherited proxy settings or service program overrides.
 pub fn run_nomad() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-nomad"));
+    // A test that forgets --imds-endpoint or --metadata-file must not reach for the real
+    // IMDS address: point the default at a loopback port where nothing listens.
+    cmd.env("RUN_NOMAD_IMDS_ENDPOINT", "http://127.0.0.1:9");
     for var in [
         "RUN_NOMAD_SYSTEMCTL",
         "RUN_NOMAD_SUPERVISORCTL",
