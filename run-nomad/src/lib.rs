@@ -28,6 +28,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     // Everything that can be checked without the metadata is checked first: a typo in a flag
     // should not wait for IMDS.
     settings::check_flags(&cli)?;
+    settings::warn_about_flags(&cli);
     let root = settings::root(&cli)?;
     let exe = std::env::current_exe().context("failed to find run-nomad's own path")?;
     let exe_dir = exe.parent().unwrap_or(Path::new("/")).to_path_buf();

@@ -631,6 +631,21 @@ fn config_only_flags(cli: &Cli) -> Vec<&'static str> {
     flags
 }
 
+/// Logs the warnings about flags that are accepted but probably not meant (once per run).
+pub fn warn_about_flags(cli: &Cli) {
+    match (cli.server, cli.num_servers) {
+        (true, Some(n)) if n > 0 && n % 2 == 0 => tracing::warn!(
+            "--num-servers {n} is even: a cluster of {n} servers tolerates no more failures \
+             than one of {}; an odd number is recommended",
+            n - 1
+        ),
+        (false, Some(_)) => {
+            tracing::warn!("--num-servers only applies to servers; ignored without --server")
+        }
+        _ => {}
+    }
+}
+
 /// The checks that need neither metadata nor the filesystem.
 pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
     if cli.server {
@@ -641,15 +656,8 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
                 ))
             }
             Some(0) => return Err(invalid("--num-servers", 0, "must be at least 1")),
-            Some(n) if n % 2 == 0 => tracing::warn!(
-                "--num-servers {n} is even: a cluster of {n} servers tolerates no more failures \
-                 than one of {}; an odd number is recommended",
-                n - 1
-            ),
             Some(_) => {}
         }
-    } else if cli.num_servers.is_some() {
-        tracing::warn!("--num-servers only applies to servers; ignored without --server");
     }
     if !cli.client {
         if cli.node_class.is_some() {
@@ -929,12 +937,12 @@ pub fn root(cli: &Cli) -> Result<PathBuf, SettingsError> {
 }
 
 /// Resolves and validates everything. Reads `<root>/etc/passwd`, `<root>/etc/group`, the
-/// config directory's owner, the gossip key file and the TLS files; writes nothing.
+/// config directory's owner, the gossip key file and the TLS files; writes nothing. The caller
+/// runs [`check_install`] first (before reading IMDS), as [`crate::run`] does.
 pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> {
     check_flags(cli)?;
     let root = root(cli)?;
     let layout = layout(cli, &facts.exe_dir)?;
-    check_install(cli, &root, &layout)?;
     let config_dir = under_root(&root, &layout.config_dir);
     let config_owner = std::fs::metadata(&config_dir)
         .map_err(|cause| SettingsError::Io {
