@@ -1,9 +1,29 @@
 //! Render and drive Packer to bake Nomad machine images, reproducibly.
+//!
+//! - [`spec`]: `image.toml`, validated, resolved with the command line into settings.
+//! - [`template`]: the Packer template and provisioning script rendered from `packer/`.
+//! - [`binaries`]: the install-nomad and run-nomad binaries, checked for the target CPU.
+//! - [`bundle`]: the rendered build directory, assembled in memory, written all at once.
+//! - [`packer`]: the Packer binary: version, init, validate, build (signals, timeout).
+//! - [`machine_readable`]: Packer's `-machine-readable` stream, parsed.
+//! - [`record`]: inputs and their hashes, Packer's manifest read back, the build record.
+//! - [`bake`]: the commands, end to end.
 
+pub mod bake;
+pub mod binaries;
+pub mod bundle;
 pub mod cli;
+pub mod machine_readable;
+pub mod packer;
+pub mod record;
+pub mod spec;
+pub mod template;
 
 /// Runs the tool for parsed command-line arguments.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let _ = cli;
-    anyhow::bail!("image-builder is not built yet")
+    match &cli.command {
+        cli::Command::Render(args) => bake::render(args),
+        cli::Command::Validate(args) => bake::validate(args),
+        cli::Command::Build(args) => bake::build(args),
+    }
 }

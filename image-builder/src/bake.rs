@@ -1,0 +1,411 @@
+//! The three commands, end to end: `render`, `validate` and `build` (render, validate, bake,
+//! record). Everything here is orchestration at the edge; the decisions live in the modules it
+//! calls.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use support::files::{write_atomic, FileSpec};
+
+use crate::bundle::{self, Bundle};
+use crate::cli::{BuildArgs, RenderArgs, SpecArgs, ValidateArgs};
+use crate::machine_readable::{readable_lines, Event, Transcript, UiLevel};
+use crate::packer::{Limits, Packer, PackerError, PackerVersion};
+use crate::record::{BuildRecord, PackerManifest, RecordStore};
+use crate::spec::{self, AuthMode, Settings, Target, CLIENT_SECRET_ENV};
+use crate::template;
+
+/// The Packer variable that carries the input hash into the template (via `PKR_VAR_...`).
+const INPUT_HASH_VAR: &str = "image_builder_input_hash";
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The spec file read, parsed and resolved.
+struct Loaded {
+    bytes: Vec<u8>,
+    settings: Settings,
+}
+
+fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
+    let path = &args.config;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("failed to read the image spec {}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("the image spec {} is not UTF-8", path.display()))?;
+    let settings = spec::parse(text, path)?.resolve(path, &args.overrides())?;
+    Ok(Loaded { bytes, settings })
+}
+
+/// Whether to render the `required_plugins` block: only the azure template needs it.
+fn plugin_block(settings: &Settings, version: PackerVersion) -> bool {
+    matches!(settings.target, Target::Azure(_)) && version.needs_plugin_block()
+}
+
+/// `image-builder render`.
+pub fn render(args: &RenderArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.spec)?;
+    let version = match &args.packer_version {
+        Some(text) => PackerVersion::parse(text)
+            .with_context(|| format!("--packer-version {text:?} is not a version like 1.6.6"))?,
+        None => match Packer::locate(&args.packer.packer_bin) {
+            Ok(packer) => packer.version,
+            Err(PackerError::NotFound { bin }) => {
+                // Rendering needs no Packer; assume a current one and say so.
+                tracing::warn!(
+                    "Packer not found at {}; rendering for Packer 1.7+ (with required_plugins). \
+                     Pass --packer-version to render for another version",
+                    bin.display()
+                );
+                PackerVersion {
+                    major: 1,
+                    minor: 7,
+                    patch: 0,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let bundle = bundle::assemble(
+        &loaded.settings,
+        &loaded.bytes,
+        plugin_block(&loaded.settings, version),
+        &process_env,
+    )?;
+    bundle.publish(&args.out)?;
+    tracing::info!(
+        "rendered the {} template for Packer {version} into {} (inputs {})",
+        loaded.settings.target.kind(),
+        args.out.display(),
+        bundle.input_hash
+    );
+    Ok(())
+}
+
+/// Renders into a fresh private directory under `parent` (or the system temp directory).
+fn work_dir(bundle: &Bundle, parent: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("image-builder-work.");
+        b
+    };
+    let dir = match parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .context("failed to create a working directory for Packer")?;
+    bundle.write_into(dir.path())?;
+    Ok(dir)
+}
+
+fn locate_packer(bin: &Path) -> anyhow::Result<Packer> {
+    let packer = Packer::locate(bin)?;
+    tracing::debug!("using Packer {} at {}", packer.version, bin.display());
+    Ok(packer)
+}
+
+fn init_and_validate(
+    packer: &Packer,
+    settings: &Settings,
+    dir: &Path,
+    vars: &[(String, String)],
+) -> anyhow::Result<()> {
+    if plugin_block(settings, packer.version) {
+        tracing::info!("packer init: installing the azure plugin");
+        packer.init(dir)?;
+    }
+    packer.validate(dir, vars)?;
+    Ok(())
+}
+
+/// `image-builder validate`.
+pub fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.spec)?;
+    let packer = locate_packer(&args.packer.packer_bin)?;
+    let bundle = bundle::assemble(
+        &loaded.settings,
+        &loaded.bytes,
+        plugin_block(&loaded.settings, packer.version),
+        &process_env,
+    )?;
+    let dir = work_dir(&bundle, None)?;
+    let vars = vec![(INPUT_HASH_VAR.to_string(), bundle.input_hash.clone())];
+    init_and_validate(&packer, &loaded.settings, dir.path(), &vars)?;
+    tracing::info!(
+        "{}: the {} template is valid for Packer {}",
+        args.spec.config.display(),
+        loaded.settings.target.kind(),
+        packer.version
+    );
+    Ok(())
+}
+
+/// Client-secret auth reads the service principal from the environment: check it is all there
+/// before starting a build that would fail after minutes. Only names are reported, never values.
+fn check_credentials(settings: &Settings, env: bundle::Env<'_>) -> anyhow::Result<()> {
+    let Target::Azure(azure) = &settings.target else {
+        return Ok(());
+    };
+    if azure.auth != AuthMode::ClientSecret {
+        return Ok(());
+    }
+    let missing: Vec<&str> = CLIENT_SECRET_ENV
+        .iter()
+        .copied()
+        .filter(|name| !(*name == "ARM_SUBSCRIPTION_ID" && azure.subscription_id.is_some()))
+        .filter(|name| env(name).is_none_or(|v| v.is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: auth = \"client_secret\" reads the service principal from the environment, but \
+             {} {} not set",
+            settings.spec_path.display(),
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        );
+    }
+    Ok(())
+}
+
+/// A fresh root for the local target has what a base image has: `/etc/passwd` and
+/// `/etc/group` with root in them (install-nomad adds its user there).
+pub fn prepare_local_root(root: &Path) -> anyhow::Result<()> {
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc)
+        .with_context(|| format!("failed to create the local root {}", etc.display()))?;
+    for (name, line) in [
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ("group", "root:x:0:\n"),
+    ] {
+        let path = etc.join(name);
+        if !path.exists() {
+            write_atomic(&path, line.as_bytes(), FileSpec::mode(0o644))?;
+        }
+    }
+    Ok(())
+}
+
+/// Shows one event of the build stream as a readable progress line.
+fn show(event: &Event) {
+    match event {
+        Event::Ui { level, text } => {
+            for line in readable_lines(text) {
+                match level {
+                    UiLevel::Error => tracing::warn!("{line}"),
+                    UiLevel::Say | UiLevel::Message => tracing::info!("{line}"),
+                }
+            }
+        }
+        Event::BuildError { target, message } => {
+            tracing::error!("{target}: {}", message.trim())
+        }
+        Event::Artifact { .. } | Event::ArtifactCount { .. } | Event::ErrorCount(_) => {}
+        Event::Other(line) => tracing::debug!("packer: {} {:?}", line.kind, line.data),
+    }
+}
+
+/// `image-builder build`.
+pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.spec)?;
+    let settings = &loaded.settings;
+    let packer = locate_packer(&args.packer.packer_bin)?;
+    check_credentials(settings, &process_env)?;
+    let bundle = bundle::assemble(
+        settings,
+        &loaded.bytes,
+        plugin_block(settings, packer.version),
+        &process_env,
+    )?;
+    let hash = bundle.input_hash.clone();
+
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.spec.config));
+    let store = RecordStore::open(&state_dir)?;
+    if !args.force {
+        if let Some(record) = store.find(&hash)? {
+            tracing::info!(
+                "these inputs ({hash}) were built already (record {}): skipping the build; \
+                 --force builds again",
+                store.record_path(&hash).display()
+            );
+            println!("{}", record.image_id);
+            return Ok(());
+        }
+    }
+
+    if let Target::Local { root } = &settings.target {
+        prepare_local_root(root)?;
+    }
+    let work = work_dir(&bundle, Some(&state_dir))?;
+    let vars = vec![(INPUT_HASH_VAR.to_string(), hash.clone())];
+    init_and_validate(&packer, settings, work.path(), &vars)?;
+
+    tracing::info!(
+        "building the {} image (Nomad {}, inputs {hash}) with Packer {}",
+        settings.target.kind(),
+        settings.nomad_version,
+        packer.version
+    );
+    let limits = Limits {
+        timeout: args.timeout,
+        cleanup_grace: args.cleanup_grace,
+    };
+    let transcript = packer.build(work.path(), &vars, args.force, limits, &mut show)?;
+
+    let manifest_path = work.path().join(template::MANIFEST_FILE);
+    let manifest_bytes = std::fs::read(&manifest_path).with_context(|| {
+        format!(
+            "Packer finished but wrote no manifest at {}",
+            manifest_path.display()
+        )
+    })?;
+    let manifest = PackerManifest::parse(&manifest_bytes, &manifest_path)?;
+    let built = manifest.this_build(&manifest_path, &hash)?;
+    let record = make_record(settings, &packer, &bundle, built, &transcript, &process_env)?;
+    let record_path = store.save(&record, &manifest_bytes)?;
+    tracing::info!(
+        "built {}; record {}",
+        record.image_id,
+        record_path.display()
+    );
+    println!("{}", record.image_id);
+    Ok(())
+}
+
+fn make_record(
+    settings: &Settings,
+    packer: &Packer,
+    bundle: &Bundle,
+    built: &crate::record::ManifestBuild,
+    transcript: &Transcript,
+    env: bundle::Env<'_>,
+) -> anyhow::Result<BuildRecord> {
+    let (image_id, managed_image_id, gallery_image_version_id) = match &settings.target {
+        Target::Local { root } => {
+            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            (root.display().to_string(), None, None)
+        }
+        Target::Azure(azure) => {
+            let artifact = transcript.artifacts.first();
+            let managed = artifact
+                .and_then(|a| a.described("ManagedImageId"))
+                .map(str::to_string)
+                .unwrap_or_else(|| built.artifact_id.clone());
+            let gallery = azure.gallery.as_ref().and_then(|gallery| {
+                artifact
+                    .and_then(|a| a.described("ManagedImageSharedImageGalleryId"))
+                    .map(str::to_string)
+                    .or_else(|| {
+                        let subscription = gallery
+                            .subscription
+                            .clone()
+                            .or_else(|| azure.subscription_id.clone())
+                            .or_else(|| env("ARM_SUBSCRIPTION_ID").filter(|s| !s.is_empty()))?;
+                        Some(gallery_version_id(&subscription, gallery))
+                    })
+            });
+            if azure.gallery.is_some() && gallery.is_none() {
+                tracing::warn!(
+                    "Packer did not report the gallery image version id and the subscription is \
+                     not known here; the record names the managed image instead"
+                );
+            }
+            let image_id = gallery.clone().unwrap_or_else(|| managed.clone());
+            (image_id, Some(managed), gallery)
+        }
+    };
+    Ok(BuildRecord {
+        input_hash: bundle.input_hash.clone(),
+        target: settings.target.kind().to_string(),
+        image_id,
+        artifact_id: built.artifact_id.clone(),
+        managed_image_id,
+        gallery_image_version_id,
+        nomad_version: settings.nomad_version.clone(),
+        consul_version: settings.consul_version.clone(),
+        cni_version: settings.cni_version.clone(),
+        arch: settings.arch.to_string(),
+        packer_version: packer.version.to_string(),
+        packer_run_uuid: built.packer_run_uuid.clone(),
+        build_time: built.build_time,
+        inputs: bundle.inputs.clone(),
+        manifest: RecordStore::manifest_file_name(&bundle.input_hash),
+    })
+}
+
+/// The ARM id of a gallery image version.
+/// Source: https://learn.microsoft.com/rest/api/compute/gallery-image-versions/get
+fn gallery_version_id(subscription: &str, gallery: &spec::GallerySpec) -> String {
+    format!(
+        "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions/{}",
+        gallery.resource_group, gallery.gallery_name, gallery.image_name, gallery.image_version
+    )
+}
+
+/// The default state directory for a spec.
+pub fn default_state_dir(config: &Path) -> PathBuf {
+    support::files::parent_dir(config).join(".image-builder")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_secret_auth_names_every_missing_variable_and_no_value() {
+        let path = Path::new("/s/image.toml");
+        let spec = spec::parse(
+            "nomad_version = \"1.9.3\"\n[azure]\nauth = \"client_secret\"\nlocation = \"x\"\n\
+             managed_image_name = \"n\"\nmanaged_image_resource_group_name = \"g\"\n",
+            path,
+        )
+        .unwrap();
+        let settings = spec.resolve(path, &Default::default()).unwrap();
+        let env = |name: &str| (name == "ARM_CLIENT_SECRET").then(|| "hunter2".to_string());
+        let err = check_credentials(&settings, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("ARM_CLIENT_ID, ARM_TENANT_ID, ARM_SUBSCRIPTION_ID are not set"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let all = |_: &str| Some("x".to_string());
+        assert!(check_credentials(&settings, &all).is_ok());
+    }
+
+    #[test]
+    fn local_root_is_seeded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_local_root(dir.path()).unwrap();
+        let passwd = dir.path().join("etc/passwd");
+        assert_eq!(
+            std::fs::read_to_string(&passwd).unwrap(),
+            "root:x:0:0:root:/root:/bin/sh\n"
+        );
+        std::fs::write(
+            &passwd,
+            "root:x:0:0::/root:/bin/sh\nnomad:x:999:999::/:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        prepare_local_root(dir.path()).unwrap();
+        assert!(std::fs::read_to_string(&passwd).unwrap().contains("nomad"));
+    }
+
+    #[test]
+    fn gallery_version_ids_follow_the_arm_layout() {
+        let gallery = spec::GallerySpec {
+            subscription: None,
+            resource_group: "rg".into(),
+            gallery_name: "gal".into(),
+            image_name: "nomad".into(),
+            image_version: "1.9.3".into(),
+            replication_regions: vec![],
+        };
+        assert_eq!(
+            gallery_version_id("sub", &gallery),
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/galleries/gal/images/nomad/versions/1.9.3"
+        );
+    }
+}

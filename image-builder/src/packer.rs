@@ -1,0 +1,576 @@
+//! Driving the Packer binary: finding it and its version, `packer init` / `validate` / `build`
+//! as subprocesses. `build` streams `-machine-readable` output into progress events, forwards
+//! SIGINT/SIGTERM to Packer so it deletes its temporary Azure resources, and enforces a timeout.
+//!
+//! Packer runs in its own process group: a Ctrl-C on the terminal reaches image-builder only,
+//! which forwards exactly one signal to Packer (Packer then cleans up and exits) instead of
+//! Packer and its plugins all receiving it at once. `CHECKPOINT_DISABLE=1` stops Packer from
+//! calling HashiCorp's update check.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use support::process::{self, CommandError};
+
+use crate::machine_readable::{self, Event, Transcript};
+
+/// How an operator gets Packer.
+pub const INSTALL_HINT: &str = "install Packer (Debian/Ubuntu: `apt-get install packer`; \
+     otherwise https://developer.hashicorp.com/packer/install) or pass --packer-bin PATH";
+
+/// A Packer version, as `packer version` prints it (`Packer v1.6.6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackerVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl PackerVersion {
+    /// Finds the version in `packer version` output (newer Packers add lines, e.g. an
+    /// out-of-date notice; old ones print `1.6.6` for `--version`).
+    pub fn parse(output: &str) -> Option<Self> {
+        output.lines().find_map(|line| {
+            let line = line.trim();
+            let rest = line
+                .strip_prefix("Packer v")
+                .or_else(|| line.strip_prefix('v'))
+                .unwrap_or(line);
+            let core: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = core.split('.').map(|p| p.parse::<u32>());
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch))) => Some(Self {
+                    major,
+                    minor,
+                    patch,
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    /// Packer 1.7 moved the azure builder into a plugin: the template then needs
+    /// `required_plugins` and `packer init`. Packer 1.6 rejects that block.
+    pub fn needs_plugin_block(self) -> bool {
+        (self.major, self.minor) >= (1, 7)
+    }
+}
+
+impl std::fmt::Display for PackerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Why Packer could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum PackerError {
+    #[error("Packer was not found at {bin}: {hint}", bin = .bin.display(), hint = INSTALL_HINT)]
+    NotFound { bin: PathBuf },
+    #[error("could not tell the version of Packer {bin} from `packer version`: {output:?}", bin = .bin.display())]
+    UnknownVersion { bin: PathBuf, output: String },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("`packer validate` rejected the template in {dir}:\n{report}", dir = .dir.display())]
+    Invalid { dir: PathBuf, report: String },
+    #[error("could not start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("packer build failed ({status}) in {dir}\n{report}", dir = .dir.display())]
+    BuildFailed {
+        dir: PathBuf,
+        status: ExitStatus,
+        report: String,
+    },
+    #[error(
+        "packer build was interrupted by {signal}; it was forwarded to Packer, which exited \
+         ({status}) after cleaning up what it could\n{report}"
+    )]
+    Interrupted {
+        signal: &'static str,
+        status: ExitStatus,
+        report: String,
+    },
+    #[error(
+        "packer build timed out after {timeout}; image-builder sent Packer SIGINT so it deletes its \
+         temporary resources, and it exited ({status})\n{report}",
+        timeout = humanize(*.timeout)
+    )]
+    TimedOut {
+        timeout: Duration,
+        status: ExitStatus,
+        report: String,
+    },
+    #[error(
+        "Packer did not exit within {grace} of being asked to stop ({reason}) and was killed: \
+         temporary Azure resources (a `pkr-Resource-Group-*` resource group, or `pkr*` resources \
+         in the build resource group) may remain; delete them by hand\n{report}",
+        grace = humanize(*.grace)
+    )]
+    Killed {
+        reason: String,
+        grace: Duration,
+        report: String,
+    },
+    #[error("failed while waiting for Packer: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// A located Packer binary and its version.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    pub bin: PathBuf,
+    pub version: PackerVersion,
+}
+
+/// Limits of a `packer build`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Total time the build may take before image-builder asks Packer to stop.
+    pub timeout: Duration,
+    /// How long Packer gets to clean up after being asked to stop before it is killed.
+    pub cleanup_grace: Duration,
+}
+
+impl Packer {
+    /// Runs `<bin> version` to find Packer and its version.
+    pub fn locate(bin: &Path) -> Result<Self, PackerError> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("version")
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdin(Stdio::null());
+        let output = process::run(&mut cmd).map_err(|e| {
+            if e.is_not_found() {
+                PackerError::NotFound {
+                    bin: bin.to_path_buf(),
+                }
+            } else {
+                PackerError::Command(e)
+            }
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = PackerVersion::parse(&text).ok_or_else(|| PackerError::UnknownVersion {
+            bin: bin.to_path_buf(),
+            output: text.trim().to_string(),
+        })?;
+        Ok(Self {
+            bin: bin.to_path_buf(),
+            version,
+        })
+    }
+
+    fn command(&self, dir: &Path, vars: &[(String, String)]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.current_dir(dir)
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdin(Stdio::null());
+        // Variables go through the environment (PKR_VAR_<name>), never the command line.
+        for (name, value) in vars {
+            cmd.env(format!("PKR_VAR_{name}"), value);
+        }
+        cmd
+    }
+
+    /// `packer init <dir>`: installs the plugins `required_plugins` names (Packer 1.7+ only).
+    pub fn init(&self, dir: &Path) -> Result<(), PackerError> {
+        let mut cmd = self.command(dir, &[]);
+        cmd.arg("init").arg(dir);
+        process::run(&mut cmd)?;
+        Ok(())
+    }
+
+    /// `packer validate -machine-readable <dir>`; a rejection reports Packer's error lines.
+    pub fn validate(&self, dir: &Path, vars: &[(String, String)]) -> Result<(), PackerError> {
+        let mut cmd = self.command(dir, vars);
+        cmd.args(["validate", "-machine-readable"]).arg(dir);
+        let output = process::run_unchecked(&mut cmd)?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let transcript = Transcript::from_text(&stdout);
+        let mut report = transcript.error_report();
+        if report.is_empty() {
+            // Not machine-readable (or nothing on stdout): show what Packer printed.
+            report = format!("{}{}", stdout.trim(), process::tail(&output.stderr));
+        }
+        Err(PackerError::Invalid {
+            dir: dir.to_path_buf(),
+            report,
+        })
+    }
+
+    /// `packer build -machine-readable <dir>` (plus `-force` when asked), streaming every event
+    /// to `on_event`. Returns the transcript of a successful build.
+    pub fn build(
+        &self,
+        dir: &Path,
+        vars: &[(String, String)],
+        force: bool,
+        limits: Limits,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Transcript, PackerError> {
+        let mut cmd = self.command(dir, vars);
+        cmd.args(["build", "-machine-readable"]);
+        if force {
+            cmd.arg("-force");
+        }
+        cmd.arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let command_line = process::command_line(&cmd);
+
+        // Listen for signals before Packer exists, so none is lost in between.
+        let (tx, rx) = mpsc::channel::<Feed>();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .map_err(|source| PackerError::Spawn {
+            command: command_line.clone(),
+            source,
+        })?;
+        let signal_handle = signals.handle();
+        let signal_tx = tx.clone();
+        let signal_thread = std::thread::spawn(move || {
+            for signal in signals.forever() {
+                if signal_tx.send(Feed::Signal(signal)).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let result = match cmd.spawn() {
+            Ok(child) => supervise(child, dir, tx, &rx, limits, on_event),
+            Err(source) => Err(if source.kind() == std::io::ErrorKind::NotFound {
+                PackerError::NotFound {
+                    bin: self.bin.clone(),
+                }
+            } else {
+                PackerError::Spawn {
+                    command: command_line,
+                    source,
+                }
+            }),
+        };
+        signal_handle.close();
+        let _ = signal_thread.join();
+        result
+    }
+}
+
+/// What the supervising loop hears about.
+enum Feed {
+    Line(String),
+    StdoutClosed,
+    Signal(i32),
+}
+
+/// Why Packer was asked to stop.
+#[derive(Clone, Copy)]
+enum Stop {
+    Signal(i32),
+    Timeout,
+}
+
+/// How long a finished Packer may keep its stdout open (a stray background process holding
+/// the pipe) before image-builder stops reading.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
+/// How often the loop checks whether Packer has exited.
+const POLL: Duration = Duration::from_millis(100);
+
+fn supervise(
+    mut child: Child,
+    dir: &Path,
+    tx: mpsc::Sender<Feed>,
+    rx: &mpsc::Receiver<Feed>,
+    limits: Limits,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Transcript, PackerError> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let line_tx = tx;
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    if line_tx.send(Feed::Line(line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = line_tx.send(Feed::StdoutClosed);
+    });
+    let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let stderr_sink = Arc::clone(&stderr_tail);
+    std::thread::spawn(move || {
+        let mut stderr = stderr;
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let mut tail = stderr_sink.lock().unwrap_or_else(|e| e.into_inner());
+            tail.extend_from_slice(&chunk[..n]);
+            let excess = tail.len().saturating_sub(process::STDERR_TAIL_BYTES);
+            tail.drain(..excess);
+        }
+    });
+
+    let mut transcript = Transcript::default();
+    let deadline = Instant::now() + limits.timeout;
+    let mut stop: Option<(Stop, Instant)> = None;
+    let mut killed = false;
+    let mut stdout_open = true;
+    let mut exited: Option<(ExitStatus, Instant)> = None;
+
+    let status = loop {
+        if exited.is_none() {
+            if let Some(status) = child.try_wait().map_err(PackerError::Wait)? {
+                exited = Some((status, Instant::now()));
+            }
+        }
+        if let Some((status, at)) = exited {
+            if !stdout_open || at.elapsed() >= DRAIN_AFTER_EXIT {
+                break status;
+            }
+        }
+        let now = Instant::now();
+        if exited.is_none() {
+            if stop.is_none() && now >= deadline {
+                tracing::warn!(
+                    "packer build ran longer than {}: asking Packer to stop (SIGINT) so it cleans up",
+                    humanize(limits.timeout)
+                );
+                let _ = signal::kill(pid, Signal::SIGINT);
+                stop = Some((Stop::Timeout, now + limits.cleanup_grace));
+            }
+            if let Some((_, kill_at)) = stop {
+                if !killed && now >= kill_at {
+                    tracing::error!(
+                        "Packer did not exit within {} of being asked to stop: killing it",
+                        humanize(limits.cleanup_grace)
+                    );
+                    let _ = signal::kill(pid, Signal::SIGKILL);
+                    killed = true;
+                }
+            }
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(Feed::Line(line)) => match machine_readable::parse_line(&line) {
+                Some(record) => {
+                    let event = Event::from(record);
+                    transcript.record(&event);
+                    on_event(&event);
+                }
+                None => {
+                    let text = line.trim_end();
+                    if !text.is_empty() {
+                        tracing::info!("{text}");
+                    }
+                }
+            },
+            Ok(Feed::StdoutClosed) => stdout_open = false,
+            Ok(Feed::Signal(raw)) => {
+                let name = signal_name(raw);
+                if exited.is_none() {
+                    tracing::warn!(
+                        "received {name}: forwarding it to Packer, which deletes its temporary \
+                         resources before exiting (this can take minutes)"
+                    );
+                    if let Ok(sig) = Signal::try_from(raw) {
+                        let _ = signal::kill(pid, sig);
+                    }
+                    if stop.is_none() {
+                        stop = Some((Stop::Signal(raw), Instant::now() + limits.cleanup_grace));
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => stdout_open = false,
+        }
+    };
+
+    let mut report = transcript.error_report();
+    let stderr = {
+        let tail = stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        process::tail(&tail)
+    };
+    if !stderr.trim().is_empty() {
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        report.push_str("stderr:\n");
+        report.push_str(stderr.trim_end());
+    }
+
+    match stop {
+        Some((reason, _)) if killed => Err(PackerError::Killed {
+            reason: match reason {
+                Stop::Signal(raw) => signal_name(raw).to_string(),
+                Stop::Timeout => format!("timeout of {}", humanize(limits.timeout)),
+            },
+            grace: limits.cleanup_grace,
+            report,
+        }),
+        Some((Stop::Signal(raw), _)) => Err(PackerError::Interrupted {
+            signal: signal_name(raw),
+            status,
+            report,
+        }),
+        Some((Stop::Timeout, _)) => Err(PackerError::TimedOut {
+            timeout: limits.timeout,
+            status,
+            report,
+        }),
+        None if status.success() => Ok(transcript),
+        None => Err(PackerError::BuildFailed {
+            dir: dir.to_path_buf(),
+            status,
+            report,
+        }),
+    }
+}
+
+fn signal_name(raw: i32) -> &'static str {
+    match Signal::try_from(raw) {
+        Ok(Signal::SIGINT) => "SIGINT",
+        Ok(Signal::SIGTERM) => "SIGTERM",
+        Ok(sig) => sig.as_str(),
+        Err(_) => "a signal",
+    }
+}
+
+/// A duration as an operator writes it: `2h`, `90m`, `1h30m`, `45s`.
+pub fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// Parses `2h`, `90m`, `1h30m`, `45s`, `500ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "{text:?} is not a duration like 2h, 90m, 1h30m or 45s"
+            ));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "h" => Duration::from_secs(value * 3600),
+            "m" => Duration::from_secs(value * 60),
+            "s" => Duration::from_secs(value),
+            "ms" => Duration::from_millis(value),
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {unit:?} (use h, m, s or ms)"
+                ))
+            }
+        };
+        total += part;
+    }
+    if total.is_zero() {
+        return Err(format!("{text:?}: a duration must be more than zero"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_parsed_from_old_and_new_output() {
+        let v = PackerVersion::parse("Packer v1.6.6\n").unwrap();
+        assert_eq!(v.to_string(), "1.6.6");
+        assert!(!v.needs_plugin_block());
+        let v = PackerVersion::parse(
+            "Packer v1.11.2\n\nYour version of Packer is out of date! The latest version\nis 1.12.0.\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            PackerVersion {
+                major: 1,
+                minor: 11,
+                patch: 2
+            }
+        );
+        assert!(v.needs_plugin_block());
+        assert!(PackerVersion::parse("1.7.0").unwrap().needs_plugin_block());
+        assert_eq!(PackerVersion::parse("something else"), None);
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("2 hours").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("h").is_err());
+        assert_eq!(humanize(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(humanize(Duration::from_millis(300)), "300ms");
+    }
+
+    #[test]
+    fn a_missing_packer_gets_an_install_hint() {
+        let err = Packer::locate(Path::new("/nonexistent/packer")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/packer"), "{text}");
+        assert!(text.contains("apt-get install packer"), "{text}");
+        assert!(text.contains("--packer-bin"), "{text}");
+    }
+}
