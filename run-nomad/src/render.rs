@@ -175,6 +175,7 @@ struct AgentContext {
     region: String,
     name: String,
     bind_addr: &'static str,
+    data_dir: String,
     advertise: String,
     server: Option<ServerContext>,
     client: Option<ClientContext>,
@@ -210,13 +211,16 @@ struct TlsContext {
     key_file: String,
 }
 
-/// `default.hcl` for an agent.
-pub fn agent_config(agent: &Agent) -> Result<String, RenderError> {
+/// `default.hcl` for an agent whose data directory is `data_dir`. The data directory is also on
+/// the agent's command line (as the original's was); having it in the file too makes the
+/// config directory complete, so `nomad config validate` and a bare `nomad agent -config` work.
+pub fn agent_config(agent: &Agent, data_dir: &Path) -> Result<String, RenderError> {
     let context = AgentContext {
         datacenter: agent.datacenter.clone(),
         region: agent.region.clone(),
         name: agent.name.clone(),
         bind_addr: "0.0.0.0",
+        data_dir: path_text(data_dir),
         advertise: agent.advertise.to_string(),
         server: agent.server.as_ref().map(|s| ServerContext {
             bootstrap_expect: s.num_servers,
@@ -338,7 +342,7 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
         files.push(RenderedFile {
             kind: FileKind::AgentConfig,
             path: settings.layout.config_file(),
-            contents: agent_config(agent)?,
+            contents: agent_config(agent, &settings.layout.data_dir)?,
             // It may hold the gossip key: root writes it, only the agent's group reads it.
             mode: 0o640,
             uid: 0,

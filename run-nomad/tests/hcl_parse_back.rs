@@ -90,6 +90,7 @@ fn a_server_like_the_original_plus_autopilot() {
             "region": "eastus2",
             "name": VM_ID,
             "bind_addr": "0.0.0.0",
+            "data_dir": "/opt/nomad/data",
             "advertise": advertise(),
             "server": [{ "enabled": true, "bootstrap_expect": 3 }],
             "autopilot": autopilot(3),
@@ -113,6 +114,7 @@ fn a_client_joining_by_tag() {
             "region": "eastus2",
             "name": VM_ID,
             "bind_addr": "0.0.0.0",
+            "data_dir": "/opt/nomad/data",
             "advertise": advertise(),
             "client": [{
                 "enabled": true,
@@ -160,6 +162,7 @@ fn a_secured_server_and_client_joining_by_scale_set() {
             "region": "eastus2",
             "name": VM_ID,
             "bind_addr": "0.0.0.0",
+            "data_dir": "/opt/nomad/data",
             "advertise": advertise(),
             "server": [{
                 "enabled": true,
@@ -248,6 +251,8 @@ fn hostile_metadata_values_decode_to_exactly_themselves() {
                 "region": format!("loc{i} {bad}"),
                 "name": format!("vm{i} {bad}"),
                 "bind_addr": "0.0.0.0",
+                "data_dir": "/opt/nomad/data",
+            "data_dir": "/opt/nomad/data",
                 "advertise": advertise(),
                 "client": [{
                     "enabled": true,
@@ -308,6 +313,7 @@ fn hostile_flag_values_decode_to_exactly_themselves() {
             "region": format!("region {}", values[11]),
             "name": VM_ID,
             "bind_addr": "0.0.0.0",
+            "data_dir": "/opt/nomad/data",
             "advertise": advertise(),
             "server": [{ "enabled": true, "bootstrap_expect": 3, "server_join": join }],
             "autopilot": autopilot(3),
@@ -356,6 +362,7 @@ fn hostile_retry_join_and_consul_addresses_stay_single_strings() {
             "region": "eastus2",
             "name": VM_ID,
             "bind_addr": "0.0.0.0",
+            "data_dir": "/opt/nomad/data",
             "advertise": advertise(),
             "client": [{ "enabled": true }],
             "consul": [{ "address": consul }],

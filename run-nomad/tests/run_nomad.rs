@@ -723,7 +723,11 @@ fn an_even_number_of_servers_warns_and_still_configures() {
         .args(["--server", "--num-servers", "4"]);
     let (ok, _, stderr) = output(&mut cmd);
     assert!(ok, "{stderr}");
-    assert_eq!(stderr.matches("--num-servers 4 is even").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("--num-servers 4 is even").count(),
+        1,
+        "{stderr}"
+    );
     let hcl = root.read("/opt/nomad/config/default.hcl");
     assert!(
         hcl.contains("bootstrap_expect = 4") && hcl.contains("min_quorum                = 4"),

@@ -5,6 +5,7 @@ datacenter = "eastus2"
 region     = "eastus2"
 name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
 bind_addr  = "0.0.0.0"
+data_dir   = "/opt/nomad/data"
 
 advertise {
   http = "10.10.1.6"
