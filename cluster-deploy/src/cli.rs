@@ -1,18 +1,197 @@
 //! Command-line arguments of `cluster-deploy`.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::AuthChoice;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cluster-deploy",
     version,
-    about = "Turn a cluster file into Azure Resource Manager deployments for Nomad scale sets."
+    about = "Turn a cluster file into Azure Resource Manager deployments for Nomad scale sets.",
+    long_about = "Turn a cluster file (cluster.toml) into an ARM deployment of a Nomad cluster on \
+                  Azure scale sets: plan it (offline, plus ARM what-if with credentials), apply \
+                  it, show its outputs and status, and destroy what carries its tag."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// The cluster file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        default_value = "cluster.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub azure: AzureArgs,
+
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every resource the cluster needs and write the ARM template; with Azure
+    /// credentials, also run ARM what-if against the resource group.
+    Plan {
+        /// Write the ARM deployment template here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Never contact Azure, even with credentials.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Create the resource group if needed and deploy the template (mode Incremental).
+    Apply,
+    /// The load balancer address, scale set names and server private IPs.
+    Outputs,
+    /// Scale set instances and their provisioning state; Nomad's servers, leader and nodes.
+    Status {
+        /// The Nomad API address [default: the load balancer's, when there is one].
+        #[arg(long, value_name = "URL", env = "NOMAD_ADDR")]
+        nomad_address: Option<String>,
+        /// A CA certificate to trust for a TLS Nomad API.
+        #[arg(long, value_name = "FILE", env = "NOMAD_CACERT")]
+        nomad_ca_cert: Option<PathBuf>,
+    },
+    /// Delete every resource carrying this cluster's tag (after confirmation).
+    Destroy {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// How to reach and authenticate to Azure.
+#[derive(Debug, Clone, Args)]
+pub struct AzureArgs {
+    /// Which credentials to use.
+    #[arg(long, global = true, value_enum, default_value_t = AuthChoice::Auto)]
+    pub auth: AuthChoice,
+
+    /// The subscription [default: the Azure CLI's, or the VM's with a managed identity].
+    #[arg(long, global = true, value_name = "ID", env = "ARM_SUBSCRIPTION_ID")]
+    pub subscription: Option<String>,
+
+    /// Azure Resource Manager's endpoint (sovereign clouds; tests). https unless loopback.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = "https://management.azure.com"
+    )]
+    pub arm_endpoint: String,
+
+    /// The Microsoft identity platform endpoint for the client secret login.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = "https://login.microsoftonline.com"
+    )]
+    pub login_endpoint: String,
+
+    /// The Instance Metadata Service, for a managed identity.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = "http://169.254.169.254"
+    )]
+    pub imds_endpoint: String,
+
+    /// The token audience [default: the ARM endpoint].
+    #[arg(long, global = true, value_name = "URI")]
+    pub token_audience: Option<String>,
+
+    /// The Azure CLI program.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CLUSTER_DEPLOY_AZ",
+        default_value = "az"
+    )]
+    pub az_program: PathBuf,
+
+    /// Wait between polls of a long-running operation without Retry-After, in ms.
+    #[arg(
+        long,
+        global = true,
+        value_name = "MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub poll_interval_ms: u64,
+
+    /// First retry delay of a failed request, in ms (doubles up to 60 s).
+    #[arg(
+        long,
+        global = true,
+        value_name = "MS",
+        default_value_t = 2_000,
+        hide = true
+    )]
+    pub retry_delay_ms: u64,
+
+    /// Wait before redeploying after PrincipalNotFound, in ms.
+    #[arg(
+        long,
+        global = true,
+        value_name = "MS",
+        default_value_t = 30_000,
+        hide = true
+    )]
+    pub principal_retry_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_readme_command_parses() {
+        let cli = Cli::try_parse_from([
+            "cluster-deploy",
+            "plan",
+            "--config",
+            "examples/cluster.toml",
+            "--out",
+            "target/example/azuredeploy.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plan {
+                out: Some(_),
+                offline: false
+            }
+        ));
+        assert_eq!(cli.azure.arm_endpoint, "https://management.azure.com");
+        assert_eq!(
+            cli.azure.login_endpoint,
+            "https://login.microsoftonline.com"
+        );
+    }
 }

@@ -1,9 +1,30 @@
 //! Turn a cluster file into Azure Resource Manager deployments for Nomad scale sets.
+//!
+//! - [`config`]: `cluster.toml`, parsed strictly and validated field by field.
+//! - [`model`]: the typed cluster (every resource, named and decided), pure.
+//! - [`custom_data`]: the boot script that runs run-nomad on each VM, pure.
+//! - [`template`]: the model as an ARM deployment template, pure.
+//! - [`auth`]: client secret, Azure CLI and managed identity tokens.
+//! - [`arm`]: the ARM REST client (retries, long-running operations).
+//! - [`nomad`]: the Nomad HTTP API reads behind `status`.
+//! - [`commands`]: plan, apply, outputs, status, destroy.
 
+pub mod arm;
+pub mod auth;
 pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod custom_data;
+pub mod model;
+pub mod nomad;
+pub mod template;
 
-/// Runs the tool for parsed command-line arguments.
+/// Runs the tool for parsed command-line arguments, answering on stdout.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let _ = cli;
-    anyhow::bail!("cluster-deploy is not built yet")
+    let env = auth::Env::from_process();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    commands::run(cli, &env, &mut out, &mut input)
 }
