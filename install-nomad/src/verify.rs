@@ -460,7 +460,7 @@ impl TrustedKeys {
             if let Err(e) = key.verify_data(sig, data) {
                 crypto_error.get_or_insert(VerifyError::BadSignature {
                     signer,
-                    reason: e.to_string(),
+                    reason: crypto_failure(&e.to_string()),
                 });
                 continue;
             }
@@ -481,6 +481,15 @@ impl TrustedKeys {
         }
         Err(crypto_error.unwrap_or(VerifyError::NoSignature))
     }
+}
+
+/// rPGP's verification errors on one line: a changed file shows as an assertion on the two
+/// "signed hash value" bytes, spread over several lines.
+fn crypto_failure(message: &str) -> String {
+    if message.contains("invalid signed hash value") {
+        return "the hash it signs is not the file's hash (the file or the signature was changed, or it belongs to another file)".to_string();
+    }
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn now() -> u64 {

@@ -1,0 +1,490 @@
+//! Extraction of verified archives, refusing anything that could write outside the staging
+//! directory or plant a link: absolute paths, `..`, symlinks, hard links and device entries.
+//!
+//! A whole archive is refused if any entry is unsafe, even one we would not extract: a release
+//! that carries such an entry is not what the publisher builds, so it is not installed.
+//!
+//! - HashiCorp zips: the binary is extracted by name (recent zips also carry `LICENSE.txt`).
+//! - CNI tarballs (`.tgz`): every regular file at the top level (`./bridge`, `./LICENSE`...).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use support::files::{apply_spec, FileSpec};
+
+/// Why an archive was refused or could not be extracted; each names the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot read archive {archive}: {reason}")]
+    Corrupt { archive: PathBuf, reason: String },
+    #[error("archive {archive} has an unsafe entry {entry:?}: {reason}")]
+    Unsafe {
+        archive: PathBuf,
+        entry: String,
+        reason: &'static str,
+    },
+    #[error("archive {archive} has no file {entry:?}")]
+    Missing { archive: PathBuf, entry: String },
+    #[error("archive {archive} has {count} entries named {entry:?}")]
+    Duplicate {
+        archive: PathBuf,
+        entry: String,
+        count: usize,
+    },
+    #[error("cannot write {path} from archive {archive}: {source}")]
+    Write {
+        archive: PathBuf,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A file written from an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// The entry's file name (no directories).
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    /// Whether the archive marked it executable.
+    pub executable: bool,
+}
+
+/// Why an entry name is unsafe, if it is: empty, absolute, `..`, NUL or backslash (a Windows
+/// separator that Linux would take as part of a name, hiding a `..`).
+pub fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("empty name");
+    }
+    if name.contains('\0') {
+        return Some("NUL in the name");
+    }
+    if name.contains('\\') {
+        return Some("backslash in the name");
+    }
+    let path = Path::new(name);
+    if path.is_absolute() {
+        return Some("absolute path");
+    }
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Some("`..` in the path"),
+            Component::RootDir | Component::Prefix(_) => return Some("absolute path"),
+        }
+    }
+    None
+}
+
+/// Extracts the regular file `entry` of a zip into `dest` (created, must not exist) with
+/// `spec`'s mode and owner, and fsyncs it.
+pub fn extract_zip_file(
+    archive: &Path,
+    entry: &str,
+    dest: &Path,
+    spec: FileSpec,
+) -> Result<Extracted, ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        archive: archive.to_path_buf(),
+        reason,
+    };
+    let file = File::open(archive).map_err(|e| corrupt(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut found = Vec::new();
+    for index in 0..zip.len() {
+        let item = zip
+            .by_index_raw(index)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let name = String::from_utf8_lossy(item.name_raw()).into_owned();
+        let refuse = |reason| ArchiveError::Unsafe {
+            archive: archive.to_path_buf(),
+            entry: name.clone(),
+            reason,
+        };
+        if let Some(reason) = unsafe_name(&name) {
+            return Err(refuse(reason));
+        }
+        if item.is_symlink() {
+            return Err(refuse("symbolic link"));
+        }
+        let kind = item.unix_mode().map(|m| m & 0o170000);
+        if kind.is_some_and(|k| k != 0 && k != 0o100000 && k != 0o040000) {
+            return Err(refuse("not a regular file or directory"));
+        }
+        if name == entry {
+            found.push(index);
+        }
+    }
+    let index = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(ArchiveError::Missing {
+                archive: archive.to_path_buf(),
+                entry: entry.to_string(),
+            })
+        }
+        more => {
+            return Err(ArchiveError::Duplicate {
+                archive: archive.to_path_buf(),
+                entry: entry.to_string(),
+                count: more.len(),
+            })
+        }
+    };
+    let mut item = zip.by_index(index).map_err(|e| corrupt(e.to_string()))?;
+    if !item.is_file() {
+        return Err(ArchiveError::Unsafe {
+            archive: archive.to_path_buf(),
+            entry: entry.to_string(),
+            reason: "not a regular file",
+        });
+    }
+    let executable = item.unix_mode().is_some_and(|m| m & 0o111 != 0);
+    // The zip reader checks the entry's CRC-32 when it reaches the end, so a read error here
+    // can be a corrupt entry as well as an I/O failure.
+    let (sha256, size) = write_new_file(&mut item, dest, spec).map_err(|e| match e {
+        CopyError::Read(e) => corrupt(format!("{entry}: {e}")),
+        CopyError::Write(source) => ArchiveError::Write {
+            archive: archive.to_path_buf(),
+            path: dest.to_path_buf(),
+            source,
+        },
+    })?;
+    Ok(Extracted {
+        name: entry.to_string(),
+        path: dest.to_path_buf(),
+        sha256,
+        size,
+        executable,
+    })
+}
+
+/// Extracts every regular file of a gzip-compressed tarball into `dest_dir` (which must exist
+/// and be empty of those names). Entries must sit at the top level (`./bridge` or `bridge`);
+/// the only directory allowed is the top one (`./`). `spec` gives each file's mode and owner
+/// from whether the archive marked it executable.
+pub fn extract_tgz_files(
+    archive: &Path,
+    dest_dir: &Path,
+    spec: impl Fn(bool) -> FileSpec,
+) -> Result<Vec<Extracted>, ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        archive: archive.to_path_buf(),
+        reason,
+    };
+    let file = File::open(archive).map_err(|e| corrupt(e.to_string()))?;
+    let gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(1 << 20, file));
+    let mut tar = tar::Archive::new(gz);
+    let mut seen = HashSet::new();
+    let mut extracted = Vec::new();
+    for item in tar.entries().map_err(|e| corrupt(e.to_string()))? {
+        let mut item = item.map_err(|e| corrupt(e.to_string()))?;
+        let name = String::from_utf8_lossy(&item.path_bytes()).into_owned();
+        let refuse = |reason| ArchiveError::Unsafe {
+            archive: archive.to_path_buf(),
+            entry: name.clone(),
+            reason,
+        };
+        if let Some(reason) = unsafe_name(&name) {
+            return Err(refuse(reason));
+        }
+        let parts: Vec<&str> = name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        let kind = item.header().entry_type();
+        if kind.is_dir() {
+            if parts.is_empty() {
+                continue;
+            }
+            return Err(refuse("a subdirectory (only top-level files are expected)"));
+        }
+        if kind.is_symlink() {
+            return Err(refuse("symbolic link"));
+        }
+        if kind.is_hard_link() {
+            return Err(refuse("hard link"));
+        }
+        if !kind.is_file() {
+            return Err(refuse("not a regular file"));
+        }
+        let [file_name] = parts.as_slice() else {
+            return Err(refuse(
+                "a file below a subdirectory (only top-level files are expected)",
+            ));
+        };
+        let file_name = file_name.to_string();
+        if !seen.insert(file_name.clone()) {
+            return Err(ArchiveError::Duplicate {
+                archive: archive.to_path_buf(),
+                entry: file_name,
+                count: 2,
+            });
+        }
+        let executable = item.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        let dest = dest_dir.join(&file_name);
+        let (sha256, size) =
+            write_new_file(&mut item, &dest, spec(executable)).map_err(|e| match e {
+                CopyError::Read(e) => corrupt(format!("{file_name}: {e}")),
+                CopyError::Write(source) => ArchiveError::Write {
+                    archive: archive.to_path_buf(),
+                    path: dest.clone(),
+                    source,
+                },
+            })?;
+        extracted.push(Extracted {
+            name: file_name,
+            path: dest,
+            sha256,
+            size,
+            executable,
+        });
+    }
+    Ok(extracted)
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Writes a reader into a new file (0600 while being written, then `spec`), hashing it, and
+/// fsyncs it. A partial file is removed on failure.
+fn write_new_file(
+    reader: &mut dyn Read,
+    dest: &Path,
+    spec: FileSpec,
+) -> Result<(String, u64), CopyError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(CopyError::Write)?;
+    let result = copy_hashing(reader, &mut file).and_then(|done| {
+        apply_spec(&file, spec).map_err(CopyError::Write)?;
+        file.sync_all().map_err(CopyError::Write)?;
+        Ok(done)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64), CopyError> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        file.write_all(&buffer[..n]).map_err(CopyError::Write)?;
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((support::hash::hex(&hasher.finalize()), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use zip::write::SimpleFileOptions;
+
+    fn zip_with(entries: &[(&str, &[u8])], symlink: Option<(&str, &str)>) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            zip.start_file(*name, SimpleFileOptions::default().unix_permissions(0o755))
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        if let Some((name, target)) = symlink {
+            zip.add_symlink(name, target, SimpleFileOptions::default())
+                .unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(unsafe_name("nomad"), None);
+        assert_eq!(unsafe_name("./bridge"), None);
+        assert_eq!(unsafe_name("docs/LICENSE.txt"), None);
+        assert_eq!(unsafe_name("../x"), Some("`..` in the path"));
+        assert_eq!(unsafe_name("a/../../x"), Some("`..` in the path"));
+        assert_eq!(unsafe_name("/etc/passwd"), Some("absolute path"));
+        assert_eq!(unsafe_name("..\\x"), Some("backslash in the name"));
+        assert_eq!(unsafe_name(""), Some("empty name"));
+    }
+
+    #[test]
+    fn extracts_the_binary_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = write(
+            dir.path(),
+            "r.zip",
+            &zip_with(
+                &[("LICENSE.txt", b"license"), ("nomad", b"#!/bin/sh\n")],
+                None,
+            ),
+        );
+        let dest = dir.path().join("nomad");
+        let got = extract_zip_file(&archive, "nomad", &dest, FileSpec::mode(0o755)).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(got.size, 10);
+        assert_eq!(got.sha256, support::hash::sha256_hex(b"#!/bin/sh\n"));
+        assert!(got.executable);
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755);
+    }
+
+    #[test]
+    fn refuses_unsafe_zips_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                zip_with(&[("nomad", b"x"), ("../escaped.txt", b"x")], None),
+                "../escaped.txt",
+            ),
+            (
+                zip_with(&[("nomad", b"x"), ("/tmp/escaped.txt", b"x")], None),
+                "/tmp/escaped.txt",
+            ),
+            (zip_with(&[], Some(("nomad", "/bin/sh"))), "nomad"),
+            (
+                zip_with(&[("nomad", b"x")], Some(("link", "/etc/passwd"))),
+                "link",
+            ),
+        ];
+        for (i, (bytes, entry)) in cases.into_iter().enumerate() {
+            let archive = write(dir.path(), &format!("bad{i}.zip"), &bytes);
+            let dest = dir.path().join(format!("out{i}"));
+            let err =
+                extract_zip_file(&archive, "nomad", &dest, FileSpec::mode(0o755)).unwrap_err();
+            match &err {
+                ArchiveError::Unsafe { entry: e, .. } => assert_eq!(e, entry),
+                other => panic!("case {i}: {other}"),
+            }
+            assert!(err.to_string().contains(&format!("bad{i}.zip")), "{err}");
+            assert!(!dest.exists());
+        }
+    }
+
+    #[test]
+    fn missing_and_corrupt_zips() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = write(
+            dir.path(),
+            "r.zip",
+            &zip_with(&[("LICENSE.txt", b"x")], None),
+        );
+        let err = extract_zip_file(
+            &archive,
+            "nomad",
+            &dir.path().join("n"),
+            FileSpec::mode(0o755),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ArchiveError::Missing { .. }), "{err}");
+        let junk = write(dir.path(), "junk.zip", b"this is not a zip");
+        let err = extract_zip_file(&junk, "nomad", &dir.path().join("n"), FileSpec::mode(0o755))
+            .unwrap_err();
+        assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err}");
+    }
+
+    fn tgz(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gz);
+        for (name, kind, data, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            let raw = name.as_bytes();
+            header.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+            header.set_entry_type(*kind);
+            header.set_mode(
+                if *kind == tar::EntryType::Regular && name.contains("plugin") {
+                    0o755
+                } else {
+                    0o644
+                },
+            );
+            header.set_size(data.len() as u64);
+            if let Some(link) = link {
+                header.set_link_name(link).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn extracts_top_level_files_of_a_tarball() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = write(
+            dir.path(),
+            "cni.tgz",
+            &tgz(&[
+                ("./", tar::EntryType::Directory, b"", None),
+                ("./plugin-a", tar::EntryType::Regular, b"aaa", None),
+                ("./LICENSE", tar::EntryType::Regular, b"l", None),
+            ]),
+        );
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let files = extract_tgz_files(&archive, &out, |exec| {
+            FileSpec::mode(if exec { 0o755 } else { 0o644 })
+        })
+        .unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["plugin-a", "LICENSE"]);
+        assert!(files[0].executable && !files[1].executable);
+        assert_eq!(std::fs::read(out.join("plugin-a")).unwrap(), b"aaa");
+        let mode = std::fs::metadata(out.join("LICENSE"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+
+    #[test]
+    fn refuses_unsafe_tarballs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            tgz(&[("../plugin", tar::EntryType::Regular, b"x", None)]),
+            tgz(&[("/plugin", tar::EntryType::Regular, b"x", None)]),
+            tgz(&[("./bridge", tar::EntryType::Symlink, b"", Some("/bin/sh"))]),
+            tgz(&[("./bridge", tar::EntryType::Link, b"", Some("./other"))]),
+            tgz(&[("./dev", tar::EntryType::Char, b"", None)]),
+            tgz(&[("./sub/plugin", tar::EntryType::Regular, b"x", None)]),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let archive = write(dir.path(), &format!("bad{i}.tgz"), bytes);
+            let out = dir.path().join(format!("out{i}"));
+            std::fs::create_dir(&out).unwrap();
+            let err = extract_tgz_files(&archive, &out, |_| FileSpec::mode(0o644)).unwrap_err();
+            assert!(
+                matches!(err, ArchiveError::Unsafe { .. }),
+                "case {i}: {err}"
+            );
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "case {i}");
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! Fetching release files over HTTP(S) or from a `file://` mirror.
+//!
+//! - Retries connection errors, 408, 429 and 5xx under an explicit [`Policy`] (exponential
+//!   backoff with jitter, `Retry-After` honoured up to `support::retry::MAX_RETRY_AFTER`), as
+//!   hc-install does (it retries up to 4 times with 1-30 s waits).
+//! - A download into a file resumes with `Range: bytes=N-` after a dropped connection; a server
+//!   that answers 200 instead of 206 (no range support) restarts it cleanly from byte 0.
+//! - The SHA-256 is computed in the same pass that writes the file, so the archive is read once.
+//! - Progress: an indicatif bar when stderr is a terminal, otherwise a log line every few
+//!   seconds.
+//! - Redirects are followed (GitHub's CNI downloads redirect), but never from https to plain
+//!   http unless the target is loopback.
+//! - Every error names the URL.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use support::retry::{Attempt, Policy, RetryError};
+use url::Url;
+
+/// How much of the body is gathered before it is hashed and written: large enough to keep
+/// syscalls and hashing calls few, small enough to keep memory flat.
+const BUFFER: usize = 1 << 20;
+
+/// How often a plain log line reports progress when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A failed fetch; every variant names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url} does not exist (HTTP 404)")]
+    NotFound { url: String },
+    #[error("{url} answered HTTP {status}{body}")]
+    Status {
+        url: String,
+        status: u16,
+        /// `": <excerpt>"` or empty.
+        body: String,
+    },
+    #[error("could not download {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url} is larger than the {limit} bytes allowed for it")]
+    TooLarge { url: String, limit: u64 },
+    #[error("could not read {url}: {source}")]
+    Local {
+        url: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("could not write {path} while downloading {url}: {source}")]
+    Write {
+        url: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("gave up on {url} after {attempts} attempts in {secs:.1}s: {last}")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        secs: f64,
+        last: Box<FetchError>,
+    },
+}
+
+impl FetchError {
+    /// True when the file does not exist on the mirror (HTTP 404/410, or a missing local file).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            FetchError::NotFound { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_not_found(),
+            _ => false,
+        }
+    }
+}
+
+/// A file written by [`Downloader::fetch_to_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Download settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Attempts per file, the first included.
+    pub attempts: u32,
+    /// Draw a progress bar (stderr is a terminal and the user did not ask for quiet).
+    pub progress_bar: bool,
+}
+
+/// Fetches files with retries, resumption and progress reporting.
+#[derive(Debug, Clone)]
+pub struct Downloader {
+    client: Client,
+    policy: Policy,
+    progress_bar: bool,
+}
+
+impl Downloader {
+    pub fn new(options: &Options) -> anyhow::Result<Downloader> {
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt.url().scheme() != "https"
+                && !(attempt.url().scheme() == "http" && support::http::is_loopback(attempt.url()))
+                && attempt.previous().iter().any(|u| u.scheme() == "https");
+            if downgrade {
+                let to = attempt.url().to_string();
+                attempt.error(format!("refusing a redirect from https to {to}"))
+            } else if attempt.previous().len() >= 10 {
+                attempt.error("more than 10 redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = Client::builder()
+            .user_agent(support::http::USER_AGENT)
+            .connect_timeout(Duration::from_secs(10))
+            // reqwest's blocking client applies this per wait (headers, then each body read), so
+            // a large download is not cut off while a stalled one is.
+            .timeout(Duration::from_secs(60))
+            .redirect(redirects)
+            .build()?;
+        Ok(Downloader {
+            client,
+            policy: Policy {
+                what: "download",
+                max_attempts: options.attempts.max(1),
+                initial_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(30),
+                deadline: None,
+            },
+            progress_bar: options.progress_bar,
+        })
+    }
+
+    /// A small file (index, sums, signature) into memory, refusing more than `limit` bytes.
+    pub fn fetch_bytes(&self, url: &Url, limit: u64) -> Result<Vec<u8>, FetchError> {
+        tracing::debug!("fetching {url}");
+        if url.scheme() == "file" {
+            let path = local_path(url)?;
+            let mut file = File::open(&path).map_err(|e| local_error(url, e))?;
+            let mut bytes = Vec::new();
+            (&mut file)
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| local_error(url, e))?;
+            if bytes.len() as u64 > limit {
+                return Err(FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                });
+            }
+            return Ok(bytes);
+        }
+        self.with_retries(url, |_| {
+            let response = self.get(url, None)?;
+            if response.content_length().is_some_and(|len| len > limit) {
+                return Err(Attempt::Fail(FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                }));
+            }
+            let mut bytes = Vec::new();
+            response
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Attempt::retry(transport(url, &e)))?;
+            if bytes.len() as u64 > limit {
+                return Err(Attempt::Fail(FetchError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                }));
+            }
+            Ok(bytes)
+        })
+    }
+
+    /// A file of any size into `dest` (created or truncated), hashing it on the way.
+    pub fn fetch_to_file(&self, url: &Url, dest: &Path) -> Result<Fetched, FetchError> {
+        let write_error = |source| FetchError::Write {
+            url: url.to_string(),
+            path: dest.to_path_buf(),
+            source,
+        };
+        let mut file = File::create(dest).map_err(write_error)?;
+        let mut sink = Sink {
+            file: &mut file,
+            hasher: Sha256::new(),
+            written: 0,
+            url,
+            dest,
+        };
+        let started = Instant::now();
+        if url.scheme() == "file" {
+            let path = local_path(url)?;
+            let mut source = File::open(&path).map_err(|e| local_error(url, e))?;
+            let total = source.metadata().map(|m| m.len()).ok();
+            let mut progress = Progress::start(url, total, self.progress_bar);
+            copy_body(&mut source, &mut sink, &mut progress)
+                .map_err(|e| e.into_fetch_error(url))?;
+            progress.finish(sink.written, started);
+        } else {
+            let mut progress: Option<Progress> = None;
+            self.with_retries(url, |info| {
+                let resume_from = sink.written;
+                let response = self.get(url, (resume_from > 0).then_some(resume_from))?;
+                let resumed = response.status() == StatusCode::PARTIAL_CONTENT
+                    && content_range_start(&response) == Some(resume_from);
+                if resume_from > 0 && !resumed {
+                    tracing::warn!(
+                        "{url}: the server did not resume at byte {resume_from} (HTTP {}); starting over",
+                        response.status().as_u16()
+                    );
+                    sink.restart().map_err(|e| Attempt::Fail(write_error(e)))?;
+                } else if resumed {
+                    tracing::info!("{url}: resuming at byte {resume_from} (attempt {})", info.number);
+                }
+                let total = response.content_length().map(|len| len + sink.written);
+                let progress = progress.get_or_insert_with(|| Progress::start(url, total, self.progress_bar));
+                let mut body = response;
+                match copy_body(&mut body, &mut sink, progress) {
+                    Ok(()) => {}
+                    Err(CopyError::Read(e)) => return Err(Attempt::retry(transport(url, &e))),
+                    Err(CopyError::Write(e)) => return Err(Attempt::Fail(write_error(e))),
+                }
+                if let Some(total) = total {
+                    if sink.written != total {
+                        return Err(Attempt::retry(FetchError::Transport {
+                            url: url.to_string(),
+                            message: format!(
+                                "the body ended after {} of {total} bytes",
+                                sink.written
+                            ),
+                        }));
+                    }
+                }
+                Ok(())
+            })?;
+            if let Some(progress) = progress {
+                progress.finish(sink.written, started);
+            }
+        }
+        let written = sink.written;
+        let sha256 = support::hash::hex(&sink.hasher.finalize());
+        file.flush().map_err(write_error)?;
+        Ok(Fetched {
+            sha256,
+            size: written,
+        })
+    }
+
+    /// Sends a GET (with a Range header when resuming) and sorts the answer: a body to read,
+    /// a failure to retry, or a permanent failure.
+    fn get(&self, url: &Url, range_from: Option<u64>) -> Result<Response, Attempt<FetchError>> {
+        let mut request = self.client.get(url.clone());
+        if let Some(from) = range_from {
+            request = request.header(RANGE, format!("bytes={from}-"));
+        }
+        let response = request.send().map_err(|e| {
+            let error = transport(url, &e);
+            if e.is_builder() || e.is_redirect() {
+                Attempt::Fail(error)
+            } else {
+                Attempt::retry(error)
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Err(Attempt::Fail(FetchError::NotFound {
+                url: url.to_string(),
+            }));
+        }
+        let after = support::http::retry_after(response.headers());
+        let body = response
+            .text()
+            .map(|t| support::http::body_excerpt(&t))
+            .unwrap_or_default();
+        let error = FetchError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: if body.is_empty() {
+                String::new()
+            } else {
+                format!(": {body}")
+            },
+        };
+        if is_retryable(status) {
+            Err(Attempt::Retry { error, after })
+        } else {
+            Err(Attempt::Fail(error))
+        }
+    }
+
+    fn with_retries<T>(
+        &self,
+        url: &Url,
+        op: impl FnMut(support::retry::AttemptInfo) -> Result<T, Attempt<FetchError>>,
+    ) -> Result<T, FetchError> {
+        self.policy.run(op).map_err(|e| match e {
+            RetryError::Fatal(e) => e,
+            RetryError::Exhausted {
+                attempts: 1, last, ..
+            } => last,
+            RetryError::Exhausted {
+                attempts,
+                elapsed,
+                last,
+            } => FetchError::GaveUp {
+                url: url.to_string(),
+                attempts,
+                secs: elapsed.as_secs_f64(),
+                last: Box::new(last),
+            },
+        })
+    }
+}
+
+/// The statuses worth another attempt: request timeout, throttling, and server-side errors.
+pub fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// The first byte position of a `Content-Range: bytes N-M/T` header.
+fn content_range_start(response: &Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    parse_content_range_start(value)
+}
+
+fn parse_content_range_start(value: &str) -> Option<u64> {
+    let spec = value.trim().strip_prefix("bytes ")?;
+    let (range, _total) = spec.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    start.trim().parse().ok()
+}
+
+fn local_path(url: &Url) -> Result<PathBuf, FetchError> {
+    url.to_file_path().map_err(|()| FetchError::Local {
+        url: url.to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "not a local path"),
+    })
+}
+
+fn local_error(url: &Url, e: io::Error) -> FetchError {
+    if e.kind() == io::ErrorKind::NotFound {
+        FetchError::NotFound {
+            url: url.to_string(),
+        }
+    } else {
+        FetchError::Local {
+            url: url.to_string(),
+            source: e,
+        }
+    }
+}
+
+/// A transport error with its whole cause chain on one line (reqwest's own message only says
+/// "error sending request").
+fn transport(url: &Url, error: &(dyn std::error::Error + 'static)) -> FetchError {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    FetchError::Transport {
+        url: url.to_string(),
+        message,
+    }
+}
+
+/// Where downloaded bytes go: the file and the running hash, kept in step so a resumed
+/// download continues both from the same byte.
+struct Sink<'a> {
+    file: &'a mut File,
+    hasher: Sha256,
+    written: u64,
+    url: &'a Url,
+    dest: &'a Path,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Throws away what was written, for a server that cannot resume.
+    fn restart(&mut self) -> io::Result<()> {
+        tracing::debug!("{}: truncating {}", self.url, self.dest.display());
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.hasher = Sha256::new();
+        self.written = 0;
+        Ok(())
+    }
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl CopyError {
+    fn into_fetch_error(self, url: &Url) -> FetchError {
+        match self {
+            CopyError::Read(e) => local_error(url, e),
+            CopyError::Write(e) => FetchError::Local {
+                url: url.to_string(),
+                source: e,
+            },
+        }
+    }
+}
+
+/// Copies a body into the sink in large blocks: each block is gathered from as many reads as it
+/// takes, then hashed and written once.
+fn copy_body(
+    body: &mut dyn Read,
+    sink: &mut Sink<'_>,
+    progress: &mut Progress,
+) -> Result<(), CopyError> {
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        let mut filled = 0;
+        let mut end = false;
+        while filled < BUFFER / 2 {
+            match body.read(&mut buffer[filled..]) {
+                Ok(0) => {
+                    end = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Keep what arrived so a resumed download does not fetch it again.
+                    sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
+                    progress.update(sink.written);
+                    return Err(CopyError::Read(e));
+                }
+            }
+        }
+        sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
+        progress.update(sink.written);
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// Progress of one download: a bar on a terminal, or a log line every [`LOG_EVERY`].
+struct Progress {
+    url: String,
+    total: Option<u64>,
+    bar: Option<ProgressBar>,
+    last_log: Instant,
+}
+
+impl Progress {
+    fn start(url: &Url, total: Option<u64>, bar: bool) -> Progress {
+        let name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("download")
+            .to_string();
+        let bar = bar.then(|| {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let template = if total.is_some() {
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            } else {
+                "{msg} {spinner} {bytes} {bytes_per_sec}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(name);
+            bar
+        });
+        match total {
+            Some(total) => tracing::info!("downloading {url} ({})", human_bytes(total)),
+            None => tracing::info!("downloading {url}"),
+        }
+        Progress {
+            url: url.to_string(),
+            total,
+            bar,
+            last_log: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        } else if self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            match self.total {
+                Some(total) if total > 0 => tracing::info!(
+                    "{}: {}% ({} of {})",
+                    self.url,
+                    done * 100 / total,
+                    human_bytes(done),
+                    human_bytes(total)
+                ),
+                _ => tracing::info!("{}: {}", self.url, human_bytes(done)),
+            }
+        }
+    }
+
+    fn finish(self, done: u64, started: Instant) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        tracing::info!(
+            "downloaded {} ({}) in {secs:.1}s ({}/s)",
+            self.url,
+            human_bytes(done),
+            human_bytes(rate as u64)
+        );
+    }
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [400, 401, 403, 404, 410, 416] {
+            assert!(!is_retryable(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+    }
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("bytes */200"), None);
+        assert_eq!(parse_content_range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(200 * 1024 * 1024), "200.0 MiB");
+    }
+
+    #[test]
+    fn local_files_are_fetched_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.bin");
+        std::fs::write(&src, b"abc").unwrap();
+        let url = Url::from_file_path(&src).unwrap();
+        let downloader = Downloader::new(&Options {
+            attempts: 1,
+            progress_bar: false,
+        })
+        .unwrap();
+        let dest = dir.path().join("dest.partial");
+        let fetched = downloader.fetch_to_file(&url, &dest).unwrap();
+        assert_eq!(
+            fetched.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        assert_eq!(downloader.fetch_bytes(&url, 3).unwrap(), b"abc");
+        assert!(matches!(
+            downloader.fetch_bytes(&url, 2),
+            Err(FetchError::TooLarge { .. })
+        ));
+        let missing = Url::from_file_path(dir.path().join("nope")).unwrap();
+        let err = downloader.fetch_bytes(&missing, 10).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}
