@@ -383,14 +383,17 @@ pub fn files_for_display(settings: &Settings) -> Result<Vec<RenderedFile>, Rende
 
 /// Checks that every value can be written into the service definition, naming the flag when
 /// one cannot (supervisor in particular cannot carry every string).
-pub fn check_representable(settings: &Settings) -> Result<(), SettingsError> {
+pub fn check_representable(
+    init: InitSystem,
+    layout: &crate::settings::Layout,
+    environment: &[(String, String)],
+) -> Result<(), SettingsError> {
     let reject = |flag: &str, value: &str, e: escape::Unrepresentable| SettingsError::Invalid {
         flag: flag.to_string(),
         value: value.to_string(),
-        reason: format!("{e} (--init {})", init_name(settings.service.init)),
+        reason: format!("{e} (--init {})", init_name(init)),
     };
-    let layout = &settings.layout;
-    match settings.service.init {
+    match init {
         InitSystem::Systemd => {
             // The unit holds the config directory in two paths, the binary as the program and
             // the data directory as an argument; the log directory is not in it.
@@ -402,7 +405,7 @@ pub fn check_representable(settings: &Settings) -> Result<(), SettingsError> {
             let program = path_text(&layout.nomad_binary());
             escape::unit_exec_word(&program, true)
                 .map_err(|e| reject("--bin-dir", &path_text(&layout.bin_dir), e))?;
-            for (key, value) in &settings.service.environment {
+            for (key, value) in environment {
                 let item = format!("{key}={value}");
                 escape::unit_environment(&item).map_err(|e| reject("--environment", &item, e))?;
             }
@@ -417,7 +420,7 @@ pub fn check_representable(settings: &Settings) -> Result<(), SettingsError> {
                 let text = path_text(dir);
                 escape::supervisor_value(&text).map_err(|e| reject(flag, &text, e))?;
             }
-            for (key, value) in &settings.service.environment {
+            for (key, value) in environment {
                 escape::supervisor_environment(key, value)
                     .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
             }

@@ -414,12 +414,6 @@ pub fn environment(items: &[String]) -> Result<Vec<(String, String)>, SettingsEr
                 "the variable is given twice",
             ));
         }
-        if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
-            tracing::warn!(
-                "--environment {key}: the value is taken literally, so its double quotes are \
-                 part of it (the AWS run-nomad's KEY=\"val\" quoting is not needed)"
-            );
-        }
         out.push((key.to_string(), value.to_string()));
     }
     Ok(out)
@@ -633,6 +627,16 @@ fn config_only_flags(cli: &Cli) -> Vec<&'static str> {
 
 /// Logs the warnings about flags that are accepted but probably not meant (once per run).
 pub fn warn_about_flags(cli: &Cli) {
+    for item in &cli.environment {
+        if let Some((key, value)) = item.split_once('=') {
+            if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+                tracing::warn!(
+                    "--environment {key}: the value is taken literally, so its double quotes \
+                     are part of it (the AWS run-nomad's KEY=\"val\" quoting is not needed)"
+                );
+            }
+        }
+    }
     match (cli.server, cli.num_servers) {
         (true, Some(n)) if n > 0 && n % 2 == 0 => tracing::warn!(
             "--num-servers {n} is even: a cluster of {n} servers tolerates no more failures \
@@ -707,6 +711,23 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
         if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("--consul-address", address, "expected HOST:PORT"));
         }
+    }
+    // The values that need neither metadata nor files, so that a typo fails before IMDS.
+    environment(&cli.environment)?;
+    meta(&cli.meta)?;
+    if let Some(key) = &cli.gossip_key {
+        gossip_key("--gossip-key", key)?;
+    }
+    for (flag, value) in [
+        ("--systemd-stdout", &cli.systemd_stdout),
+        ("--systemd-stderr", &cli.systemd_stderr),
+    ] {
+        if let Some(v) = value {
+            systemd_output(flag, v)?;
+        }
+    }
+    if let Some(user) = &cli.user {
+        account_name("--user", user)?;
     }
     Ok(())
 }
@@ -793,16 +814,21 @@ fn read_gossip_key(cli: &Cli, root: &Path) -> Result<Option<Secret>, SettingsErr
         path: on_disk.clone(),
         cause,
     })?;
+    let key = gossip_key(&format!("--gossip-key-file {}", path.display()), &text)?;
+    Ok(Some(key))
+}
+
+/// Warns about a secret file every local user can read.
+fn warn_if_world_readable(what: &str, root: &Path, path: &Path) {
+    let on_disk = under_root(root, path);
     if let Ok(meta) = std::fs::metadata(&on_disk) {
         if meta.permissions().mode() & 0o004 != 0 {
             tracing::warn!(
-                "the gossip key file {} is readable by every user; make it 0600 or 0640",
+                "the {what} {} is readable by every user; make it 0600 or 0640",
                 on_disk.display()
             );
         }
     }
-    let key = gossip_key(&format!("--gossip-key-file {}", path.display()), &text)?;
-    Ok(Some(key))
 }
 
 fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsError> {
@@ -849,15 +875,6 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
                 cert_file: require_file("--tls-cert-file", root, cert)?,
                 key_file: require_file("--tls-key-file", root, key)?,
             };
-            let key_on_disk = under_root(root, &tls.key_file);
-            if let Ok(meta) = std::fs::metadata(&key_on_disk) {
-                if meta.mode() & 0o004 != 0 {
-                    tracing::warn!(
-                        "the TLS key {} is readable by every user; make it 0600 or 0640",
-                        key_on_disk.display()
-                    );
-                }
-            }
             Some(tls)
         }
         _ => None,
@@ -891,9 +908,34 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
     })
 }
 
-/// The checks of the install that need no metadata: the config directory exists and the Nomad
-/// binary is executable (a warning only with --dry-run). Cheap, so run before reading IMDS.
+/// The checks of the install that need no metadata: the config directory exists, the Nomad
+/// binary is executable (a warning only with --dry-run), the gossip key file holds a valid key,
+/// the TLS files exist, and the paths and environment fit the service definition. Cheap, so
+/// run before reading IMDS.
 pub fn check_install(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), SettingsError> {
+    if cli.server {
+        read_gossip_key(cli, root)?;
+        if let Some(file) = &cli.gossip_key_file {
+            warn_if_world_readable("gossip key file", root, file);
+        }
+    }
+    for (flag, file) in [
+        ("--tls-ca-file", &cli.tls_ca_file),
+        ("--tls-cert-file", &cli.tls_cert_file),
+        ("--tls-key-file", &cli.tls_key_file),
+    ] {
+        if let Some(path) = file {
+            require_file(flag, root, path)?;
+        }
+    }
+    if let Some(key) = &cli.tls_key_file {
+        warn_if_world_readable("TLS key", root, key);
+    }
+    crate::render::check_representable(cli.init, layout, &environment(&cli.environment)?)?;
+    check_layout(cli, root, layout)
+}
+
+fn check_layout(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), SettingsError> {
     let config_dir = under_root(root, &layout.config_dir);
     let meta = std::fs::metadata(&config_dir).map_err(|cause| SettingsError::Io {
         what: "the config directory (see --config-dir) is not usable:",
@@ -1016,7 +1058,11 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
         supervisorctl: cli.supervisorctl.clone(),
     };
     // The service files must be representable; checking now names the flag and writes nothing.
-    crate::render::check_representable(&settings)?;
+    crate::render::check_representable(
+        settings.service.init,
+        &settings.layout,
+        &settings.service.environment,
+    )?;
     Ok(settings)
 }
 

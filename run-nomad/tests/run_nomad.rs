@@ -734,3 +734,82 @@ fn an_even_number_of_servers_warns_and_still_configures() {
         "{hcl}"
     );
 }
+
+/// Everything that needs no metadata is checked before IMDS is read: a typo never waits for
+/// the IMDS deadline.
+#[test]
+fn bad_flags_and_files_fail_before_imds_is_read() {
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let cases: &[&[&str]] = &[
+        &["--client", "--environment", "NO EQUALS"],
+        &["--client", "--meta", "=v"],
+        &["--client", "--systemd-stdout", "syslog"],
+        &["--server", "--num-servers", "3", "--gossip-key", "short"],
+        &[
+            "--server",
+            "--num-servers",
+            "3",
+            "--gossip-key-file",
+            "/opt/nomad/config/missing.key",
+        ],
+        &[
+            "--client",
+            "--tls-ca-file",
+            "/x/ca.pem",
+            "--tls-cert-file",
+            "/x/c.pem",
+            "--tls-key-file",
+            "/x/k.pem",
+        ],
+        &[
+            "--client",
+            "--init",
+            "supervisor",
+            "--environment",
+            "A=\"quoted\"",
+        ],
+        &["--client", "--user", "-bad"],
+    ];
+    for args in cases {
+        let root = FakeRoot::new();
+        let (ok, _, stderr) = against_imds(&root, &imds, &systemctl, args);
+        assert!(!ok, "{args:?}");
+        assert!(stderr.contains("error:"), "{stderr}");
+        nothing_written(&root);
+    }
+    assert!(
+        imds.requests().is_empty(),
+        "IMDS was read before the flags were checked"
+    );
+}
+
+#[test]
+fn a_world_readable_gossip_key_file_warns_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = FakeRoot::new();
+    let key = root.at("/opt/nomad/config/gossip.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let metadata = root.metadata_file(&instance());
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--metadata-file")
+        .arg(&metadata)
+        .arg("--no-start")
+        .args(LAYOUT_ARGS)
+        .args([
+            "--server",
+            "--num-servers",
+            "3",
+            "--gossip-key-file",
+            "/opt/nomad/config/gossip.key",
+        ]);
+    let (ok, _, stderr) = output(&mut cmd);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stderr.matches("is readable by every user").count(),
+        1,
+        "{stderr}"
+    );
+}
