@@ -23,7 +23,7 @@
 //! let vmss = arm.resource_named("Microsoft.Compute/virtualMachineScaleSets", "x-servers");
 //! ```
 //!
-//! - [`ArmDouble::token`] is the only bearer token it accepts (401 `AuthenticationFailed` or
+//! - [`ArmDouble::token`] (or one set by [`ArmDouble::set_token`]) is the only bearer token it accepts (401 `AuthenticationFailed` or
 //!   `InvalidAuthenticationToken` otherwise). Every request needs `api-version`, and it must be
 //!   the one the double serves for that provider (400 `MissingApiVersionParameter` /
 //!   `InvalidApiVersionParameter`): Resources 2025-04-01, Compute 2024-11-01, Network
@@ -506,6 +506,11 @@ impl ArmDouble {
     /// The bearer token the double accepts.
     pub fn token(&self) -> String {
         lock(&self.state).token.clone()
+    }
+
+    /// Accepts this bearer token instead (e.g. the one a managed identity double issues).
+    pub fn set_token(&self, token: &str) {
+        lock(&self.state).token = token.to_string();
     }
 
     pub fn subscription(&self) -> &'static str {
