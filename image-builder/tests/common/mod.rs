@@ -1,0 +1,186 @@
+//! Helpers the integration tests share: running image-builder, the workspace's tool binaries,
+//! fixture paths, and a stand-in `packer` script for the cases real Packer cannot produce on
+//! demand (a failure at a chosen point, a build that waits for a signal).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The image-builder binary under test.
+pub fn image_builder_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_image-builder"))
+}
+
+/// An image-builder command with no Azure credentials inherited from the developer's shell.
+pub fn image_builder() -> Command {
+    let mut cmd = Command::new(image_builder_bin());
+    for name in [
+        "ARM_CLIENT_ID",
+        "ARM_CLIENT_SECRET",
+        "ARM_TENANT_ID",
+        "ARM_SUBSCRIPTION_ID",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("CHECKPOINT_DISABLE", "1");
+    cmd
+}
+
+/// The install-nomad and run-nomad binaries of this workspace (built for this machine).
+pub fn tool_bins() -> (PathBuf, PathBuf) {
+    (
+        support::doubles::bins::workspace_bin("install-nomad", "install-nomad"),
+        support::doubles::bins::workspace_bin("run-nomad", "run-nomad"),
+    )
+}
+
+/// Small executables of this machine's CPU that stand in for install-nomad and run-nomad where
+/// a command only reads, checks, hashes and copies them (render, validate): the real ones are
+/// 100 MB debug builds, and these tests never run them.
+pub fn stand_in_bins() -> (PathBuf, PathBuf) {
+    let find = |name: &str| {
+        ["/usr/bin", "/bin"]
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no {name} executable on this machine"))
+    };
+    (find("true"), find("false"))
+}
+
+/// Adds `--install-nomad` and `--run-nomad` with [`stand_in_bins`].
+pub fn with_tool_bins(cmd: &mut Command) -> &mut Command {
+    let (install_nomad, run_nomad) = stand_in_bins();
+    cmd.arg("--install-nomad")
+        .arg(install_nomad)
+        .arg("--run-nomad")
+        .arg(run_nomad)
+}
+
+pub fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+/// The shared real-data directory (`../shared` from the repository root).
+pub fn shared(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(relative)
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running image-builder");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Writes a spec file and returns its path.
+pub fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every file under a directory, relative, sorted (empty when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A stand-in `packer`: answers `version` with `version_line`, logs every invocation (argv and
+/// whether ARM_CLIENT_SECRET / PKR_VAR_* were in its environment) to `<dir>/packer.log`,
+/// succeeds for `init` and `validate`, and runs `build_body` (POSIX sh) for `build`, with
+/// `$dir` = the template directory (the last argument) and `$marks` = `<dir>/marks`.
+pub fn fake_packer(dir: &Path, version_line: &str, build_body: &str) -> PathBuf {
+    let marks = dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let log = dir.join("packer.log");
+    let path = dir.join("packer");
+    let script = format!(
+        r#"#!/bin/sh
+marks={marks}
+log={log}
+for last in "$@"; do :; done
+dir="$last"
+printf 'argv:' >> "$log"
+printf ' %s' "$@" >> "$log"
+printf '\n' >> "$log"
+env | grep -E '^(PKR_VAR_|ARM_CLIENT_SECRET|CHECKPOINT_DISABLE)' | sed 's/^/env: /' >> "$log"
+case "$1" in
+    version) echo {version_line} ;;
+    init|validate) exit 0 ;;
+    build)
+{build_body}
+        ;;
+    *) echo "fake packer: unexpected $1" >&2; exit 2 ;;
+esac
+"#,
+        marks = support::shell::quote(marks.to_str().unwrap()),
+        log = support::shell::quote(log.to_str().unwrap()),
+        version_line = support::shell::quote(version_line),
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Waits (bounded) for a file a child process creates when it reaches a point.
+pub fn wait_for_file(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({})",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
