@@ -111,8 +111,10 @@ fn imds_endpoint(value: &str) -> Result<Url> {
 }
 
 fn timing(args: &AzureArgs) -> (Timing, Duration) {
-    let mut timing = Timing::default();
-    timing.poll_interval = Duration::from_millis(args.poll_interval_ms);
+    let mut timing = Timing {
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        ..Timing::default()
+    };
     timing.retry.initial_delay = Duration::from_millis(args.retry_delay_ms);
     (timing, Duration::from_millis(args.principal_retry_ms))
 }

@@ -141,9 +141,16 @@ impl NomadClient {
         })
     }
 
+    /// The leader's RPC address. An agent whose cluster has no leader answers 500 with
+    /// "No cluster leader": that is an answer (`None`), not a failure.
     pub fn leader(&self) -> Result<Option<String>, NomadError> {
-        let leader: String = self.get("v1/status/leader")?;
-        Ok(Some(leader).filter(|l| !l.is_empty()))
+        match self.get::<String>("v1/status/leader") {
+            Ok(leader) => Ok(Some(leader).filter(|l| !l.is_empty())),
+            Err(NomadError::Status {
+                status: 500, body, ..
+            }) if body.contains("No cluster leader") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn members(&self) -> Result<Vec<Member>, NomadError> {

@@ -195,9 +195,8 @@ fn declared(
     open: &mut bool,
 ) {
     if let Some(reference) = schema["$ref"].as_str() {
-        match resolve(file, reference) {
-            Some((f, s)) => declared(&f, s, out, open),
-            None => {}
+        if let Some((f, s)) = resolve(file, reference) {
+            declared(&f, s, out, open);
         }
         return;
     }

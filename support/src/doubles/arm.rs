@@ -747,7 +747,7 @@ fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Option<Re
             state,
             base,
             segments[3],
-            segments[6],
+            segments[7],
             sub,
             request,
         )),
@@ -1384,6 +1384,7 @@ fn run_deployment(state: &mut State, group: &str, name: &str) {
     let group_location = state.groups[&group.to_ascii_lowercase()]["location"].clone();
     let mut operations = Vec::new();
     let mut failed = Vec::new();
+    let mut not_deployed: Vec<String> = Vec::new();
     let mut error: Option<Value> = None;
     let planned = match plan_resources(state, group, &group_location, template, parameters) {
         Ok(p) => p,
@@ -1408,6 +1409,21 @@ fn run_deployment(state: &mut State, group: &str, name: &str) {
             parameters,
         };
         let (id, kind, res_name) = planned[position].clone();
+        // ARM never starts a resource whose dependency failed; it is left out.
+        let blocked = raw["dependsOn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|dep| {
+                ctx.eval_value(dep)
+                    .ok()
+                    .and_then(|d| d.as_str().map(str::to_ascii_lowercase))
+                    .is_some_and(|d| not_deployed.contains(&d))
+            });
+        if blocked {
+            not_deployed.push(id.to_ascii_lowercase());
+            continue;
+        }
         let evaluated = match ctx.eval_value(raw) {
             Ok(v) => v,
             Err(message) => {
@@ -1460,6 +1476,7 @@ fn run_deployment(state: &mut State, group: &str, name: &str) {
                 }));
             }
             Err((code, message)) => {
+                not_deployed.push(id.to_ascii_lowercase());
                 failed.push(json!({ "code": code, "message": message }));
                 operations.push(json!({
                     "id": format!("{}/operations/{op_id}", deployment_id(group, name)),

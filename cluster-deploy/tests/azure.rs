@@ -1,0 +1,726 @@
+//! The commands against the ARM, token, IMDS and Nomad API doubles on 127.0.0.1: plan's
+//! what-if, apply (resource group, Incremental deployment, long-running operation, faults it
+//! survives, a failed deployment's per-resource errors, PrincipalNotFound), outputs, status,
+//! destroy, the three ways to authenticate, and secrets kept out of every output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::doubles::arm::{ArmDouble, Fault, FaultKind, LoginDouble, OperationFailure};
+use support::doubles::nomad_api::{Member, NodeStub, NomadApiDouble};
+
+const CLIENT_ID: &str = "00000000-0000-0000-0000-00000000c1d0";
+const CLIENT_SECRET: &str = "client-secret-never-printed~1";
+
+struct Env {
+    arm: ArmDouble,
+    login: LoginDouble,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// The doubles and a copy of the example cluster file with a gossip key.
+fn setup() -> Env {
+    let arm = ArmDouble::start();
+    let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, arm.token());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gossip.key"),
+        format!("{}\n", common::GOSSIP_KEY),
+    )
+    .unwrap();
+    let config = common::variant(dir.path(), &[], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "# gossip_key_file = \"secrets/gossip.key\"",
+        "gossip_key_file = \"gossip.key\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    Env {
+        arm,
+        login,
+        dir,
+        config,
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    fn command(&self, args: &[&str]) -> assert_cmd::Command {
+        self.command_at(args, self.arm.url(), self.login.url())
+    }
+
+    /// The command with its environment and flags, against these endpoints.
+    fn command_at(&self, args: &[&str], arm: &str, login: &str) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+        cmd.env_clear()
+            .env("ARM_TENANT_ID", "contoso.onmicrosoft.com")
+            .env("ARM_CLIENT_ID", CLIENT_ID)
+            .env("ARM_CLIENT_SECRET", CLIENT_SECRET)
+            .env("ARM_SUBSCRIPTION_ID", self.arm.subscription())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--arm-endpoint", arm, "--login-endpoint", login])
+            .args([
+                "--imds-endpoint",
+                "http://127.0.0.1:9",
+                "--az-program",
+                "/nonexistent/az",
+            ])
+            .args([
+                "--poll-interval-ms",
+                "5",
+                "--retry-delay-ms",
+                "5",
+                "--principal-retry-ms",
+                "5",
+                "-v",
+            ]);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(self.command(args))
+    }
+
+    fn run_with(&self, mut cmd: assert_cmd::Command) -> Run {
+        let output = cmd.output().unwrap();
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        // Never, in any command: the client secret, the bearer token, the gossip key.
+        for secret in [CLIENT_SECRET, &self.arm.token(), common::GOSSIP_KEY] {
+            assert!(
+                !run.stdout.contains(secret),
+                "a secret on stdout:\n{}",
+                run.stdout
+            );
+            assert!(
+                !run.stderr.contains(secret),
+                "a secret on stderr:\n{}",
+                run.stderr
+            );
+        }
+        run
+    }
+
+    fn apply(&self) -> Run {
+        let run = self.run(&["apply"]);
+        assert_eq!(run.code, 0, "apply failed:\n{}\n{}", run.stdout, run.stderr);
+        run
+    }
+}
+
+fn count(arm: &ArmDouble, method: &str, path_part: &str) -> usize {
+    arm.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.to_lowercase().contains(&path_part.to_lowercase()))
+        .count()
+}
+
+#[test]
+fn plan_without_credentials_never_touches_the_network() {
+    let env = setup();
+    let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+    cmd.env_clear()
+        .args(["plan", "--config"])
+        .arg(&env.config)
+        .args([
+            "--arm-endpoint",
+            env.arm.url(),
+            "--login-endpoint",
+            env.login.url(),
+        ])
+        .args(["--az-program", "/nonexistent/az", "--out"])
+        .arg(env.dir.path().join("t.json"));
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("what-if was not run"), "{}", run.stdout);
+    assert!(env.arm.requests().is_empty());
+    assert!(env.login.requests().is_empty());
+}
+
+#[test]
+fn plan_with_credentials_runs_what_if() {
+    let env = setup();
+    // No resource group yet: nothing to compare with.
+    let run = env.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("resource group nomad-example does not exist yet"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(count(&env.arm, "POST", "/whatIf"), 0);
+
+    env.arm
+        .add_resource_group("nomad-example", "westeurope", json!({}));
+    env.arm.add_resource(
+        "nomad-example",
+        json!({ "type": "Microsoft.Network/publicIPAddresses", "name": "someone-elses-ip", "location": "westeurope", "tags": {}, "properties": {} }),
+    );
+    let run = env.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "+ Create     Microsoft.Compute/virtualMachineScaleSets/nomad-example-servers"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("* Ignore     Microsoft.Network/publicIPAddresses/someone-elses-ip"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("11 to create, 0 to modify, 0 to delete"),
+        "{}",
+        run.stdout
+    );
+    let what_if: Vec<_> = env
+        .arm
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/whatIf"))
+        .collect();
+    assert_eq!(what_if.len(), 1);
+    let body: Value = serde_json::from_str(&what_if[0].body).unwrap();
+    assert_eq!(body["properties"]["mode"], "Incremental");
+
+    // After an apply, what-if sees no change; a changed client count is a modify.
+    env.apply();
+    let run = env.run(&["plan", "--json"]);
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    let changes = plan["what_if"]["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .filter(|c| c["change"] != "Ignore")
+            .all(|c| c["change"] == "NoChange"),
+        "{changes:?}"
+    );
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("num_clients          = 6", "num_clients          = 8");
+    std::fs::write(&env.config, text).unwrap();
+    let run = env.run(&["plan", "--json"]);
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    let modified: Vec<&Value> = plan["what_if"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["change"] == "Modify")
+        .collect();
+    assert_eq!(modified.len(), 1, "{modified:?}");
+    assert!(modified[0]["resource"]
+        .as_str()
+        .unwrap()
+        .ends_with("nomad-example-clients"));
+    assert!(modified[0]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "~ sku"));
+}
+
+#[test]
+fn apply_creates_the_group_and_deploys_incrementally() {
+    let env = setup();
+    let run = env.apply();
+    let group = env
+        .arm
+        .resource_group("nomad-example")
+        .expect("the resource group was created");
+    assert_eq!(group["location"], "westeurope");
+    assert_eq!(group["tags"]["nomad-cluster"], "nomad-example");
+    let deployments = env.arm.deployments();
+    assert_eq!(deployments.len(), 1);
+    let d = &deployments[0];
+    assert_eq!(d.name, "nomad-example");
+    assert_eq!(d.state, "Succeeded");
+    assert_eq!(d.request["properties"]["mode"], "Incremental");
+    // The template sent is the one plan writes, and the key travels only as the parameter.
+    let file = cluster_deploy::config::load(&env.config).unwrap();
+    let expected =
+        cluster_deploy::template::render(&cluster_deploy::model::Cluster::from_file(&file));
+    assert_eq!(d.request["properties"]["template"], expected);
+    assert_eq!(
+        d.request["properties"]["parameters"]["gossipKey"]["value"],
+        common::GOSSIP_KEY
+    );
+    assert!(!d.request["properties"]["template"]
+        .to_string()
+        .contains(common::GOSSIP_KEY));
+    // Every call carried the token and an api-version.
+    for r in env.arm.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {}", env.arm.token()).as_str()),
+            "{}",
+            r.path
+        );
+        assert!(r.query_param("api-version").is_some(), "{}", r.path);
+    }
+    // The servers' boot script, as ARM assembled it: the key in a 0640 file, then run-nomad.
+    let server = env.arm.custom_data("nomad-example-servers").unwrap();
+    assert!(
+        server.contains(&format!(
+            "<<'CLUSTER_DEPLOY_GOSSIP_KEY'\n{}\nCLUSTER_DEPLOY_GOSSIP_KEY\n",
+            common::GOSSIP_KEY
+        )),
+        "{server}"
+    );
+    assert!(server.ends_with("exec /opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-example-servers --gossip-key-file /opt/nomad/secrets/gossip.key --acl --datacenter dc1 --region global\n"), "{server}");
+    let client = env.arm.custom_data("nomad-example-clients").unwrap();
+    assert!(!client.contains(common::GOSSIP_KEY));
+    // The Reader assignments name the scale sets' identities.
+    let vmss = env
+        .arm
+        .resource_named(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            "nomad-example-servers",
+        )
+        .unwrap();
+    let assignments: Vec<Value> = env
+        .arm
+        .resources()
+        .into_iter()
+        .filter(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
+        .collect();
+    assert_eq!(assignments.len(), 2);
+    assert!(assignments
+        .iter()
+        .any(|a| a["properties"]["principalId"] == vmss["identity"]["principalId"]));
+    assert!(assignments
+        .iter()
+        .all(|a| a["properties"]["principalType"] == "ServicePrincipal"
+            && a["properties"]["roleDefinitionId"]
+                .as_str()
+                .unwrap()
+                .ends_with("/acdd72a7-3385-48ef-bd42-f606fba81ae7")));
+    // Progress was reported, and the outputs printed.
+    assert!(
+        run.stderr.contains("deployment nomad-example: Running"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("succeeded Microsoft.Compute/virtualMachineScaleSets nomad-example-servers"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("server_scale_set       nomad-example-servers"),
+        "{}",
+        run.stdout
+    );
+    // A second apply keeps the group and redeploys the same thing.
+    env.apply();
+    let group_puts = env
+        .arm
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PUT"
+                && r.path
+                    .to_lowercase()
+                    .ends_with("/resourcegroups/nomad-example")
+        })
+        .count();
+    assert_eq!(group_puts, 1, "the group is created once");
+}
+
+#[test]
+fn apply_survives_throttling_server_errors_conflicts_and_dropped_connections() {
+    let env = setup();
+    env.arm.set_polls(3);
+    env.arm.inject(Fault::any(FaultKind::Throttle {
+        retry_after_secs: 1,
+    }));
+    env.arm.inject(Fault::on(
+        "PUT",
+        "/resourcegroups/",
+        FaultKind::ServerError(500),
+    ));
+    env.arm
+        .inject(Fault::on("PUT", "/deployments/", FaultKind::DropConnection));
+    env.arm.inject(Fault::on(
+        "PUT",
+        "/deployments/",
+        FaultKind::AnotherOperationInProgress,
+    ));
+    env.arm.inject(Fault::on(
+        "GET",
+        "/operationStatuses/",
+        FaultKind::ServerError(503),
+    ));
+    env.arm.inject(Fault::on(
+        "GET",
+        "/operationStatuses/",
+        FaultKind::DropConnection,
+    ));
+    let started = std::time::Instant::now();
+    let run = env.apply();
+    // The 429's Retry-After was honoured.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(env.arm.deployments().last().unwrap().state, "Succeeded");
+    for what in ["429", "500", "AnotherOperationInProgress", "503"] {
+        assert!(
+            run.stderr.contains(what),
+            "no retry logged for {what}:\n{}",
+            run.stderr
+        );
+    }
+    // Three deployment PUTs reached the double (the dropped one, the 409, the accepted one).
+    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 3);
+}
+
+#[test]
+fn a_failed_deployment_shows_each_failed_resource() {
+    let env = setup();
+    env.arm.fail_next_deployment(vec![
+        OperationFailure::new(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            Some("nomad-example-clients"),
+            "OperationNotAllowed",
+            "Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.",
+        ),
+        OperationFailure::new(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            Some("nomad-example-servers"),
+            "SkuNotAvailable",
+            "The requested VM size Standard_D2s_v5 is currently not available in location 'westeurope'.",
+        ),
+    ]);
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("deployment nomad-example failed: DeploymentFailed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Microsoft.Compute/virtualMachineScaleSets nomad-example-clients: OperationNotAllowed: Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota."), "{}", run.stderr);
+    assert!(run.stderr.contains("Microsoft.Compute/virtualMachineScaleSets nomad-example-servers: SkuNotAvailable: The requested VM size"), "{}", run.stderr);
+    // Machine-readable too.
+    env.arm.fail_next_deployment(vec![OperationFailure::new(
+        "Microsoft.Network/loadBalancers",
+        None,
+        "InvalidResourceReference",
+        "gone",
+    )]);
+    let run = env.run(&["apply", "--json"]);
+    assert_ne!(run.code, 0);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        out["failed_resources"][0]["code"],
+        "InvalidResourceReference"
+    );
+}
+
+#[test]
+fn principal_not_found_is_retried() {
+    let env = setup();
+    let principal = OperationFailure::new(
+        "Microsoft.Authorization/roleAssignments",
+        None,
+        "PrincipalNotFound",
+        "Principal 1111 does not exist in the directory.",
+    );
+    env.arm.fail_next_deployment(vec![principal.clone()]);
+    env.arm.fail_next_deployment(vec![principal]);
+    let run = env.apply();
+    assert!(run.stderr.contains("PrincipalNotFound"), "{}", run.stderr);
+    let states: Vec<String> = env.arm.deployments().into_iter().map(|d| d.state).collect();
+    assert_eq!(states, ["Failed", "Failed", "Succeeded"]);
+}
+
+#[test]
+fn outputs_and_status_read_back_the_cluster() {
+    let env = setup();
+    env.apply();
+    let run = env.run(&["outputs", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let outputs: Value = serde_json::from_str(&run.stdout).unwrap();
+    let lb = env
+        .arm
+        .resource_named("Microsoft.Network/publicIPAddresses", "nomad-example-lb-ip")
+        .unwrap();
+    assert_eq!(
+        outputs["load_balancer_address"],
+        lb["properties"]["ipAddress"]
+    );
+    assert_eq!(outputs["server_private_ips"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        outputs["nomad_api"],
+        format!(
+            "http://{}:4646",
+            lb["properties"]["ipAddress"].as_str().unwrap()
+        )
+    );
+
+    let nomad = NomadApiDouble::start();
+    nomad.require_token("nomad-acl-token");
+    nomad.set_servers(vec![
+        Member::server("nomad-s000000.global", "10.0.0.4"),
+        Member::server("nomad-s000001.global", "10.0.0.5"),
+    ]);
+    nomad.set_leader(Some("10.0.0.4:4647"));
+    nomad.set_nodes(vec![NodeStub::ready("nomad-c000000", "dc1")]);
+    let mut cmd = env.command(&["status", "--nomad-address", nomad.url()]);
+    cmd.env("NOMAD_TOKEN", "nomad-acl-token");
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("scale set nomad-example-servers (3 of 3 instances)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("scale set nomad-example-clients (6 of 6 instances)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("leader: 10.0.0.4:4647"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("server nomad-s000001.global"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("client nomad-c000000"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("nomad-acl-token") && !run.stderr.contains("nomad-acl-token"));
+    assert!(nomad
+        .requests()
+        .iter()
+        .all(|r| r.header("x-nomad-token") == Some("nomad-acl-token")));
+
+    // Without a reachable API, status still reports the scale sets.
+    drop(nomad);
+    let run = env.run(&["status", "--nomad-address", "http://127.0.0.1:9"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("is not reachable"), "{}", run.stdout);
+}
+
+#[test]
+fn destroy_deletes_only_what_carries_the_cluster_tag() {
+    let env = setup();
+    env.apply();
+    let other = env.arm.add_resource(
+        "nomad-example",
+        json!({ "type": "Microsoft.Network/publicIPAddresses", "name": "keep-me", "location": "westeurope", "tags": { "nomad-cluster": "another" }, "properties": {} }),
+    );
+    // A wrong confirmation deletes nothing.
+    let mut cmd = env.command(&["destroy"]);
+    cmd.write_stdin("nomad-prod\n");
+    let run = env.run_with(cmd);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("not confirmed"), "{}", run.stderr);
+    assert_eq!(count(&env.arm, "DELETE", "/"), 0);
+
+    let mut cmd = env.command(&["destroy"]);
+    cmd.write_stdin("nomad-example\n");
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let left: Vec<String> = env
+        .arm
+        .resources()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [other],
+        "only the other cluster's address is left"
+    );
+    // The group held something else, so it stays.
+    assert!(env.arm.resource_group("nomad-example").is_some());
+    // Nine tagged resources and the two Reader assignments of the scale sets' identities.
+    assert!(
+        run.stdout.contains("deleted 11 resources"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn destroy_removes_a_group_it_created_once_empty() {
+    let env = setup();
+    env.apply();
+    let run = env.run(&["destroy", "--yes", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["resource_group_deleted"], true);
+    assert!(env.arm.resource_group("nomad-example").is_none());
+    assert!(env.arm.resources().is_empty());
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn the_azure_cli_login_is_used_when_asked() {
+    let env = setup();
+    let az = write_script(
+        env.dir.path(),
+        "az",
+        &format!(
+            "#!/bin/sh\n[ \"$1 $2\" = 'account get-access-token' ] || exit 2\necho \"$@\" > \"$(dirname \"$0\")/az-args\"\nprintf '{{\"accessToken\": \"{}\", \"expires_on\": 4102444800, \"subscription\": \"{}\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}}'\n",
+            env.arm.token(),
+            env.arm.subscription()
+        ),
+    );
+    let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+    cmd.env_clear()
+        .args(["apply", "--auth", "azure-cli", "--config"])
+        .arg(&env.config)
+        .arg("--az-program")
+        .arg(&az)
+        .args(["--arm-endpoint", env.arm.url(), "--poll-interval-ms", "5"]);
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let args = std::fs::read_to_string(env.dir.path().join("az-args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        format!(
+            "account get-access-token --resource {}/ --output json",
+            env.arm.url()
+        )
+    );
+    assert_eq!(env.arm.deployments().len(), 1);
+    // A failing CLI is an error naming the command.
+    let bad = write_script(
+        env.dir.path(),
+        "az-bad",
+        "#!/bin/sh\necho 'Please run az login to setup account.' >&2\nexit 1\n",
+    );
+    let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+    cmd.env_clear()
+        .args(["outputs", "--auth", "azure-cli", "--config"])
+        .arg(&env.config)
+        .arg("--az-program")
+        .arg(&bad)
+        .args(["--arm-endpoint", env.arm.url()]);
+    let run = env.run_with(cmd);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("az-bad account get-access-token"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Please run az login"), "{}", run.stderr);
+}
+
+#[test]
+fn a_managed_identity_token_comes_from_imds() {
+    use support::doubles::imds::{self, ImdsDouble};
+    let env = setup();
+    let imds = ImdsDouble::start(imds::fixture("instance.json"));
+    let token = imds::fixture("identity-token.json")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.arm.set_token(&token);
+    let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+    cmd.env_clear()
+        .args(["outputs", "--auth", "managed-identity", "--config"])
+        .arg(&env.config)
+        .args([
+            "--subscription",
+            env.arm.subscription(),
+            "--arm-endpoint",
+            env.arm.url(),
+            "--imds-endpoint",
+            imds.url(),
+        ]);
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Nothing is deployed, so outputs fails on the missing scale set, after authenticating.
+    assert!(
+        stderr.contains("ResourceNotFound") || stderr.contains("ResourceGroupNotFound"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&token));
+    let token_requests: Vec<_> = imds
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/metadata/identity/oauth2/token")
+        .collect();
+    // The fixture's token expired on 2026-01-02, so each request fetches a fresh one.
+    assert!(!token_requests.is_empty());
+    for r in &token_requests {
+        assert_eq!(
+            r.query_param("resource"),
+            Some(format!("{}/", env.arm.url()).as_str())
+        );
+        assert_eq!(r.query_param("api-version"), Some("2018-02-01"));
+        assert_eq!(r.header("metadata"), Some("true"));
+    }
+    assert!(env
+        .arm
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization") == Some(format!("Bearer {token}").as_str())));
+}
+
+#[test]
+fn a_wrong_client_secret_is_reported_without_the_secret() {
+    let env = setup();
+    let login = LoginDouble::start(CLIENT_ID, "another-secret", env.arm.token());
+    let cmd = env.command_at(&["apply"], env.arm.url(), login.url());
+    let run = env.run_with(cmd);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+    assert!(run.stderr.contains("/oauth2/v2.0/token"), "{}", run.stderr);
+    let form = &login.requests()[0].body;
+    assert!(form.contains("scope=http%3A%2F%2F127.0.0.1"), "{form}");
+    assert!(form.contains("grant_type=client_credentials"));
+}
+
+#[test]
+fn plain_http_endpoints_are_refused_unless_loopback() {
+    let env = setup();
+    let cmd = env.command_at(
+        &["outputs"],
+        "http://management.example.com",
+        env.login.url(),
+    );
+    let run = env.run_with(cmd);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("--arm-endpoint http://management.example.com"),
+        "{}",
+        run.stderr
+    );
+    assert!(env.arm.requests().is_empty() && env.login.requests().is_empty());
+}
