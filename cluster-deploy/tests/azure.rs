@@ -329,8 +329,17 @@ fn apply_creates_the_group_and_deploys_incrementally() {
         "{}",
         run.stdout
     );
-    // A second apply keeps the group and redeploys the same thing.
-    env.apply();
+    // A second apply keeps the group and redeploys the same thing; even trace logging (-vv)
+    // shows no secret (run_with checks every output).
+    let mut cmd = env.command(&["apply"]);
+    cmd.arg("-v");
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"),
+        "{}",
+        run.stderr
+    );
     let group_puts = env
         .arm
         .requests()
@@ -552,11 +561,7 @@ fn destroy_deletes_only_what_carries_the_cluster_tag() {
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        left,
-        [other],
-        "only the other cluster's address is left"
-    );
+    assert_eq!(left, [other], "only the other cluster's address is left");
     // The group held something else, so it stays.
     assert!(env.arm.resource_group("nomad-example").is_some());
     // Nine tagged resources and the two Reader assignments of the scale sets' identities.
