@@ -12,7 +12,7 @@ use support::http::Url;
 use support::retry::Policy;
 
 use crate::arm::{ArmClient, Outcome, Progress, Timing};
-use crate::auth::{self, Env, Secret, TokenEndpoints, TokenProvider};
+use crate::auth::{self, AuthChoice, Env, Secret, TokenEndpoints, TokenProvider};
 use crate::cli::{AzureArgs, Cli, Command};
 use crate::config::{self, ClusterFile};
 use crate::model::{Cluster, ResourceSummary, CLUSTER_TAG, SSH_FRONTEND_PORTS};
@@ -248,7 +248,29 @@ fn plan(
         notes.push("offline (--offline): what-if was not run".to_string());
         None
     } else {
-        let arm = connect(&cli.azure, env)?;
+        let arm = match connect(&cli.azure, env) {
+            // `auto` found the Azure CLI, but it is not logged in: that is "no credentials"
+            // for a plan, not a failure.
+            Err(e)
+                if cli.azure.auth == AuthChoice::Auto
+                    && matches!(
+                        e.downcast_ref::<auth::AuthError>(),
+                        Some(auth::AuthError::Cli(_))
+                    ) =>
+            {
+                notes.push(format!(
+                    "the Azure CLI gave no token ({}): what-if was not run",
+                    e.root_cause()
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                ));
+                return finish_plan(cli, loaded, out_path, &summary, None, notes, out);
+            }
+            other => other?,
+        };
         if arm.is_none() {
             notes.push(
                 "no Azure credentials found (ARM_CLIENT_ID/ARM_CLIENT_SECRET/ARM_TENANT_ID, an \
@@ -284,6 +306,20 @@ fn plan(
             }
         }
     }
+    finish_plan(cli, loaded, out_path, &summary, what_if, notes, out)
+}
+
+/// Prints the plan: the summary, what-if's changes when there are any, notes.
+fn finish_plan(
+    cli: &Cli,
+    loaded: &Loaded,
+    out_path: Option<&Path>,
+    summary: &[ResourceSummary],
+    what_if: Option<Value>,
+    notes: Vec<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let cluster = &loaded.cluster;
     let changes: Vec<Value> = what_if
         .as_ref()
         .and_then(|w| w["properties"]["changes"].as_array().cloned())
@@ -310,7 +346,7 @@ fn plan(
         cluster.location,
         summary.len()
     )?;
-    print_summary(&summary, out)?;
+    print_summary(summary, out)?;
     if what_if.is_some() {
         writeln!(
             out,
@@ -841,7 +877,18 @@ fn destroy(
     let arm = connect_required(&cli.azure, env)?;
     let group = &cluster.resource_group;
     let Some(rg) = arm.resource_group(group)? else {
-        bail!("resource group {group} does not exist: nothing to destroy");
+        if cli.json {
+            write_json(
+                out,
+                &json!({ "deleted": [], "resource_group_deleted": false, "kept": [] }),
+            )?;
+        } else {
+            writeln!(
+                out,
+                "resource group {group} does not exist: nothing to destroy"
+            )?;
+        }
+        return Ok(());
     };
     let mut tagged = arm.resources_tagged(group, CLUSTER_TAG, &cluster.name)?;
     // The filter is ARM's; check the tag ourselves as well, since deleting is not undoable.

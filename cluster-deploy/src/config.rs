@@ -750,10 +750,15 @@ fn check_subnet_id(id: &str) -> Result<(), Problem> {
 /// Azure tag rules: names up to 512 characters without `<>%&\?/`, values up to 256.
 fn check_tag(key: &str, value: &str) -> Result<(), Problem> {
     let field = format!("tags.{key}");
-    if key.is_empty() || key.len() > 512 || key.contains(['<', '>', '%', '&', '\\', '?', '/']) {
+    // A key starting with '[' would be read as a template expression.
+    if key.is_empty()
+        || key.len() > 512
+        || key.starts_with('[')
+        || key.contains(['<', '>', '%', '&', '\\', '?', '/'])
+    {
         return Err(bad(
             &field,
-            "is not a valid Azure tag name (1-512 characters, none of < > % & \\ ? /)",
+            "is not a valid Azure tag name (1-512 characters, none of < > % & \\ ? /, not starting with [)",
         ));
     }
     if value.len() > 256 {

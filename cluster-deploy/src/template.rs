@@ -47,8 +47,24 @@ fn resource_id(kind: &str, names: &[&str]) -> String {
     out
 }
 
+/// A literal string as ARM reads it: a value starting with `[` is an expression unless the
+/// bracket is doubled (ARM template syntax, "Escape characters"), so a tag value like `[prod]`
+/// stays text and can never call a template function.
+pub fn literal(value: &str) -> String {
+    if value.starts_with('[') {
+        format!("[{value}")
+    } else {
+        value.to_string()
+    }
+}
+
 fn tags(cluster: &Cluster) -> Value {
-    json!(cluster.tags)
+    let tags: Map<String, Value> = cluster
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(literal(v))))
+        .collect();
+    Value::Object(tags)
 }
 
 /// The template for a cluster.
@@ -402,7 +418,6 @@ fn scale_set(cluster: &Cluster, set: &ScaleSet, custom_data: String) -> Value {
         "upgradePolicy": { "mode": "Manual" },
         // Overprovisioned extras would boot, join as servers and be deleted again.
         "overprovision": false,
-        "singlePlacementGroup": true,
         "virtualMachineProfile": {
             "osProfile": {
                 "computerNamePrefix": set.computer_name_prefix,
@@ -525,6 +540,21 @@ mod tests {
             .iter()
             .filter(|r| r["type"] == kind)
             .collect()
+    }
+
+    #[test]
+    fn tag_values_that_look_like_expressions_stay_text() {
+        let mut cluster = example();
+        cluster
+            .tags
+            .insert("team".into(), "[subscription().id]".into());
+        let template = render(&cluster);
+        for r in template["resources"].as_array().unwrap() {
+            if r.get("tags").is_some() {
+                assert_eq!(r["tags"]["team"], "[[subscription().id]");
+            }
+        }
+        assert_eq!(literal("plain"), "plain");
     }
 
     #[test]

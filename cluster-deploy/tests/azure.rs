@@ -150,6 +150,27 @@ fn plan_without_credentials_never_touches_the_network() {
 }
 
 #[test]
+fn plan_with_a_logged_out_azure_cli_stays_offline() {
+    let env = setup();
+    let az = write_script(
+        env.dir.path(),
+        "az",
+        "#!/bin/sh\necho 'ERROR: Please run az login to setup account.' >&2\nexit 1\n",
+    );
+    let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
+    cmd.env_clear()
+        .args(["plan", "--config"])
+        .arg(&env.config)
+        .arg("--az-program")
+        .arg(&az)
+        .args(["--arm-endpoint", env.arm.url()]);
+    let run = env.run_with(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("the Azure CLI gave no token (ERROR: Please run az login to setup account.): what-if was not run"), "{}", run.stdout);
+    assert!(env.arm.requests().is_empty());
+}
+
+#[test]
 fn plan_with_credentials_runs_what_if() {
     let env = setup();
     // No resource group yet: nothing to compare with.
