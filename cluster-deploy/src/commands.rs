@@ -58,6 +58,16 @@ impl Loaded {
     fn read(path: &Path) -> Result<Self> {
         let file = config::load(path)?;
         let cluster = Cluster::from_file(&file);
+        for role in [crate::model::Role::Server, crate::model::Role::Client] {
+            let size = crate::custom_data::script(&cluster, role).encoded_len();
+            if size > crate::custom_data::MAX_CUSTOM_DATA_BASE64 {
+                bail!(
+                    "cluster file {}: the {role:?} boot script is {size} bytes of base64, over                      Azure's custom data limit of {} (fewer or shorter `nomad.meta` entries)",
+                    path.display(),
+                    crate::custom_data::MAX_CUSTOM_DATA_BASE64
+                );
+            }
+        }
         let template = template::render(&cluster);
         Ok(Self {
             path: path.to_path_buf(),

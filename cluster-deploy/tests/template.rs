@@ -236,3 +236,31 @@ fn the_gossip_key_never_reaches_the_template_or_the_plan() {
     assert!(written.contains("\"securestring\""));
     assert!(stdout.contains("gossipKey"), "{stdout}");
 }
+
+#[test]
+fn custom_data_over_azure_limit_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut meta = String::from("\n");
+    for i in 0..700 {
+        meta.push_str(&format!("key{i} = \"{}\"\n", "v".repeat(100)));
+    }
+    let path = common::variant(dir.path(), &[], "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("pool = \"general\"", &format!("pool = \"general\"{meta}"));
+    std::fs::write(&path, text).unwrap();
+    let out_file = dir.path().join("azuredeploy.json");
+    let output = assert_cmd::Command::cargo_bin("cluster-deploy")
+        .unwrap()
+        .env_clear()
+        .args(["plan", "--offline", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("custom data limit of 65536"), "{stderr}");
+    assert!(!out_file.exists());
+}
