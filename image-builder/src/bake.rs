@@ -9,7 +9,7 @@ use support::files::{write_atomic, FileSpec};
 
 use crate::bundle::{self, Bundle};
 use crate::cli::{BuildArgs, RenderArgs, SpecArgs, ValidateArgs};
-use crate::machine_readable::{readable_lines, Event, Transcript, UiLevel};
+use crate::machine_readable::{readable_lines, severity, Event, Severity, Transcript};
 use crate::packer::{Limits, Packer, PackerError, PackerVersion};
 use crate::record::{BuildRecord, PackerManifest, RecordStore};
 use crate::spec::{self, AuthMode, Settings, Target, CLIENT_SECRET_ENV};
@@ -191,9 +191,10 @@ fn show(event: &Event) {
     match event {
         Event::Ui { level, text } => {
             for line in readable_lines(text) {
-                match level {
-                    UiLevel::Error => tracing::warn!("{line}"),
-                    UiLevel::Say | UiLevel::Message => tracing::info!("{line}"),
+                match severity(*level, line) {
+                    Severity::Debug => tracing::debug!("{line}"),
+                    Severity::Info => tracing::info!("{line}"),
+                    Severity::Warn | Severity::Error => tracing::warn!("{line}"),
                 }
             }
         }
@@ -253,7 +254,15 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
         timeout: args.timeout,
         cleanup_grace: args.cleanup_grace,
     };
-    let transcript = packer.build(work.path(), &vars, args.force, limits, &mut show)?;
+    let transcript = packer
+        .build(work.path(), &vars, args.force, limits, &mut show)
+        .with_context(|| {
+            format!(
+                "failed to bake the {} image of {}",
+                settings.target.kind(),
+                args.spec.config.display()
+            )
+        })?;
 
     let manifest_path = work.path().join(template::MANIFEST_FILE);
     let manifest_bytes = std::fs::read(&manifest_path).with_context(|| {

@@ -154,6 +154,40 @@ pub fn readable_lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|line| !line.trim().is_empty())
 }
 
+/// How much a line of output matters, for display and for error reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The severity of one line of a `ui` event. Packer shows everything a provisioner writes to
+/// stderr as `ui,error`, but our own tools (install-nomad) log progress to stderr with the
+/// level in front (`support::cli` format: ` INFO message`): such lines keep their own level.
+pub fn severity(level: UiLevel, line: &str) -> Severity {
+    if level != UiLevel::Error {
+        return Severity::Info;
+    }
+    // Packer prefixes provisioner output with `==> <build>: `.
+    let message = line
+        .strip_prefix("==> ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(line, |(_, message)| message)
+        .trim_start();
+    let tool_level = [
+        ("TRACE ", Severity::Debug),
+        ("DEBUG ", Severity::Debug),
+        ("INFO ", Severity::Info),
+        ("WARN ", Severity::Warn),
+    ];
+    tool_level
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or(Severity::Error, |(_, severity)| *severity)
+}
+
 /// An artifact as Packer described it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Artifact {
@@ -204,6 +238,10 @@ impl Transcript {
                 text,
             } => {
                 for line in readable_lines(text) {
+                    // A tool's progress on stderr is not an error worth reporting.
+                    if severity(UiLevel::Error, line) < Severity::Warn {
+                        continue;
+                    }
                     if self.ui_errors.len() == Self::UI_ERRORS_KEPT {
                         self.ui_errors.remove(0);
                     }
@@ -370,6 +408,42 @@ mod tests {
             Some("/subscriptions/s/g/versions/1.0.0")
         );
         assert_eq!(artifact.described("Missing"), None);
+    }
+
+    #[test]
+    fn stderr_lines_of_our_tools_keep_their_level() {
+        let e = UiLevel::Error;
+        assert_eq!(
+            severity(e, "==> null.local:  INFO downloading http://x/nomad.zip"),
+            Severity::Info
+        );
+        assert_eq!(
+            severity(
+                e,
+                "==> azure-arm.nomad:  WARN install failed: undoing 2 step(s)"
+            ),
+            Severity::Warn
+        );
+        assert_eq!(
+            severity(e, "==> null.local: error: refusing http://x: bad checksum"),
+            Severity::Error
+        );
+        assert_eq!(
+            severity(e, "Build 'x' errored after 1s: boom"),
+            Severity::Error
+        );
+        assert_eq!(severity(UiLevel::Say, "==> x: ERROR y"), Severity::Info);
+
+        let mut t = Transcript::default();
+        t.record(&Event::Ui {
+            level: e,
+            text: "==> null.local:  INFO downloading".into(),
+        });
+        t.record(&Event::Ui {
+            level: e,
+            text: "==> null.local: error: refusing".into(),
+        });
+        assert_eq!(t.ui_errors, ["==> null.local: error: refusing"]);
     }
 
     #[test]

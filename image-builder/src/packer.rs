@@ -89,12 +89,8 @@ pub enum PackerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("packer build failed ({status}) in {dir}\n{report}", dir = .dir.display())]
-    BuildFailed {
-        dir: PathBuf,
-        status: ExitStatus,
-        report: String,
-    },
+    #[error("packer build failed ({status})\n{report}")]
+    BuildFailed { status: ExitStatus, report: String },
     #[error(
         "packer build was interrupted by {signal}; it was forwarded to Packer, which exited \
          ({status}) after cleaning up what it could\n{report}"
@@ -255,7 +251,7 @@ impl Packer {
         });
 
         let result = match cmd.spawn() {
-            Ok(child) => supervise(child, dir, tx, &rx, limits, on_event),
+            Ok(child) => supervise(child, tx, &rx, limits, on_event),
             Err(source) => Err(if source.kind() == std::io::ErrorKind::NotFound {
                 PackerError::NotFound {
                     bin: self.bin.clone(),
@@ -295,7 +291,6 @@ const POLL: Duration = Duration::from_millis(100);
 
 fn supervise(
     mut child: Child,
-    dir: &Path,
     tx: mpsc::Sender<Feed>,
     rx: &mpsc::Receiver<Feed>,
     limits: Limits,
@@ -445,11 +440,7 @@ fn supervise(
             report,
         }),
         None if status.success() => Ok(transcript),
-        None => Err(PackerError::BuildFailed {
-            dir: dir.to_path_buf(),
-            status,
-            report,
-        }),
+        None => Err(PackerError::BuildFailed { status, report }),
     }
 }
 
