@@ -484,6 +484,8 @@ fn principal_not_found_is_retried() {
 fn outputs_and_status_read_back_the_cluster() {
     let env = setup();
     env.apply();
+    // Lists come in pages of two: nextLink is followed.
+    env.arm.set_page_size(2);
     let run = env.run(&["outputs", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let outputs: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -560,6 +562,7 @@ fn outputs_and_status_read_back_the_cluster() {
 fn destroy_deletes_only_what_carries_the_cluster_tag() {
     let env = setup();
     env.apply();
+    env.arm.set_page_size(3);
     let other = env.arm.add_resource(
         "nomad-example",
         json!({ "type": "Microsoft.Network/publicIPAddresses", "name": "keep-me", "location": "westeurope", "tags": { "nomad-cluster": "another" }, "properties": {} }),
