@@ -194,12 +194,17 @@ pub fn install(request: &Request) -> anyhow::Result<Outcome> {
     }
     let service = FileSpec::owned(0o750, Ownership::new(account.uid, account.gid));
 
+    // Root's, whatever an older install left: a directory the service user can write to would
+    // let it swap the binaries root runs.
     tx.ensure_dir(&install_dir, ROOT_EXEC, true)?;
     tx.ensure_dir(
         &layout.host(&layout.bin_dir(release::NOMAD)),
         ROOT_EXEC,
         true,
     )?;
+    if request.consul.is_some() {
+        tx.ensure_dir(&layout.host(&layout.consul_path), ROOT_EXEC, true)?;
+    }
     for (dir, data) in layout.data_dirs() {
         let spec = FileSpec {
             mode: data.mode,

@@ -59,7 +59,7 @@ impl Layout {
 
     /// The install directory of a product (`--path` or `--consul-path`), inside the target.
     pub fn product_path(&self, product: Product) -> &Path {
-        if product.name == "consul" {
+        if product == crate::release::CONSUL {
             &self.consul_path
         } else {
             &self.nomad_path

@@ -593,3 +593,35 @@ fn the_symlink_replaces_an_old_one_and_a_second_nomad_path_works() {
     let meta = fs::metadata(env.path("/srv/hashicorp/nomad/bin/nomad")).unwrap();
     assert_eq!(meta.uid(), 0);
 }
+
+#[test]
+fn an_install_left_by_the_old_script_is_taken_back_by_root() {
+    // The bash script chowned everything under --path to the nomad user, who could then swap
+    // the binary root runs. Seed that state and check root owns the chain afterwards.
+    let env = Env::new();
+    fs::write(
+        env.path("/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\nnomad:x:4242:4242::/opt/nomad:/bin/false\n",
+    )
+    .unwrap();
+    fs::write(env.path("/etc/group"), "root:x:0:\nnomad:x:4242:\n").unwrap();
+    fs::create_dir_all(env.path("/opt/nomad/bin")).unwrap();
+    fs::write(env.path("/opt/nomad/bin/nomad"), "old").unwrap();
+    for p in ["/opt/nomad", "/opt/nomad/bin", "/opt/nomad/bin/nomad"] {
+        std::os::unix::fs::chown(env.path(p), Some(4242), Some(4242)).unwrap();
+        fs::set_permissions(
+            env.path(p),
+            std::os::unix::fs::PermissionsExt::from_mode(0o775),
+        )
+        .unwrap();
+    }
+    let out = env.cmd("1.10.0").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in ["/opt/nomad", "/opt/nomad/bin", "/opt/nomad/bin/nomad"] {
+        assert_eq!(owner_mode(&env.path(p)), (0o755, 0, 0), "{p}");
+    }
+    assert_eq!(
+        owner_mode(&env.path("/opt/nomad/data")),
+        (0o700, 4242, 4242)
+    );
+}
