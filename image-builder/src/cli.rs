@@ -71,7 +71,7 @@ impl SpecArgs {
 /// Which Packer to run.
 #[derive(Debug, Args)]
 pub struct PackerArgs {
-    /// The Packer binary (default: `packer` on PATH).
+    /// The Packer binary: a path, or a name looked up on PATH.
     #[arg(long, value_name = "PATH", default_value = "packer")]
     pub packer_bin: PathBuf,
 }
