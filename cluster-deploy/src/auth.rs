@@ -103,7 +103,7 @@ pub enum AuthError {
         source_name: String,
         message: String,
     },
-    #[error("getting a token from the Azure CLI failed: {0}")]
+    #[error("getting a token from the Azure CLI failed")]
     Cli(#[from] support::process::CommandError),
 }
 

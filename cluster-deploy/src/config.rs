@@ -190,7 +190,7 @@ pub const SSH_PORT_RANGE_SIZE: u32 = 100;
 /// Why a cluster file was refused. Each names the file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("failed to read cluster file {path}: {source}")]
+    #[error("failed to read cluster file {path}")]
     Read {
         path: PathBuf,
         #[source]
