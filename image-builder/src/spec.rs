@@ -483,6 +483,12 @@ impl ImageSpec {
         }
 
         let kind = overrides.target.unwrap_or(self.target);
+        if kind == TargetKind::Azure && overrides.root.is_some() {
+            problem(
+                "--root",
+                "only applies to the local target (add --target local)".into(),
+            );
+        }
         let target = match kind {
             TargetKind::Azure => match &self.azure {
                 None => {
@@ -504,7 +510,17 @@ impl ImageSpec {
                         problem("local.root", "is empty".into());
                         None
                     }
-                    Some(root) => Some(Target::Local { root }),
+                    // Packer runs in its working directory, so the root must not be relative.
+                    Some(root) => match std::path::absolute(&root) {
+                        Ok(root) => Some(Target::Local { root }),
+                        Err(e) => {
+                            problem(
+                                "local.root",
+                                format!("cannot make {} absolute: {e}", root.display()),
+                            );
+                            None
+                        }
+                    },
                     None => {
                         problem(
                             "local.root",
@@ -970,6 +986,35 @@ image_version = "1.9"
         );
         assert_eq!(settings.install_nomad, Some(PathBuf::from("/bin/in")));
         assert_eq!(settings.run_nomad, None);
+    }
+
+    #[test]
+    fn a_relative_root_becomes_absolute() {
+        let path = Path::new("specs/image.toml");
+        let spec = parse("nomad_version = \"1.9.3\"\n[local]\nroot = \"r\"\n", path).unwrap();
+        let overrides = Overrides {
+            target: Some(TargetKind::Local),
+            ..Overrides::default()
+        };
+        let Target::Local { root } = spec.resolve(path, &overrides).unwrap().target else {
+            panic!()
+        };
+        assert_eq!(root, std::env::current_dir().unwrap().join("specs/r"));
+    }
+
+    #[test]
+    fn a_root_without_the_local_target_is_a_mistake() {
+        let path = Path::new("/specs/image.toml");
+        let spec = parse(MINIMAL_AZURE, path).unwrap();
+        let overrides = Overrides {
+            root: Some(PathBuf::from("/tmp/root")),
+            ..Overrides::default()
+        };
+        let err = spec.resolve(path, &overrides).unwrap_err().to_string();
+        assert!(
+            err.contains("--root: only applies to the local target"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -87,3 +87,13 @@ fn the_local_template_validates_too() {
     );
     assert!(!root.exists(), "validate must not touch the local root");
 }
+
+#[test]
+fn the_documented_example_validates() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/image.toml");
+    let mut cmd = image_builder();
+    cmd.args(["validate", "--config"]).arg(&example);
+    with_tool_bins(&mut cmd);
+    let out = run(&mut cmd);
+    assert!(out.ok(), "{out:?}");
+}
