@@ -163,4 +163,5 @@ max_rss=$(printf '%s\n' "${our_rss[@]}" | sort -g | tail -1)
 echo
 echo "median wall time: baseline ${bt} s, install-nomad ${ot} s, ratio $(awk -v a="$ot" -v b="$bt" 'BEGIN {printf "%.2f", a / b}')x (target <= 0.6x)"
 echo "median peak RSS:  baseline ${br} KB, install-nomad ${orss} KB (max ${max_rss} KB, target < 32768 KB)"
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows both sides)"
 echo "machine: $(nproc) CPU(s), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r)"

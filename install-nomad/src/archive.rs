@@ -290,7 +290,7 @@ const BLOCKS: usize = 4;
 /// a third runs `fdatasync` every [`FLUSH_EVERY`] bytes so the disk writes the file while it is
 /// still being inflated and the caller's final fsync has little left to wait for (a flush
 /// request is dropped while the previous one runs). Memory stays at [`BLOCKS`] blocks whatever
-/// the file's size. See the README's benchmark for what each step bought.
+/// the file's size. The README's benchmark section has the numbers.
 fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64), CopyError> {
     let flusher_file = file.try_clone().map_err(CopyError::Write)?;
     let (flush, flush_requests) = std::sync::mpsc::sync_channel::<()>(1);

@@ -364,6 +364,11 @@ fn stage_release(
     }
 
     let archive_path = download_verified(ctx, &archive_url, &archive_name, &expected, staging)?;
+    tracing::info!(
+        "{archive_name} matches the signed SHA-256 {}; extracting {}",
+        short(&expected),
+        product.name
+    );
     let staged_binary = staging.path().join(product.name);
     let extracted =
         archive::extract_zip_file(&archive_path, product.name, &staged_binary, ROOT_EXEC)
@@ -625,4 +630,34 @@ fn lock_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_install_at_a_time_and_stale_staging_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(format!("{STAGING_PREFIX}crashed"));
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("nomad_1.0.0_linux_amd64.zip.partial"), "half").unwrap();
+        let other = dir.path().join("config");
+        fs::create_dir(&other).unwrap();
+
+        let held = lock_dir(dir.path()).unwrap();
+        assert!(
+            !stale.exists(),
+            "a killed run's staging is removed under the lock"
+        );
+        assert!(other.exists(), "only our staging directories are removed");
+        let err = lock_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("another install-nomad is running on"),
+            "{err}"
+        );
+        drop(held);
+        assert!(lock_dir(dir.path()).is_ok());
+    }
 }

@@ -100,8 +100,9 @@ pub struct GroupEntry {
     pub gid: u32,
 }
 
-/// A user or group name `useradd` would accept (Debian's default `NAME_REGEX`, without `$`):
-/// it ends up in a colon-separated file, so this is also what keeps it from adding fields.
+/// A user or group name `useradd` accepts by default (shadow-utils' `[a-z_][a-z0-9_-]*`,
+/// without the trailing `$`, at most 32 characters): it ends up in a colon-separated file, so
+/// this is also what keeps it from adding fields.
 pub fn check_name(name: &str) -> Result<(), UserError> {
     let mut chars = name.chars();
     let first_ok = chars
