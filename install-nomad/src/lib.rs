@@ -72,6 +72,8 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
         consul_path: cli.consul_path.clone(),
         cni_path: cli.cni_path.clone(),
     };
+    let local = |s: &Source| s.base().scheme() == "file" || support::http::is_loopback(s.base());
+    let local_mirrors = local(&source) && (cli.cni_version.is_none() || local(&cni_source));
     let run_nomad = match &cli.run_nomad {
         Some(path) => path.clone(),
         None => default_run_nomad()?,
@@ -94,6 +96,7 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
         download: download::Options {
             attempts: cli.download_attempts,
             progress_bar: !cli.quiet && std::io::stderr().is_terminal(),
+            no_proxy: local_mirrors,
         },
     })
 }

@@ -625,3 +625,16 @@ fn an_install_left_by_the_old_script_is_taken_back_by_root() {
         (0o700, 4242, 4242)
     );
 }
+
+#[test]
+fn a_proxy_in_the_environment_is_not_used_for_a_loopback_mirror() {
+    let env = Env::new();
+    // Port 9 (discard) has no proxy behind it: going through it would fail.
+    let out = env
+        .cmd("1.10.0")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
