@@ -33,6 +33,7 @@ SERVER_PID=
 
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    if [ -d "$WORK/gnupg" ]; then GNUPGHOME="$WORK/gnupg" gpgconf --kill gpg-agent 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
