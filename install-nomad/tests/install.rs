@@ -638,3 +638,39 @@ fn a_proxy_in_the_environment_is_not_used_for_a_loopback_mirror() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn bad_flags_are_named_before_anything_happens() {
+    let env = Env::new();
+    let before = env.snapshot();
+    for (args, expected) in [
+        (
+            vec!["--version", "../1.0.0"],
+            "invalid version \"../1.0.0\"",
+        ),
+        (vec!["--arch", "386"], "unsupported architecture \"386\""),
+        (
+            vec!["--path", "opt/nomad"],
+            "--path opt/nomad must be an absolute path",
+        ),
+        (
+            vec!["--public-key", "/nonexistent/key.asc"],
+            "/nonexistent/key.asc",
+        ),
+        (
+            vec!["--cni-download-url", "ftp://x.example"],
+            "--cni-download-url ftp://x.example",
+        ),
+        (vec!["--user", "No:Body"], "invalid user name \"No:Body\""),
+    ] {
+        let out = env.cmd("1.10.0").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(env.mirror.requests().is_empty());
+    assert_eq!(env.snapshot(), before);
+}
