@@ -76,14 +76,12 @@
 //! `{error, error_description, error_codes}` body.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+
+pub use super::server::RecordedRequest;
+use super::server::{Reply, Server};
 
 /// The subscription the double serves.
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -95,211 +93,11 @@ const COMPUTE_API: &str = "2024-11-01";
 const NETWORK_API: &str = "2025-07-01";
 const AUTHORIZATION_API: &str = "2022-04-01";
 
-// ------------------------------------------------------------------ a tiny HTTP/1.1 server
-
-/// A request as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    /// The path without the query, percent-decoded.
-    pub path: String,
-    /// Query pairs, percent-decoded, in order.
-    pub query: Vec<(String, String)>,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl RecordedRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer; `None` from a handler closes the connection without one.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(status: u16, body: &Value) -> Self {
-        Self {
-            status,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        }
-    }
-
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-}
-
 fn arm_error(status: u16, code: &str, message: &str) -> Reply {
     Reply::json(
         status,
         &json!({ "error": { "code": code, "message": message } }),
     )
-}
-
-type Handler = dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync;
-
-struct Server {
-    url: String,
-    stop: Arc<AtomicBool>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(handler: Arc<Handler>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let handler = handler.clone();
-                    std::thread::spawn(move || {
-                        let _ = serve_one(stream, &*handler);
-                    });
-                }
-            })
-        };
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            stop,
-            port,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One request per connection, answered with `Connection: close`.
-fn serve_one(stream: TcpStream, handler: &Handler) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(());
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Ok(());
-    };
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 {
-            break;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = h.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
-    let request = RecordedRequest {
-        method: method.to_string(),
-        path: percent_decode(raw_path),
-        query: url::form_urlencoded::parse(raw_query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    let mut stream = stream;
-    match handler(&request) {
-        None => {
-            // A dropped connection: nothing comes back.
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        Some(reply) => {
-            let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
-            for (n, v) in &reply.headers {
-                head.push_str(&format!("{n}: {v}\r\n"));
-            }
-            head.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                reply.body.len()
-            ));
-            stream.write_all(head.as_bytes())?;
-            stream.write_all(reply.body.as_bytes())?;
-            stream.flush()?;
-            let _ = stream.shutdown(Shutdown::Write);
-        }
-    }
-    Ok(())
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        409 => "Conflict",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
 }
 
 // ------------------------------------------------------------------ faults and failures
@@ -482,25 +280,20 @@ impl ArmDouble {
             next_ip: 4,
         }));
         let handler_state = state.clone();
-        let url_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-        let handler_url = url_cell.clone();
-        let handler: Arc<Handler> = Arc::new(move |request: &RecordedRequest| {
-            let base = handler_url
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let mut state = lock(&handler_state);
-            state.requests.push(request.clone());
-            handle(&mut state, &base, request)
+        let server = Server::start_with_url(|url| {
+            let base = url.to_string();
+            move |request: &RecordedRequest| {
+                let mut state = lock(&handler_state);
+                state.requests.push(request.clone());
+                handle(&mut state, &base, request)
+            }
         });
-        let server = Server::start(handler);
-        *url_cell.lock().unwrap_or_else(|e| e.into_inner()) = server.url.clone();
         Self { server, state }
     }
 
     /// `http://127.0.0.1:PORT`, for `--arm-endpoint`.
     pub fn url(&self) -> &str {
-        &self.server.url
+        self.server.url()
     }
 
     /// The bearer token the double accepts.
@@ -642,92 +435,89 @@ fn resource_id(group: &str, kind: &str, names: &[&str]) -> String {
 
 // ------------------------------------------------------------------ request handling
 
-fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Option<Reply> {
+fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Reply {
     if let Some(i) = state.faults.iter().position(|f| f.matches(request)) {
         let fault = state.faults.remove(i).expect("position is valid");
         return match fault.kind {
-            FaultKind::DropConnection => None,
-            FaultKind::Throttle { retry_after_secs } => Some(
+            FaultKind::DropConnection => Reply::no_answer(),
+            FaultKind::Throttle { retry_after_secs } =>
                 arm_error(
                     429,
                     "TooManyRequests",
                     "The request is being throttled as the limit has been reached for operation type.",
                 )
                 .header("Retry-After", retry_after_secs.to_string()),
-            ),
-            FaultKind::ServerError(status) => Some(arm_error(
+            FaultKind::ServerError(status) => arm_error(
                 status,
                 "InternalServerError",
                 "Encountered internal server error. Please try again.",
-            )),
-            FaultKind::AnotherOperationInProgress => Some(arm_error(
+            ),
+            FaultKind::AnotherOperationInProgress => arm_error(
                 409,
                 "AnotherOperationInProgress",
                 "Another operation on this or dependent resource is in progress. Retry the request after the operation completes.",
-            )),
+            ),
         };
     }
     let auth = request.header("authorization");
     match auth {
         None => {
-            return Some(arm_error(
+            return arm_error(
                 401,
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is missing.",
-            ))
+            )
         }
         Some(value) if value != format!("Bearer {}", state.token) => {
-            return Some(arm_error(
+            return arm_error(
                 401,
                 "InvalidAuthenticationToken",
                 "The access token is invalid.",
-            ))
+            )
         }
         Some(_) => {}
     }
     let Some(version) = request.query_param("api-version") else {
-        return Some(arm_error(
+        return arm_error(
             400,
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
-        ));
+        );
     };
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     if l.len() < 2 || l[0] != "subscriptions" || !segments[1].eq_ignore_ascii_case(SUBSCRIPTION) {
-        return Some(arm_error(
+        return arm_error(
             404,
             "SubscriptionNotFound",
             &format!(
                 "The subscription '{}' could not be found.",
                 segments.get(1).unwrap_or(&"")
             ),
-        ));
+        );
     }
     let expected = expected_version(&l);
     if version != expected {
-        return Some(arm_error(
+        return arm_error(
             400,
             "InvalidApiVersionParameter",
             &format!(
                 "The api-version '{version}' is invalid. The supported versions for this double are '{expected}'."
             ),
-        ));
+        );
     }
     let method = request.method.as_str();
     match (method, &l[2..]) {
-        ("GET", ["operationresults", id]) => Some(poll_location(state, base, id)),
-        (_, ["resourcegroups", _]) => {
-            Some(resource_group(state, base, method, segments[3], request))
-        }
+        ("GET", ["operationresults", id]) => poll_location(state, base, id),
+        (_, ["resourcegroups", _]) => resource_group(state, base, method, segments[3], request),
         ("GET", ["resourcegroups", _, "resources"]) => {
-            Some(list_resources(state, base, segments[3], request))
+            list_resources(state, base, segments[3], request)
         }
         (
             _,
             ["resourcegroups", _, "providers", "microsoft.resources", "deployments", rest @ ..],
-        ) => Some(deployment_route(
+        ) => deployment_route(
             state,
             base,
             method,
@@ -735,30 +525,25 @@ fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Option<Re
             &segments[7..],
             rest,
             request,
-        )),
+        ),
         (
             "GET",
             ["resourcegroups", _, "providers", "microsoft.authorization", "roleassignments"],
-        ) => Some(list_role_assignments(state, base, segments[3], request)),
+        ) => list_role_assignments(state, base, segments[3], request),
         (
             "GET",
             ["resourcegroups", _, "providers", "microsoft.compute", "virtualmachinescalesets", _, sub],
-        ) if *sub == "virtualmachines" || *sub == "networkinterfaces" => Some(scale_set_children(
-            state,
-            base,
-            segments[3],
-            segments[7],
-            sub,
-            request,
-        )),
-        (_, ["resourcegroups", _, "providers", ..]) => {
-            Some(resource_route(state, base, method, segments[3], request))
+        ) if *sub == "virtualmachines" || *sub == "networkinterfaces" => {
+            scale_set_children(state, base, segments[3], segments[7], sub, request)
         }
-        _ => Some(arm_error(
+        (_, ["resourcegroups", _, "providers", ..]) => {
+            resource_route(state, base, method, segments[3], request)
+        }
+        _ => arm_error(
             404,
             "NotFound",
             "No route for this request in the ARM double.",
-        )),
+        ),
     }
 }
 
@@ -2065,21 +1850,18 @@ impl LoginDouble {
         let requests: Arc<Mutex<Vec<RecordedRequest>>> = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let (id, secret) = (client_id.to_string(), client_secret.to_string());
-        let handler: Arc<Handler> = Arc::new(move |request: &RecordedRequest| {
+        let server = Server::start(move |request: &RecordedRequest| {
             seen.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(request.clone());
-            Some(token_answer(request, &id, &secret, &access_token))
+            token_answer(request, &id, &secret, &access_token)
         });
-        Self {
-            server: Server::start(handler),
-            requests,
-        }
+        Self { server, requests }
     }
 
     /// `http://127.0.0.1:PORT`, for `--login-endpoint`.
     pub fn url(&self) -> &str {
-        &self.server.url
+        self.server.url()
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -2157,14 +1939,8 @@ fn token_answer(
 
 #[cfg(test)]
 mod tests {
+    use super::super::server::test_client as client;
     use super::*;
-
-    fn client() -> reqwest::blocking::Client {
-        reqwest::blocking::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-    }
 
     fn url(arm: &ArmDouble, path: &str, version: &str) -> String {
         format!(

@@ -20,7 +20,8 @@
 //! - [`ImdsDouble::script`] queues replies; each request that passes the service's own checks
 //!   (below) takes the next one. When the queue is empty the fallback answers
 //!   ([`ImdsDouble::set_fallback`], [`Reply::Instance`] by default).
-//! - [`ImdsDouble::requests`] returns what was received: method, path, query pairs, headers.
+//! - [`ImdsDouble::requests`] returns what was received: method, path, query pairs, headers
+//!   (a [`RecordedRequest`] of [`super::server`], the server every double runs on).
 //! - The server stops when the double is dropped.
 //!
 //! # What it checks, as the real service does
@@ -49,13 +50,13 @@
 //! string, the shape the documentation shows.
 
 use std::collections::VecDeque;
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Response, Server};
+
+pub use super::server::RecordedRequest;
+use super::server::{self, Server};
 
 /// The api-versions the documentation lists as supported, newest first.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &[
@@ -116,36 +117,6 @@ pub enum Reply {
     Body { status: u16, body: String },
 }
 
-/// A request the double received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    /// The path without the query, e.g. `/metadata/instance`.
-    pub path: String,
-    /// Query pairs in the order given, percent-decoded.
-    pub query: Vec<(String, String)>,
-    /// Header names lower-cased, values as sent.
-    pub headers: Vec<(String, String)>,
-}
-
-impl RecordedRequest {
-    /// The value of a header (name compared case-insensitively).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The value of a query parameter.
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 #[derive(Debug)]
 struct State {
     instance: Value,
@@ -157,10 +128,8 @@ struct State {
 
 /// A running IMDS double. Dropping it stops the server.
 pub struct ImdsDouble {
-    url: String,
     state: Arc<Mutex<State>>,
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 /// The directory of the shared IMDS fixtures (`../shared/fixtures/imds`).
@@ -185,12 +154,6 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl ImdsDouble {
     /// Starts the double on 127.0.0.1 with an ephemeral port, serving `instance`.
     pub fn start(instance: Value) -> Self {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("binding the IMDS double"));
-        let port = server
-            .server_addr()
-            .to_ip()
-            .expect("the IMDS double listens on IP")
-            .port();
         let state = Arc::new(Mutex::new(State {
             instance,
             token: fixture("identity-token.json"),
@@ -198,26 +161,20 @@ impl ImdsDouble {
             fallback: Reply::Instance,
             requests: Vec::new(),
         }));
-        let thread = {
-            let server = Arc::clone(&server);
+        let server = {
             let state = Arc::clone(&state);
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(&state, request);
-                }
+            Server::start(move |request| {
+                let mut state = lock(&state);
+                state.requests.push(request.clone());
+                answer(&mut state, request)
             })
         };
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
-            server,
-            thread: Some(thread),
-        }
+        Self { state, server }
     }
 
     /// The base URL, `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
     }
 
     /// Queues replies; each request that passes the service's checks takes the next one.
@@ -241,116 +198,36 @@ impl ImdsDouble {
     }
 }
 
-impl Drop for ImdsDouble {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The documented error body: a JSON object with an `error` string.
+fn error(status: u16, message: &str) -> server::Reply {
+    server::Reply::json(status, &json!({ "error": message }))
 }
 
-/// An answer on the wire.
-struct Answer {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    retry_after: Option<u64>,
-}
-
-impl Answer {
-    fn json(status: u16, body: &Value) -> Self {
-        Self {
-            status,
-            content_type: "application/json; charset=utf-8",
-            body: body.to_string(),
-            retry_after: None,
-        }
-    }
-
-    fn error(status: u16, message: &str) -> Self {
-        Self::json(status, &json!({ "error": message }))
-    }
-}
-
-fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
-    // Drain any body so the connection stays usable; IMDS requests have none.
-    let mut sink = Vec::new();
-    let _ = std::io::Read::read_to_end(request.as_reader(), &mut sink);
-    let recorded = record(&request);
-    let answer = {
-        let mut state = lock(state);
-        state.requests.push(recorded.clone());
-        answer(&mut state, &recorded)
-    };
-    let mut response = Response::new(
-        tiny_http::StatusCode(answer.status),
-        Vec::new(),
-        Cursor::new(answer.body.into_bytes()),
-        None,
-        None,
-    );
-    response.add_header(
-        Header::from_bytes("Content-Type", answer.content_type).expect("a valid header"),
-    );
-    if let Some(seconds) = answer.retry_after {
-        response.add_header(
-            Header::from_bytes("Retry-After", seconds.to_string()).expect("a valid header"),
-        );
-    }
-    let _ = request.respond(response);
-}
-
-fn record(request: &tiny_http::Request) -> RecordedRequest {
-    let raw = request.url();
-    let (path, query) = match raw.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (raw, ""),
-    };
-    RecordedRequest {
-        method: request.method().as_str().to_string(),
-        path: path.to_string(),
-        query: url::form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect(),
-    }
-}
-
-fn answer(state: &mut State, request: &RecordedRequest) -> Answer {
+fn answer(state: &mut State, request: &RecordedRequest) -> server::Reply {
     if request.method != "GET" {
-        return Answer::error(405, "Method not allowed");
+        return error(405, "Method not allowed");
     }
     // Both requirements of "Security and authentication": the header, and no forwarding.
     let has_metadata_header = request
         .header("metadata")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if !has_metadata_header || request.header("x-forwarded-for").is_some() {
-        return Answer::error(400, MISSING_HEADER_ERROR);
+        return error(400, MISSING_HEADER_ERROR);
     }
     let mut names: Vec<&str> = request.query.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
-        return Answer::error(400, "Bad request. Duplicate query parameter names");
+        return error(400, "Bad request. Duplicate query parameter names");
     }
     let path = request.path.trim_end_matches('/');
     if path == "/metadata/versions" {
-        return Answer::json(200, &json!({ "apiVersions": SUPPORTED_API_VERSIONS }));
+        return server::Reply::json(200, &json!({ "apiVersions": SUPPORTED_API_VERSIONS }));
     }
     let version_ok = request
         .query_param("api-version")
         .is_some_and(|v| SUPPORTED_API_VERSIONS.contains(&v));
     if !version_ok {
-        return Answer::json(
+        return server::Reply::json(
             400,
             &json!({
                 "error": BAD_API_VERSION_ERROR,
@@ -364,35 +241,31 @@ fn answer(state: &mut State, request: &RecordedRequest) -> Answer {
         .unwrap_or_else(|| state.fallback.clone());
     match reply {
         Reply::Instance => normal_answer(state, request, path),
-        Reply::Status(status) => Answer::error(status, reason(status)),
-        Reply::Throttled { retry_after_secs } => Answer {
-            retry_after: Some(retry_after_secs),
-            ..Answer::error(429, reason(429))
-        },
-        Reply::Body { status, body } => Answer {
-            status,
-            content_type: "application/json; charset=utf-8",
-            body,
-            retry_after: None,
-        },
+        Reply::Status(status) => error(status, error_message(status)),
+        Reply::Throttled { retry_after_secs } => {
+            error(429, error_message(429)).header("Retry-After", retry_after_secs.to_string())
+        }
+        Reply::Body { status, body } => server::Reply::new(status)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(body),
     }
 }
 
-fn normal_answer(state: &State, request: &RecordedRequest, path: &str) -> Answer {
+fn normal_answer(state: &State, request: &RecordedRequest, path: &str) -> server::Reply {
     if path == "/metadata/identity/oauth2/token" {
         return match request.query_param("resource") {
-            Some(r) if !r.is_empty() => Answer::json(200, &state.token),
-            _ => Answer::error(
+            Some(r) if !r.is_empty() => server::Reply::json(200, &state.token),
+            _ => error(
                 400,
                 "Bad request. Required query parameter resource is missing",
             ),
         };
     }
     let Some(route) = path.strip_prefix("/metadata/instance") else {
-        return Answer::error(404, "Not found");
+        return error(404, "Not found");
     };
     if !(route.is_empty() || route.starts_with('/')) {
-        return Answer::error(404, "Not found");
+        return error(404, "Not found");
     }
     let mut document = state.instance.clone();
     if request.query_param("extended") == Some("true") {
@@ -411,34 +284,33 @@ fn normal_answer(state: &State, request: &RecordedRequest, path: &str) -> Answer
         };
         match next {
             Some(n) => node = n,
-            None => return Answer::error(404, "Not found"),
+            None => return error(404, "Not found"),
         }
     }
     let text = request.query_param("format") == Some("text");
     let leaf = !matches!(node, Value::Object(_) | Value::Array(_));
     match (leaf, text) {
-        (true, true) => Answer {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: match node {
+        (true, true) => server::Reply::text(
+            200,
+            match node {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             },
-            retry_after: None,
-        },
-        (true, false) => Answer::error(
+        ),
+        (true, false) => error(
             400,
             "Bad request. Querying a leaf node requires the parameter format=text",
         ),
-        (false, true) => Answer::error(
+        (false, true) => error(
             400,
             "Bad request. format=text on a non-leaf node is not modelled by this double",
         ),
-        (false, false) => Answer::json(200, node),
+        (false, false) => server::Reply::json(200, node),
     }
 }
 
-fn reason(status: u16) -> &'static str {
+/// The error message of each status, in the documentation's words where it gives them.
+fn error_message(status: u16) -> &'static str {
     match status {
         400 => "Bad request",
         401 => "Unauthorized",

@@ -50,20 +50,18 @@
 //!
 //! # HTTP behaviour
 //!
-//! `GET` and `HEAD`; one request per connection (`Connection: close`). `Range: bytes=N-` and
-//! `bytes=N-M` get 206 with `Content-Range` while range support is on (the default, announced by
-//! `Accept-Ranges: bytes`), 416 past the end; with range support off the header is ignored and the
-//! whole file is sent with 200. Unknown paths (and unknown versions) get 404.
+//! `GET` and `HEAD` (other methods get 405), served by [`super::server`]: one request per
+//! connection (`Connection: close`). `Range: bytes=N-` and `bytes=N-M` get 206 with
+//! `Content-Range` while range support is on (the default, announced by `Accept-Ranges: bytes`),
+//! 416 past the end; with range support off the header is ignored and the whole file is sent with
+//! 200. Unknown paths (and unknown versions) get 404.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use pgp::composed::{
     ArmorOptions, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
@@ -74,6 +72,7 @@ use pgp::ser::Serialize as _;
 use pgp::types::{KeyDetails as _, Password};
 use serde_json::{json, Value};
 
+use super::server::{self, RecordedRequest, Reply, Server};
 use crate::hash::sha256_hex;
 
 /// Nomad versions of the standard catalogue: stable releases, a prerelease and an enterprise
@@ -202,7 +201,6 @@ struct State {
 struct Shared {
     tree: PathBuf,
     ranges: AtomicBool,
-    stop: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -214,12 +212,12 @@ impl Shared {
 
 /// The running mirror; it stops and its files are removed when it is dropped.
 pub struct Mirror {
+    // First, so the server stops before the files go.
+    server: Server,
     dir: tempfile::TempDir,
-    addr: SocketAddr,
     shared: Arc<Shared>,
     key: SignedSecretKey,
     catalogue: Catalogue,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -242,22 +240,26 @@ impl Mirror {
         let dir = tempfile::tempdir().expect("temporary directory for the mirror");
         let tree = dir.path().join("tree");
         fs::create_dir(&tree).expect("mirror tree directory");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let addr = listener.local_addr().expect("mirror address");
         let key = generate_key("Test Release Mirror <mirror@example.invalid>");
         let shared = Arc::new(Shared {
             tree,
             ranges: AtomicBool::new(true),
-            stop: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         });
-        let mut mirror = Mirror {
+        // The URL goes into the index files, so the server starts first; nobody knows its port
+        // before the tree is built.
+        let server = {
+            let shared = shared.clone();
+            Server::start(move |request| {
+                handle(&shared, request).header("Server", "test-release-mirror")
+            })
+        };
+        let mirror = Mirror {
+            server,
             dir,
-            addr,
-            shared: shared.clone(),
+            shared,
             key,
             catalogue,
-            thread: None,
         };
         fs::write(
             mirror.public_key_file(),
@@ -269,13 +271,12 @@ impl Mirror {
         )
         .expect("writing the mirror public key");
         mirror.build_tree();
-        mirror.thread = Some(std::thread::spawn(move || serve(listener, shared)));
         mirror
     }
 
     /// `http://127.0.0.1:PORT`, for `--download-url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url().to_string()
     }
 
     /// The CNI release base, for `--cni-download-url`.
@@ -535,17 +536,6 @@ impl Mirror {
     }
 }
 
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// An Ed25519 (legacy EdDSA, readable by gpg 2.2 too) primary that certifies, with one signing
 /// subkey, like HashiCorp's key (an RSA primary with signing subkeys).
 fn generate_key(user_id: &str) -> SignedSecretKey {
@@ -725,73 +715,7 @@ fn hex_upper(bytes: &[u8]) -> String {
     crate::hash::hex(bytes).to_uppercase()
 }
 
-// ---- the HTTP server ----
-
-fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _ = handle(stream, &shared);
-        });
-    }
-}
-
-struct ParsedRequest {
-    method: String,
-    path: String,
-    range: Option<String>,
-}
-
-fn read_request(stream: &TcpStream) -> std::io::Result<Option<ParsedRequest>> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Ok(None);
-    };
-    let path = target.split('?').next().unwrap_or("").to_string();
-    let mut range = None;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
-                range = Some(value.trim().to_string());
-            }
-        }
-    }
-    Ok(Some(ParsedRequest {
-        method: method.to_string(),
-        path,
-        range,
-    }))
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        206 => "Partial Content",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        416 => "Range Not Satisfiable",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
+// ---- answering requests ----
 
 fn content_type(path: &str) -> &'static str {
     if path.ends_with(".json") {
@@ -849,22 +773,20 @@ fn take_failure(shared: &Shared, path: &str) -> Option<Failure> {
     Some(entry.failure)
 }
 
-fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let Some(request) = read_request(&stream)? else {
-        return Ok(());
-    };
+fn handle(shared: &Shared, request: &RecordedRequest) -> Reply {
+    let range = request.header("range");
     let record = |status: u16| {
         shared.state().requests.push(Request {
             method: request.method.clone(),
             path: request.path.clone(),
-            range: request.range.clone(),
+            range: range.map(str::to_string),
             status,
         });
     };
-    let head = request.method == "HEAD";
-    if request.method != "GET" && !head {
+    // The server sends only the head of any answer to HEAD.
+    if request.method != "GET" && request.method != "HEAD" {
         record(405);
-        return write_simple(&mut stream, 405, &[], b"method not allowed\n", head);
+        return Reply::text(405, "method not allowed\n");
     }
     let failure = take_failure(shared, &request.path);
     if let Some(Failure::Status {
@@ -873,62 +795,54 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     }) = failure
     {
         record(code);
-        let mut headers = Vec::new();
-        if let Some(secs) = retry_after_secs {
-            headers.push(format!("Retry-After: {secs}"));
-        }
-        let body = format!("{code} {}\n", reason(code));
-        return write_simple(&mut stream, code, &headers, body.as_bytes(), head);
+        let reply = Reply::text(code, format!("{code} {}\n", server::reason_phrase(code)));
+        return match retry_after_secs {
+            Some(secs) => reply.header("Retry-After", secs.to_string()),
+            None => reply,
+        };
     }
     let local = match safe_local_path(&shared.tree, &request.path) {
         Some(p) if p.is_file() => p,
         _ => {
             record(404);
-            return write_simple(&mut stream, 404, &[], b"Not found\n", head);
+            return Reply::text(404, "Not found\n");
         }
     };
-    let mut body = fs::read(&local)?;
+    let mut body = match fs::read(&local) {
+        Ok(body) => body,
+        Err(_) => return Reply::no_answer(),
+    };
     if failure == Some(Failure::Truncate) {
         body.truncate(body.len() / 2);
     }
     let total = body.len() as u64;
     let ranges = shared.ranges.load(Ordering::SeqCst);
-    let mut status = 200;
-    let mut headers = vec![format!("Content-Type: {}", content_type(&request.path))];
-    let mut slice = &body[..];
-    if ranges {
-        headers.push("Accept-Ranges: bytes".to_string());
-        if let Some(range) = &request.range {
-            match parse_range(range, total) {
-                Ok(Some((start, end))) => {
-                    status = 206;
-                    headers.push(format!("Content-Range: bytes {start}-{end}/{total}"));
-                    slice = &body[start as usize..=end as usize];
-                }
-                Ok(None) => {}
-                Err(()) => {
-                    record(416);
-                    let h = vec![format!("Content-Range: bytes */{total}")];
-                    return write_simple(&mut stream, 416, &h, b"", head);
-                }
-            }
+    let wanted = match range.filter(|_| ranges).map(|r| parse_range(r, total)) {
+        Some(Ok(wanted)) => wanted,
+        Some(Err(())) => {
+            record(416);
+            return Reply::text(416, "").header("Content-Range", format!("bytes */{total}"));
         }
-    }
+        None => None,
+    };
+    let (status, slice) = match wanted {
+        Some((start, end)) => (206, &body[start as usize..=end as usize]),
+        None => (200, &body[..]),
+    };
     record(status);
-    write_head(&mut stream, status, &headers, slice.len() as u64)?;
-    if head {
-        return Ok(());
+    let mut reply = Reply::new(status).header("Content-Type", content_type(&request.path));
+    if ranges {
+        reply = reply.header("Accept-Ranges", "bytes");
     }
+    if let Some((start, end)) = wanted {
+        reply = reply.header("Content-Range", format!("bytes {start}-{end}/{total}"));
+    }
+    let reply = reply.body(slice);
     if failure == Some(Failure::DropMidBody) {
-        stream.write_all(&slice[..slice.len() / 2])?;
-        stream.flush()?;
-        // Give the client time to read what was sent, then cut the connection.
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = stream.shutdown(Shutdown::Both);
-        return Ok(());
+        reply.cut_after(slice.len() / 2)
+    } else {
+        reply
     }
-    stream.write_all(slice)?;
-    stream.flush()
 }
 
 fn safe_local_path(tree: &Path, path: &str) -> Option<PathBuf> {
@@ -937,39 +851,6 @@ fn safe_local_path(tree: &Path, path: &str) -> Option<PathBuf> {
         return None;
     }
     Some(tree.join(relative))
-}
-
-fn write_head(
-    stream: &mut TcpStream,
-    status: u16,
-    headers: &[String],
-    len: u64,
-) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str(&format!(
-        "Content-Length: {len}\r\nConnection: close\r\nServer: test-release-mirror\r\n\r\n"
-    ));
-    stream.write_all(head.as_bytes())
-}
-
-fn write_simple(
-    stream: &mut TcpStream,
-    status: u16,
-    headers: &[String],
-    body: &[u8],
-    head: bool,
-) -> std::io::Result<()> {
-    let mut headers = headers.to_vec();
-    headers.push("Content-Type: text/plain; charset=utf-8".to_string());
-    write_head(stream, status, &headers, body.len() as u64)?;
-    if !head {
-        stream.write_all(body)?;
-    }
-    stream.flush()
 }
 
 #[cfg(test)]

@@ -9,9 +9,13 @@
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
+//! - [`server`]: the loopback HTTP/1.1 server all four run on (requests recorded as
+//!   [`server::RecordedRequest`]; answers, cut-short bodies and dropped connections as
+//!   [`server::Reply`]).
 
 pub mod arm;
 pub mod bins;
 pub mod imds;
 pub mod mirror;
 pub mod nomad_api;
+pub mod server;

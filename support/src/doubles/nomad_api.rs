@@ -30,12 +30,12 @@
 //! `X-Nomad-Token` (or `Authorization: Bearer`) with that token: otherwise 403 and the text
 //! `Permission denied`. Other paths: 404; other methods: 405.
 
-use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Response, Server};
+
+pub use super::server::RecordedRequest;
+use super::server::{Reply, Server};
 
 /// A Serf member (a server) of `/v1/agent/members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,24 +106,6 @@ impl NodeStub {
     }
 }
 
-/// A request the double received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-}
-
-impl RecordedRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
     servers: Vec<Member>,
@@ -139,41 +121,27 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// A running Nomad API double. Dropping it stops the server.
 pub struct NomadApiDouble {
-    url: String,
     state: Arc<Mutex<State>>,
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl NomadApiDouble {
     /// An agent with no servers, no leader and no nodes, and ACLs off.
     pub fn start() -> Self {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("binding the Nomad API double"));
-        let port = server
-            .server_addr()
-            .to_ip()
-            .expect("the Nomad API double listens on IP")
-            .port();
         let state = Arc::new(Mutex::new(State::default()));
-        let thread = {
-            let server = Arc::clone(&server);
+        let server = {
             let state = Arc::clone(&state);
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(&state, request);
-                }
+            Server::start(move |request| {
+                let mut state = lock(&state);
+                state.requests.push(request.clone());
+                answer(&state, request)
             })
         };
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
-            server,
-            thread: Some(thread),
-        }
+        Self { state, server }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
     }
 
     pub fn set_servers(&self, servers: Vec<Member>) {
@@ -199,61 +167,20 @@ impl NomadApiDouble {
     }
 }
 
-impl Drop for NomadApiDouble {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The agent's JSON answers carry `application/json`, without a charset.
+fn json_reply(status: u16, body: Value) -> Reply {
+    Reply::new(status)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
 }
 
-enum Answer {
-    Json(u16, Value),
-    Text(u16, &'static str),
-}
-
-fn handle(state: &Mutex<State>, request: tiny_http::Request) {
-    let recorded = RecordedRequest {
-        method: request.method().as_str().to_string(),
-        path: request.url().split('?').next().unwrap_or("").to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect(),
-    };
-    let answer = {
-        let mut state = lock(state);
-        state.requests.push(recorded.clone());
-        answer(&state, &recorded)
-    };
-    let (status, content_type, body) = match answer {
-        Answer::Json(status, v) => (status, "application/json", v.to_string()),
-        Answer::Text(status, t) => (status, "text/plain; charset=utf-8", t.to_string()),
-    };
-    let response = Response::new(
-        tiny_http::StatusCode(status),
-        vec![Header::from_bytes("Content-Type", content_type).expect("a valid header")],
-        Cursor::new(body.into_bytes()),
-        None,
-        None,
-    );
-    let _ = request.respond(response);
-}
-
-fn answer(state: &State, request: &RecordedRequest) -> Answer {
+fn answer(state: &State, request: &RecordedRequest) -> Reply {
     if request.method != "GET" {
-        return Answer::Text(405, "Invalid method");
+        return Reply::text(405, "Invalid method");
     }
     let path = request.path.trim_end_matches('/');
     if path == "/v1/agent/health" {
-        return Answer::Json(
+        return json_reply(
             200,
             json!({
                 "client": { "ok": true, "message": "ok" },
@@ -268,15 +195,15 @@ fn answer(state: &State, request: &RecordedRequest) -> Answer {
                 .and_then(|a| a.strip_prefix("Bearer "))
         });
         if given != Some(token.as_str()) {
-            return Answer::Text(403, "Permission denied");
+            return Reply::text(403, "Permission denied");
         }
     }
     match path {
         "/v1/status/leader" => match &state.leader {
-            Some(leader) => Answer::Json(200, json!(leader)),
-            None => Answer::Text(500, "No cluster leader"),
+            Some(leader) => json_reply(200, json!(leader)),
+            None => Reply::text(500, "No cluster leader"),
         },
-        "/v1/status/peers" => Answer::Json(
+        "/v1/status/peers" => json_reply(
             200,
             json!(state
                 .servers
@@ -287,7 +214,7 @@ fn answer(state: &State, request: &RecordedRequest) -> Answer {
         ),
         "/v1/agent/members" => {
             let first = state.servers.first();
-            Answer::Json(
+            json_reply(
                 200,
                 json!({
                     "ServerName": first.map(|m| m.name.clone()).unwrap_or_default(),
@@ -314,7 +241,7 @@ fn answer(state: &State, request: &RecordedRequest) -> Answer {
                 }),
             )
         }
-        "/v1/nodes" => Answer::Json(
+        "/v1/nodes" => json_reply(
             200,
             json!(state
                 .nodes
@@ -337,7 +264,7 @@ fn answer(state: &State, request: &RecordedRequest) -> Answer {
                 }))
                 .collect::<Vec<_>>()),
         ),
-        _ => Answer::Text(404, "Not found"),
+        _ => Reply::text(404, "Not found"),
     }
 }
 
