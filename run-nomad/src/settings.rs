@@ -14,6 +14,8 @@ use std::path::{Component, Path, PathBuf};
 
 use base64::Engine;
 use support::files::under_root;
+/// The gossip key is one; `expose` is called only where default.hcl is written.
+pub use support::secret::Secret;
 
 use crate::cli::{Cli, InitSystem};
 use crate::metadata::{Instance, NetworkError};
@@ -28,27 +30,6 @@ pub const SUPERVISOR_PROGRAM_NAME: &str = "run-nomad.conf";
 
 /// The gossip key length Nomad documents for `server.encrypt` ("This key must be 32 bytes").
 pub const GOSSIP_KEY_BYTES: usize = 32;
-
-/// A value that must never reach a log line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The value itself, for the one place that writes it (default.hcl).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// A rejected input: it names the flag, file or metadata field.
 #[derive(Debug, thiserror::Error)]

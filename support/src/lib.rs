@@ -6,6 +6,7 @@
 //! - [`http`]: the blocking HTTP client every tool builds, and `Retry-After` parsing.
 //! - [`shell`]: POSIX shell quoting for every value that reaches a shell line.
 //! - [`hash`]: streaming SHA-256.
+//! - [`secret`]: [`secret::Secret`], a string whose `Debug` is redacted and that has no `Display`.
 //! - [`cli`]: logging set-up and the error-chain printing every `main` does.
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
@@ -15,6 +16,7 @@ pub mod hash;
 pub mod http;
 pub mod process;
 pub mod retry;
+pub mod secret;
 pub mod shell;
 
 #[cfg(feature = "doubles")]
