@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+/// CPU architecture, named as HashiCorp's release files name it (`amd64` by default).
+pub use support::arch::Arch;
 
 /// The production release site install-nomad downloads from.
 pub const DEFAULT_RELEASE_URL: &str = "https://releases.hashicorp.com";
@@ -62,39 +64,6 @@ pub struct ImageSpec {
     /// the root being provisioned (`/` on the Azure build VM).
     #[serde(default)]
     pub extra_commands: Vec<String>,
-}
-
-/// CPU architecture, named as HashiCorp's release files name it.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    #[default]
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    /// The architecture of the machine image-builder runs on, if it is one we bake for.
-    pub fn host() -> Option<Arch> {
-        match std::env::consts::ARCH {
-            "x86_64" => Some(Arch::Amd64),
-            "aarch64" => Some(Arch::Arm64),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Where the provisioning runs.

@@ -49,7 +49,7 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
         .transpose()?;
     let arch = match &cli.arch {
         Some(a) => a.parse::<Arch>().context("--arch")?,
-        None => Arch::host()?,
+        None => crate::release::host_arch()?,
     };
     let source = Source::parse("--download-url", &cli.download_url)?;
     let cni_source = Source::parse("--cni-download-url", &cli.cni_download_url)?;

@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
+pub use support::arch::Arch;
 use url::Url;
 
 /// A HashiCorp product this tool installs. The release code takes it as a parameter, so Nomad
@@ -43,8 +44,6 @@ impl fmt::Display for Product {
 /// A bad name, version or URL given on the command line or found in an index.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReleaseError {
-    #[error("unsupported architecture {0:?}: use amd64 or arm64")]
-    Arch(String),
     #[error(
         "this host's architecture {0:?} has no HashiCorp Linux build we install: pass --arch amd64 or --arch arm64"
     )]
@@ -69,51 +68,13 @@ pub enum ReleaseError {
     },
 }
 
-/// The CPU architectures HashiCorp builds Linux releases for that we install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Amd64,
-    Arm64,
+/// The architecture this program runs on, in HashiCorp's spelling.
+pub fn host_arch() -> Result<Arch, ReleaseError> {
+    arch_of_rust(std::env::consts::ARCH)
 }
 
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    /// The architecture this program runs on, in HashiCorp's spelling.
-    pub fn host() -> Result<Arch, ReleaseError> {
-        Self::from_rust_arch(std::env::consts::ARCH)
-    }
-
-    fn from_rust_arch(arch: &str) -> Result<Arch, ReleaseError> {
-        match arch {
-            "x86_64" => Ok(Arch::Amd64),
-            "aarch64" => Ok(Arch::Arm64),
-            other => Err(ReleaseError::HostArch(other.to_string())),
-        }
-    }
-}
-
-impl FromStr for Arch {
-    type Err = ReleaseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "amd64" | "x86_64" => Ok(Arch::Amd64),
-            "arm64" | "aarch64" => Ok(Arch::Arm64),
-            other => Err(ReleaseError::Arch(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+fn arch_of_rust(arch: &str) -> Result<Arch, ReleaseError> {
+    Arch::from_rust_arch(arch).ok_or_else(|| ReleaseError::HostArch(arch.to_string()))
 }
 
 /// A release version as HashiCorp writes it: `1.10.5`, `1.11.0-rc.1`, `1.10.6+ent`. It ends up
@@ -484,7 +445,7 @@ mod tests {
         assert_eq!("amd64".parse::<Arch>().unwrap(), Arch::Amd64);
         assert_eq!("aarch64".parse::<Arch>().unwrap(), Arch::Arm64);
         assert!("386".parse::<Arch>().is_err());
-        assert_eq!(Arch::from_rust_arch("x86_64").unwrap(), Arch::Amd64);
-        assert!(Arch::from_rust_arch("riscv64").is_err());
+        assert_eq!(arch_of_rust("x86_64").unwrap(), Arch::Amd64);
+        assert!(arch_of_rust("riscv64").is_err());
     }
 }

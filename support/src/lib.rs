@@ -1,5 +1,6 @@
 //! The one library the four tools share. Only code that two or more tools really use lives here:
 //!
+//! - [`arch`]: [`arch::Arch`], the CPU architectures (amd64, arm64) in HashiCorp's spelling.
 //! - [`files`]: atomic writes (temp file beside the target, fsync, rename, fsync the directory).
 //! - [`process`]: run a subprocess; its error names the program, arguments, status and stderr tail.
 //! - [`retry`]: explicit, bounded, logged retry policies with jittered backoff and a deadline.
@@ -10,6 +11,7 @@
 //! - [`cli`]: logging set-up and the error-chain printing every `main` does.
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
+pub mod arch;
 pub mod cli;
 pub mod files;
 pub mod hash;
