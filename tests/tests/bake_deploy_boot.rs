@@ -208,10 +208,9 @@ fn boot(image: &Path, vm: &Path, custom_data: &str, imds: &ImdsDouble) -> String
         let host = Path::new("/").join(dir);
         let inside = vm.join(dir);
         match fs::symlink_metadata(&host) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                if fs::symlink_metadata(&inside).is_err() {
-                    std::os::unix::fs::symlink(fs::read_link(&host).unwrap(), &inside).unwrap();
-                }
+            // A merged-/usr host: the same link inside, unless the image has its own.
+            Ok(meta) if meta.file_type().is_symlink() && fs::symlink_metadata(&inside).is_err() => {
+                std::os::unix::fs::symlink(fs::read_link(&host).unwrap(), &inside).unwrap();
             }
             Ok(meta) if meta.is_dir() => {
                 fs::create_dir_all(&inside).unwrap();
