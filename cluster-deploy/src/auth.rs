@@ -304,18 +304,30 @@ impl TokenProvider {
             ("client_secret", secret.expose()),
             ("scope", scope.as_str()),
         ];
+        // Microsoft identity platform: throttling and server errors are transient.
+        let body = self.token_request(
+            &url,
+            || self.http.post(url.clone()).form(&form).send(),
+            |status| status == 429 || status >= 500,
+        )?;
+        parse_token(&body, url.as_str(), "access_token", "expires_in", true)
+    }
+
+    /// Sends a token request under the retry policy; returns the 200 body. An error answer
+    /// carries OAuth's `error` and the first line of `error_description` (or the body).
+    fn token_request(
+        &self,
+        url: &Url,
+        send: impl Fn() -> reqwest::Result<reqwest::blocking::Response>,
+        retryable: impl Fn(u16) -> bool,
+    ) -> Result<String, AuthError> {
         let body = self.retry.run(|_| {
-            let response = self
-                .http
-                .post(url.clone())
-                .form(&form)
-                .send()
-                .map_err(|e| Attempt::retry(transport(&url, &e)))?;
+            let response = send().map_err(|e| Attempt::retry(transport(url, &e)))?;
             let status = response.status().as_u16();
             let after = support::http::retry_after(response.headers());
             let text = response
                 .text()
-                .map_err(|e| Attempt::retry(transport(&url, &e)))?;
+                .map_err(|e| Attempt::retry(transport(url, &e)))?;
             if status == 200 {
                 return Ok(text);
             }
@@ -329,14 +341,13 @@ impl TokenProvider {
                     .map(|d| d.lines().next().unwrap_or_default().to_string())
                     .unwrap_or_else(|| support::http::body_excerpt(&text)),
             };
-            if status == 429 || status >= 500 {
+            if retryable(status) {
                 Err(Attempt::Retry { error, after })
             } else {
                 Err(Attempt::Fail(error))
             }
         });
-        let body = body.map_err(|e| e.into_inner())?;
-        parse_token(&body, url.as_str(), "access_token", "expires_in", true)
+        body.map_err(|e| e.into_inner())
     }
 
     /// `az account get-access-token --resource <audience> --output json`.
@@ -397,39 +408,17 @@ impl TokenProvider {
         if let Some(id) = client_id {
             url.query_pairs_mut().append_pair("client_id", id);
         }
-        let body = self.retry.run(|_| {
-            let response = self
-                .imds_http
-                .get(url.clone())
-                .header("Metadata", "true")
-                .send()
-                .map_err(|e| Attempt::retry(transport(&url, &e)))?;
-            let status = response.status().as_u16();
-            let after = support::http::retry_after(response.headers());
-            let text = response
-                .text()
-                .map_err(|e| Attempt::retry(transport(&url, &e)))?;
-            if status == 200 {
-                return Ok(text);
-            }
-            let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let error = AuthError::Refused {
-                url: url.to_string(),
-                status,
-                error: parsed["error"].as_str().unwrap_or("error").to_string(),
-                description: parsed["error_description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            };
-            // IMDS: 404 (identity not ready yet), 410, 429 and 5xx are transient.
-            if matches!(status, 404 | 410 | 429) || status >= 500 {
-                Err(Attempt::Retry { error, after })
-            } else {
-                Err(Attempt::Fail(error))
-            }
-        });
-        let body = body.map_err(|e| e.into_inner())?;
+        // IMDS: 404 (identity not ready yet), 410, 429 and 5xx are transient.
+        let body = self.token_request(
+            &url,
+            || {
+                self.imds_http
+                    .get(url.clone())
+                    .header("Metadata", "true")
+                    .send()
+            },
+            |status| matches!(status, 404 | 410 | 429) || status >= 500,
+        )?;
         parse_token(&body, url.as_str(), "access_token", "expires_on", false)
     }
 
