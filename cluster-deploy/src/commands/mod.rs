@@ -1,0 +1,104 @@
+//! The five commands. Each reads the cluster file, talks to ARM (or not, for an offline plan)
+//! and prints text or, with `--json`, one JSON document on stdout. Progress and notes that are
+//! not the answer go to the log (stderr).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+use crate::auth::{Env, Secret};
+use crate::cli::{Cli, Command};
+use crate::config::{self, ClusterFile};
+use crate::model::Cluster;
+use crate::template;
+
+mod apply;
+mod connect;
+mod destroy;
+mod outputs;
+mod plan;
+mod status;
+
+use apply::apply;
+use connect::connect_required;
+use destroy::destroy;
+use outputs::{outputs, print_outputs};
+use plan::plan;
+use status::status;
+
+/// Runs a parsed command line, printing to `out`.
+pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, input: &mut dyn BufRead) -> Result<()> {
+    let loaded = Loaded::read(&cli.config)?;
+    match &cli.command {
+        Command::Plan { out: path, offline } => {
+            plan(&cli, env, &loaded, path.as_deref(), *offline, out)
+        }
+        Command::Apply => apply(&cli, env, &loaded, out),
+        Command::Outputs => {
+            let arm = connect_required(&cli.azure, env)?;
+            let outputs = outputs(&arm, &loaded.cluster)?;
+            print_outputs(cli.json, &outputs, out)
+        }
+        Command::Status {
+            nomad_address,
+            nomad_ca_cert,
+        } => status(
+            &cli,
+            env,
+            &loaded,
+            nomad_address.as_deref(),
+            nomad_ca_cert.as_deref(),
+            out,
+        ),
+        Command::Destroy { yes } => destroy(&cli, env, &loaded, *yes, out, input),
+    }
+}
+
+/// The cluster file, its model and its template.
+pub(super) struct Loaded {
+    pub(super) path: PathBuf,
+    pub(super) file: ClusterFile,
+    pub(super) cluster: Cluster,
+    pub(super) template: Value,
+}
+
+impl Loaded {
+    fn read(path: &Path) -> Result<Self> {
+        let file = config::load(path)?;
+        let cluster = Cluster::from_file(&file);
+        for role in [crate::model::Role::Server, crate::model::Role::Client] {
+            let size = crate::custom_data::script(&cluster, role).encoded_len();
+            if size > crate::custom_data::MAX_CUSTOM_DATA_BASE64 {
+                bail!(
+                    "cluster file {}: the {role:?} boot script is {size} bytes of base64, over                      Azure's custom data limit of {} (fewer or shorter `nomad.meta` entries)",
+                    path.display(),
+                    crate::custom_data::MAX_CUSTOM_DATA_BASE64
+                );
+            }
+        }
+        let template = template::render(&cluster);
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            cluster,
+            template,
+        })
+    }
+
+    /// The deployment parameters (the gossip key, read from its file now).
+    pub(super) fn parameters(&self) -> Result<Value> {
+        let key: Option<Secret> = match &self.file.nomad.gossip_key_file {
+            Some(file) => Some(config::read_gossip_key(&self.path, file)?),
+            None => None,
+        };
+        Ok(template::parameters(key.as_ref()))
+    }
+}
+
+pub(super) fn write_json(out: &mut dyn Write, value: &Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
