@@ -73,6 +73,30 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Reads at most [`ERROR_BODY_LIMIT`] bytes of an error response's body and returns its
+/// excerpt. A server answering an error with a huge (or endless) body must not make us read it
+/// all into memory; the rest is dropped with the connection.
+pub fn error_body(response: reqwest::blocking::Response) -> String {
+    use std::io::Read;
+    let declared = response.content_length();
+    let mut prefix = Vec::with_capacity(ERROR_BODY_LIMIT + 1);
+    let read = response
+        .take(ERROR_BODY_LIMIT as u64 + 1)
+        .read_to_end(&mut prefix);
+    let cut = prefix.len() > ERROR_BODY_LIMIT;
+    prefix.truncate(ERROR_BODY_LIMIT);
+    let mut text = String::from_utf8_lossy(&prefix).trim().to_string();
+    if cut {
+        match declared {
+            Some(n) => text.push_str(&format!("... ({n} bytes in all)")),
+            None => text.push_str("... (cut)"),
+        }
+    } else if let Err(e) = read {
+        text.push_str(&format!(" (body unreadable: {e})"));
+    }
+    text
+}
+
 /// The start of a response body for an error message, on one line per original line, cut at
 /// [`ERROR_BODY_LIMIT`] bytes.
 pub fn body_excerpt(body: &str) -> String {
@@ -145,6 +169,45 @@ mod tests {
         ] {
             assert!(!is_loopback(&Url::parse(u).unwrap()), "{u}");
         }
+    }
+
+    #[test]
+    fn error_body_reads_only_a_prefix_of_a_huge_body() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A server that declares 1 GB and keeps sending until the client goes away.
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1000000000\r\n\r\n",
+            );
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            while stream.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        let response = client(&ClientOptions::default())
+            .unwrap()
+            .get(format!("http://{addr}/"))
+            .send()
+            .unwrap();
+        let text = error_body(response);
+        assert!(text.starts_with("xxxx"), "{text}");
+        assert!(text.ends_with("... (1000000000 bytes in all)"), "{text}");
+        let sent = server.join().unwrap();
+        assert!(
+            sent < 100_000_000,
+            "the client read {sent} bytes of the error body"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 pub mod arm;
 pub mod bins;
 pub mod imds;
+pub mod instance_events;
 pub mod mirror;
 pub mod nomad_api;
 pub mod server;
