@@ -1,9 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use support::cli::Parsed;
 
 fn main() -> ExitCode {
-    let cli = run_nomad::cli::Cli::parse();
+    let cli = match support::cli::parse::<run_nomad::cli::Cli>() {
+        Parsed::Run(cli) => cli,
+        Parsed::Done(code) => return code,
+    };
     support::cli::init_logging(cli.verbose, cli.quiet);
     support::cli::exit_code(run_nomad::run(cli))
 }
