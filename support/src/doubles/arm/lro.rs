@@ -135,7 +135,7 @@ pub(super) fn reply(
     let style = Style::of(op);
     if matches!(style, Style::AsyncOperation | Style::Both) {
         // A deployment's status lives under the deployment (as ARM answers it).
-        let url = if op.operation_id == "Deployments_CreateOrUpdate" {
+        let url = if op.operation_id.starts_with("Deployments_CreateOrUpdate") {
             format!("{base}{path}/operationStatuses/{id}?api-version={api_version}")
         } else {
             async_url(base, namespace, &id, api_version)
@@ -174,7 +174,7 @@ pub(super) fn poll(state: &mut State, base: &str, id: &str, async_style: bool) -
         .expect("is_poll checked the id");
     if op.polls_left > 0 {
         op.polls_left -= 1;
-        let running = if op.of == "Deployments_CreateOrUpdate" {
+        let running = if op.of.starts_with("Deployments_CreateOrUpdate") {
             "Running"
         } else {
             "InProgress"

@@ -627,8 +627,21 @@ impl Call<'_> {
         self.matched.operation
     }
 
+    /// A path parameter; `resourceGroupName` also from a `{scope}` that is a resource group.
     pub(crate) fn param(&self, name: &str) -> &str {
-        self.matched.param(name)
+        let value = self.matched.param(name);
+        if value.is_empty() && name == "resourceGroupName" {
+            let scope = self.matched.param("scope");
+            let segments: Vec<&str> = scope.split('/').collect();
+            if let [s, _, g, group] = segments.as_slice() {
+                if s.eq_ignore_ascii_case("subscriptions")
+                    && g.eq_ignore_ascii_case("resourcegroups")
+                {
+                    return group;
+                }
+            }
+        }
+        value
     }
 
     pub(crate) fn body(&self) -> Result<Value, Reply> {
@@ -774,11 +787,14 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
         | "ResourceGroups_CreateOrUpdate"
         | "ResourceGroups_Delete" => resources::group(state, call),
         "Resources_ListByResourceGroup" => resources::list(state, call),
-        "Deployments_CreateOrUpdate" => deploy::put(state, call),
-        "Deployments_Get" => deploy::get(state, call),
-        "Deployments_Validate" => deploy::validate(state, call),
+        // The `{scope}` forms with a resource group as the scope are the same operations.
+        "Deployments_CreateOrUpdate" | "Deployments_CreateOrUpdateAtScope" => deploy::put(state, call),
+        "Deployments_Get" | "Deployments_GetAtScope" => deploy::get(state, call),
+        "Deployments_Validate" | "Deployments_ValidateAtScope" => deploy::validate(state, call),
         "Deployments_WhatIf" => deploy::what_if(state, call),
-        "DeploymentOperations_List" => deploy::operations(state, call),
+        "DeploymentOperations_List" | "DeploymentOperations_ListAtScope" => {
+            deploy::operations(state, call)
+        }
         "VirtualMachineScaleSetVMs_List" => compute::list_instances(state, call),
         "VirtualMachineScaleSets_Update" => compute::update(state, call),
         "VirtualMachineScaleSets_DeleteInstances" => compute::delete_instances(state, call),
