@@ -62,7 +62,7 @@ pub enum ArmError {
         method: String,
         url: String,
         status: u16,
-        error: CloudError,
+        error: Box<CloudError>,
     },
     #[error("{method} {url}: {message}")]
     Transport {
@@ -343,7 +343,7 @@ impl ArmClient {
                 method: label.clone(),
                 url: url.to_string(),
                 status,
-                error: cloud,
+                error: Box::new(cloud),
             };
             if status == 401 && !refreshed {
                 // An expired or revoked token: fetch a new one once.

@@ -117,7 +117,7 @@ fn check_template(state: &State, group: &str, body: &Value) -> Result<(), Reply>
         template,
         parameters: given,
     };
-    plan(&ctx).map(|_| ()).map_err(|m| bad(m))
+    plan(&ctx).map(|_| ()).map_err(bad)
 }
 
 /// Each template resource's id, type and name, and the `dependsOn` check.

@@ -46,7 +46,7 @@ fn wait(arm: &ArmDouble, r: reqwest::blocking::Response) -> Value {
 
 fn deploy(arm: &ArmDouble, template: &Value) -> Value {
     let r = client()
-        .put(url(&arm, "/resourcegroups/rg/providers/Microsoft.Resources/deployments/d", RESOURCES))
+        .put(url(arm, "/resourcegroups/rg/providers/Microsoft.Resources/deployments/d", RESOURCES))
         .bearer_auth(arm.token())
         .json(&json!({ "properties": { "mode": "Incremental", "template": template, "parameters": {} } }))
         .send()
