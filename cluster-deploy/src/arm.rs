@@ -17,7 +17,14 @@ use support::http::Url;
 use support::retry::{Attempt, Policy};
 
 use crate::auth::{error_chain, AuthError, TokenProvider};
-use crate::template::{AUTHORIZATION_API, COMPUTE_API, NETWORK_API, RESOURCES_API};
+use crate::template::{AUTHORIZATION_API, COMPUTE_API, RESOURCES_API};
+
+/// The api-version of Network's scale-set proxy operations (`ApiVersionVmssParameter`, enum
+/// `["2017-03-30"]` in Network's `network.json`; INDEX.md fact 2).
+pub const VMSS_NETWORK_API: &str = "2017-03-30";
+
+/// The api-version of Resource SKUs (`Microsoft.Compute/Skus/stable/2021-07-01/skus.json`).
+pub const SKUS_API: &str = "2021-07-01";
 
 /// Timing of retries and polling. Production defaults in [`Timing::default`]; tests shorten
 /// the intervals through the CLI's hidden flags, never by sleeping.
@@ -50,13 +57,12 @@ impl Default for Timing {
 /// What went wrong talking to ARM. Every variant names the request.
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {
-    #[error("{method} {url}: {status} {code}: {message}")]
+    #[error("{method} {url}: {status} {error}")]
     Api {
         method: String,
         url: String,
         status: u16,
-        code: String,
-        message: String,
+        error: Box<CloudError>,
     },
     #[error("{method} {url}: {message}")]
     Transport {
@@ -91,7 +97,7 @@ impl ArmError {
     /// ARM's error code, when the service gave one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ArmError::Api { code, .. } => Some(code),
+            ArmError::Api { error, .. } => Some(&error.code),
             ArmError::GaveUp { last, .. } => last.code(),
             _ => None,
         }
@@ -129,11 +135,85 @@ pub enum Outcome {
     /// With the final resource when there is one.
     Succeeded(Value),
     /// `Failed` or `Canceled`, with ARM's error.
-    Failed {
-        status: String,
-        code: String,
-        message: String,
-    },
+    Failed { status: String, error: CloudError },
+}
+
+/// ARM's error (`ErrorDetail` of common-types: code, message, target, nested `details`,
+/// `additionalInfo`), kept whole so every cause reaches the operator.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CloudError {
+    pub code: String,
+    pub message: String,
+    pub target: Option<String>,
+    pub details: Vec<CloudError>,
+    /// `additionalInfo` entries as `type: info` text.
+    pub additional_info: Vec<String>,
+}
+
+impl CloudError {
+    /// From an `ErrorDetail` object (or an `ErrorResponse` holding one in `error`).
+    pub fn from_value(value: &Value) -> Self {
+        let e = if value["error"].is_object() {
+            &value["error"]
+        } else {
+            value
+        };
+        Self {
+            code: e["code"].as_str().unwrap_or("").to_string(),
+            message: e["message"].as_str().unwrap_or("").to_string(),
+            target: e["target"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            details: e["details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(CloudError::from_value)
+                .collect(),
+            additional_info: e["additionalInfo"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| format!("{}: {}", i["type"].as_str().unwrap_or(""), i["info"]))
+                .collect(),
+        }
+    }
+
+    /// Every code in the tree, this one first.
+    pub fn codes(&self) -> Vec<&str> {
+        let mut out = vec![self.code.as_str()];
+        for d in &self.details {
+            out.extend(d.codes());
+        }
+        out
+    }
+
+    fn write(&self, f: &mut std::fmt::Formatter<'_>, depth: usize) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(t) = &self.target {
+            write!(f, " (target: {t})")?;
+        }
+        for info in &self.additional_info {
+            write!(
+                f,
+                "\n{:indent$}additional info {info}",
+                "",
+                indent = depth * 2 + 2
+            )?;
+        }
+        for d in &self.details {
+            write!(f, "\n{:indent$}- ", "", indent = depth * 2 + 2)?;
+            d.write(f, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for CloudError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.write(f, 0)
+    }
 }
 
 /// A progress report while polling.
@@ -257,13 +337,13 @@ impl ArmClient {
                     body,
                 });
             }
-            let (code, message) = error_of(&text);
+            let cloud = error_of(&text);
+            let code = cloud.code.clone();
             let error = ArmError::Api {
                 method: label.clone(),
                 url: url.to_string(),
                 status,
-                code: code.clone(),
-                message,
+                error: Box::new(cloud),
             };
             if status == 401 && !refreshed {
                 // An expired or revoked token: fetch a new one once.
@@ -369,11 +449,9 @@ impl ArmClient {
                         return Ok(Outcome::Succeeded(body));
                     }
                     "Failed" | "Canceled" => {
-                        let error = &answer.body["error"];
                         return Ok(Outcome::Failed {
                             status,
-                            code: error["code"].as_str().unwrap_or("").to_string(),
-                            message: error["message"].as_str().unwrap_or("").to_string(),
+                            error: CloudError::from_value(&answer.body["error"]),
                         });
                     }
                     "" => {
@@ -505,8 +583,10 @@ impl ArmClient {
     }
 
     pub fn deployment_operations(&self, group: &str, name: &str) -> Result<Vec<Value>, ArmError> {
+        // DeploymentOperations_List: `.../resourcegroups/{rg}/deployments/{name}/operations`,
+        // without `providers/Microsoft.Resources` (resources.json).
         let url = self.url(
-            &format!("{}/operations", self.deployment_path(group, name)),
+            &format!("{}/deployments/{name}/operations", self.group_path(group)),
             RESOURCES_API,
             &[],
         );
@@ -541,14 +621,7 @@ impl ArmClient {
                 match result["status"].as_str() {
                     Some("Failed") | Some("Canceled") => Ok(Outcome::Failed {
                         status: result["status"].as_str().unwrap_or_default().to_string(),
-                        code: result["error"]["code"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        message: result["error"]["message"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        error: CloudError::from_value(&result["error"]),
                     }),
                     _ => Ok(Outcome::Succeeded(result)),
                 }
@@ -559,39 +632,55 @@ impl ArmClient {
 
     // ---- resources
 
-    /// Resources of a group that carry tag `key` = `value` (Resources - List By Resource Group
-    /// with a tag filter).
-    pub fn resources_tagged(
-        &self,
-        group: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<Value>, ArmError> {
-        let filter = format!(
-            "tagName eq '{}' and tagValue eq '{}'",
-            key.replace('\'', "''"),
-            value.replace('\'', "''")
-        );
+    /// Every resource of a group (Resources_ListByResourceGroup, no filter: a tag filter would
+    /// drop the tags, INDEX.md fact 1).
+    pub fn resources_in_group(&self, group: &str) -> Result<Vec<Value>, ArmError> {
         let url = self.url(
             &format!("{}/resources", self.group_path(group)),
             RESOURCES_API,
-            &[("$filter", &filter)],
+            &[],
         );
         self.list(&url)
     }
 
-    /// The api-version this tool uses for a resource type, when it is one of ours.
-    pub fn api_version_of(resource_type: &str) -> Option<&'static str> {
-        let lower = resource_type.to_ascii_lowercase();
-        if lower.starts_with("microsoft.compute/") {
-            Some(COMPUTE_API)
-        } else if lower.starts_with("microsoft.network/") {
-            Some(NETWORK_API)
-        } else if lower.starts_with("microsoft.authorization/") {
-            Some(AUTHORIZATION_API)
-        } else {
-            None
-        }
+    /// The caller's permissions on a group (Permissions_ListForResourceGroup).
+    pub fn permissions(&self, group: &str) -> Result<Vec<Value>, ArmError> {
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Authorization/permissions",
+                self.group_path(group)
+            ),
+            AUTHORIZATION_API,
+            &[],
+        );
+        self.list(&url)
+    }
+
+    /// Compute usages of a location (Usage_List): `{name: {value}, currentValue, limit}`.
+    pub fn usages(&self, location: &str) -> Result<Vec<Value>, ArmError> {
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Compute/locations/{location}/usages",
+                self.subscription_path()
+            ),
+            COMPUTE_API,
+            &[],
+        );
+        self.list(&url)
+    }
+
+    /// The Compute SKUs offered in a location (ResourceSkus_List, `$filter=location eq`).
+    pub fn skus(&self, location: &str) -> Result<Vec<Value>, ArmError> {
+        let filter = format!("location eq '{location}'");
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Compute/skus",
+                self.subscription_path()
+            ),
+            SKUS_API,
+            &[("$filter", &filter)],
+        );
+        self.list(&url)
     }
 
     pub fn get_resource(&self, id: &str, api_version: &str) -> Result<Option<Value>, ArmError> {
@@ -630,12 +719,13 @@ impl ArmClient {
         self.list(&url)
     }
 
-    /// The NICs of a scale set's instances (Network Interfaces - List Virtual Machine Scale Set
-    /// Network Interfaces: a Network API under the Compute path).
+    /// The NICs of a scale set's instances (NetworkInterfaces_ListVirtualMachineScaleSetNetworkInterfaces:
+    /// a Network proxy operation under the Compute path with its own api-version, 2017-03-30 in
+    /// `vmssNetworkInterface.json`; Network's general versions are refused there).
     pub fn scale_set_nics(&self, group: &str, name: &str) -> Result<Vec<Value>, ArmError> {
         let url = self.url(
             &format!("{}/networkInterfaces", self.scale_set_path(group, name)),
-            NETWORK_API,
+            VMSS_NETWORK_API,
             &[],
         );
         self.list(&url)
@@ -676,21 +766,19 @@ fn header_url(headers: &HeaderMap, name: &str) -> Result<Option<Url>, ArmError> 
         })
 }
 
-/// ARM's error body: `{"error": {"code", "message"}}` (some services answer the inner object
-/// alone). Falls back to the start of the body.
-pub fn error_of(text: &str) -> (String, String) {
+/// ARM's error body: `{"error": {code, message, target, details}}` (some services answer the
+/// inner object alone). Falls back to the start of the body.
+pub fn error_of(text: &str) -> CloudError {
     let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let error = if value["error"].is_object() {
-        &value["error"]
+    let error = CloudError::from_value(&value);
+    if error.code.is_empty() {
+        CloudError {
+            code: "UnknownError".to_string(),
+            message: support::http::body_excerpt(text),
+            ..CloudError::default()
+        }
     } else {
-        &value
-    };
-    match (error["code"].as_str(), error["message"].as_str()) {
-        (Some(code), message) => (code.to_string(), message.unwrap_or_default().to_string()),
-        _ => (
-            "UnknownError".to_string(),
-            support::http::body_excerpt(text),
-        ),
+        error
     }
 }
 
@@ -750,14 +838,24 @@ mod tests {
 
     #[test]
     fn error_bodies_give_code_and_message() {
+        let e = error_of(r#"{"error":{"code":"InvalidTemplate","message":"bad"}}"#);
         assert_eq!(
-            error_of(r#"{"error":{"code":"InvalidTemplate","message":"bad"}}"#),
-            ("InvalidTemplate".into(), "bad".into())
+            (e.code.as_str(), e.message.as_str()),
+            ("InvalidTemplate", "bad")
+        );
+        let e = error_of(r#"{"code":"Conflict","message":"busy"}"#);
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("Conflict", "busy"));
+        assert_eq!(error_of("<html>502</html>").code, "UnknownError");
+        let nested = error_of(
+            r#"{"error":{"code":"InvalidTemplateDeployment","message":"See inner errors for details.","details":[{"code":"QuotaExceeded","target":"standardDSv5Family","message":"over","details":[{"code":"Inner","message":"deep"}]}]}}"#,
         );
         assert_eq!(
-            error_of(r#"{"code":"Conflict","message":"busy"}"#),
-            ("Conflict".into(), "busy".into())
+            nested.to_string(),
+            "InvalidTemplateDeployment: See inner errors for details.\n  - QuotaExceeded: over (target: standardDSv5Family)\n    - Inner: deep"
         );
-        assert_eq!(error_of("<html>502</html>").0, "UnknownError");
+        assert_eq!(
+            nested.codes(),
+            ["InvalidTemplateDeployment", "QuotaExceeded", "Inner"]
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::auth::AuthChoice;
     about = "Turn a cluster file into Azure Resource Manager deployments for Nomad scale sets.",
     long_about = "Turn a cluster file (cluster.toml) into an ARM deployment of a Nomad cluster on \
                   Azure scale sets: plan it (offline, plus ARM what-if with credentials), apply \
-                  it, show its outputs and status, and destroy what carries its tag."
+                  it, show its outputs and status, and destroy what its template declares."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,8 +56,14 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Create the resource group if needed and deploy the template (mode Incremental).
-    Apply,
+    /// Create the resource group if needed, check permissions and quota, run what-if, and
+    /// deploy the template (mode Incremental).
+    Apply {
+        /// Apply even when what-if says something added out of band would be removed (asked
+        /// interactively on a terminal; refused without one unless given).
+        #[arg(long)]
+        yes: bool,
+    },
     /// The load balancer address, scale set names and server private IPs.
     Outputs,
     /// Scale set instances and their provisioning state; Nomad's servers, leader and nodes.
@@ -69,7 +75,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE", env = "NOMAD_CACERT")]
         nomad_ca_cert: Option<PathBuf>,
     },
-    /// Delete every resource carrying this cluster's tag (after confirmation).
+    /// Delete what the cluster's template declares (after confirmation); list what else the
+    /// resource group holds and leave it.
     Destroy {
         /// Do not ask for confirmation.
         #[arg(long)]

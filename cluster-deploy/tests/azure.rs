@@ -559,7 +559,7 @@ fn outputs_and_status_read_back_the_cluster() {
 }
 
 #[test]
-fn destroy_deletes_only_what_carries_the_cluster_tag() {
+fn destroy_asks_first_and_leaves_another_clusters_resources() {
     let env = setup();
     env.apply();
     env.arm.set_page_size(3);
@@ -752,4 +752,248 @@ fn plain_http_endpoints_are_refused_unless_loopback() {
         run.stderr
     );
     assert!(env.arm.requests().is_empty() && env.login.requests().is_empty());
+}
+
+// ------------------------------------------------------------------ issue 8: real operations
+
+#[test]
+fn every_command_uses_only_operations_of_the_specs() {
+    let env = setup();
+    // apply creates the group, so destroy may delete it; plan then runs what-if against it.
+    for args in [
+        &["apply"][..],
+        &["plan"],
+        &["outputs", "--json"],
+        &["status", "--nomad-address", "http://127.0.0.1:9"],
+        &["destroy", "--yes"],
+    ] {
+        let run = env.run(args);
+        assert_eq!(run.code, 0, "{args:?}:\n{}\n{}", run.stdout, run.stderr);
+    }
+    let used = env.arm.operations_used();
+    let listing: Vec<String> = used.iter().map(|(o, v)| format!("{o} {v}")).collect();
+    eprintln!("operations used:\n  {}", listing.join("\n  "));
+    for expected in [
+        "ResourceGroups_CreateOrUpdate 2025-04-01",
+        "Deployments_WhatIf 2025-04-01",
+        "Deployments_CreateOrUpdate 2025-04-01",
+        "NetworkInterfaces_ListVirtualMachineScaleSetNetworkInterfaces 2017-03-30",
+        "VirtualMachineScaleSetVMs_List 2024-11-01",
+        "Permissions_ListForResourceGroup 2022-04-01",
+        "Usage_List 2024-11-01",
+        "ResourceSkus_List 2021-07-01",
+        "VirtualMachineScaleSets_Delete 2024-11-01",
+        "NetworkSecurityGroups_Delete 2025-07-01",
+        "RoleAssignments_Delete 2022-04-01",
+        "ResourceGroups_Delete 2025-04-01",
+    ] {
+        assert!(
+            listing.iter().any(|l| l == expected),
+            "{expected} not used:\n{listing:#?}"
+        );
+    }
+    // Dropping the double checks that nothing else was sent; say so here too.
+    assert!(env.arm.refused().is_empty(), "{:#?}", env.arm.refused());
+}
+
+#[test]
+fn destroy_removes_what_the_template_declares_and_lists_the_rest() {
+    let env = setup();
+    env.apply();
+    // A disk the operator added, which inherited the cluster tag through Azure Policy, and a
+    // Reader assignment of a scale set identity at the subscription, made by someone else.
+    let disk = env.arm.add_resource(
+        "nomad-example",
+        json!({ "type": "Microsoft.Compute/disks", "name": "scratch", "location": "westeurope", "tags": { "nomad-cluster": "nomad-example" }, "properties": {} }),
+    );
+    let principal = env
+        .arm
+        .resource_named(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            "nomad-example-servers",
+        )
+        .unwrap()["identity"]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let above = env.arm.add_role_assignment(
+        &format!("/subscriptions/{}", env.arm.subscription()),
+        "7d1f0000-0000-4000-8000-000000000001",
+        &principal,
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    );
+    let run = env.run(&["destroy", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let mut left: Vec<String> = env
+        .arm
+        .resources()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    left.sort();
+    let mut expected = vec![disk.clone(), above];
+    expected.sort();
+    assert_eq!(left, expected, "exactly the template's resources are gone");
+    assert!(
+        run.stdout.contains("deleted 11 resources"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&disk),
+        "the disk is listed as left: {}",
+        run.stdout
+    );
+    // The group still holds the disk, so it stays.
+    assert!(env.arm.resource_group("nomad-example").is_some());
+}
+
+#[test]
+fn a_destroy_interrupted_part_way_is_finished_by_a_rerun() {
+    let env = setup();
+    env.apply();
+    // The load balancer's deletion keeps failing: destroy stops there.
+    for _ in 0..10 {
+        env.arm.inject(Fault::on(
+            "DELETE",
+            "/loadBalancers/",
+            FaultKind::ServerError(500),
+        ));
+    }
+    let run = env.run(&["destroy", "--yes"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("loadBalancers/nomad-example-lb"),
+        "{}",
+        run.stderr
+    );
+    assert!(env
+        .arm
+        .resource_named(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            "nomad-example-servers"
+        )
+        .is_none());
+    let run = env.run(&["destroy", "--yes", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["resource_group_deleted"], true, "{out}");
+    assert!(env.arm.resources().is_empty());
+}
+
+#[test]
+fn arm_errors_show_code_target_and_every_nested_detail() {
+    let env = setup();
+    env.arm
+        .deny_by_policy("allowed-resource-types", "Microsoft.Network/natGateways");
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("InvalidTemplateDeployment"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("RequestDisallowedByPolicy"),
+        "the cause is shown, not just 'see inner errors': {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nomad-example-nat"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("allowed-resource-types"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_caller_who_cannot_grant_roles_is_told_before_anything_is_deployed() {
+    let env = setup();
+    env.arm
+        .add_resource_group("nomad-example", "westeurope", json!({}));
+    env.arm
+        .set_caller_permissions(support::doubles::arm::rbac::contributor());
+    let run = env.run(&["plan"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("Microsoft.Authorization/roleAssignments/write"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("Microsoft.Authorization/roleAssignments/write")
+            && run
+                .stderr
+                .contains("Role Based Access Control Administrator"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 0);
+    assert!(env
+        .arm
+        .resource_named(
+            "Microsoft.Compute/virtualMachineScaleSets",
+            "nomad-example-servers"
+        )
+        .is_none());
+}
+
+#[test]
+fn short_quota_is_reported_with_the_shortfall_before_deploying() {
+    let env = setup();
+    env.arm
+        .add_resource_group("nomad-example", "westeurope", json!({}));
+    // Servers: 3 x Standard_D2s_v5, clients: 6 x Standard_D4s_v5 = 30 vCPUs of DSv5.
+    env.arm.set_usage("westeurope", "standardDSv5Family", 8, 20);
+    let run = env.run(&["plan"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("standardDSv5Family")
+            && run.stderr.contains("needs 30")
+            && run.stderr.contains("short by 18"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("short by 18"), "{}", run.stderr);
+    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 0);
+}
+
+#[test]
+fn apply_warns_before_removing_what_the_operator_added() {
+    let env = setup();
+    env.apply();
+    env.arm.add_resource(
+        "nomad-example",
+        json!({ "type": "Microsoft.Network/virtualNetworks/subnets", "name": "nomad-example-vnet/bastion", "properties": { "addressPrefix": "10.0.99.0/24" } }),
+    );
+    env.arm.add_resource(
+        "nomad-example",
+        json!({ "type": "Microsoft.Network/networkSecurityGroups/securityRules", "name": "nomad-example-nsg/allow-monitoring", "properties": { "priority": 300, "access": "Allow", "direction": "Inbound", "protocol": "Tcp", "sourceAddressPrefix": "10.1.0.0/16", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "9100" } }),
+    );
+    let before = env.arm.deployments().len();
+    // No terminal and no --yes: refused, nothing deployed.
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    for needle in ["bastion", "allow-monitoring", "--yes"] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+    assert_eq!(env.arm.deployments().len(), before);
+    // plan shows the same warning.
+    let run = env.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("bastion"), "{}", run.stdout);
+    let run = env.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bastion"),
+        "the warning is still shown: {}",
+        run.stderr
+    );
+    assert_eq!(env.arm.deployments().len(), before + 1);
 }

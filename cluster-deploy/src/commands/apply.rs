@@ -1,20 +1,30 @@
-//! `apply`: create the resource group if needed, deploy, retry PrincipalNotFound, name each failed resource.
+//! `apply`: create the resource group if needed, check permissions and quota, warn about what
+//! what-if says would be removed, deploy, retry PrincipalNotFound, name each failed resource
+//! with ARM's whole error.
 
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::arm::{ArmClient, Outcome, Progress};
+use crate::arm::{ArmClient, CloudError, Outcome, Progress};
 use crate::auth::Env;
 use crate::cli::Cli;
 use crate::model::CLUSTER_TAG;
 
 use super::connect::*;
 use super::outputs::*;
+use super::preflight;
 use super::{write_json, Loaded};
 
-pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) -> Result<()> {
+pub(super) fn apply(
+    cli: &Cli,
+    env: &Env,
+    loaded: &Loaded,
+    yes: bool,
+    out: &mut dyn Write,
+    input: &mut dyn BufRead,
+) -> Result<()> {
     let cluster = &loaded.cluster;
     let parameters = loaded.parameters()?;
     let arm = connect_required(&cli.azure, env)?;
@@ -40,6 +50,47 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
         }
     }
     let name = &cluster.names.deployment;
+    let problems = preflight::check(&arm, group, &cluster.location, &loaded.template, true)?;
+    if !problems.is_empty() {
+        bail!(
+            "nothing was deployed; fix these first:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    // A PUT replaces child collections: say what would go, and ask.
+    let removals = match arm.what_if(
+        group,
+        name,
+        &loaded.template,
+        &parameters,
+        &mut log_progress("what-if"),
+    )? {
+        Outcome::Succeeded(result) => preflight::removals(&result),
+        Outcome::Failed { error, .. } => bail!("what-if of deployment {name} failed: {error}"),
+    };
+    if !removals.is_empty() {
+        tracing::warn!(
+            "applying removes what the template does not declare (added out of band?):\n  - {}",
+            removals.join("\n  - ")
+        );
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "not applied: it would remove {} (see the warning above); pass --yes to apply anyway, or add them to the cluster",
+                    removals.join(", ")
+                );
+            }
+            eprint!("Type yes to apply and remove them: ");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            input
+                .read_line(&mut answer)
+                .context("reading the confirmation")?;
+            if answer.trim() != "yes" {
+                bail!("not confirmed: nothing was deployed");
+            }
+        }
+    }
     // A new identity may not have replicated when its role assignment is made: ARM answers
     // PrincipalNotFound, and the documented remedy is to try again (REFERENCE.md).
     const PRINCIPAL_ATTEMPTS: u32 = 4;
@@ -68,14 +119,12 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
                 }
             }
         };
-        let outcome = arm.deploy(group, name, &loaded.template, &parameters, &mut progress)?;
+        let outcome = arm
+            .deploy(group, name, &loaded.template, &parameters, &mut progress)
+            .with_context(|| format!("deployment {name} to resource group {group} was refused"))?;
         match outcome {
             Outcome::Succeeded(_) => break,
-            Outcome::Failed {
-                status,
-                code,
-                message,
-            } => {
+            Outcome::Failed { status, error } => {
                 let failures = failed_operations(&arm, group, name)?;
                 let only_principal =
                     !failures.is_empty() && failures.iter().all(|f| f.code == "PrincipalNotFound");
@@ -90,10 +139,7 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
                     attempt += 1;
                     continue;
                 }
-                let mut text = format!(
-                    "deployment {name} {}: {code}: {message}",
-                    status.to_lowercase()
-                );
+                let mut text = format!("deployment {name} {}: {error}", status.to_lowercase());
                 if failures.is_empty() {
                     text.push_str("\n  (the deployment operations name no failed resource)");
                 }
@@ -106,7 +152,7 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
                         &json!({
                             "deployment": name,
                             "status": status,
-                            "error": { "code": code, "message": message },
+                            "error": { "code": error.code, "message": error.message, "details": error.details.iter().map(|d| d.to_string()).collect::<Vec<_>>() },
                             "failed_resources": failures.iter().map(|f| json!({
                                 "resource": f.resource, "code": f.code, "message": f.message
                             })).collect::<Vec<_>>(),
@@ -156,30 +202,24 @@ pub(super) fn failed_operations(
         // statusMessage is usually {"status", "error": {code, message, details}}, sometimes
         // the error object alone, sometimes text.
         let status = &props["statusMessage"];
-        let error = if status["error"].is_object() {
-            &status["error"]
-        } else {
-            status
+        let error = match status.as_str() {
+            Some(text) => CloudError {
+                code: String::new(),
+                message: text.to_string(),
+                ..CloudError::default()
+            },
+            None => CloudError::from_value(status),
         };
-        let mut message = error["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                status
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| status.to_string())
-            });
-        for detail in error["details"].as_array().into_iter().flatten() {
-            message.push_str(&format!(
-                " [{}: {}]",
-                detail["code"].as_str().unwrap_or(""),
-                detail["message"].as_str().unwrap_or("")
-            ));
-        }
+        let code = error.code.clone();
+        // The message with the whole nested chain after it.
+        let rendered = error.to_string();
+        let message = rendered
+            .strip_prefix(&format!("{code}: "))
+            .unwrap_or(&rendered)
+            .to_string();
         out.push(FailedResource {
             resource: resource_label(&props["targetResource"]),
-            code: error["code"].as_str().unwrap_or("").to_string(),
+            code,
             message,
         });
     }

@@ -1,4 +1,14 @@
-//! `destroy`: delete what the cluster owns, in dependency order, after confirmation.
+//! `destroy`: delete exactly what the cluster's template declares, dependents first, each with
+//! its type's api-version; then the group, only when cluster-deploy created it and it is empty.
+//! Everything else in the group, tagged or not, is listed and left.
+//!
+//! Why not by tag: ARM's tag-filtered list returns no tags (INDEX.md fact 1), and a tag says
+//! nothing about ownership (Azure Policy can copy the cluster tag onto a user's disk). Names come
+//! from the template: literal ones as written; computed ones (the role assignments'
+//! `guid(...)`) from ARM's record of the deployment (DeploymentOperations_List), or, when that
+//! record is gone, from the assignments of the scale sets' identities at exactly this group
+//! (a `principalId` filter also returns assignments above the group, which are not ours). A
+//! resource already gone is skipped, so a re-run after a partial destroy finishes it.
 
 use std::io::{BufRead, Write};
 
@@ -9,23 +19,186 @@ use crate::arm::{ArmClient, Outcome};
 use crate::auth::Env;
 use crate::cli::Cli;
 use crate::model::CLUSTER_TAG;
-use crate::template::{self, COMPUTE_API};
 
 use super::connect::*;
 use super::{write_json, Loaded};
 
-/// Deletion order: what uses a resource goes before it (scale sets hold NICs that reference the
-/// load balancer, NSG, ASG and subnet; the subnet references the NAT gateway, which holds its
-/// public IP).
-pub(super) const DELETE_ORDER: &[&str] = &[
-    "microsoft.compute/virtualmachinescalesets",
-    "microsoft.network/loadbalancers",
-    "microsoft.network/virtualnetworks",
-    "microsoft.network/natgateways",
-    "microsoft.network/publicipaddresses",
-    "microsoft.network/networksecuritygroups",
-    "microsoft.network/applicationsecuritygroups",
-];
+/// One template resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Declared {
+    pub(super) kind: String,
+    pub(super) api_version: String,
+    /// The literal name (`vnet/subnet` for children); `None` when it is an expression.
+    pub(super) name: Option<String>,
+    /// The ids it depends on (lower-cased), from `[resourceId(...)]` entries.
+    pub(super) depends_on: Vec<String>,
+}
+
+/// `[resourceId('Type', 'a', 'b')]` -> (type, [a, b]).
+fn parse_resource_id(expr: &str) -> Option<(String, Vec<String>)> {
+    let inner = expr.strip_prefix("[resourceId(")?.strip_suffix(")]")?;
+    let mut args = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == ',') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        if chars.next()? != '\'' {
+            return None;
+        }
+        let mut arg = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    arg.push('\'');
+                }
+                '\'' => break,
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    let kind = args.first()?.clone();
+    Some((kind, args[1..].to_vec()))
+}
+
+/// The id of a resource of the group.
+pub(super) fn id_of(subscription: &str, group: &str, kind: &str, name: &str) -> String {
+    let mut parts = kind.split('/');
+    let namespace = parts.next().unwrap_or("");
+    let mut id =
+        format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/{namespace}");
+    for (t, n) in parts.zip(name.split('/')) {
+        id.push_str(&format!("/{t}/{n}"));
+    }
+    id
+}
+
+/// The template's resources, dependents first (a reverse topological order of `dependsOn`).
+pub(super) fn declared(template: &Value, subscription: &str, group: &str) -> Vec<Declared> {
+    let resources: Vec<Declared> = template["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| Declared {
+            kind: r["type"].as_str().unwrap_or("").to_string(),
+            api_version: r["apiVersion"].as_str().unwrap_or("").to_string(),
+            name: r["name"]
+                .as_str()
+                .filter(|n| !n.starts_with('[') || n.starts_with("[["))
+                .map(|n| {
+                    n.strip_prefix("[[")
+                        .map_or_else(|| n.to_string(), |r| format!("[{r}"))
+                }),
+            depends_on: r["dependsOn"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().and_then(parse_resource_id))
+                .map(|(kind, names)| {
+                    id_of(subscription, group, &kind, &names.join("/")).to_ascii_lowercase()
+                })
+                .collect(),
+        })
+        .collect();
+    let key = |d: &Declared| {
+        d.name
+            .as_ref()
+            .map(|n| id_of(subscription, group, &d.kind, n).to_ascii_lowercase())
+    };
+    // Creation order: a resource after everything it depends on (stable in template order).
+    let mut placed: Vec<usize> = Vec::new();
+    while placed.len() < resources.len() {
+        let before = placed.len();
+        for (i, r) in resources.iter().enumerate() {
+            if placed.contains(&i) {
+                continue;
+            }
+            let ready = r.depends_on.iter().all(|dep| {
+                placed
+                    .iter()
+                    .any(|&p| key(&resources[p]).as_deref() == Some(dep.as_str()))
+                    || !resources
+                        .iter()
+                        .any(|o| key(o).as_deref() == Some(dep.as_str()))
+            });
+            if ready {
+                placed.push(i);
+            }
+        }
+        if placed.len() == before {
+            // A cycle ARM would refuse anyway: keep the template order for the rest.
+            placed.extend(
+                (0..resources.len())
+                    .filter(|i| !placed.contains(i))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    placed
+        .into_iter()
+        .rev()
+        .map(|i| resources[i].clone())
+        .collect()
+}
+
+/// A resource to delete.
+struct Target {
+    id: String,
+    api_version: String,
+}
+
+/// The ids of the resources whose names the template computes (role assignments), of this type.
+fn computed_ids(
+    arm: &ArmClient,
+    loaded: &Loaded,
+    kind: &str,
+    identities: &[String],
+) -> Result<Vec<String>> {
+    let cluster = &loaded.cluster;
+    let group = &cluster.resource_group;
+    let deployment = &cluster.names.deployment;
+    if arm.deployment(group, deployment)?.is_some() {
+        let ops = arm
+            .deployment_operations(group, deployment)
+            .with_context(|| format!("listing the operations of deployment {deployment}"))?;
+        let mut ids: Vec<String> = ops
+            .iter()
+            .map(|op| &op["properties"]["targetResource"])
+            .filter(|t| {
+                t["resourceType"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+            })
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        return Ok(ids);
+    }
+    // No deployment record: the assignments of our identities at exactly this group.
+    let scope = format!(
+        "/subscriptions/{}/resourcegroups/{group}/providers/",
+        arm.subscription
+    )
+    .to_ascii_lowercase();
+    let mut ids = Vec::new();
+    for principal in identities {
+        for a in arm.role_assignments_of(group, principal)? {
+            let id = a["id"].as_str().unwrap_or("");
+            let at_group = id.to_ascii_lowercase().starts_with(&scope)
+                && id.matches("/providers/").count() == 1;
+            if at_group && !ids.iter().any(|i: &String| i.eq_ignore_ascii_case(id)) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    Ok(ids)
+}
 
 pub(super) fn destroy(
     cli: &Cli,
@@ -42,7 +215,7 @@ pub(super) fn destroy(
         if cli.json {
             write_json(
                 out,
-                &json!({ "deleted": [], "resource_group_deleted": false, "kept": [] }),
+                &json!({ "deleted": [], "already_gone": [], "kept": [], "resource_group_deleted": false }),
             )?;
         } else {
             writeln!(
@@ -52,85 +225,86 @@ pub(super) fn destroy(
         }
         return Ok(());
     };
-    let mut tagged = arm.resources_tagged(group, CLUSTER_TAG, &cluster.name)?;
-    // The filter is ARM's; check the tag ourselves as well, since deleting is not undoable.
-    tagged.retain(|r| r["tags"][CLUSTER_TAG] == cluster.name.as_str());
-    let rank = |r: &Value| {
-        let kind = r["type"].as_str().unwrap_or("").to_ascii_lowercase();
-        DELETE_ORDER
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(DELETE_ORDER.len())
-    };
-    tagged.sort_by_key(|r| rank(r));
-    let (deletable, unknown): (Vec<Value>, Vec<Value>) = tagged.into_iter().partition(|r| {
-        r["type"]
-            .as_str()
-            .and_then(ArmClient::api_version_of)
-            .is_some()
-    });
-    // The Reader assignments carry no tags (role assignments cannot); they are found through
-    // the identities of the tagged scale sets.
-    let mut assignments = Vec::new();
-    for r in &deletable {
-        if r["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Compute/virtualMachineScaleSets"))
-        {
-            let id = r["id"].as_str().unwrap_or_default();
-            if let Some(vmss) = arm.get_resource(id, COMPUTE_API)? {
-                if let Some(principal) = vmss["identity"]["principalId"].as_str() {
-                    assignments.extend(arm.role_assignments_of(group, principal)?);
-                }
+    let order = declared(&loaded.template, &arm.subscription, group);
+    // The scale sets' identities, for the fallback search of their role assignments.
+    let mut identities = Vec::new();
+    for d in order.iter().filter(|d| {
+        d.kind
+            .eq_ignore_ascii_case("Microsoft.Compute/virtualMachineScaleSets")
+    }) {
+        if let Some(name) = &d.name {
+            let id = id_of(&arm.subscription, group, &d.kind, name);
+            if let Some(vmss) = arm.get_resource(&id, &d.api_version)? {
+                identities.extend(vmss["identity"]["principalId"].as_str().map(str::to_string));
             }
         }
     }
-    let rg_tagged = rg["tags"][CLUSTER_TAG] == cluster.name.as_str();
-    let ids: Vec<String> = assignments
-        .iter()
-        .chain(deletable.iter())
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
+    let mut targets = Vec::new();
+    let mut gone = Vec::new();
+    let mut computed_done: Vec<String> = Vec::new();
+    for d in &order {
+        let ids = match &d.name {
+            Some(name) => vec![id_of(&arm.subscription, group, &d.kind, name)],
+            None if computed_done.contains(&d.kind) => continue,
+            None => {
+                computed_done.push(d.kind.clone());
+                computed_ids(&arm, loaded, &d.kind, &identities)?
+            }
+        };
+        for id in ids {
+            if arm
+                .get_resource(&id, &d.api_version)
+                .with_context(|| format!("reading {id}"))?
+                .is_some()
+            {
+                targets.push(Target {
+                    id,
+                    api_version: d.api_version.clone(),
+                });
+            } else {
+                gone.push(id);
+            }
+        }
+    }
+    let others: Vec<Value> = arm
+        .resources_in_group(group)?
+        .into_iter()
+        .filter(|r| {
+            let id = r["id"].as_str().unwrap_or("");
+            !targets.iter().any(|t| t.id.eq_ignore_ascii_case(id))
+        })
         .collect();
+    let kept: Vec<String> = others
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    let created_group = rg["tags"][CLUSTER_TAG] == cluster.name.as_str();
     if !cli.json {
         writeln!(
             out,
-            "Resources in {group} tagged {CLUSTER_TAG}={}:",
+            "Cluster {} in resource group {group}: deleting what its template declares:",
             cluster.name
         )?;
-        for id in &ids {
-            writeln!(out, "  {id}")?;
+        for t in &targets {
+            writeln!(out, "  {}", t.id)?;
         }
-        for r in &unknown {
-            writeln!(
-                out,
-                "  {} (type {} is not one cluster-deploy makes: left in place)",
-                r["id"].as_str().unwrap_or(""),
-                r["type"].as_str().unwrap_or("")
-            )?;
+        if targets.is_empty() {
+            writeln!(out, "  (nothing left: {} already gone)", gone.len())?;
         }
-        if rg_tagged {
+        if !kept.is_empty() {
+            writeln!(out, "Left in place (not in the cluster's template):")?;
+            for id in &kept {
+                writeln!(out, "  {id}")?;
+            }
+        }
+        if created_group {
             writeln!(
                 out,
                 "  resource group {group} (created by cluster-deploy: deleted if empty afterwards)"
             )?;
         }
     }
-    if ids.is_empty() && !rg_tagged {
-        if cli.json {
-            write_json(
-                out,
-                &json!({ "deleted": [], "kept": unknown.iter().map(|r| &r["id"]).collect::<Vec<_>>() }),
-            )?;
-        } else {
-            writeln!(
-                out,
-                "nothing carries the tag {CLUSTER_TAG}={}",
-                cluster.name
-            )?;
-        }
-        return Ok(());
-    }
-    if !yes {
+    if !targets.is_empty() && !yes {
         eprint!(
             "Type the cluster name ({}) to delete these resources: ",
             cluster.name
@@ -145,42 +319,40 @@ pub(super) fn destroy(
         }
     }
     let mut deleted = Vec::new();
-    for r in assignments.iter().chain(deletable.iter()) {
-        let id = r["id"].as_str().unwrap_or_default();
-        let kind = r["type"]
-            .as_str()
-            .unwrap_or("Microsoft.Authorization/roleAssignments");
-        let api = ArmClient::api_version_of(kind).unwrap_or(template::AUTHORIZATION_API);
-        tracing::info!("deleting {id}");
-        match arm.delete_resource(id, api, &mut log_progress(id))? {
-            Outcome::Succeeded(_) => deleted.push(id.to_string()),
-            Outcome::Failed { code, message, .. } => {
-                bail!("deleting {id} failed: {code}: {message}")
-            }
+    for t in &targets {
+        tracing::info!("deleting {}", t.id);
+        let outcome = arm
+            .delete_resource(&t.id, &t.api_version, &mut log_progress(&t.id))
+            .with_context(|| {
+                format!(
+                    "deleting {} failed after {} deletions; run destroy again to finish",
+                    t.id,
+                    deleted.len()
+                )
+            })?;
+        match outcome {
+            Outcome::Succeeded(_) => deleted.push(t.id.clone()),
+            Outcome::Failed { error, .. } => bail!(
+                "deleting {} failed after {} deletions: {error}\nrun destroy again to finish",
+                t.id,
+                deleted.len()
+            ),
         }
     }
     let mut group_deleted = false;
-    if rg_tagged {
-        let left = arm.list(&arm.url(
-            &format!(
-                "/subscriptions/{}/resourcegroups/{group}/resources",
-                arm.subscription
-            ),
-            template::RESOURCES_API,
-            &[],
-        ))?;
-        if left.is_empty() {
+    if created_group {
+        if kept.is_empty() && arm.resources_in_group(group)?.is_empty() {
             tracing::info!("deleting resource group {group}");
             match arm.delete_resource_group(group, &mut log_progress(group))? {
                 Outcome::Succeeded(_) => group_deleted = true,
-                Outcome::Failed { code, message, .. } => {
-                    bail!("deleting resource group {group} failed: {code}: {message}")
+                Outcome::Failed { error, .. } => {
+                    bail!("deleting resource group {group} failed: {error}")
                 }
             }
         } else {
             tracing::warn!(
                 "resource group {group} still holds {} other resources: kept",
-                left.len()
+                kept.len()
             );
         }
     }
@@ -189,8 +361,9 @@ pub(super) fn destroy(
             out,
             &json!({
                 "deleted": deleted,
+                "already_gone": gone,
+                "kept": kept,
                 "resource_group_deleted": group_deleted,
-                "kept": unknown.iter().map(|r| &r["id"]).collect::<Vec<_>>(),
             }),
         );
     }
@@ -204,5 +377,52 @@ pub(super) fn destroy(
             ""
         }
     )?;
+    if !kept.is_empty() {
+        writeln!(
+            out,
+            "left {} resources that are not the cluster's",
+            kept.len()
+        )?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependents_come_first_and_names_resolve() {
+        let template = serde_json::json!({ "resources": [
+            { "type": "Microsoft.Network/natGateways", "apiVersion": "2025-07-01", "name": "nat" },
+            { "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2025-07-01", "name": "vnet",
+              "dependsOn": ["[resourceId('Microsoft.Network/natGateways', 'nat')]"] },
+            { "type": "Microsoft.Authorization/roleAssignments", "apiVersion": "2022-04-01", "name": "[guid(resourceGroup().id, 'x')]",
+              "dependsOn": ["[resourceId('Microsoft.Compute/virtualMachineScaleSets', 'it''s')]"] },
+            { "type": "Microsoft.Compute/virtualMachineScaleSets", "apiVersion": "2024-11-01", "name": "it's",
+              "dependsOn": ["[resourceId('Microsoft.Network/virtualNetworks', 'vnet')]"] },
+        ]});
+        let order = declared(&template, "s", "g");
+        let kinds: Vec<&str> = order.iter().map(|d| d.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Microsoft.Authorization/roleAssignments",
+                "Microsoft.Compute/virtualMachineScaleSets",
+                "Microsoft.Network/virtualNetworks",
+                "Microsoft.Network/natGateways",
+            ]
+        );
+        assert_eq!(order[0].name, None);
+        assert_eq!(order[1].api_version, "2024-11-01");
+        assert_eq!(
+            parse_resource_id(
+                "[resourceId('Microsoft.Network/loadBalancers/backendAddressPools', 'lb', 'a''b')]"
+            ),
+            Some((
+                "Microsoft.Network/loadBalancers/backendAddressPools".into(),
+                vec!["lb".into(), "a'b".into()]
+            ))
+        );
+    }
 }

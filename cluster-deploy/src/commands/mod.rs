@@ -1,4 +1,4 @@
-//! The five commands. Each reads the cluster file, talks to ARM (or not, for an offline plan)
+//! The five commands (and [`preflight`], the checks before any write). Each reads the cluster file, talks to ARM (or not, for an offline plan)
 //! and prints text or, with `--json`, one JSON document on stdout. Progress and notes that are
 //! not the answer go to the log (stderr).
 
@@ -19,6 +19,7 @@ mod connect;
 mod destroy;
 mod outputs;
 mod plan;
+mod preflight;
 mod status;
 
 use apply::apply;
@@ -35,7 +36,7 @@ pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, input: &mut dyn BufRead) ->
         Command::Plan { out: path, offline } => {
             plan(&cli, env, &loaded, path.as_deref(), *offline, out)
         }
-        Command::Apply => apply(&cli, env, &loaded, out),
+        Command::Apply { yes } => apply(&cli, env, &loaded, *yes, out, input),
         Command::Outputs => {
             let arm = connect_required(&cli.azure, env)?;
             let outputs = outputs(&arm, &loaded.cluster)?;

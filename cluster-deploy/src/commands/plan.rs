@@ -101,10 +101,20 @@ pub(super) fn plan(
         }
         arm
     };
+    let mut problems = Vec::new();
     if let Some(arm) = &arm {
-        if arm.resource_group(&cluster.resource_group)?.is_none() {
+        let exists = arm.resource_group(&cluster.resource_group)?.is_some();
+        problems = super::preflight::check(
+            arm,
+            &cluster.resource_group,
+            &cluster.location,
+            &loaded.template,
+            exists,
+        )?;
+        if !exists {
             notes.push(format!(
-                "resource group {} does not exist yet: apply creates it and every resource above",
+                "resource group {} does not exist yet: apply creates it and every resource above \
+                 (the caller's permissions on it are checked then, before deploying)",
                 cluster.resource_group
             ));
         } else {
@@ -117,16 +127,23 @@ pub(super) fn plan(
             )?;
             match outcome {
                 Outcome::Succeeded(result) => what_if = Some(result),
-                Outcome::Failed { code, message, .. } => {
+                Outcome::Failed { error, .. } => {
                     bail!(
-                        "what-if of deployment {} failed: {code}: {message}",
+                        "what-if of deployment {} failed: {error}",
                         cluster.names.deployment
                     )
                 }
             }
         }
     }
-    finish_plan(cli, loaded, out_path, &summary, what_if, notes, out)
+    finish_plan(cli, loaded, out_path, &summary, what_if, notes, out)?;
+    if !problems.is_empty() {
+        bail!(
+            "apply would fail; fix these first:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    Ok(())
 }
 
 /// Prints the plan: the summary, what-if's changes when there are any, notes.
@@ -144,6 +161,10 @@ pub(super) fn finish_plan(
         .as_ref()
         .and_then(|w| w["properties"]["changes"].as_array().cloned())
         .unwrap_or_default();
+    let removals = what_if
+        .as_ref()
+        .map(super::preflight::removals)
+        .unwrap_or_default();
     if cli.json {
         return write_json(
             out,
@@ -153,7 +174,7 @@ pub(super) fn finish_plan(
                 "location": cluster.location,
                 "resources": summary,
                 "template": out_path.map(|p| p.display().to_string()),
-                "what_if": what_if.as_ref().map(|_| json!({ "changes": changes.iter().map(change_summary).collect::<Vec<_>>() })),
+                "what_if": what_if.as_ref().map(|_| json!({ "changes": changes.iter().map(change_summary).collect::<Vec<_>>(), "removals": removals })),
                 "notes": notes,
             }),
         );
@@ -197,6 +218,15 @@ pub(super) fn finish_plan(
             count("Delete"),
             count("NoChange")
         )?;
+    }
+    if !removals.is_empty() {
+        writeln!(
+            out,
+            "\nwarning: apply would remove what the template does not declare (added out of band?):"
+        )?;
+        for r in &removals {
+            writeln!(out, "  - {r}")?;
+        }
     }
     if let Some(path) = out_path {
         writeln!(out, "\nTemplate written to {}", path.display())?;

@@ -1,0 +1,79 @@
+//! Microsoft's Python SDKs (azure-mgmt-resource, -resource-deployments, -compute, -network,
+//! -authorization; pinned in `tests/sdk/requirements.txt`) drive the ARM double through every
+//! operation cluster-deploy uses and read every answer with their generated models: a second,
+//! independent client that follows Microsoft's REST specs, so the double cannot drift into
+//! answers only our own client accepts.
+//!
+//! The SDKs live in a virtualenv that `.ci/run` (and the README's test command) creates:
+//! `target/azure-sdk` (`AZURE_SDK_PYTHON` names another interpreter). Without it this test
+//! fails and says how to create it; it never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::doubles::arm::ArmDouble;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AZURE_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    common::manifest_dir().join("../target/azure-sdk/bin/python")
+}
+
+#[test]
+fn microsofts_python_sdks_read_every_answer_of_the_double() {
+    let python = python();
+    assert!(
+        python.is_file(),
+        "{} is missing: create it with\n  python3 -m venv target/azure-sdk && target/azure-sdk/bin/pip install -r cluster-deploy/tests/sdk/requirements.txt",
+        python.display()
+    );
+    let arm = ArmDouble::start();
+    // Small pages, so every list is followed through nextLink; two polls per operation.
+    arm.set_page_size(2);
+    arm.set_polls(2);
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("azuredeploy.json");
+    std::fs::write(&template, common::example_template().to_string()).unwrap();
+    let script = common::manifest_dir().join("tests/sdk/check_arm_double.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([arm.url(), arm.subscription(), &arm.token()])
+        .arg(&template)
+        .args(["nomad-example", "nomad-example-servers"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK check failed:\n{stdout}\n{stderr}"
+    );
+    for operation in [
+        "Deployments_CreateOrUpdate",
+        "NetworkInterfaces_ListVirtualMachineScaleSetNetworkInterfaces at 2017-03-30",
+        "VirtualMachineScaleSets_DeleteInstances",
+        "ResourceGroups_Delete",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok {operation}")),
+            "{operation}:\n{stdout}"
+        );
+    }
+    let used: Vec<String> = arm
+        .operations_used()
+        .into_iter()
+        .map(|(o, v)| format!("{o} {v}"))
+        .collect();
+    eprintln!("operations the SDKs used:\n  {}", used.join("\n  "));
+    assert!(
+        used.contains(&"Usage_List 2024-11-01".to_string()),
+        "{used:?}"
+    );
+}

@@ -1,0 +1,331 @@
+//! Resource groups and resources by id: what Microsoft.Resources (resources.json 2025-04-01)
+//! and each provider's GET/DELETE answer.
+//!
+//! - Groups answer as the spec's `examples/CreateResourceGroup.json` (id, name, location,
+//!   `properties.provisioningState`), plus `type` and `tags`; PUT is 201 new / 200 existing.
+//! - Resources_ListByResourceGroup: `GenericResourceExpanded` items (id, name, type, location,
+//!   tags); with `$filter=tagName eq 'k' and tagValue eq 'v'` the matching items come *without*
+//!   `tags`: "When you filter by a tag name and value, the tags for each resource are not
+//!   returned in the results." (INDEX.md fact 1). Role assignments are extension resources and
+//!   never listed.
+//! - DELETE of a resource another resource references fails with 400
+//!   `InUseResourceCannotBeDeleted`; DELETE of one that is gone is 204 (Network's DELETEs
+//!   declare 200/202/204).
+
+use serde_json::{json, Value};
+
+use super::super::server::Reply;
+use super::lro::Pending;
+use super::{arm_error, compute, page, Call, State, SUBSCRIPTION, TENANT};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    /// The resource as GET returns it (customData removed).
+    pub(crate) value: Value,
+    /// Empty for role assignments above the group.
+    pub(crate) group: String,
+    pub(crate) custom_data: Option<String>,
+    /// Scale sets only.
+    pub(crate) scale_set: Option<compute::ScaleSetState>,
+}
+
+pub(crate) fn group_value(name: &str, location: &str, tags: &Value) -> Value {
+    json!({
+        "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"),
+        "name": name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": location,
+        "tags": if tags.is_object() { tags.clone() } else { json!({}) },
+        "properties": { "provisioningState": "Succeeded" },
+    })
+}
+
+pub(crate) fn group_missing(name: &str) -> Reply {
+    arm_error(
+        404,
+        "ResourceGroupNotFound",
+        &format!("Resource group '{name}' could not be found."),
+    )
+}
+
+/// ResourceGroups_Get / _CheckExistence / _CreateOrUpdate / _Delete.
+pub(super) fn group(state: &mut State, call: &Call) -> Reply {
+    let name = call.param("resourceGroupName").to_string();
+    let key = name.to_ascii_lowercase();
+    match call.op().operation_id.as_str() {
+        "ResourceGroups_Get" => match state.groups.get(&key) {
+            Some(g) => Reply::json(200, g),
+            None => group_missing(&name),
+        },
+        "ResourceGroups_CheckExistence" => {
+            if state.groups.contains_key(&key) {
+                Reply::new(204)
+            } else {
+                Reply::new(404)
+            }
+        }
+        "ResourceGroups_CreateOrUpdate" => {
+            let body = match call.body() {
+                Ok(b) => b,
+                Err(reply) => return reply,
+            };
+            let Some(location) = body["location"].as_str() else {
+                return arm_error(
+                    400,
+                    "LocationRequired",
+                    "The location property is required for this definition.",
+                );
+            };
+            let existed = state.groups.get(&key).cloned();
+            if let Some(g) = &existed {
+                let had = g["location"].as_str().unwrap_or("");
+                if !had.eq_ignore_ascii_case(location) {
+                    return arm_error(
+                        409,
+                        "InvalidResourceGroupLocation",
+                        &format!("Invalid resource group location '{location}'. The Resource group already exists in location '{had}'."),
+                    );
+                }
+            }
+            let value = group_value(&name, location, &body["tags"]);
+            state.groups.insert(key, value.clone());
+            Reply::json(if existed.is_some() { 200 } else { 201 }, &value)
+        }
+        _ => {
+            if !state.groups.contains_key(&key) {
+                return group_missing(&name);
+            }
+            call.long_running(
+                state,
+                202,
+                &Value::Null,
+                Pending::DeleteGroup { group: name },
+            )
+        }
+    }
+}
+
+/// `tagName eq 'k' and tagValue eq 'v'` (the documented tag filter), or `tagName eq 'k'`.
+fn tag_filter(filter: &str) -> Option<(String, Option<String>)> {
+    let quoted = |s: &str| -> Option<String> {
+        let s = s.trim();
+        let inner = s.strip_prefix('\'')?.strip_suffix('\'')?;
+        Some(inner.replace("''", "'"))
+    };
+    let (name_part, value_part) = match filter.split_once(" and ") {
+        Some((a, b)) => (a, Some(b)),
+        None => (filter, None),
+    };
+    let name = quoted(name_part.trim().strip_prefix("tagName eq ")?)?;
+    let value = match value_part {
+        Some(v) => Some(quoted(v.trim().strip_prefix("tagValue eq ")?)?),
+        None => None,
+    };
+    Some((name, value))
+}
+
+/// Resources_ListByResourceGroup.
+pub(super) fn list(state: &mut State, call: &Call) -> Reply {
+    let group = call.param("resourceGroupName");
+    if !state.groups.contains_key(&group.to_ascii_lowercase()) {
+        return group_missing(group);
+    }
+    let filter = match call.request.query_param("$filter") {
+        None => None,
+        Some(f) => match tag_filter(f) {
+            Some(parsed) => Some(parsed),
+            None => {
+                return arm_error(
+                    400,
+                    "InvalidFilterInQueryString",
+                    &format!("Invalid $filter '{f}' specified in the query string."),
+                )
+            }
+        },
+    };
+    let items: Vec<Value> = state
+        .resources
+        .values()
+        .filter(|s| s.group.eq_ignore_ascii_case(group))
+        .filter(|s| s.value["type"] != "Microsoft.Authorization/roleAssignments")
+        .filter(|s| match &filter {
+            None => true,
+            Some((name, value)) => match s.value["tags"][name.as_str()].as_str() {
+                None => false,
+                Some(v) => value.as_deref().is_none_or(|want| want == v),
+            },
+        })
+        .map(|s| {
+            let mut item = json!({
+                "id": s.value["id"], "name": s.value["name"], "type": s.value["type"],
+                "location": s.value["location"],
+            });
+            if filter.is_none() {
+                item["tags"] = s.value["tags"].clone();
+            }
+            item
+        })
+        .collect();
+    page(state, call, items)
+}
+
+fn not_found(path: &str, group: &str) -> Reply {
+    let short = path.split_once("/providers/").map_or(path, |(_, r)| r);
+    arm_error(
+        404,
+        "ResourceNotFound",
+        &format!("The Resource '{short}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+    )
+}
+
+/// Any provider's GET (and HEAD) of a resource by its path.
+pub(super) fn get(state: &mut State, call: &Call) -> Reply {
+    let key = call.request.path.trim_end_matches('/').to_ascii_lowercase();
+    let group = call.param("resourceGroupName").to_string();
+    match state.resources.get(&key) {
+        Some(s) if call.request.method == "HEAD" => {
+            let _ = s;
+            Reply::new(204)
+        }
+        Some(s) => Reply::json(200, &s.value),
+        None if !group.is_empty() && !state.groups.contains_key(&group.to_ascii_lowercase()) => {
+            group_missing(&group)
+        }
+        None if call.op().operation_id.starts_with("RoleAssignments_") => arm_error(
+            404,
+            "RoleAssignmentNotFound",
+            "The role assignment '' is not found.",
+        ),
+        None => not_found(&call.request.path, &group),
+    }
+}
+
+/// Any provider's DELETE of a resource by its path.
+pub(super) fn delete(state: &mut State, call: &Call) -> Reply {
+    let key = call.request.path.trim_end_matches('/').to_ascii_lowercase();
+    let Some(stored) = state.resources.get(&key) else {
+        return Reply::new(204);
+    };
+    let id = stored.value["id"].as_str().unwrap_or_default().to_string();
+    if let Some(user) = user_of(state, &id) {
+        return arm_error(
+            400,
+            "InUseResourceCannotBeDeleted",
+            &format!("Resource {id} is in use by {user} and cannot be deleted."),
+        );
+    }
+    if !call.op().long_running {
+        // Role assignments (RoleAssignments_Delete: 200 with the deleted assignment, or 204).
+        let value = stored.value.clone();
+        remove(state, &key);
+        return Reply::json(200, &value);
+    }
+    call.long_running(state, 202, &Value::Null, Pending::Delete { id })
+}
+
+/// Another resource whose JSON names `id` (a NIC configuration naming an NSG...).
+fn user_of(state: &State, id: &str) -> Option<String> {
+    let needle = format!("\"{}", id.to_ascii_lowercase());
+    state
+        .resources
+        .values()
+        .filter(|s| {
+            s.value["id"]
+                .as_str()
+                .is_some_and(|other| !other.eq_ignore_ascii_case(id))
+        })
+        .find(|s| {
+            let mut v = s.value.clone();
+            v["id"] = Value::Null;
+            let text = v.to_string().to_ascii_lowercase();
+            // The id itself or a child of it (a subnet of the VNet, a pool of the LB).
+            text.contains(&format!("{needle}\"")) || text.contains(&format!("{needle}/"))
+        })
+        .and_then(|s| s.value["id"].as_str().map(str::to_string))
+}
+
+/// Removes a resource (a scale set takes its instances with it).
+pub(crate) fn remove(state: &mut State, key: &str) {
+    if let Some(stored) = state.resources.remove(&key.to_ascii_lowercase()) {
+        compute::removed(state, &stored);
+    }
+}
+
+/// Creates or replaces a resource as ARM would store it.
+pub(crate) fn materialize(state: &mut State, group: &str, id: &str, resource: Value) {
+    let mut value = resource;
+    let object = value.as_object_mut().expect("a resource is an object");
+    for key in ["dependsOn", "apiVersion", "condition", "comments"] {
+        object.remove(key);
+    }
+    object.insert("id".into(), json!(id));
+    let key = id.to_ascii_lowercase();
+    let previous = state.resources.get(&key).cloned();
+    if value["identity"]["type"]
+        .as_str()
+        .is_some_and(|t| t.contains("SystemAssigned"))
+    {
+        let principal = previous
+            .as_ref()
+            .and_then(|p| {
+                p.value["identity"]["principalId"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                state.counter += 1;
+                format!("11111111-2222-3333-4444-{:012x}", state.counter)
+            });
+        value["identity"]["principalId"] = json!(principal);
+        value["identity"]["tenantId"] = json!(TENANT);
+    }
+    if !value["properties"].is_object() {
+        value["properties"] = json!({});
+    }
+    value["properties"]["provisioningState"] = json!("Succeeded");
+    if state.inherited_tags && previous.is_none() {
+        if let Some(group_tags) = state
+            .groups
+            .get(&group.to_ascii_lowercase())
+            .map(|g| g["tags"].clone())
+        {
+            if !value["tags"].is_object() {
+                value["tags"] = json!({});
+            }
+            for (k, v) in group_tags.as_object().into_iter().flatten() {
+                if value["tags"].get(k).is_none() {
+                    value["tags"][k] = v.clone();
+                }
+            }
+        }
+    }
+    let kind = value["type"].as_str().unwrap_or_default().to_string();
+    if kind == "Microsoft.Network/publicIPAddresses" {
+        let address = previous
+            .as_ref()
+            .and_then(|p| {
+                p.value["properties"]["ipAddress"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                state.counter += 1;
+                format!(
+                    "20.0.{}.{}",
+                    (state.counter / 250) % 250,
+                    state.counter % 250 + 1
+                )
+            });
+        value["properties"]["ipAddress"] = json!(address);
+    }
+    let mut stored = Stored {
+        value,
+        group: group.to_string(),
+        custom_data: previous.as_ref().and_then(|p| p.custom_data.clone()),
+        scale_set: previous.as_ref().and_then(|p| p.scale_set.clone()),
+    };
+    if kind.eq_ignore_ascii_case("Microsoft.Compute/virtualMachineScaleSets") {
+        compute::apply_model(state, &mut stored, previous.as_ref());
+    }
+    state.resources.insert(key, stored);
+}
