@@ -40,7 +40,8 @@
 //!
 //! When its operation completes, the double evaluates the template the way ARM does for the
 //! functions it knows (`resourceId`, `subscriptionResourceId`, `resourceGroup`, `subscription`,
-//! `parameters`, `variables`, `concat`, `base64`, `guid`, `reference`, property access); any
+//! `parameters`, `variables`, `concat`, `base64`, `guid`, `reference`, `not`, property access;
+//! `condition`s, and Network's child resources and collections, as `arm_children` describes); any
 //! other function fails the deployment with `InvalidTemplate`, as would a missing parameter,
 //! a `dependsOn` naming no resource, mode other than Incremental/Complete, or a missing
 //! resource group. Then each resource is created or updated in template order: public IPs get
@@ -1194,6 +1195,20 @@ fn run_deployment(state: &mut State, group: &str, name: &str) {
             parameters,
         };
         let (id, kind, res_name) = planned[position].clone();
+        // A resource whose condition is false is not deployed (arm_children).
+        match raw
+            .get("condition")
+            .map(|c| ctx.eval_value(c))
+            .transpose()
+            .and_then(|c| super::arm_children::deployed(c.as_ref()))
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(message) => {
+                error = Some(json!({ "code": "InvalidTemplate", "message": message }));
+                break;
+            }
+        }
         // ARM never starts a resource whose dependency failed; it is left out.
         let blocked = raw["dependsOn"]
             .as_array()
@@ -1229,8 +1244,14 @@ fn run_deployment(state: &mut State, group: &str, name: &str) {
                         .values()
                         .any(|s| s.value["identity"]["principalId"] == p)
                 });
+        let orphan = super::arm_children::parent_of(&kind, &id)
+            .filter(|(parent, _, _)| !state.resources.contains_key(&parent.to_ascii_lowercase()));
         let outcome = match failure {
             Some(f) => Err((f.code.clone(), f.message.clone())),
+            None if orphan.is_some() => Err((
+                "ParentResourceNotFound".to_string(),
+                format!("Can not perform requested operation on nested resource. Parent resource '{}' not found.", orphan.as_ref().map_or("", |o| o.0.as_str())),
+            )),
             None if principal_missing => Err((
                 "PrincipalNotFound".to_string(),
                 format!(
@@ -1368,6 +1389,13 @@ fn plan_resources(
 
 /// Creates or replaces a resource as ARM would store it.
 fn materialize(state: &mut State, group: &str, id: &str, resource: Value) {
+    let kind = resource["type"].as_str().unwrap_or_default().to_string();
+    if let Some((parent, collection, name)) = super::arm_children::parent_of(&kind, id) {
+        if let Some(stored) = state.resources.get_mut(&parent.to_ascii_lowercase()) {
+            super::arm_children::upsert_child(&mut stored.value, collection, id, &name, &resource);
+        }
+        return;
+    }
     let mut value = resource;
     let object = value.as_object_mut().expect("a resource is an object");
     object.remove("dependsOn");
@@ -1399,7 +1427,12 @@ fn materialize(state: &mut State, group: &str, id: &str, resource: Value) {
         value["properties"] = json!({});
     }
     value["properties"]["provisioningState"] = json!("Succeeded");
-    let kind = value["type"].as_str().unwrap_or_default().to_string();
+    super::arm_children::keep_omitted_children(
+        &kind,
+        previous.as_ref().map(|p| &p.value),
+        &mut value,
+    );
+    super::arm_children::provider_defaults(&kind, &mut value);
     if kind == "Microsoft.Network/publicIPAddresses" {
         let address = previous
             .as_ref()
@@ -1501,15 +1534,39 @@ fn what_if(
             .flatten()
             .zip(&planned)
         {
+            let condition = raw
+                .get("condition")
+                .map(|c| ctx.eval_value(c))
+                .transpose()?;
+            if !super::arm_children::deployed(condition.as_ref())? {
+                continue;
+            }
             // reference() to a resource that does not exist yet is unknown until deployment.
-            let after = ctx.eval_value(raw).unwrap_or_else(|_| raw.clone());
-            match state.resources.get(&id.to_ascii_lowercase()) {
+            let mut after = ctx.eval_value(raw).unwrap_or_else(|_| raw.clone());
+            let kind = raw["type"].as_str().unwrap_or_default();
+            let existing = match super::arm_children::parent_of(kind, id) {
+                Some((parent, collection, name)) => state
+                    .resources
+                    .get(&parent.to_ascii_lowercase())
+                    .and_then(|p| super::arm_children::find_child(&p.value, collection, &name)),
+                None => state
+                    .resources
+                    .get(&id.to_ascii_lowercase())
+                    .map(|s| s.value.clone()),
+            };
+            match existing {
                 None => changes
                     .push(json!({ "resourceId": id, "changeType": "Create", "after": after })),
-                Some(existing) => {
+                Some(existing_value) => {
+                    // What the provider keeps when the PUT leaves a collection out.
+                    super::arm_children::keep_omitted_children(
+                        kind,
+                        Some(&existing_value),
+                        &mut after,
+                    );
                     let mut delta = Vec::new();
                     for key in ["location", "tags", "sku", "zones", "properties", "identity"] {
-                        let mut before = existing.value[key].clone();
+                        let mut before = existing_value[key].clone();
                         let mut wanted = after[key].clone();
                         if key == "properties" {
                             strip_read_only(&mut before);
@@ -1531,7 +1588,7 @@ fn what_if(
                         "Modify"
                     };
                     changes.push(json!({
-                        "resourceId": id, "changeType": kind, "before": existing.value, "after": after, "delta": delta,
+                        "resourceId": id, "changeType": kind, "before": existing_value, "after": after, "delta": delta,
                     }));
                 }
             }
@@ -1694,6 +1751,10 @@ impl Context<'_> {
                             Err("The template function 'concat' is used with arguments of mixed types in the double.".into())
                         }
                     }
+                    "not" => match values.first() {
+                        Some(Value::Bool(b)) => Ok(json!(!b)),
+                        _ => Err("The template function 'not' expects a boolean argument.".into()),
+                    },
                     "base64" => {
                         use base64::Engine;
                         Ok(json!(base64::engine::general_purpose::STANDARD.encode(text(0)?)))

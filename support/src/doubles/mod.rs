@@ -14,6 +14,7 @@
 //!   [`server::Reply`]).
 
 pub mod arm;
+mod arm_children;
 pub mod bins;
 pub mod imds;
 pub mod instance_events;
