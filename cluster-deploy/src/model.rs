@@ -1,26 +1,50 @@
 //! The typed cluster model: every Azure resource the cluster needs, named and decided, before
 //! any JSON exists. [`Cluster::from_file`] is pure; [`crate::template`] renders the model as an
-//! ARM template and [`Cluster::summary`] as the readable plan.
+//! ARM template and [`Cluster::summary`] as the readable plan. [`Cluster::scale_sets`] is the
+//! one iterator over every scale set (servers, then each client pool).
 
 use std::collections::BTreeMap;
 
-use crate::config::{ClusterFile, Egress, TlsFiles};
+use crate::config::{
+    BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot, TlsFiles,
+};
 
 /// The tag every resource carries, with the cluster name as its value. `destroy` deletes only
 /// what carries it.
 pub const CLUSTER_TAG: &str = "nomad-cluster";
 
-/// The inbound NAT rule's frontend port range for SSH (v2 rule over a backend pool; Azure
-/// retires NAT pools on 2027-09-30).
+/// The inbound NAT rule's first frontend port for SSH and its smallest range (v2 rule over a
+/// backend pool; Azure retires NAT pools on 2027-09-30). See [`ssh_frontend_ports`].
 pub const SSH_FRONTEND_PORTS: (u16, u16) = (2200, 2299);
+
+/// The SSH NAT rule's frontend port range for a cluster of `instances`: one port per instance,
+/// in hundreds, with a tenth to spare for the surge instance of a rolling upgrade and for
+/// repairs (a backend instance without a port of its own has no SSH mapping). 2200-2299 up to
+/// 90 instances, as the Terraform module had.
+pub fn ssh_frontend_ports(instances: u32) -> (u16, u16) {
+    let wanted = instances.saturating_add(instances.div_ceil(10).max(1));
+    let size = wanted.div_ceil(100).max(1).saturating_mul(100);
+    let first = u32::from(SSH_FRONTEND_PORTS.0);
+    let last = first.saturating_add(size - 1).min(65534);
+    (SSH_FRONTEND_PORTS.0, last as u16)
+}
 
 /// Nomad's default dynamic port range for task ports (Nomad docs, client `min_dynamic_port` /
 /// `max_dynamic_port`): open between cluster members only, so tasks reach each other.
 pub const DYNAMIC_PORTS: (u16, u16) = (20000, 32000);
 
-/// The Nomad API health endpoint the load balancer probes (`/v1/agent/health`, Nomad's
-/// agent HTTP API; it answers without an ACL token).
+/// The Nomad API health endpoint the load balancer probes and the clients' Application Health
+/// extension asks (`/v1/agent/health`, Nomad's agent HTTP API; it answers without an ACL
+/// token). On a server it fails while the cluster has no leader.
 pub const HEALTH_PATH: &str = "/v1/agent/health";
+
+/// What the servers' Application Health extension asks: `/v1/regions` is answered by the
+/// local server from its gossip member list, with no leader and no ACL token
+/// (`nomad/regions_endpoint.go`: "No leader forwarding is required"), so it fails only when
+/// the agent itself is down. `/v1/agent/health` would fail on every server while the cluster
+/// has no leader, and automatic repairs would then replace the last servers that still hold
+/// the Raft data. See the README, "A dead VM is replaced".
+pub const SERVER_HEALTH_PATH: &str = "/v1/regions";
 
 /// The names of everything, derived from the cluster name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +64,7 @@ pub struct Names {
     /// Backend pool of every node: the SSH NAT rule and the outbound rule.
     pub nodes_pool: String,
     pub servers: String,
-    pub clients: String,
+    cluster: String,
 }
 
 impl Names {
@@ -59,8 +83,13 @@ impl Names {
             servers_pool: "servers".to_string(),
             nodes_pool: "nodes".to_string(),
             servers: format!("{cluster}-servers"),
-            clients: format!("{cluster}-clients"),
+            cluster: cluster.to_string(),
         }
+    }
+
+    /// A client pool's scale set: `<cluster>-<pool>` (the single form's pool is `clients`).
+    pub fn pool(&self, pool: &str) -> String {
+        format!("{}-{pool}", self.cluster)
     }
 }
 
@@ -125,11 +154,13 @@ pub enum Role {
     Client,
 }
 
-/// One scale set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One scale set: the servers, or one client pool.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScaleSet {
     pub name: String,
     pub role: Role,
+    /// The client pool's name (`None` for the servers).
+    pub pool: Option<String>,
     pub vm_size: String,
     pub capacity: u32,
     pub computer_name_prefix: String,
@@ -137,6 +168,36 @@ pub struct ScaleSet {
     pub in_servers_pool: bool,
     /// Member of the nodes' backend pool (SSH NAT rule, outbound rule).
     pub in_nodes_pool: bool,
+    /// Clients: run-nomad's `--node-class`, `--node-pool` and `--meta`.
+    pub node_class: Option<String>,
+    pub node_pool: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    /// Azure Spot priority (evictable, cheaper; its own `lowPriorityCores` quota).
+    pub spot: Option<Spot>,
+    /// `singlePlacementGroup`: false above 100 instances (or when the pool asks for it).
+    pub single_placement_group: bool,
+    /// The most instances this scale set may hold (Azure's limit for its image and placement).
+    pub max_capacity: u32,
+    /// Operator boot commands, in order (the cluster's, then the pool's), run before run-nomad.
+    pub boot_commands: Vec<BootCommands>,
+}
+
+impl ScaleSet {
+    /// "server" or "client", for messages.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+
+    /// How the plan and `status` name it: `servers`, or `client pool web`.
+    pub fn label(&self) -> String {
+        match &self.pool {
+            Some(pool) => format!("client pool {pool}"),
+            None => "servers".to_string(),
+        }
+    }
 }
 
 /// The optional public entry point.
@@ -148,6 +209,29 @@ pub struct LoadBalancer {
     pub probe_protocol: &'static str,
     /// An outbound rule gives the nodes egress (`egress = "load-balancer"`).
     pub outbound_rule: bool,
+    /// The public IP's DNS label (`<label>.<region>.cloudapp.azure.com`).
+    pub domain_name_label: Option<String>,
+    /// The SSH NAT rule's frontend port range (one port per instance).
+    pub ssh_ports: (u16, u16),
+}
+
+/// How egress leaves the subnet when it is a NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatGateway {
+    pub sku: NatGatewaySku,
+    /// The zone a Standard gateway (and its address) is pinned to when the scale sets are all
+    /// in that one zone; a StandardV2 gateway spans zones on its own.
+    pub zone: Option<String>,
+}
+
+/// Instance health: what the Application Health extension asks, and the repairs policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// `http`, or `https` when Nomad serves TLS (the extension's `protocol`).
+    pub protocol: &'static str,
+    pub automatic_repairs: bool,
+    /// ISO 8601, e.g. `PT30M`.
+    pub grace_period: String,
 }
 
 /// The values run-nomad is given; rendered by [`crate::custom_data`].
@@ -158,13 +242,11 @@ pub struct NomadSettings {
     pub region: Option<String>,
     pub gossip: bool,
     pub acl: bool,
-    pub node_class: Option<String>,
-    pub meta: BTreeMap<String, String>,
     pub tls: Option<TlsFiles>,
 }
 
 /// The whole cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub name: String,
     pub location: String,
@@ -174,16 +256,23 @@ pub struct Cluster {
     pub tags: BTreeMap<String, String>,
     pub subnet: Subnet,
     pub egress: Egress,
+    /// Set when `egress` is a NAT gateway.
+    pub nat_gateway: Option<NatGateway>,
     pub rules: Vec<Rule>,
     pub load_balancer: Option<LoadBalancer>,
     pub servers: ScaleSet,
-    pub clients: ScaleSet,
+    /// One scale set per client pool, in the order of the cluster file.
+    pub client_pools: Vec<ScaleSet>,
     pub zones: Vec<String>,
     pub image_id: String,
     pub admin_user: String,
     pub ssh_public_key: String,
     pub os_disk_gb: u32,
     pub os_disk_type: String,
+    /// The scale sets' SKU tier.
+    pub sku_tier: String,
+    pub encryption_at_host: bool,
+    pub health: Health,
     pub http_port: u16,
     pub rpc_port: u16,
     pub serf_port: u16,
@@ -207,38 +296,70 @@ impl Cluster {
             _ => unreachable!("cluster file was validated"),
         };
         let egress = f.egress.unwrap_or(Egress::NatGateway);
+        let nat_gateway = (egress == Egress::NatGateway).then(|| NatGateway {
+            sku: f.nat_gateway_sku,
+            zone: match (f.nat_gateway_sku, f.zones.as_slice()) {
+                (NatGatewaySku::Standard, [zone]) => Some(zone.clone()),
+                _ => None,
+            },
+        });
         let lb = f.associate_public_ip_address_load_balancer;
+        let tls = f.nomad.tls.is_some();
         let load_balancer = lb.then(|| LoadBalancer {
             name: names.load_balancer.clone(),
             public_ip: names.lb_ip.clone(),
-            probe_protocol: if f.nomad.tls.is_some() {
-                "Https"
-            } else {
-                "Http"
-            },
+            probe_protocol: if tls { "Https" } else { "Http" },
             outbound_rule: egress == Egress::LoadBalancer,
+            domain_name_label: f.domain_name_label.clone(),
+            ssh_ports: ssh_frontend_ports(f.instances()),
         });
+        let image = ImageKind::of(&f.image_id);
+        let cluster_commands: Vec<BootCommands> = f.custom_data.iter().cloned().collect();
         let servers = ScaleSet {
             name: names.servers.clone(),
             role: Role::Server,
+            pool: None,
             vm_size: f.instance_size.clone(),
             capacity: f.cluster_size,
             computer_name_prefix: format!("{}-s", f.computer_name_prefix),
             in_servers_pool: lb,
             in_nodes_pool: lb,
+            node_class: None,
+            node_pool: None,
+            meta: BTreeMap::new(),
+            spot: None,
+            single_placement_group: true,
+            max_capacity: crate::config::scale_set_limit(image, true),
+            boot_commands: cluster_commands.clone(),
         };
-        let clients = ScaleSet {
-            name: names.clients.clone(),
-            role: Role::Client,
-            vm_size: f
-                .client_instance_size
-                .clone()
-                .unwrap_or_else(|| f.instance_size.clone()),
-            capacity: f.num_clients,
-            computer_name_prefix: format!("{}-c", f.computer_name_prefix),
-            in_servers_pool: false,
-            in_nodes_pool: lb,
-        };
+        let client_pools = f
+            .client_pools
+            .iter()
+            .map(|pool| {
+                let single = crate::config::single_placement_group(pool);
+                ScaleSet {
+                    name: names.pool(&pool.name),
+                    role: Role::Client,
+                    pool: Some(pool.name.clone()),
+                    vm_size: pool.instance_size.clone(),
+                    capacity: pool.count,
+                    computer_name_prefix: pool.computer_name_prefix.clone(),
+                    in_servers_pool: false,
+                    in_nodes_pool: lb,
+                    node_class: pool.node_class.clone(),
+                    node_pool: pool.node_pool.clone(),
+                    meta: pool.meta.clone(),
+                    spot: pool.spot,
+                    single_placement_group: single,
+                    max_capacity: crate::config::scale_set_limit(image, single),
+                    boot_commands: cluster_commands
+                        .iter()
+                        .chain(pool.custom_data.iter())
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect();
         Self {
             name: f.cluster_name.clone(),
             location: f.location.clone(),
@@ -248,15 +369,19 @@ impl Cluster {
             tags,
             subnet,
             egress,
+            nat_gateway,
             load_balancer,
             servers,
-            clients,
+            client_pools,
             zones: f.zones.clone(),
             image_id: f.image_id.clone(),
             admin_user: f.admin_user_name.clone(),
             ssh_public_key: f.key_data.trim().to_string(),
             os_disk_gb: f.root_volume_size,
             os_disk_type: f.os_disk_type.clone(),
+            sku_tier: f.instance_tier.clone(),
+            encryption_at_host: f.encryption_at_host,
+            health: health(&f.health, tls),
             http_port: f.http_port,
             rpc_port: f.rpc_port,
             serf_port: f.serf_port,
@@ -267,15 +392,24 @@ impl Cluster {
                 region: f.nomad.region.clone(),
                 gossip: f.nomad.gossip_key_file.is_some(),
                 acl: f.nomad.acl,
-                node_class: f.nomad.node_class.clone(),
-                meta: f.nomad.meta.clone(),
                 tls: f.nomad.tls.clone(),
             },
         }
     }
 
-    pub fn scale_sets(&self) -> [&ScaleSet; 2] {
-        [&self.servers, &self.clients]
+    /// Every scale set: the servers first, then each client pool. The one iterator for
+    /// whatever concerns all of them (template, plan, status, destroy, quota).
+    pub fn scale_sets(&self) -> Vec<&ScaleSet> {
+        std::iter::once(&self.servers)
+            .chain(self.client_pools.iter())
+            .collect()
+    }
+
+    /// The scale set of a client pool, by pool name.
+    pub fn pool(&self, name: &str) -> Option<&ScaleSet> {
+        self.client_pools
+            .iter()
+            .find(|s| s.pool.as_deref() == Some(name))
     }
 
     /// One entry per resource, in the order the template lists them, for `plan`.
@@ -308,6 +442,7 @@ impl Cluster {
                         r.protocol.map_or("any", Protocol::as_str),
                         r.ports,
                         match &r.source {
+                            Source::Cidrs(c) if c.is_empty() => "nobody".to_string(),
                             Source::Cidrs(c) => c.join(", "),
                             Source::Cluster => "the cluster's nodes".to_string(),
                             Source::AzureLoadBalancer => "Azure load balancer probes".to_string(),
@@ -315,21 +450,33 @@ impl Cluster {
                         }
                     )
                 })
-                .chain(std::iter::once(
+                .chain([
                     "attached to every scale set NIC".to_string(),
-                ))
+                    "created with its rules; once it exists, each rule is deployed on its own, \
+                     so rules added outside cluster-deploy stay"
+                        .to_string(),
+                ])
                 .collect(),
         );
-        if self.egress == Egress::NatGateway {
+        if let Some(nat) = &self.nat_gateway {
+            let placement = match (&nat.sku, &nat.zone) {
+                (NatGatewaySku::StandardV2, _) => "zone-redundant".to_string(),
+                (NatGatewaySku::Standard, Some(zone)) => format!("zone {zone}"),
+                (NatGatewaySku::Standard, None) => "no zone (Azure picks one)".to_string(),
+            };
             add(
                 "public IP address",
                 &n.nat_ip,
-                vec!["Standard, static: the NAT gateway's outbound address".into()],
+                vec![format!(
+                    "{}, static, {placement}: the NAT gateway's outbound address",
+                    nat.sku.as_str()
+                )],
             );
             add(
                 "NAT gateway",
                 &n.nat_gateway,
                 vec![
+                    format!("{} SKU, {placement}", nat.sku.as_str()),
                     "egress for the subnet (no default outbound access since Network 2025-07-01)"
                         .into(),
                 ],
@@ -339,41 +486,50 @@ impl Cluster {
             Subnet::Created {
                 address_space,
                 prefix,
-            } => add(
-                "virtual network",
-                &n.vnet,
-                vec![
-                    format!("address space {address_space}"),
-                    format!(
-                        "subnet {} {prefix}, default outbound access off{}",
-                        n.subnet,
-                        if self.egress == Egress::NatGateway {
+            } => {
+                add(
+                    "virtual network",
+                    &n.vnet,
+                    vec![
+                        format!("address space {address_space}"),
+                        "declared without its subnets: other subnets in it stay".to_string(),
+                    ],
+                );
+                add(
+                    "subnet",
+                    &n.subnet,
+                    vec![format!(
+                        "{prefix}, default outbound access off{}",
+                        if self.nat_gateway.is_some() {
                             ", NAT gateway attached"
                         } else {
                             ""
                         }
-                    ),
-                ],
-            ),
+                    )],
+                );
+            }
             Subnet::Existing { id } => add(
                 "existing subnet (not managed)",
                 id.rsplit('/').next().unwrap_or(id),
-                vec![format!("{id}"), format!("egress: {}", self.egress)],
+                vec![id.to_string(), format!("egress: {}", self.egress)],
             ),
         }
         if let Some(lb) = &self.load_balancer {
-            add(
-                "public IP address",
-                &lb.public_ip,
-                vec![format!(
-                    "Standard, static{}",
-                    if self.zones.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", zones {}", self.zones.join(","))
-                    }
-                )],
-            );
+            let mut ip = vec![format!(
+                "Standard, static{}",
+                if self.zones.is_empty() {
+                    String::new()
+                } else {
+                    format!(", zones {}", self.zones.join(","))
+                }
+            )];
+            if let Some(label) = &lb.domain_name_label {
+                ip.push(format!(
+                    "DNS name {label}.{}.cloudapp.azure.com",
+                    self.location
+                ));
+            }
+            add("public IP address", &lb.public_ip, ip);
             let mut details = vec![
                 "Standard SKU".to_string(),
                 format!(
@@ -382,7 +538,7 @@ impl Cluster {
                 ),
                 format!(
                     "inbound NAT rule ssh: TCP {}-{} -> every node:{} (one port per instance)",
-                    SSH_FRONTEND_PORTS.0, SSH_FRONTEND_PORTS.1, self.ssh_port
+                    lb.ssh_ports.0, lb.ssh_ports.1, self.ssh_port
                 ),
             ];
             if lb.outbound_rule {
@@ -391,33 +547,74 @@ impl Cluster {
             add("load balancer", &lb.name, details);
         }
         for set in self.scale_sets() {
-            let role = match set.role {
-                Role::Server => "server",
-                Role::Client => "client",
-            };
-            add(
-                "virtual machine scale set",
-                &set.name,
-                vec![
-                    format!(
-                        "{} x {} ({role}s), Uniform, Manual upgrade policy",
-                        set.capacity, set.vm_size
-                    ),
-                    format!(
-                        "image {}, OS disk {} GB {}",
-                        self.image_id, self.os_disk_gb, self.os_disk_type
-                    ),
-                    format!(
-                        "SSH key only for {} (password login disabled), system-assigned identity",
-                        self.admin_user
-                    ),
-                    "terminate notification 5 minutes (time to drain)".to_string(),
-                    format!(
-                        "custom data: {}",
-                        crate::custom_data::run_nomad_line(self, set.role)
-                    ),
-                ],
-            );
+            let mut details = vec![
+                format!(
+                    "{}: {} x {}{}, Uniform, Manual upgrade policy",
+                    set.label(),
+                    set.capacity,
+                    set.vm_size,
+                    match &set.spot {
+                        Some(spot) => format!(
+                            ", Spot (evicted: {}, max price {})",
+                            spot.eviction_policy.as_str(),
+                            if spot.max_price < 0.0 {
+                                "the regular price".to_string()
+                            } else {
+                                format!("${}/h", spot.max_price)
+                            }
+                        ),
+                        None => String::new(),
+                    }
+                ),
+                format!(
+                    "{} placement group{} (at most {} instances)",
+                    if set.single_placement_group {
+                        "single"
+                    } else {
+                        "multiple"
+                    },
+                    if set.single_placement_group { "" } else { "s" },
+                    set.max_capacity
+                ),
+                format!(
+                    "image {}, OS disk {} GB {}{}",
+                    self.image_id,
+                    self.os_disk_gb,
+                    self.os_disk_type,
+                    if self.encryption_at_host {
+                        ", encryption at host"
+                    } else {
+                        ""
+                    }
+                ),
+                format!(
+                    "SSH key only for {} (password login disabled), system-assigned identity",
+                    self.admin_user
+                ),
+                format!(
+                    "health: Application Health extension, {}://localhost:{}{}{}",
+                    self.health.protocol,
+                    self.http_port,
+                    health_path(set.role),
+                    if self.health.automatic_repairs {
+                        format!(
+                            "; automatic repairs (replace) after a grace period of {}",
+                            self.health.grace_period
+                        )
+                    } else {
+                        "; automatic repairs off".to_string()
+                    }
+                ),
+                "terminate notification 5 minutes (time to drain)".to_string(),
+            ];
+            for commands in &set.boot_commands {
+                details.push(format!("boot commands from {}", commands.origin));
+            }
+            details.push(format!(
+                "custom data: {}",
+                crate::custom_data::run_nomad_line(self, set)
+            ));
+            add("virtual machine scale set", &set.name, details);
             add(
                 "role assignment",
                 &format!("Reader for {}", set.name),
@@ -425,6 +622,22 @@ impl Cluster {
             );
         }
         out
+    }
+}
+
+/// The path a scale set's Application Health extension asks (see [`SERVER_HEALTH_PATH`]).
+pub fn health_path(role: Role) -> &'static str {
+    match role {
+        Role::Server => SERVER_HEALTH_PATH,
+        Role::Client => HEALTH_PATH,
+    }
+}
+
+fn health(options: &HealthOptions, tls: bool) -> Health {
+    Health {
+        protocol: if tls { "https" } else { "http" },
+        automatic_repairs: options.automatic_repairs,
+        grace_period: format!("PT{}M", options.repair_grace_period_minutes),
     }
 }
 
@@ -440,14 +653,22 @@ pub struct ResourceSummary {
 /// RPC, Serf and dynamic ports within the cluster, the load balancer's probe, and a final deny
 /// so that nothing else (not even the rest of the virtual network, which Azure's default
 /// `AllowVnetInBound` would admit) gets in.
+///
+/// Every rule is always there, under the same name and priority: once the NSG exists, each
+/// rule is deployed as its own child resource (so rules added outside cluster-deploy stay,
+/// see [`crate::template`]), and a rule left out of the template would then stay in Azure as it
+/// was. So a rule with nothing to admit (an empty CIDR list, no load balancer) becomes a deny
+/// rule rather than disappearing.
 fn rules(f: &ClusterFile, lb: bool) -> Vec<Rule> {
     let mut rules = Vec::new();
     let mut priority = 100;
-    let mut push = |name: &str, protocol, source, ports: String, description: &str| {
+    let mut push = |name: &str, protocol, source: Source, ports: String, description: &str| {
+        let allow = !matches!(&source, Source::Cidrs(c) if c.is_empty());
+        let source = if allow { source } else { Source::Any };
         rules.push(Rule {
             name: name.to_string(),
             priority,
-            allow: true,
+            allow,
             protocol: Some(protocol),
             source,
             ports,
@@ -455,24 +676,28 @@ fn rules(f: &ClusterFile, lb: bool) -> Vec<Rule> {
         });
         priority += 10;
     };
-    if !f.allowed_inbound_cidr_blocks.is_empty() {
-        push(
-            "nomad-http",
-            Protocol::Tcp,
-            Source::Cidrs(f.allowed_inbound_cidr_blocks.clone()),
-            f.http_port.to_string(),
-            "Nomad HTTP API from allowed_inbound_cidr_blocks",
-        );
-    }
-    if !f.allowed_ssh_cidr_blocks.is_empty() {
-        push(
-            "ssh",
-            Protocol::Tcp,
-            Source::Cidrs(f.allowed_ssh_cidr_blocks.clone()),
-            f.ssh_port.to_string(),
-            "SSH from allowed_ssh_cidr_blocks",
-        );
-    }
+    push(
+        "nomad-http",
+        Protocol::Tcp,
+        Source::Cidrs(f.allowed_inbound_cidr_blocks.clone()),
+        f.http_port.to_string(),
+        if f.allowed_inbound_cidr_blocks.is_empty() {
+            "Nomad HTTP API: closed (allowed_inbound_cidr_blocks is empty)"
+        } else {
+            "Nomad HTTP API from allowed_inbound_cidr_blocks"
+        },
+    );
+    push(
+        "ssh",
+        Protocol::Tcp,
+        Source::Cidrs(f.allowed_ssh_cidr_blocks.clone()),
+        f.ssh_port.to_string(),
+        if f.allowed_ssh_cidr_blocks.is_empty() {
+            "SSH: closed (allowed_ssh_cidr_blocks is empty)"
+        } else {
+            "SSH from allowed_ssh_cidr_blocks"
+        },
+    );
     push(
         "nomad-rpc",
         Protocol::Tcp,
@@ -509,14 +734,17 @@ fn rules(f: &ClusterFile, lb: bool) -> Vec<Rule> {
         dynamic,
         "Nomad task dynamic ports (UDP) between cluster nodes",
     );
-    if lb {
-        push(
-            "lb-probe",
-            Protocol::Tcp,
-            Source::AzureLoadBalancer,
-            f.http_port.to_string(),
-            "the load balancer's health probe of the Nomad API",
-        );
+    push(
+        "lb-probe",
+        Protocol::Tcp,
+        Source::AzureLoadBalancer,
+        f.http_port.to_string(),
+        "the load balancer's health probe of the Nomad API",
+    );
+    if !lb {
+        let probe = rules.last_mut().expect("just pushed");
+        probe.allow = false;
+        probe.description = "no load balancer: its probe is not admitted".to_string();
     }
     rules.push(Rule {
         name: "deny-other-inbound".to_string(),
@@ -541,18 +769,11 @@ pub(crate) mod tests {
     }
 
     pub fn example_with(extra: &str) -> Cluster {
-        // Keys in `extra` replace the minimal file's.
-        let keys: Vec<&str> = extra
-            .lines()
-            .filter_map(|l| l.split_once(" =").map(|(k, _)| k.trim()))
-            .collect();
-        let base: Vec<String> = crate::config::tests::minimal()
-            .lines()
-            .filter(|l| !keys.iter().any(|k| l.starts_with(&format!("{k} ="))))
-            .map(str::to_string)
-            .collect();
-        let text = format!("{extra}\n{}", base.join("\n"));
-        let file = crate::config::parse(Path::new("cluster.toml"), &text).unwrap();
+        let file = crate::config::parse(
+            Path::new("cluster.toml"),
+            &crate::config::tests::minimal_with(extra),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         Cluster::from_file(&file)
     }
 
@@ -585,22 +806,91 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn empty_cidr_lists_open_nothing() {
+    fn empty_cidr_lists_open_nothing_and_keep_their_rules_as_denies() {
+        let open = example();
         let cluster =
             example_with("allowed_ssh_cidr_blocks = []\nallowed_inbound_cidr_blocks = []");
         assert!(cluster
             .rules
             .iter()
             .all(|r| !matches!(r.source, Source::Cidrs(_))));
+        // Same names, same priorities: a redeploy overwrites the rule that used to admit.
+        let names = |c: &Cluster| -> Vec<(String, u16)> {
+            c.rules
+                .iter()
+                .map(|r| (r.name.clone(), r.priority))
+                .collect()
+        };
+        assert_eq!(names(&open), names(&cluster));
+        for name in ["nomad-http", "ssh"] {
+            let rule = cluster.rules.iter().find(|r| r.name == name).unwrap();
+            assert!(!rule.allow && rule.source == Source::Any, "{rule:?}");
+        }
     }
 
     #[test]
-    fn without_a_load_balancer_there_are_no_pools_and_no_probe_rule() {
+    fn without_a_load_balancer_there_are_no_pools_and_the_probe_is_denied() {
         let cluster = example_with("");
         assert!(cluster.load_balancer.is_none());
-        assert!(!cluster.servers.in_servers_pool && !cluster.clients.in_nodes_pool);
-        assert!(cluster.rules.iter().all(|r| r.name != "lb-probe"));
+        assert!(!cluster.servers.in_servers_pool && !cluster.client_pools[0].in_nodes_pool);
+        let probe = cluster.rules.iter().find(|r| r.name == "lb-probe").unwrap();
+        assert!(!probe.allow);
         assert_eq!(cluster.egress, Egress::NatGateway);
+    }
+
+    #[test]
+    fn scale_sets_are_the_servers_then_every_pool() {
+        let cluster = example_with(
+            "[[client_pool]]\nname = \"web\"\ncount = 4\nnode_class = \"web\"\n\
+             [[client_pool]]\nname = \"batch\"\ncount = 150\ninstance_size = \"Standard_F8s_v2\"\n\
+             spot = true\nnode_pool = \"batch\"\n",
+        );
+        let names: Vec<&str> = cluster
+            .scale_sets()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["nomad-test-servers", "nomad-test-web", "nomad-test-batch"]
+        );
+        let batch = cluster.pool("batch").unwrap();
+        assert_eq!(batch.vm_size, "Standard_F8s_v2");
+        assert_eq!(batch.computer_name_prefix, "nomad-batch");
+        assert!(!batch.single_placement_group, "above 100 instances");
+        assert_eq!(batch.max_capacity, 600, "from a managed image");
+        assert!(batch.spot.is_some());
+        let web = cluster.pool("web").unwrap();
+        assert!(web.single_placement_group && web.spot.is_none());
+        assert_eq!(web.vm_size, "Standard_D2s_v5", "instance_size by default");
+    }
+
+    #[test]
+    fn the_ssh_port_range_grows_with_the_cluster() {
+        assert_eq!(ssh_frontend_ports(9), (2200, 2299));
+        assert_eq!(ssh_frontend_ports(90), (2200, 2299));
+        assert_eq!(ssh_frontend_ports(91), (2200, 2399));
+        assert_eq!(ssh_frontend_ports(1003), (2200, 3399));
+    }
+
+    #[test]
+    fn a_standard_nat_gateway_follows_a_single_zone_and_v2_spans_them() {
+        let one = example_with("zones = [\"2\"]");
+        let nat = one.nat_gateway.unwrap();
+        assert_eq!(nat.sku, NatGatewaySku::Standard);
+        assert_eq!(nat.zone.as_deref(), Some("2"));
+        let three = example_with("zones = [\"1\", \"2\", \"3\"]");
+        let nat = three.nat_gateway.unwrap();
+        assert_eq!(nat.sku, NatGatewaySku::StandardV2);
+        assert_eq!(nat.zone, None);
+        let none = example_with("");
+        assert_eq!(
+            none.nat_gateway.unwrap(),
+            NatGateway {
+                sku: NatGatewaySku::Standard,
+                zone: None
+            }
+        );
     }
 
     #[test]
@@ -611,6 +901,7 @@ pub(crate) mod tests {
             "network security group",
             "NAT gateway",
             "virtual network",
+            "subnet",
             "load balancer",
             "virtual machine scale set",
             "role assignment",

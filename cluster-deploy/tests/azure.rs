@@ -207,7 +207,7 @@ fn plan_with_credentials_runs_what_if() {
     );
     assert!(
         run.stdout
-            .contains("11 to create, 0 to modify, 0 to delete"),
+            .contains("12 to create, 0 to modify, 0 to delete"),
         "{}",
         run.stdout
     );

@@ -18,6 +18,7 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
     let cluster = &loaded.cluster;
     let parameters = loaded.parameters()?;
     let arm = connect_required(&cli.azure, env)?;
+    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
     let (_, principal_retry) = timing(&cli.azure);
     let group = &cluster.resource_group;
     match arm.resource_group(group)? {

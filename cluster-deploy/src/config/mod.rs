@@ -2,19 +2,33 @@
 //!
 //! The top-level keys keep the Terraform module's variable names (`terraform-azurerm-nomad`'s
 //! `nomad-cluster` module and its example) so an operator can move a `terraform.tfvars` over
-//! line by line. Parsing is strict (`deny_unknown_fields`: a misspelt key is an error, not a
+//! line by line: every variable of the module is accepted under its own name, mapped where it
+//! still means something and otherwise kept as a [`Warning`] that says why it is obsolete
+//! ([`resolve`]). Parsing is strict (`deny_unknown_fields`: a misspelt key is an error, not a
 //! silently ignored setting) and [`load`] validates every value, naming the field at fault.
 //! The result is a [`ClusterFile`] whose values are known to be well-formed; [`crate::model`]
 //! turns it into the resources to create.
+//!
+//! - [`raw`]: the TOML as written; [`resolve`]: the module's variables and aliases mapped,
+//!   custom data read, warnings collected; [`pools`]: client pools and their Azure limits.
+//! - [`checks`], [`network`], [`ssh_key`]: the field checks.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use ipnet::Ipv4Net;
 use serde::Deserialize;
+
+mod checks;
+mod network;
+mod pools;
+mod raw;
+mod resolve;
+pub mod ssh_key;
+
+pub use network::parse_cidr;
+pub use pools::{scale_set_limit, single_placement_group, ImageKind, DEFAULT_POOL};
 
 /// How the instances reach the internet (Azure's management endpoint for cloud auto-join, the
 /// package mirrors). Network api-version 2025-07-01 creates subnets without default outbound
@@ -22,7 +36,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Egress {
-    /// A NAT gateway with its own Standard public IP, attached to the subnet we create.
+    /// A NAT gateway with its own public IP, attached to the subnet we create.
     NatGateway,
     /// An outbound rule on the cluster's Standard load balancer.
     LoadBalancer,
@@ -40,25 +54,48 @@ impl fmt::Display for Egress {
     }
 }
 
-/// The parsed and validated cluster file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The NAT gateway's SKU. A Standard NAT gateway lives in one zone (or "no zone", where Azure
+/// picks one), so a zone outage cuts the egress of scale sets spread over several zones; a
+/// StandardV2 gateway, with a StandardV2 public IP, is zone-redundant (Azure NAT Gateway
+/// documentation, "NAT gateway and availability zones"; `NatGatewaySku` in Network
+/// 2025-07-01). One gateway per zone is no way out: a subnet has one NAT gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatGatewaySku {
+    Standard,
+    StandardV2,
+}
+
+impl NatGatewaySku {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatGatewaySku::Standard => "Standard",
+            NatGatewaySku::StandardV2 => "StandardV2",
+        }
+    }
+}
+
+/// The parsed, resolved and validated cluster file.
+#[derive(Debug, Clone)]
 pub struct ClusterFile {
     /// Azure region, e.g. `westeurope`.
     pub location: String,
     pub resource_group_name: String,
     /// Names every resource and is the value of the cluster tag.
     pub cluster_name: String,
-    /// Resource id of the managed image (or gallery image version) image-builder produced.
+    /// Resource id of the managed image (or gallery image version) image-builder produced
+    /// (also accepted as `ami_id`, the module README's name).
     pub image_id: String,
     /// VM size of the servers (and of the clients unless `client_instance_size` is set).
     pub instance_size: String,
+    /// The single-pool form's client size, as written.
     pub client_instance_size: Option<String>,
     /// Number of servers: odd, so a majority survives a failure.
-    #[serde(default = "default_cluster_size")]
     pub cluster_size: u32,
-    #[serde(default = "default_num_clients")]
+    /// Every client of every pool.
     pub num_clients: u32,
+    /// The client pools: `[[client_pool]]` tables, or one pool named `clients` made from
+    /// `num_clients`/`client_instance_size`.
+    pub client_pools: Vec<ClientPool>,
     /// The SSH public key (OpenSSH format) for `admin_user_name`. Password login is disabled.
     pub key_data: String,
     /// Who may reach the Nomad HTTP API.
@@ -66,42 +103,149 @@ pub struct ClusterFile {
     /// Who may reach SSH.
     pub allowed_ssh_cidr_blocks: Vec<String>,
     /// Create a Standard public IP and load balancer for the API and SSH.
-    #[serde(default)]
     pub associate_public_ip_address_load_balancer: bool,
-    #[serde(default = "default_computer_name_prefix")]
+    /// DNS label of the load balancer's public IP (`<label>.<region>.cloudapp.azure.com`).
+    pub domain_name_label: Option<String>,
     pub computer_name_prefix: String,
-    #[serde(default = "default_admin_user_name")]
     pub admin_user_name: String,
     /// OS disk size in GB.
-    #[serde(default = "default_root_volume_size")]
     pub root_volume_size: u32,
     /// Managed disk type of the OS disk.
-    #[serde(default = "default_os_disk_type")]
     pub os_disk_type: String,
-    #[serde(default = "default_http_port")]
+    /// The scale sets' SKU tier (`instance_tier`): always `Standard` (Basic sizes are retired).
+    pub instance_tier: String,
+    /// Encrypt the OS disk, temp disk and caches on the VM host (`securityProfile.encryptionAtHost`).
+    pub encryption_at_host: bool,
     pub http_port: u16,
-    #[serde(default = "default_rpc_port")]
     pub rpc_port: u16,
-    #[serde(default = "default_serf_port")]
     pub serf_port: u16,
-    #[serde(default = "default_ssh_port")]
     pub ssh_port: u16,
-    /// An existing subnet to use instead of creating a virtual network.
+    /// An existing subnet to use instead of creating a virtual network (also from `subnet_ids`).
     pub subnet_id: Option<String>,
     /// The virtual network to create (without `subnet_id`).
     pub address_space: Option<String>,
     /// The subnet to create inside `address_space`.
     pub subnet_address: Option<String>,
     /// Availability zones for the scale sets and the load balancer's public IP.
-    #[serde(default)]
     pub zones: Vec<String>,
     /// How instances reach the internet [default: nat-gateway with a created subnet].
     pub egress: Option<Egress>,
+    /// The NAT gateway's SKU [default: StandardV2 when the scale sets span zones].
+    pub nat_gateway_sku: NatGatewaySku,
     /// Extra tags on every resource (the cluster tag is always added).
-    #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    #[serde(default)]
     pub nomad: NomadOptions,
+    pub health: HealthOptions,
+    /// Extra boot commands for every VM, run before run-nomad (`custom_data`,
+    /// `custom_data_file`, or the README's `user_data`).
+    pub custom_data: Option<BootCommands>,
+    /// What the file says that cluster-deploy accepts but does not use, and why.
+    pub warnings: Vec<Warning>,
+}
+
+impl ClusterFile {
+    /// Every instance of every scale set.
+    pub fn instances(&self) -> u32 {
+        self.cluster_size
+            .saturating_add(self.client_pools.iter().map(|p| p.count).sum::<u32>())
+    }
+}
+
+/// One client pool: its own scale set, size, count, node class and node pool, as one more
+/// instance of the Terraform module used to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientPool {
+    /// Names the scale set `<cluster>-<name>`.
+    pub name: String,
+    /// Where it was written, for errors: `client_pool[2]`, or `None` for the single-pool form.
+    pub index: Option<usize>,
+    pub instance_size: String,
+    pub count: u32,
+    pub node_class: Option<String>,
+    pub node_pool: Option<String>,
+    /// `[nomad.meta]` with the pool's own `meta` over it.
+    pub meta: BTreeMap<String, String>,
+    pub spot: Option<Spot>,
+    pub computer_name_prefix: String,
+    /// `singlePlacementGroup`: `Some(false)` forces multiple placement groups.
+    pub single_placement_group: Option<bool>,
+    /// The pool's own boot commands, run after the cluster-wide ones.
+    pub custom_data: Option<BootCommands>,
+}
+
+impl ClientPool {
+    /// The cluster file field a key of this pool came from (`client_pool[1].count`, or
+    /// `num_clients` for the single form).
+    pub fn field(&self, key: &str) -> String {
+        match self.index {
+            Some(i) => format!("client_pool[{i}].{key}"),
+            None => match key {
+                "count" => "num_clients".to_string(),
+                "instance_size" => "client_instance_size".to_string(),
+                "node_class" => "nomad.node_class".to_string(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// Azure Spot priority for a pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spot {
+    pub eviction_policy: EvictionPolicy,
+    /// US dollars per hour, or -1: evicted for capacity only, never for price.
+    pub max_price: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionPolicy {
+    Delete,
+    Deallocate,
+}
+
+impl EvictionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionPolicy::Delete => "Delete",
+            EvictionPolicy::Deallocate => "Deallocate",
+        }
+    }
+}
+
+/// Instance health and automatic repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthOptions {
+    pub automatic_repairs: bool,
+    /// How long after a VM changes state (boots, is reimaged) before it may be repaired.
+    pub repair_grace_period_minutes: u32,
+}
+
+/// Default grace period: boot, custom data, a TLS wait of up to 10 minutes, run-nomad's IMDS
+/// wait of up to 5, Nomad's start and join, with room to spare.
+pub const DEFAULT_REPAIR_GRACE_MINUTES: u32 = 30;
+
+/// Operator commands for the boot script, as read from the cluster file or the file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootCommands {
+    /// The cluster file field (`custom_data`, `client_pool[1].custom_data_file`, ...).
+    pub field: String,
+    /// Where they came from, for people (`custom_data_file /srv/boot.sh`).
+    pub origin: String,
+    pub script: String,
+}
+
+/// A setting accepted but not used, or translated: shown by `plan` and logged by every
+/// command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.field, self.message)
+    }
 }
 
 /// What run-nomad is told on each VM.
@@ -118,9 +262,9 @@ pub struct NomadOptions {
     /// Enable Nomad's ACL system.
     #[serde(default)]
     pub acl: bool,
-    /// The clients' node class.
+    /// The clients' node class (a pool's own `node_class` wins).
     pub node_class: Option<String>,
-    /// Client node metadata.
+    /// Client node metadata (a pool's own `meta` keys win).
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
     pub tls: Option<TlsFiles>,
@@ -150,42 +294,9 @@ pub struct TlsFiles {
     pub key_file: String,
 }
 
-fn default_cluster_size() -> u32 {
-    3
-}
-fn default_num_clients() -> u32 {
-    6
-}
-fn default_computer_name_prefix() -> String {
-    "nomad".to_string()
-}
-fn default_admin_user_name() -> String {
-    "nomadadmin".to_string()
-}
-fn default_root_volume_size() -> u32 {
-    30
-}
-fn default_os_disk_type() -> String {
-    "StandardSSD_LRS".to_string()
-}
-fn default_http_port() -> u16 {
-    4646
-}
-fn default_rpc_port() -> u16 {
-    4647
-}
-fn default_serf_port() -> u16 {
-    4648
-}
-fn default_ssh_port() -> u16 {
-    22
-}
 fn default_run_nomad() -> String {
     "/opt/nomad/bin/run-nomad".to_string()
 }
-
-/// The largest number of instances the SSH NAT rule's port range (2200-2299) can map.
-pub const SSH_PORT_RANGE_SIZE: u32 = 100;
 
 /// Why a cluster file was refused. Each names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -212,33 +323,40 @@ pub enum ConfigError {
     },
 }
 
-/// Reads, parses and validates a cluster file.
+/// Reads, parses and validates a cluster file; logs its warnings.
 pub fn load(path: &Path) -> Result<ClusterFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text)
+    let file = parse(path, &text)?;
+    for warning in &file.warnings {
+        tracing::warn!("cluster file {}: {warning}", path.display());
+    }
+    Ok(file)
 }
 
-/// Parses and validates cluster file text; `path` names it in errors and anchors relative paths.
+/// Parses and validates cluster file text; `path` names it in errors and anchors relative
+/// paths (the gossip key file, custom data files).
 pub fn parse(path: &Path, text: &str) -> Result<ClusterFile, ConfigError> {
-    let mut file: ClusterFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let raw: raw::RawClusterFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    // A relative key file is relative to the cluster file, not to wherever the tool runs.
-    if let Some(key) = &file.nomad.gossip_key_file {
-        if key.is_relative() {
-            let base = path.parent().unwrap_or_else(|| Path::new("."));
-            file.nomad.gossip_key_file = Some(base.join(key));
-        }
-    }
-    validate(&file).map_err(|(field, problem)| ConfigError::Invalid {
+    let invalid = |(field, problem): Problem| ConfigError::Invalid {
         path: path.to_path_buf(),
         field,
         problem,
-    })?;
+    };
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut file = resolve::resolve(base, raw).map_err(invalid)?;
+    // A relative key file is relative to the cluster file, not to wherever the tool runs.
+    if let Some(key) = &file.nomad.gossip_key_file {
+        if key.is_relative() {
+            file.nomad.gossip_key_file = Some(base.join(key));
+        }
+    }
+    validate(&file).map_err(invalid)?;
     Ok(file)
 }
 
@@ -249,14 +367,11 @@ fn bad(field: &str, problem: impl Into<String>) -> Problem {
 }
 
 fn validate(f: &ClusterFile) -> Result<(), Problem> {
-    check_location(&f.location)?;
-    check_resource_group(&f.resource_group_name)?;
-    check_cluster_name(&f.cluster_name)?;
-    check_image_id(&f.image_id)?;
-    check_vm_size("instance_size", &f.instance_size)?;
-    if let Some(size) = &f.client_instance_size {
-        check_vm_size("client_instance_size", size)?;
-    }
+    checks::check_location(&f.location)?;
+    checks::check_resource_group(&f.resource_group_name)?;
+    checks::check_cluster_name(&f.cluster_name)?;
+    checks::check_image_id(&f.image_id)?;
+    checks::check_vm_size("instance_size", &f.instance_size)?;
     if f.cluster_size == 0 || f.cluster_size % 2 == 0 {
         return Err(bad(
             "cluster_size",
@@ -276,21 +391,15 @@ fn validate(f: &ClusterFile) -> Result<(), Problem> {
             ),
         ));
     }
-    if f.num_clients > 1000 {
-        return Err(bad(
-            "num_clients",
-            "is above 1000, the limit of a Uniform scale set",
-        ));
-    }
-    check_ssh_key(&f.key_data)?;
+    ssh_key::check_ssh_key(&f.key_data)?;
     for (i, cidr) in f.allowed_inbound_cidr_blocks.iter().enumerate() {
-        check_cidr(&format!("allowed_inbound_cidr_blocks[{i}]"), cidr)?;
+        network::check_cidr(&format!("allowed_inbound_cidr_blocks[{i}]"), cidr)?;
     }
     for (i, cidr) in f.allowed_ssh_cidr_blocks.iter().enumerate() {
-        check_cidr(&format!("allowed_ssh_cidr_blocks[{i}]"), cidr)?;
+        network::check_cidr(&format!("allowed_ssh_cidr_blocks[{i}]"), cidr)?;
     }
-    check_computer_name_prefix(&f.computer_name_prefix)?;
-    check_admin_user(&f.admin_user_name)?;
+    checks::check_computer_name_prefix(&f.computer_name_prefix)?;
+    checks::check_admin_user(&f.admin_user_name)?;
     if !(30..=4095).contains(&f.root_volume_size) {
         return Err(bad(
             "root_volume_size",
@@ -300,13 +409,6 @@ fn validate(f: &ClusterFile) -> Result<(), Problem> {
             ),
         ));
     }
-    const DISK_TYPES: &[&str] = &[
-        "Standard_LRS",
-        "StandardSSD_LRS",
-        "StandardSSD_ZRS",
-        "Premium_LRS",
-        "Premium_ZRS",
-    ];
     if !DISK_TYPES.contains(&f.os_disk_type.as_str()) {
         return Err(bad(
             "os_disk_type",
@@ -317,24 +419,11 @@ fn validate(f: &ClusterFile) -> Result<(), Problem> {
             ),
         ));
     }
-    check_ports(f)?;
-    check_network(f)?;
-    for (i, zone) in f.zones.iter().enumerate() {
-        if !matches!(zone.as_str(), "1" | "2" | "3") {
-            return Err(bad(
-                &format!("zones[{i}]"),
-                format!("is {zone:?}: Azure availability zones are \"1\", \"2\" and \"3\""),
-            ));
-        }
-    }
-    let mut zones = f.zones.clone();
-    zones.sort();
-    zones.dedup();
-    if zones.len() != f.zones.len() {
-        return Err(bad("zones", "lists a zone twice"));
-    }
+    checks::check_ports(f)?;
+    pools::check_pools(f)?;
+    network::check_network(f)?;
     for (key, value) in &f.tags {
-        check_tag(key, value)?;
+        checks::check_tag(key, value)?;
     }
     if f.tags.contains_key(crate::model::CLUSTER_TAG) {
         return Err(bad(
@@ -342,492 +431,51 @@ fn validate(f: &ClusterFile) -> Result<(), Problem> {
             "is set by cluster-deploy itself (it is how destroy finds the cluster's resources)",
         ));
     }
-    check_nomad(&f.nomad)?;
+    checks::check_nomad(&f.nomad)?;
+    check_health(f)?;
     Ok(())
 }
 
-fn check_location(location: &str) -> Result<(), Problem> {
-    let ok = !location.is_empty()
-        && location
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "location",
-            format!(
-                "is {location:?}: use the region's programmatic name, lower case without spaces \
-                 (e.g. \"westeurope\", as `az account list-locations` shows it)"
-            ),
-        ))
-    }
-}
-
-/// Azure's rule for resource group names: 1-90 of letters, digits, `-_.()`, not ending in `.`.
-fn check_resource_group(name: &str) -> Result<(), Problem> {
-    let ok = (1..=90).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
-        && !name.ends_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "resource_group_name",
-            format!(
-                "is {name:?}: use 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'"
-            ),
-        ))
-    }
-}
-
-/// Every resource name is derived from the cluster name, so it must fit the strictest of them
-/// (scale set and load balancer names; the computer name prefix is separate).
-fn check_cluster_name(name: &str) -> Result<(), Problem> {
-    let bytes = name.as_bytes();
-    let ok = (1..=40).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "cluster_name",
-            format!(
-                "is {name:?}: use 1-40 lower-case letters, digits and '-', starting with a letter \
-                 and not ending with '-' (it names every resource and tags them)"
-            ),
-        ))
-    }
-}
-
-fn check_image_id(id: &str) -> Result<(), Problem> {
-    let lower = id.to_ascii_lowercase();
-    let segments: Vec<&str> = lower.split('/').collect();
-    let shaped = lower.starts_with("/subscriptions/")
-        && segments.len() >= 9
-        && segments.iter().skip(1).all(|s| !s.is_empty())
-        && segments[3] == "resourcegroups"
-        && segments[5] == "providers"
-        && segments[6] == "microsoft.compute"
-        && (segments[7] == "images" || segments[7] == "galleries");
-    if shaped {
-        Ok(())
-    } else {
-        Err(bad(
-            "image_id",
-            format!(
-                "is {id:?}: use the resource id of a managed image \
-                 (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Compute/images/<name>) \
-                 or of a gallery image version, as image-builder records it"
-            ),
-        ))
-    }
-}
-
-fn check_vm_size(field: &str, size: &str) -> Result<(), Problem> {
-    let ok = size.starts_with("Standard_")
-        && size.len() > "Standard_".len()
-        && size.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            field,
-            format!("is {size:?}: use an Azure VM size such as \"Standard_D2s_v5\""),
-        ))
-    }
-}
-
-/// The key types Azure accepts for Linux VMs, each with the type name inside its base64 blob.
-const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-rsa",
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
+/// The managed disk types an OS disk can use.
+pub const DISK_TYPES: &[&str] = &[
+    "Standard_LRS",
+    "StandardSSD_LRS",
+    "StandardSSD_ZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
 ];
 
-fn check_ssh_key(key: &str) -> Result<(), Problem> {
-    let problem = |why: &str| {
-        bad(
-            "key_data",
-            format!(
-                "{why}: give the OpenSSH public key line (the content of ~/.ssh/id_ed25519.pub, \
-                 \"ssh-ed25519 AAAA... comment\"); password login is disabled, so this key is the \
-                 only way in"
-            ),
-        )
-    };
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(problem("is empty"));
-    }
-    if key.contains("PRIVATE KEY") {
-        return Err(problem("holds a PRIVATE key"));
-    }
-    let mut words = key.split_whitespace();
-    let kind = words.next().unwrap_or_default();
-    let blob = words.next().unwrap_or_default();
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return Err(problem(&format!(
-            "starts with {kind:?}, not one of {}",
-            SSH_KEY_TYPES.join(", ")
-        )));
-    }
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob) else {
-        return Err(problem("has a key body that is not base64"));
-    };
-    // The blob starts with the key type as an SSH string: 4-byte length, then the name.
-    let inner = bytes
-        .get(4..)
-        .and_then(|rest| {
-            let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-            rest.get(..len)
-        })
-        .unwrap_or_default();
-    if inner != kind.as_bytes() {
-        return Err(problem(&format!("has a key body that is not a {kind} key")));
-    }
-    Ok(())
-}
-
-/// An IPv4 CIDR block in canonical form (no host bits set), or a single address.
-pub fn parse_cidr(value: &str) -> Result<Ipv4Net, String> {
-    let net: Ipv4Net = if value.contains('/') {
-        value
-            .parse()
-            .map_err(|_| format!("{value:?} is not an IPv4 CIDR block such as 203.0.113.0/24"))?
-    } else {
-        let ip: Ipv4Addr = value
-            .parse()
-            .map_err(|_| format!("{value:?} is not an IPv4 CIDR block such as 203.0.113.0/24"))?;
-        Ipv4Net::new(ip, 32).expect("32 is a valid prefix length")
-    };
-    if net.trunc() != net {
-        return Err(format!(
-            "{value:?} has host bits set: did you mean {}?",
-            net.trunc()
-        ));
-    }
-    Ok(net)
-}
-
-fn check_cidr(field: &str, value: &str) -> Result<(), Problem> {
-    parse_cidr(value).map(|_| ()).map_err(|e| bad(field, e))
-}
-
-/// Linux computer names: letters, digits and '-'; Azure appends a 6-character instance suffix,
-/// and the server/client prefixes add 2 more, to a 15-character host name limit we keep to so
-/// that names stay readable in `nomad node status`.
-fn check_computer_name_prefix(prefix: &str) -> Result<(), Problem> {
-    let ok = (1..=7).contains(&prefix.len())
-        && prefix.as_bytes()[0].is_ascii_alphabetic()
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "computer_name_prefix",
-            format!(
-                "is {prefix:?}: use 1-7 letters, digits and '-', starting with a letter (the \
-                 scale sets add \"-s\"/\"-c\" and Azure a 6-character instance suffix)"
-            ),
-        ))
-    }
-}
-
-/// Names Azure refuses as the admin user of a Linux VM.
-const RESERVED_USERS: &[&str] = &[
-    "administrator",
-    "admin",
-    "user",
-    "user1",
-    "test",
-    "user2",
-    "test1",
-    "user3",
-    "admin1",
-    "1",
-    "123",
-    "a",
-    "actuser",
-    "adm",
-    "admin2",
-    "aspnet",
-    "backup",
-    "console",
-    "david",
-    "guest",
-    "john",
-    "owner",
-    "root",
-    "server",
-    "sql",
-    "support",
-    "support_388945a0",
-    "sys",
-    "test2",
-    "test3",
-    "user4",
-    "user5",
-    "nomad",
-];
-
-fn check_admin_user(user: &str) -> Result<(), Problem> {
-    let shaped = (1..=32).contains(&user.len())
-        && (user.as_bytes()[0].is_ascii_lowercase() || user.starts_with('_'))
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !shaped {
+/// Azure's bounds on the repairs grace period (`AutomaticRepairsPolicy.gracePeriod`, Compute
+/// 2024-11-01: PT10M to PT90M), and, with TLS, room for the boot script's TLS wait (10
+/// minutes) and run-nomad's Instance Metadata wait (5 minutes): a VM still booting must not be
+/// repaired.
+fn check_health(f: &ClusterFile) -> Result<(), Problem> {
+    let minutes = f.health.repair_grace_period_minutes;
+    let field = "health.repair_grace_period_minutes";
+    if !(10..=90).contains(&minutes) {
         return Err(bad(
-            "admin_user_name",
-            format!("is {user:?}: use 1-32 lower-case letters, digits, '_' or '-', starting with a letter"),
-        ));
-    }
-    if RESERVED_USERS.contains(&user) {
-        return Err(bad(
-            "admin_user_name",
-            format!("is {user:?}, a name Azure reserves (or Nomad's own service user)"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_ports(f: &ClusterFile) -> Result<(), Problem> {
-    let ports = [
-        ("http_port", f.http_port),
-        ("rpc_port", f.rpc_port),
-        ("serf_port", f.serf_port),
-        ("ssh_port", f.ssh_port),
-    ];
-    for (field, port) in ports {
-        if port == 0 {
-            return Err(bad(field, "is 0: use a port from 1 to 65535"));
-        }
-    }
-    for (i, (a, pa)) in ports.iter().enumerate() {
-        for (b, pb) in &ports[i + 1..] {
-            if pa == pb {
-                return Err(bad(b, format!("is {pb}, the same port as `{a}`")));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_network(f: &ClusterFile) -> Result<(), Problem> {
-    match (&f.subnet_id, &f.address_space, &f.subnet_address) {
-        (Some(id), None, None) => {
-            check_subnet_id(id)?;
-            match f.egress {
-                None => {
-                    return Err(bad(
-                        "egress",
-                        "must be set with `subnet_id`: \"existing\" when that subnet already has \
-                         outbound access (NAT gateway, firewall), or \"load-balancer\" for an \
-                         outbound rule on the cluster's load balancer (subnets made with Network \
-                         api-version 2025-07-01 or later have no default outbound access)",
-                    ))
-                }
-                Some(Egress::NatGateway) => {
-                    return Err(bad(
-                        "egress",
-                        "is \"nat-gateway\", which needs a subnet cluster-deploy creates: with \
-                         `subnet_id`, attach a NAT gateway to that subnet yourself and say \
-                         \"existing\", or use \"load-balancer\"",
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        (Some(_), _, _) => {
-            return Err(bad(
-                "subnet_id",
-                "cannot be combined with `address_space`/`subnet_address`: use an existing \
-                 subnet or let cluster-deploy create one, not both",
-            ))
-        }
-        (None, Some(space), Some(subnet)) => {
-            let space_net = parse_cidr(space).map_err(|e| bad("address_space", e))?;
-            let subnet_net = parse_cidr(subnet).map_err(|e| bad("subnet_address", e))?;
-            if !space_net.contains(&subnet_net) {
-                return Err(bad(
-                    "subnet_address",
-                    format!("{subnet} is not inside address_space {space}"),
-                ));
-            }
-            // Azure keeps 5 addresses of every subnet; /29 is its smallest.
-            if subnet_net.prefix_len() > 29 {
-                return Err(bad(
-                    "subnet_address",
-                    format!("{subnet} is smaller than /29, the smallest subnet Azure allows"),
-                ));
-            }
-            let usable = (1u64 << (32 - subnet_net.prefix_len())) - 5;
-            let wanted = u64::from(f.cluster_size) + u64::from(f.num_clients);
-            if wanted > usable {
-                return Err(bad(
-                    "subnet_address",
-                    format!(
-                        "{subnet} has {usable} usable addresses, fewer than the {wanted} instances"
-                    ),
-                ));
-            }
-            if f.egress == Some(Egress::Existing) {
-                return Err(bad(
-                    "egress",
-                    "is \"existing\", but the subnet is created here and has no egress of its \
-                     own: use \"nat-gateway\" or \"load-balancer\"",
-                ));
-            }
-        }
-        (None, None, None) => {
-            return Err(bad(
-                "subnet_id",
-                "is missing: give `subnet_id` (an existing subnet) or `address_space` and \
-                 `subnet_address` (a virtual network to create)",
-            ))
-        }
-        (None, None, Some(_)) => return Err(bad("address_space", "is missing")),
-        (None, Some(_), None) => return Err(bad("subnet_address", "is missing")),
-    }
-    let egress = f.egress.unwrap_or(Egress::NatGateway);
-    if egress == Egress::LoadBalancer && !f.associate_public_ip_address_load_balancer {
-        return Err(bad(
-            "egress",
-            "is \"load-balancer\", which needs `associate_public_ip_address_load_balancer = true`",
-        ));
-    }
-    if f.associate_public_ip_address_load_balancer {
-        let instances = f.cluster_size + f.num_clients;
-        if instances > SSH_PORT_RANGE_SIZE {
-            return Err(bad(
-                "num_clients",
-                format!(
-                    "gives {instances} instances, more than the {SSH_PORT_RANGE_SIZE} ports of the \
-                     load balancer's SSH port range 2200-2299"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_subnet_id(id: &str) -> Result<(), Problem> {
-    let lower = id.to_ascii_lowercase();
-    let s: Vec<&str> = lower.split('/').collect();
-    let ok = s.len() == 11
-        && s[0].is_empty()
-        && s[1] == "subscriptions"
-        && s[3] == "resourcegroups"
-        && s[5] == "providers"
-        && s[6] == "microsoft.network"
-        && s[7] == "virtualnetworks"
-        && s[9] == "subnets"
-        && s.iter().skip(1).all(|p| !p.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "subnet_id",
-            format!(
-                "is {id:?}: use a subnet resource id, /subscriptions/<id>/resourceGroups/<rg>/\
-                 providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>"
-            ),
-        ))
-    }
-}
-
-/// Azure tag rules: names up to 512 characters without `<>%&\?/`, values up to 256.
-fn check_tag(key: &str, value: &str) -> Result<(), Problem> {
-    let field = format!("tags.{key}");
-    // A key starting with '[' would be read as a template expression.
-    if key.is_empty()
-        || key.len() > 512
-        || key.starts_with('[')
-        || key.contains(['<', '>', '%', '&', '\\', '?', '/'])
-    {
-        return Err(bad(
-            &field,
-            "is not a valid Azure tag name (1-512 characters, none of < > % & \\ ? /, not starting with [)",
-        ));
-    }
-    if value.len() > 256 {
-        return Err(bad(&field, "is longer than 256 characters"));
-    }
-    Ok(())
-}
-
-fn check_nomad(n: &NomadOptions) -> Result<(), Problem> {
-    if !n.run_nomad.starts_with('/') {
-        return Err(bad(
-            "nomad.run_nomad",
-            format!("is {:?}: give the absolute path on the image", n.run_nomad),
-        ));
-    }
-    for (field, value) in [
-        ("nomad.datacenter", &n.datacenter),
-        ("nomad.region", &n.region),
-        ("nomad.node_class", &n.node_class),
-    ] {
-        if let Some(v) = value {
-            check_nomad_name(field, v)?;
-        }
-    }
-    for key in n.meta.keys() {
-        let ok = !key.is_empty()
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !ok {
-            return Err(bad(
-                &format!("nomad.meta.{key}"),
-                "is not a usable meta key (letters, digits, '_', '-', '.')",
-            ));
-        }
-    }
-    if let Some(tls) = &n.tls {
-        for (field, path) in [
-            ("nomad.tls.ca_file", &tls.ca_file),
-            ("nomad.tls.cert_file", &tls.cert_file),
-            ("nomad.tls.key_file", &tls.key_file),
-        ] {
-            if !path.starts_with('/') || path.contains(['\n', '\0']) {
-                return Err(bad(
-                    field,
-                    format!("is {path:?}: give the absolute path of the file on the VMs"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Datacenter, region and node class: Nomad accepts free text, but these reach HCL and a shell
-/// line, so keep them to the characters any sane name uses.
-fn check_nomad_name(field: &str, value: &str) -> Result<(), Problem> {
-    let ok = (1..=128).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
             field,
-            format!("is {value:?}: use 1-128 letters, digits, '_', '-' or '.'"),
-        ))
+            format!("is {minutes}: Azure allows a grace period of 10 to 90 minutes"),
+        ));
     }
+    let floor = 5 + (crate::custom_data::TLS_WAIT_SECS + RUN_NOMAD_IMDS_WAIT_SECS).div_ceil(60);
+    if f.nomad.tls.is_some() && minutes < floor {
+        return Err(bad(
+            field,
+            format!(
+                "is {minutes}: with [nomad.tls] a booting VM may wait {} minutes for its TLS \
+                 files and run-nomad {} for Instance Metadata; give at least {floor}, or a VM \
+                 still booting is repaired",
+                crate::custom_data::TLS_WAIT_SECS / 60,
+                RUN_NOMAD_IMDS_WAIT_SECS / 60
+            ),
+        ));
+    }
+    Ok(())
 }
+
+/// run-nomad's default `--imds-timeout` (seconds).
+pub const RUN_NOMAD_IMDS_WAIT_SECS: u32 = 300;
 
 /// Reads and checks the gossip key file: standard base64 of exactly 32 bytes, as Nomad's
 /// `server.encrypt` requires. The key itself never appears in the error.
@@ -866,7 +514,7 @@ pub fn read_gossip_key(
 pub(crate) mod tests {
     use super::*;
 
-    pub const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPyLGZoOJxCX/QefXQ6DsqUVGx4Yu6CRbDt8Ejl10bwH operator@example";
+    pub const KEY: &str = ssh_key::tests::ED25519;
 
     pub fn minimal() -> String {
         format!(
@@ -883,6 +531,31 @@ address_space = "10.0.0.0/16"
 subnet_address = "10.0.1.0/24"
 "#
         )
+    }
+
+    /// The minimal file with `extra`: its top-level `key = value` lines replace the minimal
+    /// file's (`key = DROP` removes one), and its tables (from the first `[` line on) follow.
+    pub fn minimal_with(extra: &str) -> String {
+        let first_table = if extra.starts_with('[') {
+            Some(0)
+        } else {
+            extra.find("\n[").map(|i| i + 1)
+        };
+        let (top, tables) = match first_table {
+            Some(i) => extra.split_at(i),
+            None => (extra, ""),
+        };
+        let keys: Vec<&str> = top
+            .lines()
+            .filter_map(|l| l.split_once(" =").map(|(k, _)| k.trim()))
+            .collect();
+        let base: Vec<String> = minimal()
+            .lines()
+            .filter(|l| !keys.iter().any(|k| l.starts_with(&format!("{k} ="))))
+            .map(str::to_string)
+            .collect();
+        let top: Vec<&str> = top.lines().filter(|l| !l.ends_with("= DROP")).collect();
+        format!("{}\n{}\n{tables}", top.join("\n"), base.join("\n"))
     }
 
     fn load_text(text: &str) -> Result<ClusterFile, ConfigError> {
@@ -979,6 +652,22 @@ subnet_address = "10.0.1.0/24"
             "key_data = \"ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHX0tMHyMQi6JXZ7bS7WlOnrqbzYL1U5Xg6aQfqHk2Zx\"",
         ));
         assert!(text.contains("not a ssh-rsa key"), "{text}");
+        // ECDSA is what Azure refuses at deployment; a 1024-bit RSA key too.
+        let text = problem(&replace(
+            "key_data",
+            &format!("key_data = \"{}\"", ssh_key::tests::ECDSA_256),
+        ));
+        assert!(text.contains("`key_data` is an ECDSA key"), "{text}");
+        let text = problem(&replace(
+            "key_data",
+            &format!("key_data = \"{}\"", ssh_key::tests::RSA_1024),
+        ));
+        assert!(text.contains("1024-bit RSA key"), "{text}");
+        assert!(load_text(&replace(
+            "key_data",
+            &format!("key_data = \"{}\"", ssh_key::tests::RSA_2048),
+        ))
+        .is_ok());
     }
 
     #[test]
@@ -1088,5 +777,317 @@ subnet_address = "10.0.1.0/24"
     fn the_cluster_tag_is_reserved() {
         let text = problem(&format!("{}\n[tags]\nnomad-cluster = \"x\"\n", minimal()));
         assert!(text.contains("`tags.nomad-cluster`"), "{text}");
+    }
+
+    fn warnings_of(f: &ClusterFile) -> Vec<String> {
+        f.warnings.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_module_variables_are_mapped_or_kept_as_warnings() {
+        let f = load_text(&minimal_with(
+            "image_id = DROP\n\
+             ami_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/nomad\"\n\
+             storage_account_name = \"nomadimages\"\n\
+             wait_for_capacity_timeout = \"10m\"\n\
+             tenancy = \"default\"\n\
+             instance_tier = \"standard\"\n\
+             root_volume_type = \"gp2\"\n\
+             instance_root_volume_size = 40\n",
+        ))
+        .unwrap();
+        assert!(f.image_id.ends_with("/images/nomad"));
+        assert_eq!(f.instance_tier, "Standard");
+        assert_eq!(f.os_disk_type, "StandardSSD_LRS");
+        assert_eq!(f.root_volume_size, 40);
+        let warnings = warnings_of(&f);
+        for (field, why) in [
+            ("storage_account_name", "managed disks"),
+            ("wait_for_capacity_timeout", "Terraform"),
+            ("tenancy", "AWS EC2"),
+            ("root_volume_type", "AWS EBS volume type"),
+        ] {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.starts_with(&format!("`{field}`")) && w.contains(why)),
+                "{field}: {warnings:?}"
+            );
+        }
+        // Azure names need no translation, hence no warning.
+        let f = load_text(&minimal_with("root_volume_type = \"Premium_LRS\"")).unwrap();
+        assert_eq!(f.os_disk_type, "Premium_LRS");
+        assert!(f.warnings.is_empty());
+    }
+
+    #[test]
+    fn module_variables_that_cannot_hold_are_refused_by_name() {
+        for (extra, field, why) in [
+            ("instance_tier = \"basic\"", "instance_tier", "retired"),
+            ("tenancy = \"dedicated\"", "tenancy", "dedicated host group"),
+            ("root_volume_type = \"sc1\"", "root_volume_type", "managed disk type"),
+            (
+                "root_volume_type = \"io1\"\nos_disk_type = \"Standard_LRS\"",
+                "root_volume_type",
+                "give one",
+            ),
+            (
+                "root_volume_size = 50\ninstance_root_volume_size = 40",
+                "instance_root_volume_size",
+                "give one",
+            ),
+            (
+                "ami_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/other\"",
+                "ami_id",
+                "give one",
+            ),
+            ("custom_data = \"echo a\"\nuser_data = \"echo b\"", "user_data", "once"),
+        ] {
+            let text = problem(&minimal_with(extra));
+            assert!(text.contains(&format!("`{field}`")), "{extra}: {text}");
+            assert!(text.contains(why), "{extra}: {text}");
+        }
+    }
+
+    #[test]
+    fn subnet_ids_name_one_subnet() {
+        let a = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/a";
+        let b = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/b";
+        let f = load_text(&minimal_with(&format!(
+            "address_space = DROP\nsubnet_address = DROP\negress = \"existing\"\nsubnet_ids = [\"{a}\", \"{a}\"]"
+        )))
+        .unwrap();
+        assert_eq!(f.subnet_id.as_deref(), Some(a));
+        let text = problem(&minimal_with(&format!(
+            "address_space = DROP\nsubnet_address = DROP\negress = \"existing\"\nsubnet_ids = [\"{a}\", \"{b}\"]"
+        )));
+        assert!(text.contains("`subnet_ids` names 2 subnets"), "{text}");
+        assert!(text.contains("spans every availability zone"), "{text}");
+    }
+
+    #[test]
+    fn custom_data_is_read_checked_and_relative_to_the_cluster_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("boot")).unwrap();
+        std::fs::write(
+            dir.path().join("boot/extra.sh"),
+            "#!/bin/bash\napt-get install -y jq\n",
+        )
+        .unwrap();
+        let path = dir.path().join("cluster.toml");
+        let f = parse(&path, &minimal_with("custom_data_file = \"boot/extra.sh\"")).unwrap();
+        let commands = f.custom_data.unwrap();
+        assert_eq!(commands.script, "#!/bin/bash\napt-get install -y jq\n");
+        assert_eq!(commands.field, "custom_data_file");
+        let text = parse(
+            &path,
+            &minimal_with("custom_data_file = \"boot/missing.sh\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("`custom_data_file`"), "{text}");
+        assert!(text.contains("missing.sh"), "{text}");
+        // The module's custom_data started Nomad itself; ours runs before run-nomad.
+        let text = problem(&minimal_with(
+            "custom_data = \"#!/bin/bash\\n/opt/nomad/bin/run-nomad --server --num-servers 3\\n\"",
+        ));
+        assert!(
+            text.contains("`custom_data` runs run-nomad (line 2)"),
+            "{text}"
+        );
+        let text = problem(&minimal_with(
+            "custom_data = \"echo\"\ncustom_data_file = \"x.sh\"",
+        ));
+        assert!(
+            text.contains("`custom_data_file` is given with `custom_data`"),
+            "{text}"
+        );
+        // The README's user_data is the same setting.
+        let f = load_text(&minimal_with("user_data = \"echo hi\"")).unwrap();
+        assert_eq!(f.custom_data.unwrap().field, "user_data");
+    }
+
+    #[test]
+    fn the_dns_label_follows_azure_rules_and_needs_the_public_ip() {
+        let lb = "associate_public_ip_address_load_balancer = true\n";
+        let f = load_text(&minimal_with(&format!(
+            "{lb}domain_name_label = \"nomad-prod-1\""
+        )))
+        .unwrap();
+        assert_eq!(f.domain_name_label.as_deref(), Some("nomad-prod-1"));
+        for label in [
+            "ab",
+            "Nomad",
+            "1nomad",
+            "nomad-",
+            "nomad_prod",
+            &"a".repeat(64),
+        ] {
+            let text = problem(&minimal_with(&format!(
+                "{lb}domain_name_label = \"{label}\""
+            )));
+            assert!(text.contains("`domain_name_label`"), "{label}: {text}");
+        }
+        let text = problem(&minimal_with("domain_name_label = \"nomad-prod\""));
+        assert!(text.contains("no public IP"), "{text}");
+    }
+
+    const POOLS: &str = "[[client_pool]]\nname = \"web\"\ncount = 4\ninstance_size = \"Standard_D4s_v5\"\nnode_class = \"web\"\n\
+                         [[client_pool]]\nname = \"batch\"\ncount = 20\nspot = true\nmax_price = 0.02\nnode_pool = \"batch\"\n";
+
+    #[test]
+    fn client_pools_are_parsed_with_defaults_from_the_nomad_table() {
+        let f = load_text(&minimal_with(&format!(
+            "[nomad]\nnode_class = \"general\"\n[nomad.meta]\nrack = \"r1\"\n{POOLS}"
+        )))
+        .unwrap();
+        assert_eq!(f.client_pools.len(), 2);
+        assert_eq!(f.num_clients, 24);
+        assert_eq!(f.instances(), 27);
+        let web = &f.client_pools[0];
+        assert_eq!((web.name.as_str(), web.count), ("web", 4));
+        assert_eq!(web.node_class.as_deref(), Some("web"));
+        assert_eq!(web.meta.get("rack").map(String::as_str), Some("r1"));
+        assert_eq!(web.computer_name_prefix, "nomad-web");
+        let batch = &f.client_pools[1];
+        assert_eq!(batch.node_class.as_deref(), Some("general"));
+        assert_eq!(batch.instance_size, "Standard_D2s_v5");
+        let spot = batch.spot.unwrap();
+        assert_eq!(spot.eviction_policy, EvictionPolicy::Delete);
+        assert_eq!(spot.max_price, 0.02);
+        // Without tables: one pool named clients from the single form.
+        let f = load_text(&minimal_with(
+            "num_clients = 2\nclient_instance_size = \"Standard_D8s_v5\"",
+        ))
+        .unwrap();
+        assert_eq!(f.client_pools.len(), 1);
+        assert_eq!(f.client_pools[0].name, "clients");
+        assert_eq!(f.client_pools[0].instance_size, "Standard_D8s_v5");
+        assert_eq!(f.client_pools[0].computer_name_prefix, "nomad-c");
+    }
+
+    #[test]
+    fn bad_pools_are_refused_by_field() {
+        for (extra, field) in [
+            (format!("num_clients = 3\n{POOLS}"), "num_clients"),
+            ("[[client_pool]]\nname = \"Web\"\ncount = 1\n".to_string(), "client_pool[0].name"),
+            ("[[client_pool]]\nname = \"servers\"\ncount = 1\n".to_string(), "client_pool[0].name"),
+            (
+                "[[client_pool]]\nname = \"a\"\ncount = 1\n[[client_pool]]\nname = \"a\"\ncount = 1\n".to_string(),
+                "client_pool[1].name",
+            ),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nnode_pool = \"all\"\n".to_string(), "client_pool[0].node_pool"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nmax_price = 0.1\n".to_string(), "client_pool[0].max_price"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nspot = true\nmax_price = 0\n".to_string(), "client_pool[0].max_price"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nspot = true\neviction_policy = \"Stop\"\n".to_string(), "client_pool[0].eviction_policy"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\ninstance_size = \"m5.large\"\n".to_string(), "client_pool[0].instance_size"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\ncomputer_name_prefix = \"nomad-s\"\n".to_string(), "client_pool[0].computer_name_prefix"),
+            ("[[client_pool]]\nname = \"averylongpoolname\"\ncount = 1\n".to_string(), "client_pool[0].computer_name_prefix"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\n[client_pool.meta]\n\"a..b\" = \"x\"\n".to_string(), "client_pool[0].meta.a..b"),
+        ] {
+            let text = problem(&minimal_with(&extra));
+            assert!(text.contains(&format!("`{field}`")), "{extra}\n{text}");
+        }
+    }
+
+    #[test]
+    fn pool_sizes_stop_at_azure_limits() {
+        let big_subnet = "subnet_address = \"10.0.0.0/20\"\n";
+        // Above 100: allowed, in several placement groups.
+        assert!(load_text(&minimal_with(&format!("{big_subnet}num_clients = 101"))).is_ok());
+        let text = problem(&minimal_with(&format!("{big_subnet}num_clients = 601")));
+        assert!(text.contains("`num_clients` is 601"), "{text}");
+        assert!(text.contains("at most 600 instances"), "{text}");
+        assert!(text.contains("managed image"), "{text}");
+        let gallery = "image_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/nomad/versions/1.0.0\"\n";
+        assert!(load_text(&minimal_with(&format!(
+            "{gallery}{big_subnet}num_clients = 1000"
+        )))
+        .is_ok());
+        let text = problem(&minimal_with(&format!(
+            "{gallery}{big_subnet}num_clients = 1001"
+        )));
+        assert!(text.contains("at most 1000 instances"), "{text}");
+        let text = problem(&minimal_with(&format!(
+            "{big_subnet}[[client_pool]]\nname = \"a\"\ncount = 150\nsingle_placement_group = true\n"
+        )));
+        assert!(text.contains("`client_pool[0].count` is 150"), "{text}");
+        // The subnet holds every instance of every pool.
+        let text = problem(&minimal_with(
+            "[[client_pool]]\nname = \"a\"\ncount = 200\n[[client_pool]]\nname = \"b\"\ncount = 60\n",
+        ));
+        assert!(text.contains("`subnet_address`"), "{text}");
+        assert!(text.contains("263 instances"), "{text}");
+    }
+
+    #[test]
+    fn the_ssh_port_range_must_miss_the_api_port() {
+        let text = problem(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\nhttp_port = 2250",
+        ));
+        assert!(
+            text.contains(
+                "`http_port` is 2250, inside the load balancer's SSH port range 2200-2299"
+            ),
+            "{text}"
+        );
+        // 150 clients and a load balancer: the range grows to 2200-2399, clear of 4646.
+        assert!(load_text(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\nsubnet_address = \"10.0.0.0/20\"\nnum_clients = 150",
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn health_settings_are_checked() {
+        let f = load_text(&minimal()).unwrap();
+        assert_eq!(
+            f.health,
+            HealthOptions {
+                automatic_repairs: true,
+                repair_grace_period_minutes: 30
+            }
+        );
+        for minutes in [5, 91] {
+            let text = problem(&minimal_with(&format!(
+                "[health]\nrepair_grace_period_minutes = {minutes}\n"
+            )));
+            assert!(
+                text.contains("`health.repair_grace_period_minutes`"),
+                "{text}"
+            );
+            assert!(text.contains("10 to 90"), "{text}");
+        }
+        let tls = "[nomad.tls]\nca_file = \"/t/ca\"\ncert_file = \"/t/c\"\nkey_file = \"/t/k\"\n";
+        let text = problem(&minimal_with(&format!(
+            "[health]\nrepair_grace_period_minutes = 15\n{tls}"
+        )));
+        assert!(text.contains("at least 20"), "{text}");
+        assert!(load_text(&minimal_with(&format!(
+            "[health]\nrepair_grace_period_minutes = 20\n{tls}"
+        )))
+        .is_ok());
+    }
+
+    #[test]
+    fn the_nat_gateway_is_zone_redundant_when_the_scale_sets_span_zones() {
+        let f = load_text(&minimal_with("zones = [\"1\", \"2\"]")).unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::StandardV2);
+        let f = load_text(&minimal_with("zones = [\"1\"]")).unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::Standard);
+        let f = load_text(&minimal_with(
+            "zones = [\"1\", \"2\", \"3\"]\nnat_gateway_sku = \"Standard\"",
+        ))
+        .unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::Standard);
+        assert!(
+            warnings_of(&f)[0].contains("that zone's outage"),
+            "{:?}",
+            f.warnings
+        );
+        let text = problem(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\negress = \"load-balancer\"\nnat_gateway_sku = \"StandardV2\"",
+        ));
+        assert!(text.contains("`nat_gateway_sku` applies to"), "{text}");
     }
 }
