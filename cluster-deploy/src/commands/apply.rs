@@ -18,7 +18,6 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
     let cluster = &loaded.cluster;
     let parameters = loaded.parameters()?;
     let arm = connect_required(&cli.azure, env)?;
-    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
     let (_, principal_retry) = timing(&cli.azure);
     let group = &cluster.resource_group;
     match arm.resource_group(group)? {
@@ -40,6 +39,7 @@ pub(super) fn apply(cli: &Cli, env: &Env, loaded: &Loaded, out: &mut dyn Write) 
             )?;
         }
     }
+    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
     let name = &cluster.names.deployment;
     // A new identity may not have replicated when its role assignment is made: ARM answers
     // PrincipalNotFound, and the documented remedy is to try again (REFERENCE.md).
