@@ -189,3 +189,51 @@ fn check_zones(zones: &[String]) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load_text, minimal_with, problem};
+
+    #[test]
+    fn the_dns_label_follows_azure_rules_and_needs_the_public_ip() {
+        let lb = "associate_public_ip_address_load_balancer = true\n";
+        let f = load_text(&minimal_with(&format!(
+            "{lb}domain_name_label = \"nomad-prod-1\""
+        )))
+        .unwrap();
+        assert_eq!(f.domain_name_label.as_deref(), Some("nomad-prod-1"));
+        for label in [
+            "ab",
+            "Nomad",
+            "1nomad",
+            "nomad-",
+            "nomad_prod",
+            &"a".repeat(64),
+        ] {
+            let text = problem(&minimal_with(&format!(
+                "{lb}domain_name_label = \"{label}\""
+            )));
+            assert!(text.contains("`domain_name_label`"), "{label}: {text}");
+        }
+        let text = problem(&minimal_with("domain_name_label = \"nomad-prod\""));
+        assert!(text.contains("no public IP"), "{text}");
+    }
+
+    #[test]
+    fn the_ssh_port_range_must_miss_the_api_port() {
+        let text = problem(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\nhttp_port = 2250",
+        ));
+        assert!(
+            text.contains(
+                "`http_port` is 2250, inside the load balancer's SSH port range 2200-2299"
+            ),
+            "{text}"
+        );
+        // 150 clients and a load balancer: the range grows to 2200-2399, clear of 4646.
+        assert!(load_text(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\nsubnet_address = \"10.0.0.0/20\"\nnum_clients = 150",
+        ))
+        .is_ok());
+    }
+}

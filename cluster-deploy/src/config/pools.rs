@@ -291,6 +291,8 @@ pub(super) fn check_pools(f: &ClusterFile) -> Result<(), Problem> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{load_text, minimal_with, problem};
+    use super::super::EvictionPolicy;
     use super::*;
 
     #[test]
@@ -306,5 +308,93 @@ mod tests {
             ImageKind::of("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/y"),
             ImageKind::Managed
         );
+    }
+
+    pub(crate) const POOLS: &str = "[[client_pool]]\nname = \"web\"\ncount = 4\ninstance_size = \"Standard_D4s_v5\"\nnode_class = \"web\"\n\
+                         [[client_pool]]\nname = \"batch\"\ncount = 20\nspot = true\nmax_price = 0.02\nnode_pool = \"batch\"\n";
+
+    #[test]
+    fn client_pools_are_parsed_with_defaults_from_the_nomad_table() {
+        let f = load_text(&minimal_with(&format!(
+            "[nomad]\nnode_class = \"general\"\n[nomad.meta]\nrack = \"r1\"\n{POOLS}"
+        )))
+        .unwrap();
+        assert_eq!(f.client_pools.len(), 2);
+        assert_eq!(f.num_clients, 24);
+        assert_eq!(f.instances(), 27);
+        let web = &f.client_pools[0];
+        assert_eq!((web.name.as_str(), web.count), ("web", 4));
+        assert_eq!(web.node_class.as_deref(), Some("web"));
+        assert_eq!(web.meta.get("rack").map(String::as_str), Some("r1"));
+        assert_eq!(web.computer_name_prefix, "nomad-web");
+        let batch = &f.client_pools[1];
+        assert_eq!(batch.node_class.as_deref(), Some("general"));
+        assert_eq!(batch.instance_size, "Standard_D2s_v5");
+        let spot = batch.spot.unwrap();
+        assert_eq!(spot.eviction_policy, EvictionPolicy::Delete);
+        assert_eq!(spot.max_price, 0.02);
+        // Without tables: one pool named clients from the single form.
+        let f = load_text(&minimal_with(
+            "num_clients = 2\nclient_instance_size = \"Standard_D8s_v5\"",
+        ))
+        .unwrap();
+        assert_eq!(f.client_pools.len(), 1);
+        assert_eq!(f.client_pools[0].name, "clients");
+        assert_eq!(f.client_pools[0].instance_size, "Standard_D8s_v5");
+        assert_eq!(f.client_pools[0].computer_name_prefix, "nomad-c");
+    }
+
+    #[test]
+    fn bad_pools_are_refused_by_field() {
+        for (extra, field) in [
+            (format!("num_clients = 3\n{POOLS}"), "num_clients"),
+            ("[[client_pool]]\nname = \"Web\"\ncount = 1\n".to_string(), "client_pool[0].name"),
+            ("[[client_pool]]\nname = \"servers\"\ncount = 1\n".to_string(), "client_pool[0].name"),
+            (
+                "[[client_pool]]\nname = \"a\"\ncount = 1\n[[client_pool]]\nname = \"a\"\ncount = 1\n".to_string(),
+                "client_pool[1].name",
+            ),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nnode_pool = \"all\"\n".to_string(), "client_pool[0].node_pool"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nmax_price = 0.1\n".to_string(), "client_pool[0].max_price"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nspot = true\nmax_price = 0\n".to_string(), "client_pool[0].max_price"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\nspot = true\neviction_policy = \"Stop\"\n".to_string(), "client_pool[0].eviction_policy"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\ninstance_size = \"m5.large\"\n".to_string(), "client_pool[0].instance_size"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\ncomputer_name_prefix = \"nomad-s\"\n".to_string(), "client_pool[0].computer_name_prefix"),
+            ("[[client_pool]]\nname = \"averylongpoolname\"\ncount = 1\n".to_string(), "client_pool[0].computer_name_prefix"),
+            ("[[client_pool]]\nname = \"a\"\ncount = 1\n[client_pool.meta]\n\"a..b\" = \"x\"\n".to_string(), "client_pool[0].meta.a..b"),
+        ] {
+            let text = problem(&minimal_with(&extra));
+            assert!(text.contains(&format!("`{field}`")), "{extra}\n{text}");
+        }
+    }
+
+    #[test]
+    fn pool_sizes_stop_at_azure_limits() {
+        let big_subnet = "subnet_address = \"10.0.0.0/20\"\n";
+        // Above 100: allowed, in several placement groups.
+        assert!(load_text(&minimal_with(&format!("{big_subnet}num_clients = 101"))).is_ok());
+        let text = problem(&minimal_with(&format!("{big_subnet}num_clients = 601")));
+        assert!(text.contains("`num_clients` is 601"), "{text}");
+        assert!(text.contains("at most 600 instances"), "{text}");
+        assert!(text.contains("managed image"), "{text}");
+        let gallery = "image_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/nomad/versions/1.0.0\"\n";
+        assert!(load_text(&minimal_with(&format!(
+            "{gallery}{big_subnet}num_clients = 1000"
+        )))
+        .is_ok());
+        let text = problem(&minimal_with(&format!(
+            "{gallery}{big_subnet}num_clients = 1001"
+        )));
+        assert!(text.contains("at most 1000 instances"), "{text}");
+        let text = problem(&minimal_with(&format!(
+            "{big_subnet}[[client_pool]]\nname = \"a\"\ncount = 150\nsingle_placement_group = true\n"
+        )));
+        assert!(text.contains("`client_pool[0].count` is 150"), "{text}");
+        // The subnet holds every instance of every pool.
+        let text = problem(&minimal_with(
+            "[[client_pool]]\nname = \"a\"\ncount = 200\n[[client_pool]]\nname = \"b\"\ncount = 60\n",
+        ));
+        assert!(text.contains("`subnet_address`"), "{text}");
+        assert!(text.contains("263 instances"), "{text}");
     }
 }

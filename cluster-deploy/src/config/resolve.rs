@@ -396,3 +396,159 @@ fn health(raw: &RawHealth) -> HealthOptions {
             .unwrap_or(DEFAULT_REPAIR_GRACE_MINUTES),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load_text, minimal_with, problem};
+    use super::super::*;
+
+    fn warnings_of(f: &ClusterFile) -> Vec<String> {
+        f.warnings.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_module_variables_are_mapped_or_kept_as_warnings() {
+        let f = load_text(&minimal_with(
+            "image_id = DROP\n\
+             ami_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/nomad\"\n\
+             storage_account_name = \"nomadimages\"\n\
+             wait_for_capacity_timeout = \"10m\"\n\
+             tenancy = \"default\"\n\
+             instance_tier = \"standard\"\n\
+             root_volume_type = \"gp2\"\n\
+             instance_root_volume_size = 40\n",
+        ))
+        .unwrap();
+        assert!(f.image_id.ends_with("/images/nomad"));
+        assert_eq!(f.instance_tier, "Standard");
+        assert_eq!(f.os_disk_type, "StandardSSD_LRS");
+        assert_eq!(f.root_volume_size, 40);
+        let warnings = warnings_of(&f);
+        for (field, why) in [
+            ("storage_account_name", "managed disks"),
+            ("wait_for_capacity_timeout", "Terraform"),
+            ("tenancy", "AWS EC2"),
+            ("root_volume_type", "AWS EBS volume type"),
+        ] {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.starts_with(&format!("`{field}`")) && w.contains(why)),
+                "{field}: {warnings:?}"
+            );
+        }
+        // Azure names need no translation, hence no warning.
+        let f = load_text(&minimal_with("root_volume_type = \"Premium_LRS\"")).unwrap();
+        assert_eq!(f.os_disk_type, "Premium_LRS");
+        assert!(f.warnings.is_empty());
+    }
+
+    #[test]
+    fn module_variables_that_cannot_hold_are_refused_by_name() {
+        for (extra, field, why) in [
+            ("instance_tier = \"basic\"", "instance_tier", "retired"),
+            ("tenancy = \"dedicated\"", "tenancy", "dedicated host group"),
+            ("root_volume_type = \"sc1\"", "root_volume_type", "managed disk type"),
+            (
+                "root_volume_type = \"io1\"\nos_disk_type = \"Standard_LRS\"",
+                "root_volume_type",
+                "give one",
+            ),
+            (
+                "root_volume_size = 50\ninstance_root_volume_size = 40",
+                "instance_root_volume_size",
+                "give one",
+            ),
+            (
+                "ami_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/other\"",
+                "ami_id",
+                "give one",
+            ),
+            ("custom_data = \"echo a\"\nuser_data = \"echo b\"", "user_data", "once"),
+        ] {
+            let text = problem(&minimal_with(extra));
+            assert!(text.contains(&format!("`{field}`")), "{extra}: {text}");
+            assert!(text.contains(why), "{extra}: {text}");
+        }
+    }
+
+    #[test]
+    fn subnet_ids_name_one_subnet() {
+        let a = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/a";
+        let b = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/b";
+        let f = load_text(&minimal_with(&format!(
+            "address_space = DROP\nsubnet_address = DROP\negress = \"existing\"\nsubnet_ids = [\"{a}\", \"{a}\"]"
+        )))
+        .unwrap();
+        assert_eq!(f.subnet_id.as_deref(), Some(a));
+        let text = problem(&minimal_with(&format!(
+            "address_space = DROP\nsubnet_address = DROP\negress = \"existing\"\nsubnet_ids = [\"{a}\", \"{b}\"]"
+        )));
+        assert!(text.contains("`subnet_ids` names 2 subnets"), "{text}");
+        assert!(text.contains("spans every availability zone"), "{text}");
+    }
+
+    #[test]
+    fn custom_data_is_read_checked_and_relative_to_the_cluster_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("boot")).unwrap();
+        std::fs::write(
+            dir.path().join("boot/extra.sh"),
+            "#!/bin/bash\napt-get install -y jq\n",
+        )
+        .unwrap();
+        let path = dir.path().join("cluster.toml");
+        let f = parse(&path, &minimal_with("custom_data_file = \"boot/extra.sh\"")).unwrap();
+        let commands = f.custom_data.unwrap();
+        assert_eq!(commands.script, "#!/bin/bash\napt-get install -y jq\n");
+        assert_eq!(commands.field, "custom_data_file");
+        let text = parse(
+            &path,
+            &minimal_with("custom_data_file = \"boot/missing.sh\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("`custom_data_file`"), "{text}");
+        assert!(text.contains("missing.sh"), "{text}");
+        // The module's custom_data started Nomad itself; ours runs before run-nomad.
+        let text = problem(&minimal_with(
+            "custom_data = \"#!/bin/bash\\n/opt/nomad/bin/run-nomad --server --num-servers 3\\n\"",
+        ));
+        assert!(
+            text.contains("`custom_data` runs run-nomad (line 2)"),
+            "{text}"
+        );
+        let text = problem(&minimal_with(
+            "custom_data = \"echo\"\ncustom_data_file = \"x.sh\"",
+        ));
+        assert!(
+            text.contains("`custom_data_file` is given with `custom_data`"),
+            "{text}"
+        );
+        // The README's user_data is the same setting.
+        let f = load_text(&minimal_with("user_data = \"echo hi\"")).unwrap();
+        assert_eq!(f.custom_data.unwrap().field, "user_data");
+    }
+
+    #[test]
+    fn the_nat_gateway_is_zone_redundant_when_the_scale_sets_span_zones() {
+        let f = load_text(&minimal_with("zones = [\"1\", \"2\"]")).unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::StandardV2);
+        let f = load_text(&minimal_with("zones = [\"1\"]")).unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::Standard);
+        let f = load_text(&minimal_with(
+            "zones = [\"1\", \"2\", \"3\"]\nnat_gateway_sku = \"Standard\"",
+        ))
+        .unwrap();
+        assert_eq!(f.nat_gateway_sku, NatGatewaySku::Standard);
+        assert!(
+            warnings_of(&f)[0].contains("that zone's outage"),
+            "{:?}",
+            f.warnings
+        );
+        let text = problem(&minimal_with(
+            "associate_public_ip_address_load_balancer = true\negress = \"load-balancer\"\nnat_gateway_sku = \"StandardV2\"",
+        ));
+        assert!(text.contains("`nat_gateway_sku` applies to"), "{text}");
+    }
+}

@@ -5,6 +5,11 @@
 
 use std::collections::BTreeMap;
 
+mod rules;
+mod summary;
+
+pub use summary::ResourceSummary;
+
 use crate::config::{
     BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot, TlsFiles,
 };
@@ -364,7 +369,7 @@ impl Cluster {
             name: f.cluster_name.clone(),
             location: f.location.clone(),
             resource_group: f.resource_group_name.clone(),
-            rules: rules(f, lb),
+            rules: rules::rules(f, lb),
             names,
             tags,
             subnet,
@@ -411,218 +416,6 @@ impl Cluster {
             .iter()
             .find(|s| s.pool.as_deref() == Some(name))
     }
-
-    /// One entry per resource, in the order the template lists them, for `plan`.
-    pub fn summary(&self) -> Vec<ResourceSummary> {
-        let n = &self.names;
-        let mut out = Vec::new();
-        let mut add = |kind: &str, name: &str, details: Vec<String>| {
-            out.push(ResourceSummary {
-                kind: kind.to_string(),
-                name: name.to_string(),
-                details,
-            })
-        };
-        add(
-            "application security group",
-            &n.asg,
-            vec!["groups every node's NIC: the source of the within-cluster rules".into()],
-        );
-        add(
-            "network security group",
-            &n.nsg,
-            self.rules
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{} {:>4} {} {} port {} from {}",
-                        if r.allow { "allow" } else { "deny " },
-                        r.priority,
-                        r.name,
-                        r.protocol.map_or("any", Protocol::as_str),
-                        r.ports,
-                        match &r.source {
-                            Source::Cidrs(c) if c.is_empty() => "nobody".to_string(),
-                            Source::Cidrs(c) => c.join(", "),
-                            Source::Cluster => "the cluster's nodes".to_string(),
-                            Source::AzureLoadBalancer => "Azure load balancer probes".to_string(),
-                            Source::Any => "anywhere".to_string(),
-                        }
-                    )
-                })
-                .chain([
-                    "attached to every scale set NIC".to_string(),
-                    "created with its rules; once it exists, each rule is deployed on its own, \
-                     so rules added outside cluster-deploy stay"
-                        .to_string(),
-                ])
-                .collect(),
-        );
-        if let Some(nat) = &self.nat_gateway {
-            let placement = match (&nat.sku, &nat.zone) {
-                (NatGatewaySku::StandardV2, _) => "zone-redundant".to_string(),
-                (NatGatewaySku::Standard, Some(zone)) => format!("zone {zone}"),
-                (NatGatewaySku::Standard, None) => "no zone (Azure picks one)".to_string(),
-            };
-            add(
-                "public IP address",
-                &n.nat_ip,
-                vec![format!(
-                    "{}, static, {placement}: the NAT gateway's outbound address",
-                    nat.sku.as_str()
-                )],
-            );
-            add(
-                "NAT gateway",
-                &n.nat_gateway,
-                vec![
-                    format!("{} SKU, {placement}", nat.sku.as_str()),
-                    "egress for the subnet (no default outbound access since Network 2025-07-01)"
-                        .into(),
-                ],
-            );
-        }
-        match &self.subnet {
-            Subnet::Created {
-                address_space,
-                prefix,
-            } => {
-                add(
-                    "virtual network",
-                    &n.vnet,
-                    vec![
-                        format!("address space {address_space}"),
-                        "declared without its subnets: other subnets in it stay".to_string(),
-                    ],
-                );
-                add(
-                    "subnet",
-                    &n.subnet,
-                    vec![format!(
-                        "{prefix}, default outbound access off{}",
-                        if self.nat_gateway.is_some() {
-                            ", NAT gateway attached"
-                        } else {
-                            ""
-                        }
-                    )],
-                );
-            }
-            Subnet::Existing { id } => add(
-                "existing subnet (not managed)",
-                id.rsplit('/').next().unwrap_or(id),
-                vec![id.to_string(), format!("egress: {}", self.egress)],
-            ),
-        }
-        if let Some(lb) = &self.load_balancer {
-            let mut ip = vec![format!(
-                "Standard, static{}",
-                if self.zones.is_empty() {
-                    String::new()
-                } else {
-                    format!(", zones {}", self.zones.join(","))
-                }
-            )];
-            if let Some(label) = &lb.domain_name_label {
-                ip.push(format!(
-                    "DNS name {label}.{}.cloudapp.azure.com",
-                    self.location
-                ));
-            }
-            add("public IP address", &lb.public_ip, ip);
-            let mut details = vec![
-                "Standard SKU".to_string(),
-                format!(
-                    "rule nomad-http: TCP {} -> servers:{} ({} probe {}:{})",
-                    self.http_port, self.http_port, lb.probe_protocol, HEALTH_PATH, self.http_port
-                ),
-                format!(
-                    "inbound NAT rule ssh: TCP {}-{} -> every node:{} (one port per instance)",
-                    lb.ssh_ports.0, lb.ssh_ports.1, self.ssh_port
-                ),
-            ];
-            if lb.outbound_rule {
-                details.push("outbound rule egress: every node".to_string());
-            }
-            add("load balancer", &lb.name, details);
-        }
-        for set in self.scale_sets() {
-            let mut details = vec![
-                format!(
-                    "{}: {} x {}{}, Uniform, Manual upgrade policy",
-                    set.label(),
-                    set.capacity,
-                    set.vm_size,
-                    match &set.spot {
-                        Some(spot) => format!(
-                            ", Spot (evicted: {}, max price {})",
-                            spot.eviction_policy.as_str(),
-                            if spot.max_price < 0.0 {
-                                "the regular price".to_string()
-                            } else {
-                                format!("${}/h", spot.max_price)
-                            }
-                        ),
-                        None => String::new(),
-                    }
-                ),
-                format!(
-                    "{} placement group{} (at most {} instances)",
-                    if set.single_placement_group {
-                        "single"
-                    } else {
-                        "multiple"
-                    },
-                    if set.single_placement_group { "" } else { "s" },
-                    set.max_capacity
-                ),
-                format!(
-                    "image {}, OS disk {} GB {}{}",
-                    self.image_id,
-                    self.os_disk_gb,
-                    self.os_disk_type,
-                    if self.encryption_at_host {
-                        ", encryption at host"
-                    } else {
-                        ""
-                    }
-                ),
-                format!(
-                    "SSH key only for {} (password login disabled), system-assigned identity",
-                    self.admin_user
-                ),
-                format!(
-                    "health: Application Health extension, {}://localhost:{}{}{}",
-                    self.health.protocol,
-                    self.http_port,
-                    health_path(set.role),
-                    if self.health.automatic_repairs {
-                        format!(
-                            "; automatic repairs (replace) after a grace period of {}",
-                            self.health.grace_period
-                        )
-                    } else {
-                        "; automatic repairs off".to_string()
-                    }
-                ),
-                "terminate notification 5 minutes (time to drain)".to_string(),
-            ];
-            for commands in &set.boot_commands {
-                details.push(format!("boot commands from {}", commands.origin));
-            }
-            details.push(format!(
-                "custom data: {}",
-                crate::custom_data::run_nomad_line(self, set)
-            ));
-            add("virtual machine scale set", &set.name, details);
-            add(
-                "role assignment",
-                &format!("Reader for {}", set.name),
-                vec!["on the resource group, so the identity can do cloud auto-join".into()],
-            );
-        }
-        out
-    }
 }
 
 /// The path a scale set's Application Health extension asks (see [`SERVER_HEALTH_PATH`]).
@@ -639,123 +432,6 @@ fn health(options: &HealthOptions, tls: bool) -> Health {
         automatic_repairs: options.automatic_repairs,
         grace_period: format!("PT{}M", options.repair_grace_period_minutes),
     }
-}
-
-/// One resource in the plan.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ResourceSummary {
-    pub kind: String,
-    pub name: String,
-    pub details: Vec<String>,
-}
-
-/// The NSG's inbound rules: the API from the allowed CIDRs, SSH from the SSH CIDRs, Nomad's
-/// RPC, Serf and dynamic ports within the cluster, the load balancer's probe, and a final deny
-/// so that nothing else (not even the rest of the virtual network, which Azure's default
-/// `AllowVnetInBound` would admit) gets in.
-///
-/// Every rule is always there, under the same name and priority: once the NSG exists, each
-/// rule is deployed as its own child resource (so rules added outside cluster-deploy stay,
-/// see [`crate::template`]), and a rule left out of the template would then stay in Azure as it
-/// was. So a rule with nothing to admit (an empty CIDR list, no load balancer) becomes a deny
-/// rule rather than disappearing.
-fn rules(f: &ClusterFile, lb: bool) -> Vec<Rule> {
-    let mut rules = Vec::new();
-    let mut priority = 100;
-    let mut push = |name: &str, protocol, source: Source, ports: String, description: &str| {
-        let allow = !matches!(&source, Source::Cidrs(c) if c.is_empty());
-        let source = if allow { source } else { Source::Any };
-        rules.push(Rule {
-            name: name.to_string(),
-            priority,
-            allow,
-            protocol: Some(protocol),
-            source,
-            ports,
-            description: description.to_string(),
-        });
-        priority += 10;
-    };
-    push(
-        "nomad-http",
-        Protocol::Tcp,
-        Source::Cidrs(f.allowed_inbound_cidr_blocks.clone()),
-        f.http_port.to_string(),
-        if f.allowed_inbound_cidr_blocks.is_empty() {
-            "Nomad HTTP API: closed (allowed_inbound_cidr_blocks is empty)"
-        } else {
-            "Nomad HTTP API from allowed_inbound_cidr_blocks"
-        },
-    );
-    push(
-        "ssh",
-        Protocol::Tcp,
-        Source::Cidrs(f.allowed_ssh_cidr_blocks.clone()),
-        f.ssh_port.to_string(),
-        if f.allowed_ssh_cidr_blocks.is_empty() {
-            "SSH: closed (allowed_ssh_cidr_blocks is empty)"
-        } else {
-            "SSH from allowed_ssh_cidr_blocks"
-        },
-    );
-    push(
-        "nomad-rpc",
-        Protocol::Tcp,
-        Source::Cluster,
-        f.rpc_port.to_string(),
-        "Nomad RPC between cluster nodes",
-    );
-    push(
-        "nomad-serf-tcp",
-        Protocol::Tcp,
-        Source::Cluster,
-        f.serf_port.to_string(),
-        "Nomad Serf gossip (TCP) between cluster nodes",
-    );
-    push(
-        "nomad-serf-udp",
-        Protocol::Udp,
-        Source::Cluster,
-        f.serf_port.to_string(),
-        "Nomad Serf gossip (UDP) between cluster nodes",
-    );
-    let dynamic = format!("{}-{}", DYNAMIC_PORTS.0, DYNAMIC_PORTS.1);
-    push(
-        "nomad-dynamic-tcp",
-        Protocol::Tcp,
-        Source::Cluster,
-        dynamic.clone(),
-        "Nomad task dynamic ports (TCP) between cluster nodes",
-    );
-    push(
-        "nomad-dynamic-udp",
-        Protocol::Udp,
-        Source::Cluster,
-        dynamic,
-        "Nomad task dynamic ports (UDP) between cluster nodes",
-    );
-    push(
-        "lb-probe",
-        Protocol::Tcp,
-        Source::AzureLoadBalancer,
-        f.http_port.to_string(),
-        "the load balancer's health probe of the Nomad API",
-    );
-    if !lb {
-        let probe = rules.last_mut().expect("just pushed");
-        probe.allow = false;
-        probe.description = "no load balancer: its probe is not admitted".to_string();
-    }
-    rules.push(Rule {
-        name: "deny-other-inbound".to_string(),
-        priority: 4096,
-        allow: false,
-        protocol: None,
-        source: Source::Any,
-        ports: "*".to_string(),
-        description: "nothing else: overrides Azure's default AllowVnetInBound".to_string(),
-    });
-    rules
 }
 
 #[cfg(test)]
@@ -775,57 +451,6 @@ pub(crate) mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         Cluster::from_file(&file)
-    }
-
-    #[test]
-    fn rules_admit_exactly_the_configured_cidrs_and_the_cluster() {
-        let cluster = example();
-        let by_name = |n: &str| cluster.rules.iter().find(|r| r.name == n).unwrap();
-        assert_eq!(
-            by_name("nomad-http").source,
-            Source::Cidrs(vec!["203.0.113.0/24".into()])
-        );
-        assert_eq!(by_name("nomad-http").ports, "4646");
-        assert_eq!(
-            by_name("ssh").source,
-            Source::Cidrs(vec!["198.51.100.7/32".into()])
-        );
-        assert_eq!(by_name("ssh").ports, "22");
-        for name in ["nomad-rpc", "nomad-serf-tcp", "nomad-serf-udp"] {
-            assert_eq!(by_name(name).source, Source::Cluster, "{name}");
-        }
-        let last = cluster.rules.last().unwrap();
-        assert!(!last.allow && last.source == Source::Any && last.priority == 4096);
-        let mut priorities: Vec<_> = cluster.rules.iter().map(|r| r.priority).collect();
-        priorities.dedup();
-        assert_eq!(
-            priorities.len(),
-            cluster.rules.len(),
-            "priorities are unique"
-        );
-    }
-
-    #[test]
-    fn empty_cidr_lists_open_nothing_and_keep_their_rules_as_denies() {
-        let open = example();
-        let cluster =
-            example_with("allowed_ssh_cidr_blocks = []\nallowed_inbound_cidr_blocks = []");
-        assert!(cluster
-            .rules
-            .iter()
-            .all(|r| !matches!(r.source, Source::Cidrs(_))));
-        // Same names, same priorities: a redeploy overwrites the rule that used to admit.
-        let names = |c: &Cluster| -> Vec<(String, u16)> {
-            c.rules
-                .iter()
-                .map(|r| (r.name.clone(), r.priority))
-                .collect()
-        };
-        assert_eq!(names(&open), names(&cluster));
-        for name in ["nomad-http", "ssh"] {
-            let rule = cluster.rules.iter().find(|r| r.name == name).unwrap();
-            assert!(!rule.allow && rule.source == Source::Any, "{rule:?}");
-        }
     }
 
     #[test]
@@ -891,22 +516,5 @@ pub(crate) mod tests {
                 zone: None
             }
         );
-    }
-
-    #[test]
-    fn every_resource_is_summarised() {
-        let cluster = example();
-        let kinds: Vec<_> = cluster.summary().into_iter().map(|r| r.kind).collect();
-        for kind in [
-            "network security group",
-            "NAT gateway",
-            "virtual network",
-            "subnet",
-            "load balancer",
-            "virtual machine scale set",
-            "role assignment",
-        ] {
-            assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
-        }
     }
 }
