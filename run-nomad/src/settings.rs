@@ -760,7 +760,7 @@ fn node_pool(cli: &Cli, version: Option<NomadVersion>) -> Result<Option<String>,
             return Err(invalid(
                 "--node-pool",
                 &pool,
-                &format!("needs Nomad 1.6 or later (node pools came in 1.6); this image has {v}"),
+                format!("needs Nomad 1.6 or later (node pools came in 1.6); this image has {v}"),
             ));
         }
     }
