@@ -40,17 +40,30 @@ pub(super) fn check_resource_group(name: &str) -> Result<(), Problem> {
     }
 }
 
+/// `len` lower-case letters, digits and '-', starting with a letter, not ending with '-': the
+/// shape of cluster names, pool names and DNS labels.
+pub(super) fn is_lower_name(name: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    let b = name.as_bytes();
+    len.contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !name.ends_with('-')
+}
+
+/// `len` letters, digits and '-', starting with a letter: a host name prefix.
+fn is_host_prefix(prefix: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&prefix.len())
+        && prefix.as_bytes()[0].is_ascii_alphabetic()
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// Every resource name is derived from the cluster name, so it must fit the strictest of them
 /// (scale set and load balancer names; the computer name prefix is separate).
 pub(super) fn check_cluster_name(name: &str) -> Result<(), Problem> {
-    let bytes = name.as_bytes();
-    let ok = (1..=40).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && !name.ends_with('-');
-    if ok {
+    if is_lower_name(name, 1..=40) {
         Ok(())
     } else {
         Err(bad(
@@ -105,12 +118,7 @@ pub(super) fn check_vm_size(field: &str, size: &str) -> Result<(), Problem> {
 /// and the server/client prefixes add 2 more, to a 15-character host name limit we keep to so
 /// that names stay readable in `nomad node status`.
 pub(super) fn check_computer_name_prefix(prefix: &str) -> Result<(), Problem> {
-    let ok = (1..=7).contains(&prefix.len())
-        && prefix.as_bytes()[0].is_ascii_alphabetic()
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
+    if is_host_prefix(prefix, 1..=7) {
         Ok(())
     } else {
         Err(bad(
@@ -322,12 +330,7 @@ pub(super) fn check_node_pool(field: &str, value: &str) -> Result<(), Problem> {
 /// (`VirtualMachineScaleSetOSProfile.computerNamePrefix`, Compute 2024-11-01) and appends a
 /// 6-character instance suffix; Linux host names are letters, digits and '-'.
 pub(super) fn check_scale_set_prefix(field: &str, prefix: &str) -> Result<(), Problem> {
-    let ok = (1..=15).contains(&prefix.len())
-        && prefix.as_bytes()[0].is_ascii_alphabetic()
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
+    if is_host_prefix(prefix, 1..=15) {
         Ok(())
     } else {
         Err(bad(
@@ -346,13 +349,7 @@ pub(super) fn check_scale_set_prefix(field: &str, prefix: &str) -> Result<(), Pr
 /// letter or digit (`^[a-z][a-z0-9-]{1,61}[a-z0-9]$`, the pattern Network's
 /// `DnsRecordInvalid` error quotes).
 pub(super) fn check_domain_name_label(label: &str) -> Result<(), Problem> {
-    let b = label.as_bytes();
-    let ok = (3..=63).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && !label.ends_with('-');
-    if ok {
+    if is_lower_name(label, 3..=63) {
         Ok(())
     } else {
         Err(bad(

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::checks::{
     check_meta_key, check_node_pool, check_nomad_name, check_scale_set_prefix, check_vm_size,
+    is_lower_name,
 };
 use super::raw::RawClusterFile;
 use super::{bad, ClientPool, ClusterFile, EvictionPolicy, Problem, Spot};
@@ -162,13 +163,7 @@ pub(super) fn resolve_pools(base: &Path, raw: &RawClusterFile) -> Result<Vec<Cli
 /// Pool names become scale set names (`<cluster>-<pool>`, at most 64 characters with the
 /// 40-character cluster name) and appear in `status`.
 fn check_pool_name(field: &str, name: &str) -> Result<(), Problem> {
-    let b = name.as_bytes();
-    let ok = (1..=20).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && !name.ends_with('-');
-    if !ok {
+    if !is_lower_name(name, 1..=20) {
         return Err(bad(
             field,
             format!(
