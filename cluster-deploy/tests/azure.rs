@@ -207,7 +207,7 @@ fn plan_with_credentials_runs_what_if() {
     );
     assert!(
         run.stdout
-            .contains("11 to create, 0 to modify, 0 to delete"),
+            .contains("12 to create, 0 to modify, 0 to delete"),
         "{}",
         run.stdout
     );
@@ -968,30 +968,38 @@ fn short_quota_is_reported_with_the_shortfall_before_deploying() {
 fn apply_warns_before_removing_what_the_operator_added() {
     let env = setup();
     env.apply();
+    // Subnets and NSG rules added out of band survive a re-apply (the template declares ours as
+    // child resources: tests/redeploy.rs); a load balancer PUT still replaces its rule
+    // collections, so an operator's own NAT rule on our load balancer would go.
     env.arm.add_resource(
         "nomad-example",
         json!({ "type": "Microsoft.Network/virtualNetworks/subnets", "name": "nomad-example-vnet/bastion", "properties": { "addressPrefix": "10.0.99.0/24" } }),
     );
     env.arm.add_resource(
         "nomad-example",
-        json!({ "type": "Microsoft.Network/networkSecurityGroups/securityRules", "name": "nomad-example-nsg/allow-monitoring", "properties": { "priority": 300, "access": "Allow", "direction": "Inbound", "protocol": "Tcp", "sourceAddressPrefix": "10.1.0.0/16", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "9100" } }),
+        json!({ "type": "Microsoft.Network/loadBalancers/inboundNatRules", "name": "nomad-example-lb/admin-tunnel", "properties": { "protocol": "Tcp", "frontendPort": 6000, "backendPort": 6000 } }),
     );
     let before = env.arm.deployments().len();
     // No terminal and no --yes: refused, nothing deployed.
     let run = env.run(&["apply"]);
     assert_ne!(run.code, 0, "{}", run.stdout);
-    for needle in ["bastion", "allow-monitoring", "--yes"] {
+    for needle in ["admin-tunnel", "--yes"] {
         assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
     }
+    assert!(
+        !run.stderr.contains("bastion"),
+        "a kept subnet is not a removal: {}",
+        run.stderr
+    );
     assert_eq!(env.arm.deployments().len(), before);
     // plan shows the same warning.
     let run = env.run(&["plan"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("bastion"), "{}", run.stdout);
+    assert!(run.stdout.contains("admin-tunnel"), "{}", run.stdout);
     let run = env.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("bastion"),
+        run.stderr.contains("admin-tunnel"),
         "the warning is still shown: {}",
         run.stderr
     );

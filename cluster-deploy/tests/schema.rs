@@ -401,6 +401,31 @@ fn variants_validate_too() {
             String::new(),
         ),
     ];
+    let pools = "\n[[client_pool]]\nname = \"web\"\ncount = 3\nnode_class = \"web\"\n\
+                 [[client_pool]]\nname = \"batch\"\ninstance_size = \"Standard_F8s_v2\"\ncount = 250\n\
+                 node_pool = \"batch\"\nspot = true\neviction_policy = \"Deallocate\"\nmax_price = 0.12\n\
+                 custom_data = \"apt-get install -y jq\\n\"\n";
+    let variants: Vec<(&str, Vec<&str>, String)> = variants
+        .into_iter()
+        .chain([
+            (
+                "client pools: Spot, above 100 instances, boot commands; encryption at host, DNS label",
+                vec![
+                    "num_clients = DROP",
+                    "client_instance_size = DROP",
+                    "encryption_at_host = true",
+                    "domain_name_label = \"nomad-example-api\"",
+                    "subnet_address = \"10.0.16.0/20\"",
+                ],
+                pools.to_string(),
+            ),
+            (
+                "one zone (Standard NAT gateway in it), repairs off",
+                vec!["zones = [\"2\"]"],
+                String::new(),
+            ),
+        ])
+        .collect();
     for (what, replace, append) in variants {
         let mut replace = replace;
         // address_space/subnet_address lines are removed, not replaced, for the existing subnet.
@@ -420,6 +445,19 @@ fn variants_validate_too() {
             std::fs::write(&path, text).unwrap();
         }
         let mut text = std::fs::read_to_string(&path).unwrap();
+        if what.ends_with("repairs off") {
+            text = text
+                .replace(
+                    "automatic_repairs           = true",
+                    "automatic_repairs = false",
+                )
+                .replace(
+                    "repair_grace_period_minutes = 30",
+                    "repair_grace_period_minutes = 60",
+                );
+            assert!(text.contains("automatic_repairs = false"));
+            std::fs::write(&path, &text).unwrap();
+        }
         if what == "gossip and TLS" {
             text = text.replace(
                 "# gossip_key_file = \"secrets/gossip.key\"",
@@ -432,6 +470,12 @@ fn variants_validate_too() {
         let problems = check_template(&template, "nomad-example");
         assert!(problems.is_empty(), "{what}: {}", problems.join("\n"));
     }
+}
+
+#[test]
+fn the_seed_tfvars_template_validates() {
+    let cluster = common::cluster_from(&common::fixture("seed-terraform.toml"));
+    assert_valid(&template::render(&cluster), "nomad-prod");
 }
 
 #[test]

@@ -165,6 +165,10 @@ pub struct Cli {
     #[arg(long, value_name = "CLASS")]
     pub node_class: Option<String>,
 
+    /// The client's node pool (Nomad 1.6 and later).
+    #[arg(long, value_name = "POOL")]
+    pub node_pool: Option<String>,
+
     /// Client node metadata, KEY=VALUE (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     pub meta: Vec<String>,

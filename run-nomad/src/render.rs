@@ -195,6 +195,7 @@ struct ServerContext {
 #[derive(Serialize)]
 struct ClientContext {
     node_class: Option<String>,
+    node_pool: Option<String>,
     meta: Vec<MetaEntry>,
 }
 
@@ -229,6 +230,7 @@ pub fn agent_config(agent: &Agent, data_dir: &Path) -> Result<String, RenderErro
         }),
         client: agent.client.as_ref().map(|c| ClientContext {
             node_class: c.node_class.clone(),
+            node_pool: c.node_pool.clone(),
             meta: c
                 .meta
                 .iter()

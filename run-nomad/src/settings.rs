@@ -209,6 +209,7 @@ pub struct ServerAgent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAgent {
     pub node_class: Option<String>,
+    pub node_pool: Option<String>,
     pub meta: Vec<(String, String)>,
 }
 
@@ -598,6 +599,7 @@ fn config_only_flags(cli: &Cli) -> Vec<&'static str> {
     check(cli.tls_ca_file.is_some(), "--tls-*-file");
     check(cli.acl, "--acl");
     check(cli.node_class.is_some(), "--node-class");
+    check(cli.node_pool.is_some(), "--node-pool");
     check(!cli.meta.is_empty(), "--meta");
     check(cli.datacenter.is_some(), "--datacenter");
     check(cli.region.is_some(), "--region");
@@ -653,6 +655,11 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
         if !cli.meta.is_empty() {
             return Err(SettingsError::Missing(
                 "--meta applies to the client block: add --client".to_string(),
+            ));
+        }
+        if cli.node_pool.is_some() {
+            return Err(SettingsError::Missing(
+                "--node-pool applies to the client block: add --client".to_string(),
             ));
         }
     }
@@ -721,6 +728,43 @@ fn non_empty(value: &str, field: &str, remedy: &str) -> Result<String, SettingsE
     } else {
         Ok(value.to_string())
     }
+}
+
+/// `--node-pool`: Nomad's rule for pool names (`nomad/structs/node_pool.go`,
+/// `^[a-zA-Z0-9-_]{1,128}$`), never the built-in `all` (the agent refuses it at start), and a
+/// Nomad that knows node pools (1.6 and later; older agents refuse the unknown key).
+fn node_pool(cli: &Cli, version: Option<NomadVersion>) -> Result<Option<String>, SettingsError> {
+    let Some(pool) = given("--node-pool", &cli.node_pool)? else {
+        return Ok(None);
+    };
+    let shaped = pool.len() <= 128
+        && pool
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !shaped {
+        return Err(invalid(
+            "--node-pool",
+            &pool,
+            "Nomad node pool names are 1-128 letters, digits, '-' or '_'",
+        ));
+    }
+    if pool == "all" {
+        return Err(invalid(
+            "--node-pool",
+            &pool,
+            "is Nomad's built-in pool of every node; a client cannot be placed in it",
+        ));
+    }
+    if let Some(v) = version {
+        if (v.major, v.minor) < (1, 6) {
+            return Err(invalid(
+                "--node-pool",
+                &pool,
+                format!("needs Nomad 1.6 or later (node pools came in 1.6); this image has {v}"),
+            ));
+        }
+    }
+    Ok(Some(pool))
 }
 
 fn given(flag: &str, value: &Option<String>) -> Result<Option<String>, SettingsError> {
@@ -871,6 +915,7 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
     let client = if cli.client {
         Some(ClientAgent {
             node_class: given("--node-class", &cli.node_class)?,
+            node_pool: node_pool(cli, facts.nomad_version)?,
             meta: meta(&cli.meta)?,
         })
     } else {
@@ -1084,6 +1129,32 @@ mod tests {
 
     fn layout_with_root(root: &str, exe_dir: &str) -> Layout {
         layout(&cli(&["--client", "--root", root]), Path::new(exe_dir)).unwrap()
+    }
+
+    #[test]
+    fn node_pools_follow_nomads_rules() {
+        let v = |text: &str| NomadVersion::parse(text);
+        let pool = |args: &[&str], version| node_pool(&cli(args), version);
+        assert_eq!(
+            pool(&["--client", "--node-pool", "gpu_a-1"], v("Nomad v1.8.4")).unwrap(),
+            Some("gpu_a-1".to_string())
+        );
+        assert_eq!(pool(&["--client"], None).unwrap(), None);
+        for bad in ["all", "a b", "x.y"] {
+            let err = pool(&["--client", "--node-pool", bad], None).unwrap_err();
+            assert!(err.to_string().contains("--node-pool"), "{bad}: {err}");
+        }
+        let err = pool(&["--client", "--node-pool", "gpu"], v("Nomad v1.5.6")).unwrap_err();
+        assert!(err.to_string().contains("Nomad 1.6"), "{err}");
+        let err = check_flags(&cli(&[
+            "--server",
+            "--num-servers",
+            "3",
+            "--node-pool",
+            "x",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("add --client"), "{err}");
     }
 
     #[test]

@@ -148,6 +148,8 @@ fn client_with_class_meta_and_overrides() {
             "nomad-servers",
             "--node-class",
             "web",
+            "--node-pool",
+            "frontend",
             "--meta",
             "rack=r1",
             "--meta",

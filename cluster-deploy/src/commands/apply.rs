@@ -49,6 +49,7 @@ pub(super) fn apply(
             )?;
         }
     }
+    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
     let name = &cluster.names.deployment;
     let problems = preflight::check(&arm, group, &cluster.location, &loaded.template, true)?;
     if !problems.is_empty() {

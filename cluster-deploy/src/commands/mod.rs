@@ -17,6 +17,7 @@ use crate::template;
 mod apply;
 mod connect;
 mod destroy;
+mod existing;
 mod outputs;
 mod plan;
 mod preflight;
@@ -69,15 +70,8 @@ impl Loaded {
     fn read(path: &Path) -> Result<Self> {
         let file = config::load(path)?;
         let cluster = Cluster::from_file(&file);
-        for role in [crate::model::Role::Server, crate::model::Role::Client] {
-            let size = crate::custom_data::script(&cluster, role).encoded_len();
-            if size > crate::custom_data::MAX_CUSTOM_DATA_BASE64 {
-                bail!(
-                    "cluster file {}: the {role:?} boot script is {size} bytes of base64, over                      Azure's custom data limit of {} (fewer or shorter `nomad.meta` entries)",
-                    path.display(),
-                    crate::custom_data::MAX_CUSTOM_DATA_BASE64
-                );
-            }
+        if let Err(problem) = crate::custom_data::check_fits(&cluster) {
+            bail!("cluster file {}: {problem}", path.display());
         }
         let template = template::render(&cluster);
         Ok(Self {

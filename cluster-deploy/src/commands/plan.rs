@@ -118,6 +118,7 @@ pub(super) fn plan(
                 cluster.resource_group
             ));
         } else {
+            let parameters = super::existing::deployment_parameters(arm, cluster, parameters)?;
             let outcome = arm.what_if(
                 &cluster.resource_group,
                 &cluster.names.deployment,
@@ -176,6 +177,7 @@ pub(super) fn finish_plan(
                 "template": out_path.map(|p| p.display().to_string()),
                 "what_if": what_if.as_ref().map(|_| json!({ "changes": changes.iter().map(change_summary).collect::<Vec<_>>(), "removals": removals })),
                 "notes": notes,
+                "warnings": loaded.file.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
         );
     }
@@ -230,6 +232,9 @@ pub(super) fn finish_plan(
     }
     if let Some(path) = out_path {
         writeln!(out, "\nTemplate written to {}", path.display())?;
+    }
+    for warning in &loaded.file.warnings {
+        writeln!(out, "warning: {warning}")?;
     }
     for note in &notes {
         writeln!(out, "note: {note}")?;

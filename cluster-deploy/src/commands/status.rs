@@ -1,4 +1,5 @@
-//! `status`: each scale set's instances from ARM, and Nomad's leader, servers and clients.
+//! `status`: each scale set's instances from ARM (the servers and every client pool, with its
+//! size, node class, node pool and Spot priority), and Nomad's leader, servers and clients.
 
 use std::io::Write;
 use std::path::Path;
@@ -41,7 +42,17 @@ pub(super) fn status(
                 })
             })
             .collect();
-        sets.push(json!({ "name": set.name, "wanted": set.capacity, "instances": rows }));
+        sets.push(json!({
+            "name": set.name,
+            "role": set.role_name(),
+            "pool": set.pool,
+            "vm_size": set.vm_size,
+            "node_class": set.node_class,
+            "node_pool": set.node_pool,
+            "spot": set.spot.is_some(),
+            "wanted": set.capacity,
+            "instances": rows,
+        }));
     }
     let address = match nomad_address {
         Some(a) => Some(a.to_string()),
@@ -83,12 +94,27 @@ pub(super) fn status(
     }
     for set in &sets {
         let instances = set["instances"].as_array().cloned().unwrap_or_default();
+        let mut about = vec![match set["pool"].as_str() {
+            Some(pool) => format!("client pool {pool}"),
+            None => "servers".to_string(),
+        }];
+        about.push(set["vm_size"].as_str().unwrap_or("?").to_string());
+        if let Some(class) = set["node_class"].as_str() {
+            about.push(format!("node class {class}"));
+        }
+        if let Some(pool) = set["node_pool"].as_str() {
+            about.push(format!("node pool {pool}"));
+        }
+        if set["spot"] == true {
+            about.push("Spot".to_string());
+        }
         writeln!(
             out,
-            "scale set {} ({} of {} instances)",
+            "scale set {} ({} of {} instances): {}",
             set["name"].as_str().unwrap_or(""),
             instances.len(),
-            set["wanted"]
+            set["wanted"],
+            about.join(", ")
         )?;
         for vm in instances {
             writeln!(

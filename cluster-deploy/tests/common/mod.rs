@@ -1,6 +1,8 @@
 //! Shared set-up of cluster-deploy's integration tests.
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use std::path::{Path, PathBuf};
 
 use cluster_deploy::config;
@@ -35,8 +37,8 @@ pub fn example_template() -> Value {
     template::render(&cluster_from(&example_config()))
 }
 
-/// The example cluster file with some keys replaced (`key = value` lines) and lines added at
-/// the end (tables), written to `dir`.
+/// The example cluster file with some keys replaced (`key = value` lines; `key = DROP` removes
+/// the key) and lines added at the end (tables), written to `dir`.
 pub fn variant(dir: &Path, replace: &[&str], append: &str) -> PathBuf {
     let text = std::fs::read_to_string(example_config()).unwrap();
     let keys: Vec<&str> = replace
@@ -44,7 +46,7 @@ pub fn variant(dir: &Path, replace: &[&str], append: &str) -> PathBuf {
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
         .collect();
     let mut out = String::new();
-    for line in replace {
+    for line in replace.iter().filter(|l| !l.ends_with("= DROP")) {
         out.push_str(line);
         out.push('\n');
     }

@@ -16,6 +16,7 @@ advertise {
 client {
   enabled = true
   node_class = "web"
+  node_pool = "frontend"
 
   server_join {
     retry_join = [

@@ -24,6 +24,7 @@
 use serde_json::{json, Map, Value};
 
 use super::super::server::Reply;
+use super::children;
 use super::compute;
 use super::expr::Context;
 use super::lro::Pending;
@@ -494,6 +495,20 @@ pub(crate) fn run(state: &mut State, group: &str, name: &str) {
                 template,
                 parameters,
             };
+            // A resource whose condition is false is not deployed (children.rs).
+            match raw
+                .get("condition")
+                .map(|c| ctx.eval_value(c))
+                .transpose()
+                .and_then(|c| children::deployed(c.as_ref()))
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(message) => {
+                    error = Some(invalid_template(&message));
+                    break;
+                }
+            }
             // ARM never starts a resource whose dependency failed; it is left out.
             let blocked = raw["dependsOn"]
                 .as_array()
@@ -532,8 +547,17 @@ pub(crate) fn run(state: &mut State, group: &str, name: &str) {
                 .resources
                 .values()
                 .any(|s| s.value["identity"]["principalId"] == principal.as_str());
+        let orphan = children::parent_of(&kind, &id)
+            .filter(|(parent, _, _)| !state.resources.contains_key(&parent.to_ascii_lowercase()));
         let outcome: Result<(), (String, String)> = match queued {
             Some(f) => Err((f.code.clone(), f.message.clone())),
+            None if orphan.is_some() => Err((
+                "ParentResourceNotFound".into(),
+                format!(
+                    "Can not perform requested operation on nested resource. Parent resource '{}' not found.",
+                    orphan.as_ref().map_or("", |o| o.0.as_str())
+                ),
+            )),
             None if !rbac::allows(&state.permissions, &action) => Err((
                 "AuthorizationFailed".into(),
                 format!("The client '{}' with object id '{}' does not have authorization to perform action '{action}' over scope '{id}' or the scope is invalid. If access was recently granted, please refresh your credentials.", super::CALLER_OBJECT_ID, super::CALLER_OBJECT_ID),
@@ -705,15 +729,36 @@ pub(super) fn what_if(state: &mut State, call: &Call) -> Reply {
             .flatten()
             .zip(&planned)
         {
+            let condition = raw
+                .get("condition")
+                .map(|c| ctx.eval_value(c))
+                .transpose()?;
+            if !children::deployed(condition.as_ref())? {
+                continue;
+            }
             // reference() to a resource that does not exist yet is unknown until deployment.
-            let after = ctx.eval_value(raw).unwrap_or_else(|_| raw.clone());
-            match state.resources.get(&id.to_ascii_lowercase()) {
+            let mut after = ctx.eval_value(raw).unwrap_or_else(|_| raw.clone());
+            let kind = raw["type"].as_str().unwrap_or_default();
+            // A child (subnet, security rule) lives in its parent's collection.
+            let existing = match children::parent_of(kind, id) {
+                Some((parent, collection, name)) => state
+                    .resources
+                    .get(&parent.to_ascii_lowercase())
+                    .and_then(|p| children::find_child(&p.value, collection, &name)),
+                None => state
+                    .resources
+                    .get(&id.to_ascii_lowercase())
+                    .map(|s| s.value.clone()),
+            };
+            match existing {
                 None => changes
                     .push(json!({ "resourceId": id, "changeType": "Create", "after": after })),
-                Some(existing) => {
+                Some(existing_value) => {
+                    // What the provider keeps when the PUT leaves a collection out.
+                    children::keep_omitted_children(kind, Some(&existing_value), &mut after);
                     let mut delta = Vec::new();
                     for key in ["location", "tags", "sku", "zones", "identity"] {
-                        let mut before = existing.value[key].clone();
+                        let mut before = existing_value[key].clone();
                         let mut wanted = after[key].clone();
                         if key == "identity" {
                             before = json!(before["type"]);
@@ -723,7 +768,7 @@ pub(super) fn what_if(state: &mut State, call: &Call) -> Reply {
                             delta.push(json!({ "path": key, "propertyChangeType": "Modify", "before": before, "after": wanted }));
                         }
                     }
-                    let mut before = existing.value["properties"].clone();
+                    let mut before = existing_value["properties"].clone();
                     let mut wanted = after["properties"].clone();
                     strip_read_only(&mut before);
                     strip_read_only(&mut wanted);
@@ -733,7 +778,7 @@ pub(super) fn what_if(state: &mut State, call: &Call) -> Reply {
                     } else {
                         "Modify"
                     };
-                    changes.push(json!({ "resourceId": id, "changeType": kind, "before": existing.value, "after": after, "delta": delta }));
+                    changes.push(json!({ "resourceId": id, "changeType": kind, "before": existing_value, "after": after, "delta": delta }));
                 }
             }
         }

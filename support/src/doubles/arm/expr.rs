@@ -126,6 +126,10 @@ impl Context<'_> {
                             Err("The template function 'concat' is used with arguments of mixed types in the double.".into())
                         }
                     }
+                    "not" => match values.first() {
+                        Some(Value::Bool(b)) => Ok(json!(!b)),
+                        _ => Err("The template function 'not' expects a boolean argument.".into()),
+                    },
                     "base64" => {
                         use base64::Engine;
                         Ok(json!(base64::engine::general_purpose::STANDARD.encode(text(0)?)))

@@ -48,7 +48,8 @@
 //! - [`deploy`]: deployments, what-if, validate, deployment operations; ARM's preflight
 //!   (template errors, policy denials, SKU restrictions, quota) answered as 400
 //!   `InvalidTemplateDeployment` with the causes in nested `details`; template evaluation through
-//!   [`expr`].
+//!   [`expr`] (`condition`s and `not()` included); Network's child resources (subnets,
+//!   security rules) and the collections a parent PUT keeps or replaces, in [`children`].
 //! - [`compute`]: scale sets and their instances (VirtualMachineScaleSetVMs_List with
 //!   `$expand`/`$filter` per fact 10, capacity PATCH, DeleteInstances, UpdateInstances, model
 //!   changes that leave old instances `latestModelApplied: false`), the scale-set NIC listing
@@ -69,6 +70,7 @@ pub use super::server::RecordedRequest;
 use super::server::{Reply, Server};
 pub use login::LoginDouble;
 
+mod children;
 pub mod compute;
 mod deploy;
 mod expr;

@@ -15,6 +15,7 @@
 use serde_json::{json, Value};
 
 use super::super::server::Reply;
+use super::children;
 use super::lro::Pending;
 use super::{arm_error, compute, page, Call, State, SUBSCRIPTION, TENANT};
 
@@ -253,6 +254,14 @@ pub(crate) fn remove(state: &mut State, key: &str) {
 
 /// Creates or replaces a resource as ARM would store it.
 pub(crate) fn materialize(state: &mut State, group: &str, id: &str, resource: Value) {
+    let kind = resource["type"].as_str().unwrap_or_default().to_string();
+    // A child resource (subnet, security rule) is an entry in its parent's collection.
+    if let Some((parent, collection, name)) = children::parent_of(&kind, id) {
+        if let Some(stored) = state.resources.get_mut(&parent.to_ascii_lowercase()) {
+            children::upsert_child(&mut stored.value, collection, id, &name, &resource);
+        }
+        return;
+    }
     let mut value = resource;
     let object = value.as_object_mut().expect("a resource is an object");
     for key in ["dependsOn", "apiVersion", "condition", "comments"] {
@@ -299,7 +308,8 @@ pub(crate) fn materialize(state: &mut State, group: &str, id: &str, resource: Va
             }
         }
     }
-    let kind = value["type"].as_str().unwrap_or_default().to_string();
+    children::keep_omitted_children(&kind, previous.as_ref().map(|p| &p.value), &mut value);
+    children::provider_defaults(&kind, &mut value);
     if kind == "Microsoft.Network/publicIPAddresses" {
         let address = previous
             .as_ref()
