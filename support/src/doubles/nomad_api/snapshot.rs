@@ -46,7 +46,7 @@ pub(crate) fn archive(cluster: &Cluster, state_bytes: usize) -> Vec<u8> {
         crate::hash::sha256_hex(&meta_bytes),
         crate::hash::sha256_hex(&state)
     );
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for (name, data) in [
         ("meta.json", meta_bytes.as_slice()),
