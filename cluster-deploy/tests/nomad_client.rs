@@ -695,3 +695,70 @@ fn mutual_tls_needs_a_client_certificate_from_the_ca() {
     let err = NomadClient::with_settings(s).unwrap_err().to_string();
     assert!(err.contains("NOMAD_CLIENT_KEY"), "{err}");
 }
+
+#[test]
+fn a_polling_gate_sees_a_surged_server_become_a_caught_up_voter() {
+    use std::sync::{Arc, Mutex};
+    use support::doubles::instance_events::{InstanceEvents, InstanceInfo};
+    use support::doubles::nomad_sim::Role;
+    // Each request moves the cluster on by a second, so polling is all it takes.
+    let sim = Simulation::new(SimConfig {
+        advance_per_request: Duration::from_secs(1),
+        ..SimConfig::default()
+    });
+    sim.map_scale_set("nomad-servers", Role::Server);
+    sim.start_running(&["s0", "s1", "s2"], &[]);
+    let fewest_healthy = Arc::new(Mutex::new(usize::MAX));
+    {
+        let fewest = fewest_healthy.clone();
+        sim.observe(move |v| {
+            let mut f = fewest.lock().unwrap();
+            *f = (*f).min(v.healthy_voters);
+        });
+    }
+    let nomad = NomadApiDouble::serve(&sim);
+    let nomad_client = client(&nomad);
+    // What the ARM double does when the server scale set grows by one.
+    sim.instance_created(&InstanceInfo {
+        scale_set: "nomad-servers".to_string(),
+        instance_id: "3".to_string(),
+        vm_id: "0b7c3e1a-5d2f-4e8b-9a6c-7d8e9f0a1b2c".to_string(),
+        computer_name: "nomad-s000003".to_string(),
+        private_ip: "10.0.1.13".to_string(),
+    });
+    let member = "0b7c3e1a-5d2f-4e8b-9a6c-7d8e9f0a1b2c.global";
+    let start = sim.now();
+    let mut polls = 0;
+    let mut saw_non_voter = false;
+    loop {
+        polls += 1;
+        assert!(polls < 200, "the gate never opened");
+        let alive = nomad_client
+            .members()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == member && m.state() == MemberStatus::Alive);
+        let raft = nomad_client.raft_configuration().unwrap();
+        let Some(peer) = raft.servers.iter().find(|s| s.node == member) else {
+            continue;
+        };
+        saw_non_voter |= !peer.voter;
+        let indexes = nomad_client.raft_indexes().unwrap();
+        let caught_up = indexes.lag(&peer.id) == Some(0);
+        let healthy = nomad_client.autopilot_health().unwrap().healthy;
+        if alive && peer.voter && caught_up && healthy {
+            break;
+        }
+    }
+    assert!(saw_non_voter, "it joined as a non-voter first");
+    let took = sim.now().since(start);
+    assert!(
+        took >= Duration::from_secs(50),
+        "booting (40 s) and stabilization (10 s) take virtual time: {took:?}"
+    );
+    assert_eq!(
+        *fewest_healthy.lock().unwrap(),
+        3,
+        "never fewer healthy voters than before"
+    );
+}
