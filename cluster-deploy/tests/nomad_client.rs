@@ -762,3 +762,40 @@ fn a_polling_gate_sees_a_surged_server_become_a_caught_up_voter() {
         "never fewer healthy voters than before"
     );
 }
+
+#[test]
+fn the_region_goes_only_to_endpoints_that_take_it() {
+    let (sim, nomad) = cluster();
+    let mut s = settings(nomad.url());
+    s.region = Some("global".to_string());
+    let nomad_client = NomadClient::with_settings(s).unwrap();
+    nomad_client.health().unwrap();
+    nomad_client.agent_self().unwrap();
+    nomad_client.agent_health().unwrap();
+    nomad_client.raft_configuration().unwrap();
+    nomad_client.autopilot_health().unwrap();
+    let c0 = sim.node_named("c0").unwrap().id;
+    nomad_client.node_allocations(&c0).unwrap();
+    nomad_client.set_eligibility(&c0, false).unwrap();
+    let s1 = sim.view().servers[1].id.clone();
+    nomad_client.transfer_leadership(&s1).unwrap();
+    let with_region: Vec<String> = nomad
+        .requests()
+        .iter()
+        .filter(|r| r.query_param("region") == Some("global"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(with_region.contains(&"/v1/status/leader".to_string()));
+    assert!(with_region.contains(&format!("/v1/node/{c0}/eligibility")));
+    for path in [
+        "/v1/agent/members",
+        "/v1/agent/self",
+        "/v1/agent/health",
+        "/v1/operator/raft/transfer-leadership",
+    ] {
+        assert!(!with_region.iter().any(|p| p == path), "{path}");
+    }
+    // (The double fails this test on drop if a parameter went where endpoints.json does not
+    // list it.)
+    assert!(nomad.violations().is_empty(), "{:?}", nomad.violations());
+}

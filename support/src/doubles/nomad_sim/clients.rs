@@ -104,6 +104,33 @@ impl Cluster {
         index
     }
 
+    /// A client agent's node, stored with this status ("Node registered").
+    pub(crate) fn register_node(&mut self, client: &ClientAgent, status: NodeStatus) {
+        let now = self.now;
+        let index = self.write();
+        self.nodes_index = index;
+        self.nodes.push(Node {
+            id: client.node_id.clone(),
+            name: client.name.clone(),
+            ip: client.ip.clone(),
+            datacenter: self.config.datacenter.clone(),
+            version: client.version.clone(),
+            computer_name: client.computer_name.clone(),
+            node_class: String::new(),
+            status,
+            eligible: true,
+            drain: None,
+            last_drain: None,
+            events: Vec::new(),
+            status_updated_at: now,
+            last_heartbeat: now,
+            create_index: index,
+            modify_index: index,
+            drain_stuck: false,
+        });
+        self.node_event(&client.node_id, "Cluster", "Node registered");
+    }
+
     /// Registration, readiness, heartbeats and down detection.
     pub(crate) fn nodes_step(&mut self) {
         if self.leader.is_none() {
@@ -118,28 +145,7 @@ impl Cluster {
             );
             let known = self.nodes.iter().any(|n| n.id == client.node_id);
             if alive && !known {
-                let index = self.write();
-                self.nodes_index = index;
-                self.nodes.push(Node {
-                    id: client.node_id.clone(),
-                    name: client.name.clone(),
-                    ip: client.ip.clone(),
-                    datacenter: self.config.datacenter.clone(),
-                    version: client.version.clone(),
-                    computer_name: client.computer_name.clone(),
-                    node_class: String::new(),
-                    status: NodeStatus::Initializing,
-                    eligible: true,
-                    drain: None,
-                    last_drain: None,
-                    events: Vec::new(),
-                    status_updated_at: now,
-                    last_heartbeat: now,
-                    create_index: index,
-                    modify_index: index,
-                    drain_stuck: false,
-                });
-                self.node_event(&client.node_id, "Cluster", "Node registered");
+                self.register_node(&client, NodeStatus::Initializing);
                 self.record(SimEvent::NodeRegistered {
                     name: client.name.clone(),
                 });

@@ -80,6 +80,24 @@ pub struct AutopilotConfig {
     pub modify_index: u64,
 }
 
+impl AutopilotConfig {
+    /// The configuration a new cluster starts with, stored at Raft index `index`.
+    pub(crate) fn initial(settings: &super::AutopilotSettings, index: u64) -> Self {
+        Self {
+            cleanup_dead_servers: settings.cleanup_dead_servers,
+            last_contact_threshold: settings.last_contact_threshold,
+            max_trailing_logs: settings.max_trailing_logs,
+            min_quorum: settings.min_quorum,
+            server_stabilization_time: settings.server_stabilization_time,
+            enable_redundancy_zones: false,
+            disable_upgrade_migration: false,
+            enable_custom_upgrades: false,
+            create_index: index,
+            modify_index: index,
+        }
+    }
+}
+
 impl Cluster {
     pub(crate) fn new(config: SimConfig) -> Self {
         let boot_version = config.version.clone();

@@ -541,18 +541,7 @@ impl Cluster {
         // Long enough ago that the stabilization waiver is over.
         self.autopilot_started = Some(SimTime(0));
         if self.autopilot_config.is_none() {
-            self.autopilot_config = Some(AutopilotConfig {
-                cleanup_dead_servers: self.config.autopilot.cleanup_dead_servers,
-                last_contact_threshold: self.config.autopilot.last_contact_threshold,
-                max_trailing_logs: self.config.autopilot.max_trailing_logs,
-                min_quorum: self.config.autopilot.min_quorum,
-                server_stabilization_time: self.config.autopilot.server_stabilization_time,
-                enable_redundancy_zones: false,
-                disable_upgrade_migration: false,
-                enable_custom_upgrades: false,
-                create_index: 10,
-                modify_index: 10,
-            });
+            self.autopilot_config = Some(AutopilotConfig::initial(&self.config.autopilot, 10));
         }
         let (index, term) = (self.index, self.term);
         for server in &mut self.servers {
@@ -578,32 +567,7 @@ impl Cluster {
             if self.nodes.iter().any(|n| n.id == client.node_id) {
                 continue;
             }
-            let index = self.write();
-            self.nodes_index = index;
-            self.nodes.push(Node {
-                id: client.node_id.clone(),
-                name: client.name.clone(),
-                ip: client.ip.clone(),
-                datacenter: self.config.datacenter.clone(),
-                version: client.version.clone(),
-                computer_name: client.computer_name.clone(),
-                node_class: String::new(),
-                status: NodeStatus::Ready,
-                eligible: true,
-                drain: None,
-                last_drain: None,
-                events: vec![NodeEvent {
-                    message: "Node registered".to_string(),
-                    subsystem: "Cluster".to_string(),
-                    at: now,
-                    create_index: index,
-                }],
-                status_updated_at: now,
-                last_heartbeat: now,
-                create_index: index,
-                modify_index: index,
-                drain_stuck: false,
-            });
+            self.register_node(&client, NodeStatus::Ready);
         }
     }
 

@@ -243,18 +243,7 @@ impl Cluster {
         self.write();
         if self.autopilot_config.is_none() {
             let index = self.index;
-            self.autopilot_config = Some(AutopilotConfig {
-                cleanup_dead_servers: self.config.autopilot.cleanup_dead_servers,
-                last_contact_threshold: self.config.autopilot.last_contact_threshold,
-                max_trailing_logs: self.config.autopilot.max_trailing_logs,
-                min_quorum: self.config.autopilot.min_quorum,
-                server_stabilization_time: self.config.autopilot.server_stabilization_time,
-                enable_redundancy_zones: false,
-                disable_upgrade_migration: false,
-                enable_custom_upgrades: false,
-                create_index: index,
-                modify_index: index,
-            });
+            self.autopilot_config = Some(AutopilotConfig::initial(&self.config.autopilot, index));
         }
         let term = self.term;
         self.record(SimEvent::LeaderElected { name, term });
@@ -315,18 +304,9 @@ impl Cluster {
     }
 
     fn autopilot_settings(&self) -> AutopilotConfig {
-        self.autopilot_config.clone().unwrap_or(AutopilotConfig {
-            cleanup_dead_servers: self.config.autopilot.cleanup_dead_servers,
-            last_contact_threshold: self.config.autopilot.last_contact_threshold,
-            max_trailing_logs: self.config.autopilot.max_trailing_logs,
-            min_quorum: self.config.autopilot.min_quorum,
-            server_stabilization_time: self.config.autopilot.server_stabilization_time,
-            enable_redundancy_zones: false,
-            disable_upgrade_migration: false,
-            enable_custom_upgrades: false,
-            create_index: 0,
-            modify_index: 0,
-        })
+        self.autopilot_config
+            .clone()
+            .unwrap_or_else(|| AutopilotConfig::initial(&self.config.autopilot, 0))
     }
 
     fn promote(&mut self) {
