@@ -280,7 +280,7 @@ fn without_a_leader_forwarded_requests_wait_then_fail_and_stale_ones_answer() {
         .get(format!("{}/v1/status/leader", nomad.url()))
         .send()
         .is_err());
-    // One comes back to life as a fresh agent: it cannot elect alone.
+    // A cluster left with one of its three servers answers, but cannot elect a leader.
     let sim2 = Simulation::new(SimConfig::default());
     sim2.start_running(&["s0", "s1", "s2"], &[]);
     sim2.configure(|c| c.autopilot.cleanup_dead_servers = false);
