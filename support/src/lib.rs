@@ -1,6 +1,7 @@
 //! The one library the four tools share. Only code that two or more tools really use lives here:
 //!
 //! - [`arch`]: [`arch::Arch`], the CPU architectures (amd64, arm64) in HashiCorp's spelling.
+//! - [`go_duration`]: Go's `time.Duration` text (`200ms`, `1m30s`), as Nomad's API uses it.
 //! - [`files`]: atomic writes (temp file beside the target, fsync, rename, fsync the directory).
 //! - [`process`]: run a subprocess; its error names the program, arguments, status and stderr tail.
 //! - [`retry`]: explicit, bounded, logged retry policies with jittered backoff and a deadline.
@@ -14,6 +15,7 @@
 pub mod arch;
 pub mod cli;
 pub mod files;
+pub mod go_duration;
 pub mod hash;
 pub mod http;
 pub mod process;

@@ -9,6 +9,9 @@
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
+//! - [`nomad_sim`]: the simulated Nomad cluster behind [`nomad_api`], driven in virtual time
+//!   and by the ARM double through [`instance_events`].
+//! - [`tls`]: test CAs and certificates, and the rustls configuration of an HTTPS double.
 //! - [`server`]: the loopback HTTP/1.1 server all four run on (requests recorded as
 //!   [`server::RecordedRequest`]; answers, cut-short bodies and dropped connections as
 //!   [`server::Reply`]).
@@ -19,4 +22,6 @@ pub mod imds;
 pub mod instance_events;
 pub mod mirror;
 pub mod nomad_api;
+pub mod nomad_sim;
 pub mod server;
+pub mod tls;

@@ -19,6 +19,9 @@
 //!   response, one whose body is cut short while `Content-Length` announces all of it (a
 //!   connection dropped mid-body), or no response at all.
 //! - A `HEAD` request gets the head of the reply (the `Content-Length` of its body), no body.
+//! - [`Server::start_tls`] serves the same over HTTPS with a rustls configuration (see
+//!   [`super::tls`] for test certificates; a configuration that requires client certificates
+//!   makes it a mutual-TLS server). A client that fails the handshake gets no answer.
 //!
 //! std only, on purpose: a ready-made server (tiny_http) would answer a dropped request with a
 //! 500 of its own and keep connections alive, so it cannot drop a connection mid-body or
@@ -175,9 +178,27 @@ impl Server {
         F: FnOnce(&str) -> H,
         H: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
     {
+        Self::start_inner(None, make)
+    }
+
+    /// Like [`Server::start_with_url`] over HTTPS: the URL is `https://127.0.0.1:PORT`.
+    pub fn start_tls<F, H>(tls: Arc<rustls::ServerConfig>, make: F) -> Self
+    where
+        F: FnOnce(&str) -> H,
+        H: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    {
+        Self::start_inner(Some(tls), make)
+    }
+
+    fn start_inner<F, H>(tls: Option<Arc<rustls::ServerConfig>>, make: F) -> Self
+    where
+        F: FnOnce(&str) -> H,
+        H: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().expect("the listener's address");
-        let url = format!("http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
         let handler: Arc<Handler> = Arc::new(make(&url));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -189,8 +210,12 @@ impl Server {
                     }
                     let Ok(stream) = stream else { continue };
                     let handler = handler.clone();
+                    let tls = tls.clone();
                     std::thread::spawn(move || {
-                        let _ = serve_one(stream, &*handler);
+                        let _ = match tls {
+                            None => serve_one(stream, &*handler),
+                            Some(config) => serve_one_tls(stream, config, &*handler),
+                        };
                     });
                 }
             })
@@ -226,16 +251,53 @@ impl Drop for Server {
 
 /// Reads one request from the connection, asks the handler, writes its reply.
 fn serve_one(stream: TcpStream, handler: &Handler) -> std::io::Result<()> {
-    let Some(request) = read_request(&stream)? else {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let Some(request) = read_request(stream.try_clone()?)? else {
         return Ok(());
     };
     let reply = handler(&request);
     write_reply(stream, &reply, request.method == "HEAD")
 }
 
-fn read_request(stream: &TcpStream) -> std::io::Result<Option<RecordedRequest>> {
+/// [`serve_one`] inside a TLS session: the handshake happens on the first read, so a client
+/// without an acceptable certificate fails there and gets no HTTP answer.
+fn serve_one_tls(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    handler: &Handler,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    let Some(request) = read_request(&mut tls)? else {
+        return Ok(());
+    };
+    let reply = handler(&request);
+    if reply.delivery == Delivery::NoAnswer {
+        let _ = tls.sock.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    let head_only = request.method == "HEAD";
+    tls.write_all(&reply_head(&reply))?;
+    if let (Delivery::CutAfter(bytes), false) = (reply.delivery, head_only) {
+        tls.write_all(&reply.body[..bytes.min(reply.body.len())])?;
+        tls.flush()?;
+        std::thread::sleep(Duration::from_millis(50));
+        // No close_notify: the connection is cut, as a crashed server's would be.
+        let _ = tls.sock.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    if !head_only {
+        tls.write_all(&reply.body)?;
+    }
+    tls.conn.send_close_notify();
+    tls.flush()?;
+    let _ = tls.sock.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+fn read_request(stream: impl Read) -> std::io::Result<Option<RecordedRequest>> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -282,19 +344,7 @@ fn write_reply(mut stream: TcpStream, reply: &Reply, head_only: bool) -> std::io
         let _ = stream.shutdown(Shutdown::Both);
         return Ok(());
     }
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        reply.status,
-        reason_phrase(reply.status)
-    );
-    for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.body.len()
-    ));
-    stream.write_all(head.as_bytes())?;
+    stream.write_all(&reply_head(reply))?;
     if let (Delivery::CutAfter(bytes), false) = (reply.delivery, head_only) {
         stream.write_all(&reply.body[..bytes.min(reply.body.len())])?;
         stream.flush()?;
@@ -309,6 +359,23 @@ fn write_reply(mut stream: TcpStream, reply: &Reply, head_only: bool) -> std::io
     stream.flush()?;
     let _ = stream.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// The status line and headers of a reply, `Content-Length` and `Connection: close` last.
+fn reply_head(reply: &Reply) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        reply.status,
+        reason_phrase(reply.status)
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.body.len()
+    ));
+    head.into_bytes()
 }
 
 /// A path's `%XX` escapes decoded; `+` stays a plus (it means a space only in a query).

@@ -1,0 +1,429 @@
+//! A client of Nomad's HTTP API (developer.hashicorp.com/nomad/api-docs; the facts and
+//! schemas in `../shared/nomad-api/`), for `status` and `roll`:
+//!
+//! - [`settings`]: the address, ACL token and TLS files, with the Nomad CLI's `NOMAD_*`
+//!   conventions; timeouts and retry policies.
+//! - [`types`]: the bodies, tolerant of unknown fields, `null`s and absent optional fields.
+//! - agent (`members`, `self`, `health`, guarded `force-leave`), operator (Raft configuration,
+//!   peers, leader, autopilot, per-server Raft indexes, leadership transfer, guarded peer
+//!   removal, snapshot save), nodes (list, read, allocations, eligibility, drain) and ACL
+//!   bootstrap, each in its own module as methods of [`NomadClient`].
+//!
+//! Every error names the method, the URL, the status and Nomad's plain-text body (bounded);
+//! the token travels in `X-Nomad-Token` and is never part of a URL, a log line or an error.
+//! Reads and writes are retried by explicit bounded policies ([`settings::Timeouts`]) on
+//! transport errors and 502/503/504 only: every write this client makes is idempotent.
+
+mod acl;
+mod agent;
+mod nodes;
+mod operator;
+pub mod settings;
+mod snapshot;
+pub mod types;
+
+use std::time::Duration;
+
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use support::http::Url;
+use support::retry::{Attempt, Policy, RetryError};
+
+pub use acl::BootstrapOutcome;
+pub use operator::TransferOutcome;
+pub use settings::{NomadSettings, Timeouts, TlsFiles};
+pub use snapshot::SavedSnapshot;
+pub use types::*;
+
+use crate::auth::{error_chain, Secret};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NomadError {
+    #[error("{method} {url}: {message}")]
+    Transport {
+        method: String,
+        url: String,
+        message: String,
+    },
+    #[error("{method} {url}: {status}: {body}")]
+    Status {
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url}: unexpected answer: {message}")]
+    Body {
+        method: String,
+        url: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Settings(String),
+    /// A guard refused an operation before anything was sent.
+    #[error("refusing to {action}: {reason}")]
+    Refused { action: String, reason: String },
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+    #[error("gave up after {attempts} attempts in {elapsed:.1?}: {last}")]
+    GaveUp {
+        attempts: u32,
+        elapsed: Duration,
+        last: Box<NomadError>,
+    },
+}
+
+impl NomadError {
+    /// The HTTP status of a refused request (looking through retries).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            NomadError::Status { status, .. } => Some(*status),
+            NomadError::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// The plain-text body of a refused request.
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            NomadError::Status { body, .. } => Some(body),
+            NomadError::GaveUp { last, .. } => last.body(),
+            _ => None,
+        }
+    }
+
+    /// "No cluster leader": the cluster has no leader (500 after the server's 5 s hold, or
+    /// 503 from transfer-leadership).
+    pub fn is_no_leader(&self) -> bool {
+        matches!(self.status(), Some(500 | 503)) && self.body() == Some("No cluster leader")
+    }
+}
+
+impl From<RetryError<NomadError>> for NomadError {
+    fn from(e: RetryError<NomadError>) -> Self {
+        match e {
+            RetryError::Fatal(e) => e,
+            RetryError::Exhausted {
+                attempts: 1, last, ..
+            } => last,
+            RetryError::Exhausted {
+                attempts,
+                elapsed,
+                last,
+            } => NomadError::GaveUp {
+                attempts,
+                elapsed,
+                last: Box::new(last),
+            },
+        }
+    }
+}
+
+/// Statuses a retry may cure: a proxy or load balancer in the way, or a restart.
+const RETRYABLE: [u16; 3] = [502, 503, 504];
+
+/// Blocking-query and consistency options of a read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Let any server answer from its own state (no leader needed).
+    pub stale: bool,
+    /// Wait until the result's index passes this one ...
+    pub wait_index: Option<u64>,
+    /// ... for at most this long (Nomad's default 5 min, at most 10 min).
+    pub wait: Option<Duration>,
+}
+
+/// What a read's `X-Nomad-*` headers say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryMeta {
+    pub last_index: u64,
+    pub known_leader: bool,
+    pub last_contact: Duration,
+}
+
+impl QueryMeta {
+    fn from_response(response: &Response) -> Self {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Self {
+            last_index: header("x-nomad-index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            known_leader: header("x-nomad-knownleader").as_deref() == Some("true"),
+            last_contact: Duration::from_millis(
+                header("x-nomad-lastcontact")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+        }
+    }
+}
+
+/// One request: its method, path and query, and how to retry it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    write: bool,
+    /// A longer wait than the client's default (blocking queries).
+    timeout: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'a str) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+            write: false,
+            timeout: None,
+        }
+    }
+
+    fn write(method: Method, path: &'a str) -> Self {
+        Self {
+            method,
+            write: true,
+            ..Self::get(path)
+        }
+    }
+
+    fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+
+    fn json(mut self, body: &impl Serialize) -> Self {
+        self.body = Some(serde_json::to_vec(body).expect("serializable request body"));
+        self
+    }
+
+    fn options(mut self, options: &QueryOptions) -> Self {
+        if options.stale {
+            self = self.query("stale", "");
+        }
+        if let Some(index) = options.wait_index {
+            let wait = options.wait.unwrap_or(Duration::from_secs(300));
+            self = self
+                .query("index", index.to_string())
+                .query("wait", format!("{}ms", wait.as_millis()));
+            // The server may add up to wait/16 of jitter.
+            self.timeout = Some(wait + wait / 16 + Duration::from_secs(10));
+        }
+        self
+    }
+}
+
+/// A client for one Nomad API address.
+pub struct NomadClient {
+    http: reqwest::blocking::Client,
+    base: Url,
+    settings: NomadSettings,
+}
+
+impl std::fmt::Debug for NomadClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NomadClient")
+            .field("address", &self.settings.address.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NomadClient {
+    /// A client for these settings (files read and checked now).
+    pub fn with_settings(settings: NomadSettings) -> Result<Self, NomadError> {
+        let (http, base) = settings::build(&settings)?;
+        Ok(Self {
+            http,
+            base,
+            settings,
+        })
+    }
+
+    /// A client for the API at `base` (`http://` or `https://`), optionally trusting a CA
+    /// certificate file and sending an ACL token (what `status` passes).
+    pub fn new(
+        base: Url,
+        ca_cert: Option<&std::path::Path>,
+        token: Option<Secret>,
+    ) -> Result<Self, NomadError> {
+        let mut settings = NomadSettings::new(base);
+        settings.tls.ca_cert = ca_cert.map(|p| p.to_path_buf());
+        settings.token = token;
+        Self::with_settings(settings)
+    }
+
+    /// A client with the same token and TLS settings for another agent (e.g. one server's own
+    /// HTTP address, for its `agent/self`).
+    pub fn for_agent(&self, address: Url) -> Result<Self, NomadError> {
+        Self::with_settings(self.settings.for_address(address))
+    }
+
+    pub fn settings(&self) -> &NomadSettings {
+        &self.settings
+    }
+
+    fn url(&self, call: &Call<'_>, region: bool) -> Url {
+        let mut url = self.base.join(call.path).expect("a relative API path");
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in &call.query {
+                pairs.append_pair(name, value);
+            }
+            if let (true, Some(r)) = (region, &self.settings.region) {
+                pairs.append_pair("region", r);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        // `?stale` is a flag: Nomad takes `stale=` the same.
+        url
+    }
+
+    fn builder(&self, call: &Call<'_>, url: &Url) -> RequestBuilder {
+        let mut request = self.http.request(call.method.clone(), url.clone());
+        if let Some(token) = &self.settings.token {
+            request = request.header("X-Nomad-Token", token.expose());
+        }
+        if let Some(auth) = &self.settings.http_auth {
+            let (user, password) = match auth.expose().split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (auth.expose(), None),
+            };
+            request = request.basic_auth(user, password);
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        if let Some(timeout) = call.timeout {
+            request = request.timeout(timeout);
+        }
+        request
+    }
+
+    /// Sends `call` under its retry policy; `accept` says which statuses are answers (the
+    /// rest become [`NomadError::Status`] with the bounded body). `region` adds `?region=`
+    /// when one is set (only for endpoints that take it).
+    fn send(
+        &self,
+        call: &Call<'_>,
+        region: bool,
+        accept: &[u16],
+    ) -> Result<(Url, Response), NomadError> {
+        let policy: &Policy = if call.write {
+            &self.settings.timeouts.write_retries
+        } else {
+            &self.settings.timeouts.read_retries
+        };
+        Ok(policy.run(|_| self.send_once(call, region, accept))?)
+    }
+
+    /// One attempt of `call`, classified for a retry loop: transport errors and 502/503/504
+    /// (honouring `Retry-After`) may be retried, other refusals may not.
+    fn send_once(
+        &self,
+        call: &Call<'_>,
+        region: bool,
+        accept: &[u16],
+    ) -> Result<(Url, Response), Attempt<NomadError>> {
+        let url = self.url(call, region);
+        let method = call.method.to_string();
+        let response = self.builder(call, &url).send().map_err(|e| {
+            Attempt::retry(NomadError::Transport {
+                method: method.clone(),
+                url: url.to_string(),
+                message: error_chain(&e),
+            })
+        })?;
+        let status = response.status().as_u16();
+        if accept.contains(&status) {
+            return Ok((url, response));
+        }
+        let retry_after = support::http::retry_after(response.headers());
+        let error = NomadError::Status {
+            method,
+            url: url.to_string(),
+            status,
+            body: support::http::error_body(response),
+        };
+        if RETRYABLE.contains(&status) {
+            Err(Attempt::Retry {
+                error,
+                after: retry_after,
+            })
+        } else {
+            Err(Attempt::Fail(error))
+        }
+    }
+
+    /// Reads and decodes a JSON body (bounded by the request timeout per read).
+    fn decode<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        url: &Url,
+        response: Response,
+    ) -> Result<T, NomadError> {
+        let bytes = response.bytes().map_err(|e| NomadError::Transport {
+            method: method.to_string(),
+            url: url.to_string(),
+            message: format!("reading the body: {}", error_chain(&e)),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| NomadError::Body {
+            method: method.to_string(),
+            url: url.to_string(),
+            message: format!(
+                "{e} in {}",
+                support::http::body_excerpt(&String::from_utf8_lossy(&bytes))
+            ),
+        })
+    }
+
+    /// A JSON read or write answered with 200.
+    fn json<T: DeserializeOwned>(&self, call: Call<'_>, region: bool) -> Result<T, NomadError> {
+        let (url, response) = self.send(&call, region, &[200])?;
+        self.decode(&call.method, &url, response)
+    }
+
+    /// A JSON read with its `X-Nomad-*` metadata.
+    fn json_meta<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        region: bool,
+    ) -> Result<(T, QueryMeta), NomadError> {
+        let (url, response) = self.send(&call, region, &[200])?;
+        let meta = QueryMeta::from_response(&response);
+        Ok((self.decode(&call.method, &url, response)?, meta))
+    }
+
+    /// Leader, servers and client nodes in one go (what `status` shows).
+    pub fn health(&self) -> Result<ClusterHealth, NomadError> {
+        Ok(ClusterHealth {
+            address: self.settings.address.to_string(),
+            leader: self.leader()?,
+            servers: self.members()?,
+            nodes: self.nodes()?,
+        })
+    }
+}
+
+/// What `status` shows of Nomad.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterHealth {
+    pub address: String,
+    /// The leader's RPC address; `None` when the cluster has no leader.
+    pub leader: Option<String>,
+    pub servers: Vec<AgentMember>,
+    pub nodes: Vec<NodeListStub>,
+}
