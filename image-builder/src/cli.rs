@@ -112,7 +112,7 @@ pub struct BuildArgs {
     /// Where build records live (default: `.image-builder` beside the spec).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Stop the build (SIGINT, so Packer cleans up) when it runs longer than this.
+    /// Stop the build (SIGTERM to Packer, so it cleans up) when it runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration)]
     pub timeout: Duration,
     /// How long Packer gets to clean up after being asked to stop, before it is killed.

@@ -134,10 +134,25 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// A stand-in `packer`: answers `version` with `version_line`, logs every invocation (argv and
-/// whether ARM_CLIENT_SECRET / PKR_VAR_* were in its environment) to `<dir>/packer.log`,
-/// succeeds for `init` and `validate`, and runs `build_body` (POSIX sh) for `build`, with
-/// `$dir` = the template directory (the last argument) and `$marks` = `<dir>/marks`.
+/// The real Packer on `PATH` (Debian's 1.6.6 in CI).
+pub fn real_packer() -> PathBuf {
+    let path = std::env::var_os("PATH").expect("PATH is set");
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("packer"))
+        .find(|p| p.is_file())
+        .expect("Packer is installed (apt-get install packer)")
+}
+
+/// A stand-in `packer` for what the real one cannot do here: an azure-arm build. It answers
+/// `version` with `version_line`, logs every invocation (argv and whether ARM_CLIENT_SECRET /
+/// PKR_VAR_* were in its environment) to `<dir>/packer.log`, and runs `build_body` (POSIX sh)
+/// for `build`, with `$dir` = the template directory (the last argument) and `$marks` =
+/// `<dir>/marks`.
+///
+/// Everything else behaves as the Packer it claims to be. As 1.6.x, `validate` (and `init`,
+/// which 1.6 does not have) are the real Packer's. As 1.7+, `init` needs a `required_plugins`
+/// block and "installs" the plugin, and `validate` fails as Packer does ("Missing plugins ...
+/// Did you run packer init for this project ?") until `init` ran.
 pub fn fake_packer(dir: &Path, version_line: &str, build_body: &str) -> PathBuf {
     let marks = dir.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
@@ -147,15 +162,38 @@ pub fn fake_packer(dir: &Path, version_line: &str, build_body: &str) -> PathBuf 
         r#"#!/bin/sh
 marks={marks}
 log={log}
+real={real}
+version={version_line}
 for last in "$@"; do :; done
 dir="$last"
 printf 'argv:' >> "$log"
 printf ' %s' "$@" >> "$log"
 printf '\n' >> "$log"
 env | grep -E '^(PKR_VAR_|ARM_CLIENT_SECRET|CHECKPOINT_DISABLE)' | sed 's/^/env: /' >> "$log"
+case "$version" in
+    "Packer v1.6."*) old=1 ;;
+    *) old= ;;
+esac
 case "$1" in
-    version) echo {version_line} ;;
-    init|validate) exit 0 ;;
+    version) echo "$version" ;;
+    init|validate)
+        if [ -n "$old" ]; then
+            exec "$real" "$@"
+        fi
+        if [ "$1" = init ]; then
+            if ! grep -q required_plugins "$dir"/*.pkr.hcl; then
+                echo 'No plugins requirement found, make sure you reference a Packer config containing a packer.required_plugins block.' >&2
+                exit 1
+            fi
+            : > "$marks/azure-plugin-installed"
+            echo 'Installed plugin github.com/hashicorp/azure v2.3.3 in "/root/.config/packer/plugins/github.com/hashicorp/azure/packer-plugin-azure_v2.3.3_x5.0_linux_amd64"'
+            exit 0
+        fi
+        if [ ! -e "$marks/azure-plugin-installed" ]; then
+            printf '%s\n' '1,,ui,error,Error: Missing plugins\n\nThe following plugins are required%!(PACKER_COMMA) but not installed:\n\n* github.com/hashicorp/azure ~> 2\n\nDid you run packer init for this project ?\n\n'
+            exit 1
+        fi
+        ;;
     build)
 {build_body}
         ;;
@@ -164,6 +202,7 @@ esac
 "#,
         marks = support::shell::quote(marks.to_str().unwrap()),
         log = support::shell::quote(log.to_str().unwrap()),
+        real = support::shell::quote(real_packer().to_str().unwrap()),
         version_line = support::shell::quote(version_line),
     );
     std::fs::write(&path, script).unwrap();
