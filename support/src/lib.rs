@@ -1,6 +1,8 @@
 //! The one library the four tools share. Only code that two or more tools really use lives here:
 //!
 //! - [`arch`]: [`arch::Arch`], the CPU architectures (amd64, arm64) in HashiCorp's spelling.
+//! - [`azure_auth`]: Azure credentials (client secret, Azure CLI, managed identity) and the
+//!   subscription each implies.
 //! - [`files`]: atomic writes (temp file beside the target, fsync, rename, fsync the directory).
 //! - [`process`]: run a subprocess; its error names the program, arguments, status and stderr tail.
 //! - [`retry`]: explicit, bounded, logged retry policies with jittered backoff and a deadline.
@@ -12,6 +14,7 @@
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
 pub mod arch;
+pub mod azure_auth;
 pub mod cli;
 pub mod files;
 pub mod hash;
