@@ -8,6 +8,8 @@
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
+//! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
+//!   image-builder makes before it trusts a build record.
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 //! - [`server`]: the loopback HTTP/1.1 server all four run on (requests recorded as
 //!   [`server::RecordedRequest`]; answers, cut-short bodies and dropped connections as
@@ -15,6 +17,7 @@
 
 pub mod arm;
 pub mod bins;
+pub mod images;
 pub mod imds;
 pub mod instance_events;
 pub mod mirror;
