@@ -9,9 +9,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
+use support::doubles::images::{ImageDouble, ImageFault};
+use support::doubles::imds::{self, ImdsDouble};
 
 const SUB: &str = "11111111-2222-3333-4444-555555555555";
 const GALLERY_SUB: &str = "66666666-7777-8888-9999-000000000000";
@@ -55,7 +57,54 @@ EOT"#,
     )
 }
 
-fn build_cmd(spec: &Path, packer: &Path, state: &Path) -> Command {
+/// The Azure endpoints image-builder itself calls, as loopback doubles: IMDS (the managed
+/// identity's token and its VM's subscription), ARM's image reads, and a login endpoint nothing
+/// listens on (these tests never log in with a client secret; if one did, it would fail here
+/// instead of reaching Microsoft).
+struct AzureDoubles {
+    imds: ImdsDouble,
+    arm: ImageDouble,
+}
+
+impl AzureDoubles {
+    /// The images `azure_success_body` reports, as Azure would hold them after the build.
+    fn add_recorded_images(&self) {
+        self.arm
+            .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+        self.arm.add_gallery_image_version(
+            GALLERY_SUB,
+            "nomad-images",
+            "nomad_gallery",
+            "nomad",
+            "1.10.5",
+            "westeurope",
+            "Succeeded",
+        );
+    }
+
+    fn start() -> Self {
+        let imds = ImdsDouble::start(imds::fixture("instance.json"));
+        let arm = ImageDouble::start(&imds_token());
+        Self { imds, arm }
+    }
+
+    fn args(&self, cmd: &mut Command) {
+        cmd.args(["--arm-endpoint", self.arm.url()])
+            .args(["--imds-endpoint", self.imds.url()])
+            .args(["--login-endpoint", "http://127.0.0.1:1"])
+            .args(["--retry-delay-ms", "5"]);
+    }
+}
+
+/// The token the IMDS double hands out (Microsoft's documented shape, `identity-token.json`).
+fn imds_token() -> String {
+    imds::fixture("identity-token.json")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn build_cmd(azure: &AzureDoubles, spec: &Path, packer: &Path, state: &Path) -> Command {
     let mut cmd = image_builder();
     cmd.args(["build", "--config"])
         .arg(spec)
@@ -63,6 +112,7 @@ fn build_cmd(spec: &Path, packer: &Path, state: &Path) -> Command {
         .arg(packer)
         .arg("--state-dir")
         .arg(state);
+    azure.args(&mut cmd);
     with_tool_bins(&mut cmd);
     cmd
 }
@@ -84,12 +134,13 @@ fn records(state: &Path) -> Vec<String> {
 
 #[test]
 fn an_azure_build_is_recorded_then_skipped_then_forced() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let spec = fixture("specs/gallery.toml");
 
-    let first = run(&mut build_cmd(&spec, &packer, &state));
+    let first = run(&mut build_cmd(&azure, &spec, &packer, &state));
     assert!(first.ok(), "{first:?}");
     // stdout is the image to boot from: the gallery version, read from Packer's artifact.
     assert_eq!(first.stdout, format!("{}\n", gallery_version_id()));
@@ -153,15 +204,42 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
         "{log}"
     );
 
-    // Same inputs: no Packer build, the recorded image printed.
-    let second = run(&mut build_cmd(&spec, &packer, &state));
+    // Same inputs, and Azure still has both images: no Packer build, the recorded image printed.
+    azure.add_recorded_images();
+    let second = run(&mut build_cmd(&azure, &spec, &packer, &state));
     assert!(second.ok(), "{second:?}");
     assert_eq!(second.stdout, first.stdout);
     assert!(second.stderr.contains("were built already"), "{second:?}");
     assert_eq!(builds_run(dir.path()), 1);
+    // Both recorded images were read back, each with its operation's api-version and the
+    // managed identity's token (the spec's auth), from the identity's IMDS.
+    let reads: Vec<(String, String, String)> = azure
+        .arm
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.query_param("api-version").unwrap_or_default().to_string(),
+                r.header("authorization").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let bearer = format!("Bearer {}", imds_token());
+    assert_eq!(
+        reads,
+        [
+            (
+                gallery_version_id(),
+                "2024-03-03".to_string(),
+                bearer.clone()
+            ),
+            (managed_image_id(), "2024-11-01".to_string(), bearer),
+        ]
+    );
 
     // --force builds again and asks Packer to replace the existing image.
-    let forced = run(build_cmd(&spec, &packer, &state).arg("--force"));
+    let forced = run(build_cmd(&azure, &spec, &packer, &state).arg("--force"));
     assert!(forced.ok(), "{forced:?}");
     assert_eq!(builds_run(dir.path()), 2);
     assert!(packer_log(dir.path()).contains("argv: build -machine-readable -force "));
@@ -170,7 +248,7 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
     let changed_spec = dir.path().join("image.toml");
     let text = std::fs::read_to_string(&spec).unwrap() + "\n[azure.tags]\nowner = \"ops\"\n";
     std::fs::write(&changed_spec, text).unwrap();
-    let changed = run(&mut build_cmd(&changed_spec, &packer, &state));
+    let changed = run(&mut build_cmd(&azure, &changed_spec, &packer, &state));
     assert!(changed.ok(), "{changed:?}");
     assert_eq!(builds_run(dir.path()), 3);
     assert_eq!(records(&state).len(), 4);
@@ -186,11 +264,17 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
 
 #[test]
 fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let secret = "pa55-w0rd-never-to-be-seen";
-    let mut cmd = build_cmd(&fixture("specs/client-secret.toml"), &packer, &state);
+    let mut cmd = build_cmd(
+        &azure,
+        &fixture("specs/client-secret.toml"),
+        &packer,
+        &state,
+    );
     cmd.arg("-vv")
         .env("ARM_CLIENT_ID", "client-id")
         .env("ARM_CLIENT_SECRET", secret)
@@ -218,13 +302,17 @@ fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
 
 #[test]
 fn client_secret_auth_without_the_environment_fails_before_packer_runs() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
-    let out = run(
-        build_cmd(&fixture("specs/client-secret.toml"), &packer, &state)
-            .env("ARM_CLIENT_ID", "client-id"),
-    );
+    let out = run(build_cmd(
+        &azure,
+        &fixture("specs/client-secret.toml"),
+        &packer,
+        &state,
+    )
+    .env("ARM_CLIENT_ID", "client-id"));
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -237,6 +325,7 @@ fn client_secret_auth_without_the_environment_fails_before_packer_runs() {
 
 #[test]
 fn packer_1_7_and_newer_gets_required_plugins_and_init() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let body = format!(
@@ -245,6 +334,7 @@ fn packer_1_7_and_newer_gets_required_plugins_and_init() {
     );
     let packer = fake_packer(dir.path(), "Packer v1.11.2", &body);
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         &packer,
         &state,
@@ -263,6 +353,7 @@ fn packer_1_7_and_newer_gets_required_plugins_and_init() {
 
 #[test]
 fn packer_failing_mid_build_reports_its_errors_and_records_nothing() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // Shaped after the failing build in ../shared/fixtures/packer/null-build-machine-readable.txt.
@@ -280,6 +371,7 @@ exit 1
 "#;
     let packer = fake_packer(dir.path(), "Packer v1.6.6", body);
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         &packer,
         &state,
@@ -303,9 +395,11 @@ exit 1
 
 #[test]
 fn a_missing_packer_gets_an_install_hint() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         Path::new("/nonexistent/packer"),
         &state,
@@ -339,6 +433,7 @@ fn a_missing_packer_gets_an_install_hint() {
 
 #[test]
 fn bad_specs_fail_naming_the_field_before_anything_runs() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let cases: &[(&str, &[&str])] = &[
@@ -358,7 +453,7 @@ fn bad_specs_fail_naming_the_field_before_anything_runs() {
     for (spec, expected) in cases {
         let state = dir.path().join("state");
         let path = fixture(spec);
-        let out = run(&mut build_cmd(&path, &packer, &state));
+        let out = run(&mut build_cmd(&azure, &path, &packer, &state));
         assert_eq!(out.code, Some(1), "{spec}: {out:?}");
         assert!(
             out.stderr.contains(path.to_str().unwrap()),
@@ -378,13 +473,280 @@ fn the_default_state_directory_is_beside_the_spec() {
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let spec: PathBuf = dir.path().join("image.toml");
     std::fs::copy(fixture("specs/gallery.toml"), &spec).unwrap();
+    let azure = AzureDoubles::start();
     let mut cmd = image_builder();
     cmd.args(["build", "--config"])
         .arg(&spec)
         .arg("--packer-bin")
         .arg(&packer);
+    azure.args(&mut cmd);
     with_tool_bins(&mut cmd);
     let out = run(&mut cmd);
     assert!(out.ok(), "{out:?}");
     assert_eq!(records(&dir.path().join(".image-builder")).len(), 2);
+}
+
+/// Records one gallery.toml build; returns the state directory and the stand-in's directory.
+fn recorded_gallery_build(azure: &AzureDoubles) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let first = run(&mut build_cmd(
+        azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+    (dir, state, packer)
+}
+
+#[test]
+fn a_recorded_image_deleted_since_is_built_again() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    // Someone deleted the gallery version; the managed image is still there.
+    azure.arm.remove(&gallery_version_id());
+    let again = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(again.ok(), "{again:?}");
+    assert_eq!(builds_run(dir.path()), 2, "{again:?}");
+    assert!(
+        again.stderr.contains(&format!(
+            "{} no longer exists (ARM answered 404 ResourceNotFound",
+            gallery_version_id()
+        )),
+        "{again:?}"
+    );
+    assert!(again.stderr.contains("building again"), "{again:?}");
+    assert_eq!(again.stdout, format!("{}\n", gallery_version_id()));
+}
+
+#[test]
+fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    azure.arm.add_gallery_image_version(
+        GALLERY_SUB,
+        "nomad-images",
+        "nomad_gallery",
+        "nomad",
+        "1.10.5",
+        "westeurope",
+        "Failed",
+    );
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains(&format!(
+            "the recorded image {} exists but is in provisioning state Failed",
+            gallery_version_id()
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--force"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+#[test]
+fn arm_throttling_while_checking_is_retried() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    azure.arm.inject(ImageFault::Throttle {
+        retry_after_secs: 0,
+    });
+    azure.arm.inject(ImageFault::Status(503));
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stderr.contains("were built already"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+    assert_eq!(azure.arm.requests().len(), 4, "two retried, two answered");
+}
+
+#[test]
+fn a_record_that_cannot_be_checked_is_an_error_not_a_skip() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    // The identity gets a token ARM refuses (another tenant's, say).
+    azure.imds.set_fallback(imds::Reply::Body {
+        status: 200,
+        body: serde_json::json!({
+            "access_token": "not-this-tenants", "expires_on": "4102444800",
+            "expires_in": "3599", "resource": "https://management.azure.com/",
+            "token_type": "Bearer"
+        })
+        .to_string(),
+    });
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr
+            .contains("could not check that the recorded image"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("401 InvalidAuthenticationToken"),
+        "{out:?}"
+    );
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+/// The values of `name` in the environment of each `packer build`.
+fn env_lines(dir: &Path, name: &str) -> Vec<String> {
+    let mut in_build = false;
+    let mut values = Vec::new();
+    for line in packer_log(dir).lines() {
+        if let Some(argv) = line.strip_prefix("argv: ") {
+            in_build = argv.starts_with("build ");
+        } else if let Some(value) = line.strip_prefix(&format!("env: {name}=")) {
+            if in_build {
+                values.push(value.to_string());
+            }
+        }
+    }
+    values
+}
+
+fn record_context(state: &Path, stdout_json: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_str(stdout_json).unwrap();
+    let path = report["record_path"].as_str().unwrap();
+    assert!(Path::new(path).starts_with(state.join("records")));
+    report["inputs"]["context"].clone()
+}
+
+/// Azure CLI auth without `subscription_id`: the build goes to the CLI's current subscription,
+/// which is hashed, handed to Packer, and used to check the record. Switching `az` to another
+/// subscription is another build, not the old image id.
+#[test]
+fn the_cli_subscription_is_part_of_the_inputs_and_goes_to_packer() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let az = fake_az(dir.path(), SUB, &imds_token());
+    let spec = fixture("specs/managed-image.toml");
+    let build = |extra: &[&str]| {
+        let mut cmd = build_cmd(&azure, &spec, &packer, &state);
+        cmd.arg("--az-program").arg(&az).args(extra);
+        run(&mut cmd)
+    };
+
+    let first = build(&["--json"]);
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(
+        record_context(&state, &first.stdout)["subscription_id"],
+        SUB
+    );
+    assert_eq!(env_lines(dir.path(), "PKR_VAR_subscription_id"), [SUB]);
+    assert!(first.stderr.contains(&format!(
+        "building in subscription {SUB} (the Azure CLI's current subscription)"
+    )));
+
+    // `az account set` to another subscription: a different build.
+    let other = "99999999-8888-7777-6666-555555555555";
+    std::fs::write(dir.path().join("az-subscription"), other).unwrap();
+    let second = build(&["--json"]);
+    assert!(second.ok(), "{second:?}");
+    assert!(!second.stderr.contains("were built already"), "{second:?}");
+    assert_eq!(builds_run(dir.path()), 2);
+    assert_eq!(
+        record_context(&state, &second.stdout)["subscription_id"],
+        other
+    );
+    assert_eq!(
+        env_lines(dir.path(), "PKR_VAR_subscription_id"),
+        [SUB, other]
+    );
+
+    // Back in the first subscription, whose image still exists: skipped, checked with the
+    // CLI's token.
+    std::fs::write(dir.path().join("az-subscription"), SUB).unwrap();
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    let third = build(&["--json"]);
+    assert!(third.ok(), "{third:?}");
+    let report: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(report["skipped"], true);
+    assert_eq!(report["image_id"], managed_image_id().as_str());
+    assert_eq!(builds_run(dir.path()), 2);
+    let az_log = std::fs::read_to_string(dir.path().join("az.log")).unwrap();
+    assert!(
+        az_log.contains(&format!(
+            "account get-access-token --resource {}/ --output json",
+            azure.arm.url()
+        )),
+        "{az_log}"
+    );
+}
+
+/// Managed identity without `subscription_id`: the VM's subscription, from IMDS.
+#[test]
+fn the_managed_identity_subscription_comes_from_instance_metadata() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let text = std::fs::read_to_string(fixture("specs/gallery.toml"))
+        .unwrap()
+        .replace(
+            "subscription_id = \"11111111-2222-3333-4444-555555555555\"\n",
+            "",
+        );
+    let spec = write_spec(dir.path(), "image.toml", &text);
+    let out = run(build_cmd(&azure, &spec, &packer, &state).arg("--json"));
+    assert!(out.ok(), "{out:?}");
+    let vm_subscription = imds::fixture("instance.json")["compute"]["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        record_context(&state, &out.stdout)["subscription_id"],
+        vm_subscription.as_str()
+    );
+    assert_eq!(
+        env_lines(dir.path(), "PKR_VAR_subscription_id"),
+        [vm_subscription.clone()]
+    );
+    let imds_reads: Vec<String> = azure
+        .imds
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}?api-version={}",
+                r.path,
+                r.query_param("api-version").unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(imds_reads, ["/metadata/instance?api-version=2023-07-01"]);
 }

@@ -223,3 +223,69 @@ pub fn wait_for_file(path: &Path, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A stand-in Azure CLI (`az` is not installed here) answering the two commands image-builder
+/// runs, in the shape the Azure CLI documents: `az account show --output json` (the current
+/// subscription, read from `<dir>/az-subscription` so a test can switch accounts) and
+/// `az account get-access-token --resource R --output json` (`accessToken`, `expires_on`,
+/// `subscription`, `tenant`, `tokenType`). Every call is appended to `<dir>/az.log`.
+pub fn fake_az(dir: &Path, subscription: &str, token: &str) -> PathBuf {
+    std::fs::write(dir.join("az-subscription"), subscription).unwrap();
+    let path = dir.join("az");
+    let script = format!(
+        r#"#!/bin/sh
+dir={dir}
+echo "$*" >> "$dir/az.log"
+sub=$(cat "$dir/az-subscription")
+case "$*" in
+    "account show --output json")
+        printf '{{"environmentName": "AzureCloud", "id": "%s", "isDefault": true, "name": "Ops", "state": "Enabled", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "user": {{"name": "ops@example.com", "type": "user"}}}}\n' "$sub"
+        ;;
+    "account get-access-token --resource "*" --output json")
+        printf '{{"accessToken": "%s", "expiresOn": "2099-01-01 00:00:00.000000", "expires_on": 4070908800, "subscription": "%s", "tenant": "72f988bf-86f1-41af-91ab-2d7cd011db47", "tokenType": "Bearer"}}\n' {token} "$sub"
+        ;;
+    *) echo "ERROR: fake az: unexpected arguments: $*" >&2; exit 2 ;;
+esac
+"#,
+        dir = support::shell::quote(dir.to_str().unwrap()),
+        token = support::shell::quote(token),
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A 64-bit ELF executable header for `arch` and nothing else: what render and validate read
+/// of the binaries they upload (they check the header, never run them). For specs whose image
+/// CPU is not this machine's.
+pub fn elf_stub(dir: &Path, name: &str, arch: &str) -> PathBuf {
+    let machine: u16 = match arch {
+        "amd64" => 62,
+        "arm64" => 183,
+        other => panic!("no ELF machine for {other}"),
+    };
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2; // 64-bit
+    header[5] = 1; // little endian
+    header[6] = 1; // ELF version
+    header[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    header[18..20].copy_from_slice(&machine.to_le_bytes());
+    header[20..24].copy_from_slice(&1u32.to_le_bytes());
+    header[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    header[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize, no program headers
+    let path = dir.join(name);
+    std::fs::write(&path, header).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Adds `--install-nomad` and `--run-nomad` with [`elf_stub`]s for `arch` made in `dir`.
+pub fn with_stub_bins<'a>(cmd: &'a mut Command, dir: &Path, arch: &str) -> &'a mut Command {
+    cmd.arg("--install-nomad")
+        .arg(elf_stub(dir, "install-nomad", arch))
+        .arg("--run-nomad")
+        .arg(elf_stub(dir, "run-nomad", arch))
+}
