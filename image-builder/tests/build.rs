@@ -750,3 +750,113 @@ fn the_managed_identity_subscription_comes_from_instance_metadata() {
         .collect();
     assert_eq!(imds_reads, ["/metadata/instance?api-version=2023-07-01"]);
 }
+
+/// An arm64 image through Packer 1.7+ and the azure plugin: gallery only, the Arm base image and
+/// VM size, target regions; recorded as the gallery version and re-checked as such.
+#[test]
+fn an_arm64_gallery_only_build_with_the_azure_plugin() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let gallery = format!(
+        "/subscriptions/{SUB}/resourceGroups/nomad-images/providers/Microsoft.Compute/galleries/nomad_gallery/images/nomad-arm64/versions/1.10.5"
+    );
+    // What packer-plugin-azure prints for a gallery-only build: no managed image lines, and
+    // the artifact id (and the manifest's artifact_id) is the gallery version's.
+    let body = format!(
+        r#"cp "$dir/image.pkr.hcl" "$marks/template"
+cat <<'EOT'
+1700000003,azure-arm.nomad,artifact-count,1
+1700000003,azure-arm.nomad,artifact,0,builder-id,Azure.ResourceManagement.VMImage
+1700000003,azure-arm.nomad,artifact,0,id,{gallery}
+1700000003,azure-arm.nomad,artifact,0,string,Azure.ResourceManagement.VMImage:\n\nOSType: Linux\nManagedImageSharedImageGalleryId: {gallery}\nSharedImageGalleryResourceGroup: nomad-images\nSharedImageGalleryName: nomad_gallery\nSharedImageGalleryImageName: nomad-arm64\nSharedImageGalleryImageVersion: 1.10.5\nSharedImageGalleryReplicatedRegions: westeurope%!(PACKER_COMMA) northeurope\n
+1700000003,azure-arm.nomad,artifact,0,files-count,0
+1700000003,azure-arm.nomad,artifact,0,end
+EOT
+cat > "$dir/packer-manifest.json" <<EOT
+{{"builds": [{{"name": "nomad", "builder_type": "azure-arm", "build_time": 1700000003, "files": null,
+  "artifact_id": "{gallery}", "packer_run_uuid": "run-1",
+  "custom_data": {{"image_builder_input_hash": "$PKR_VAR_image_builder_input_hash", "nomad_version": "1.10.5", "target": "azure"}}}}],
+ "last_run_uuid": "run-1"}}
+EOT"#
+    );
+    let packer = fake_packer(dir.path(), "Packer v1.11.2", &body);
+    let az = fake_az(dir.path(), SUB, &imds_token());
+    let bins = dir.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    let build = || {
+        let mut cmd = image_builder();
+        cmd.args(["build", "--json", "--config"])
+            .arg(fixture("specs/arm64-gallery.toml"))
+            .arg("--packer-bin")
+            .arg(&packer)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--az-program")
+            .arg(&az);
+        azure.args(&mut cmd);
+        with_stub_bins(&mut cmd, &bins, "arm64");
+        run(&mut cmd)
+    };
+
+    let first = build();
+    assert!(first.ok(), "{first:?}");
+    let report: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(report["skipped"], false);
+    assert_eq!(report["image_id"], gallery.as_str());
+    assert_eq!(report["gallery_image_version_id"], gallery.as_str());
+    assert_eq!(report["managed_image_id"], serde_json::Value::Null);
+    assert_eq!(report["arch"], "arm64");
+
+    let template = std::fs::read_to_string(dir.path().join("marks/template")).unwrap();
+    let body = hcl::parse(&template).unwrap();
+    let source = body
+        .blocks()
+        .find(|b| b.identifier() == "source")
+        .unwrap()
+        .body();
+    let attr = |key: &str| {
+        source
+            .attributes()
+            .find(|a| a.key() == key)
+            .map(|a| a.expr().to_string())
+    };
+    assert_eq!(attr("image_sku").as_deref(), Some("\"server-arm64\""));
+    assert_eq!(attr("vm_size").as_deref(), Some("\"Standard_D2ps_v5\""));
+    assert_eq!(attr("managed_image_name"), None);
+    let destination = source
+        .blocks()
+        .find(|b| b.identifier() == "shared_image_gallery_destination")
+        .unwrap()
+        .body();
+    let regions: Vec<String> = destination
+        .blocks()
+        .filter(|b| b.identifier() == "target_region")
+        .map(|b| {
+            b.body()
+                .attributes()
+                .find(|a| a.key() == "name")
+                .unwrap()
+                .expr()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(regions, ["\"westeurope\"", "\"northeurope\""]);
+
+    // Skipped while the version exists; only the gallery version is read back.
+    azure.arm.add_gallery_image_version(
+        SUB,
+        "nomad-images",
+        "nomad_gallery",
+        "nomad-arm64",
+        "1.10.5",
+        "westeurope",
+        "Succeeded",
+    );
+    let second = build();
+    assert!(second.ok(), "{second:?}");
+    let report: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(report["skipped"], true);
+    let read: Vec<String> = azure.arm.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(read, [gallery]);
+}
