@@ -33,8 +33,8 @@ pub enum Command {
     /// Render into a temporary directory and run `packer validate` on it.
     Validate(ValidateArgs),
     /// Render, validate and run `packer build`, then record the image; skipped when the same
-    /// inputs were built before (unless --force).
-    Build(BuildArgs),
+    /// inputs were built before and the image is still there (unless --force).
+    Build(Box<BuildArgs>),
 }
 
 /// Which spec, and the command-line values that override it.

@@ -734,7 +734,7 @@ fn the_managed_identity_subscription_comes_from_instance_metadata() {
     );
     assert_eq!(
         env_lines(dir.path(), "PKR_VAR_subscription_id"),
-        [vm_subscription.clone()]
+        [vm_subscription]
     );
     let imds_reads: Vec<String> = azure
         .imds
@@ -857,6 +857,11 @@ EOT"#
     assert!(second.ok(), "{second:?}");
     let report: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
     assert_eq!(report["skipped"], true);
-    let read: Vec<String> = azure.arm.requests().iter().map(|r| r.path.clone()).collect();
+    let read: Vec<String> = azure
+        .arm
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
     assert_eq!(read, [gallery]);
 }

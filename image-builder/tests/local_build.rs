@@ -166,12 +166,16 @@ fn a_local_build_provisions_the_root_records_it_and_skips_identical_inputs() {
         mirror.cni_plugin("bridge", "1.6.2", host_arch())
     );
     // Nomad's bridge networking is set up for boot (the spec installs the CNI plugins).
-    assert!(std::fs::read_to_string(root.join("etc/modules-load.d/nomad-bridge.conf"))
-        .unwrap()
-        .contains("\nbr_netfilter\n"));
-    assert!(std::fs::read_to_string(root.join("etc/sysctl.d/90-nomad-bridge.conf"))
-        .unwrap()
-        .contains("net.bridge.bridge-nf-call-iptables = 1\n"));
+    assert!(
+        std::fs::read_to_string(root.join("etc/modules-load.d/nomad-bridge.conf"))
+            .unwrap()
+            .contains("\nbr_netfilter\n")
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/sysctl.d/90-nomad-bridge.conf"))
+            .unwrap()
+            .contains("net.bridge.bridge-nf-call-iptables = 1\n")
+    );
     // Every VM will make its own machine id.
     assert_eq!(std::fs::read(root.join("etc/machine-id")).unwrap(), b"");
     assert_eq!(

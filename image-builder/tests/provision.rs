@@ -77,7 +77,9 @@ impl Vm {
         }
         executable(
             &bin.join("apt-get"),
-            &format!("#!/bin/sh\necho \"apt-get $* (DEBIAN_FRONTEND=$DEBIAN_FRONTEND)\" >> {log}\n"),
+            &format!(
+                "#!/bin/sh\necho \"apt-get $* (DEBIAN_FRONTEND=$DEBIAN_FRONTEND)\" >> {log}\n"
+            ),
         );
         // install-nomad as far as the script can tell: it records its arguments and installs
         // the two files the script checks for.
@@ -140,7 +142,8 @@ fn on_the_vm_cloud_init_is_awaited_before_apt_installs_docker_and_supervisor() {
     let lines = vm.call_lines();
     assert!(lines.contains("cloud-init status --wait\n"), "{lines}");
     assert!(
-        lines.contains("apt-get -o DPkg::Lock::Timeout=600 update (DEBIAN_FRONTEND=noninteractive)"),
+        lines
+            .contains("apt-get -o DPkg::Lock::Timeout=600 update (DEBIAN_FRONTEND=noninteractive)"),
         "{lines}"
     );
     assert!(
@@ -149,7 +152,10 @@ fn on_the_vm_cloud_init_is_awaited_before_apt_installs_docker_and_supervisor() {
         ),
         "{lines}"
     );
-    assert!(out.stdout.contains("image-builder: cloud-init is done"), "{out:?}");
+    assert!(
+        out.stdout.contains("image-builder: cloud-init is done"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -177,7 +183,10 @@ fn cloud_init_failing_stops_the_bake_before_anything_is_installed() {
             .contains("cloud-init failed (cloud-init status --wait exited 1)"),
         "{out:?}"
     );
-    assert!(out.stderr.contains("Failed to run module scripts_user"), "{out:?}");
+    assert!(
+        out.stderr.contains("Failed to run module scripts_user"),
+        "{out:?}"
+    );
     assert_eq!(vm.calls(), ["cloud-init status", "cloud-init status"]);
     assert!(!vm.root.join("opt").exists());
 }
@@ -240,7 +249,10 @@ fn bridge_networking_is_configured_for_boot() {
     // No temporary file is left beside them.
     assert_eq!(
         files_under(&vm.root.join("etc")),
-        ["modules-load.d/nomad-bridge.conf", "sysctl.d/90-nomad-bridge.conf"]
+        [
+            "modules-load.d/nomad-bridge.conf",
+            "sysctl.d/90-nomad-bridge.conf"
+        ]
     );
     // Without CNI plugins there is no bridge networking to configure.
     let plain = Vm::new("specs/cli-auth.toml", Some(0));

@@ -347,7 +347,7 @@ pub fn group_members(pgid: i32) -> Vec<GroupMember> {
             // A process can exit between the listing and this read: then it is not a member.
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             let (name, state, group) = parse_stat(&stat)?;
-            (group == pgid && state != 'Z' && state != 'X').then(|| GroupMember { pid, name })
+            (group == pgid && state != 'Z' && state != 'X').then_some(GroupMember { pid, name })
         })
         .collect();
     members.sort_by_key(|m| m.pid);
