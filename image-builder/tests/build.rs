@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use support::doubles::arm::LoginDouble;
 use support::doubles::images::{ImageDouble, ImageFault};
 use support::doubles::imds::{self, ImdsDouble};
 
@@ -58,13 +59,17 @@ EOT"#,
 }
 
 /// The Azure endpoints image-builder itself calls, as loopback doubles: IMDS (the managed
-/// identity's token and its VM's subscription), ARM's image reads, and a login endpoint nothing
-/// listens on (these tests never log in with a client secret; if one did, it would fail here
-/// instead of reaching Microsoft).
+/// identity's token and its VM's subscription), ARM's image reads, and the Microsoft identity
+/// platform's token endpoint (for `CLIENT_ID` with `CLIENT_SECRET`). All hand out, or accept,
+/// the same token.
 struct AzureDoubles {
     imds: ImdsDouble,
     arm: ImageDouble,
+    login: LoginDouble,
 }
+
+const CLIENT_ID: &str = "client-id";
+const CLIENT_SECRET: &str = "pa55-w0rd-never-to-be-seen";
 
 impl AzureDoubles {
     /// The images `azure_success_body` reports, as Azure would hold them after the build.
@@ -85,18 +90,32 @@ impl AzureDoubles {
     fn start() -> Self {
         let imds = ImdsDouble::start(imds::fixture("instance.json"));
         let arm = ImageDouble::start(&imds_token());
-        Self { imds, arm }
+        let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, imds_token());
+        Self { imds, arm, login }
     }
 
     fn args(&self, cmd: &mut Command) {
         cmd.args(["--arm-endpoint", self.arm.url()])
             .args(["--imds-endpoint", self.imds.url()])
-            .args(["--login-endpoint", "http://127.0.0.1:1"])
+            .args(["--login-endpoint", self.login.url()])
             .args(["--retry-delay-ms", "5"]);
     }
 }
 
 /// The token the IMDS double hands out (Microsoft's documented shape, `identity-token.json`).
+/// `application/x-www-form-urlencoded` encoding, as the token request's body uses.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn imds_token() -> String {
     imds::fixture("identity-token.json")["access_token"]
         .as_str()
@@ -268,21 +287,46 @@ fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
-    let secret = "pa55-w0rd-never-to-be-seen";
-    let mut cmd = build_cmd(
-        &azure,
-        &fixture("specs/client-secret.toml"),
-        &packer,
-        &state,
-    );
-    cmd.arg("-vv")
-        .env("ARM_CLIENT_ID", "client-id")
-        .env("ARM_CLIENT_SECRET", secret)
-        .env("ARM_TENANT_ID", "tenant-id")
-        .env("ARM_SUBSCRIPTION_ID", SUB);
-    let out = run(&mut cmd);
+    let secret = CLIENT_SECRET;
+    let build = || {
+        let mut cmd = build_cmd(
+            &azure,
+            &fixture("specs/client-secret.toml"),
+            &packer,
+            &state,
+        );
+        cmd.arg("-vv")
+            .env("ARM_CLIENT_ID", CLIENT_ID)
+            .env("ARM_CLIENT_SECRET", secret)
+            .env("ARM_TENANT_ID", "tenant-id")
+            .env("ARM_SUBSCRIPTION_ID", SUB);
+        run(&mut cmd)
+    };
+    let out = build();
     assert!(out.ok(), "{out:?}");
-    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    // The recorded image is checked with the same service principal: a client-credentials
+    // login for ARM, and the token it gave.
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    let again = build();
+    assert!(again.ok(), "{again:?}");
+    assert!(again.stderr.contains("were built already"), "{again:?}");
+    let logins = azure.login.requests();
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].path, "/tenant-id/oauth2/v2.0/token");
+    assert!(logins[0].body.contains("grant_type=client_credentials"));
+    assert!(logins[0].body.contains(&format!(
+        "scope={}",
+        urlencode(&format!("{}/.default", azure.arm.url()))
+    )));
+    assert_eq!(
+        azure.arm.requests()[0].header("authorization"),
+        Some(format!("Bearer {}", imds_token()).as_str())
+    );
+    for out in [&out, &again] {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    }
     for file in files_under(&state) {
         let text = std::fs::read_to_string(state.join(&file)).unwrap_or_default();
         assert!(!text.contains(secret), "{file} contains the secret");
