@@ -1,15 +1,21 @@
 //! `image-builder validate` against the real Packer (Debian's 1.6.6, installed by `.ci/run`):
-//! the rendered Azure template passes `packer validate` for a managed image, a gallery
-//! destination, client-secret auth and Azure CLI auth. azure-arm's validation needs no
-//! credentials and no network, so these tests stay offline.
+//! the rendered Azure template passes `packer validate` for a managed image, gallery
+//! destinations, every auth mode and a Docker client image; what Packer 1.6 cannot build
+//! (arm64, gallery-only, `target_region`, a gallery in a build resource group without regions)
+//! is refused before Packer runs, naming the field; `--json` reports both. azure-arm's
+//! validation needs no credentials and no network, so these tests stay offline.
 
 mod common;
 
 use common::*;
 
 fn validate(spec: &str) -> Run {
+    validate_file(&fixture(spec))
+}
+
+fn validate_file(spec: &std::path::Path) -> Run {
     let mut cmd = image_builder();
-    cmd.args(["validate", "--config"]).arg(fixture(spec));
+    cmd.args(["validate", "--config"]).arg(spec);
     with_tool_bins(&mut cmd);
     run(&mut cmd)
 }
@@ -55,10 +61,7 @@ fn packer_rejections_are_reported_with_packers_own_words() {
             "managed_image_name = \"nomad 1.10.5!\"",
         );
     let spec = write_spec(dir.path(), "image.toml", &text);
-    let mut cmd = image_builder();
-    cmd.args(["validate", "--config"]).arg(&spec);
-    with_tool_bins(&mut cmd);
-    let out = run(&mut cmd);
+    let out = validate_file(&spec);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -120,10 +123,7 @@ fn managed_identity_without_a_subscription_validates() {
             "",
         );
     let spec = write_spec(dir.path(), "image.toml", &text);
-    let mut cmd = image_builder();
-    cmd.args(["validate", "--config"]).arg(&spec);
-    with_tool_bins(&mut cmd);
-    let out = run(&mut cmd);
+    let out = validate_file(&spec);
     assert!(out.ok(), "{out:?}");
 }
 

@@ -382,9 +382,15 @@ impl TokenProvider {
         if let Some(id) = client_id {
             url.query_pairs_mut().append_pair("client_id", id);
         }
-        // IMDS: 404 (identity not ready yet), 410, 429 and 5xx are transient.
-        let body = self.token_request(
-            &url,
+        let body = self.imds_get(&url)?;
+        parse_token(&body, url.as_str(), "access_token", "expires_on", false)
+    }
+
+    /// A GET to IMDS under the retry policy (`Metadata: true`, never through a proxy): 404 (an
+    /// identity not ready yet), 410, 429 and 5xx are transient, as IMDS documents.
+    fn imds_get(&self, url: &Url) -> Result<String, AuthError> {
+        self.token_request(
+            url,
             || {
                 self.imds_http
                     .get(url.clone())
@@ -392,8 +398,7 @@ impl TokenProvider {
                     .send()
             },
             |status| matches!(status, 404 | 410 | 429) || status >= 500,
-        )?;
-        parse_token(&body, url.as_str(), "access_token", "expires_on", false)
+        )
     }
 
     fn imds_url(&self, path: &str) -> Result<Url, AuthError> {
@@ -413,16 +418,7 @@ impl TokenProvider {
         let mut url = self.imds_url("metadata/instance")?;
         url.query_pairs_mut()
             .append_pair("api-version", IMDS_INSTANCE_API_VERSION);
-        let body = self.token_request(
-            &url,
-            || {
-                self.imds_http
-                    .get(url.clone())
-                    .header("Metadata", "true")
-                    .send()
-            },
-            |status| matches!(status, 404 | 410 | 429) || status >= 500,
-        )?;
+        let body = self.imds_get(&url)?;
         let value: Value = serde_json::from_str(&body).map_err(|e| AuthError::BadAnswer {
             source_name: url.to_string(),
             message: format!("not JSON: {e}"),
