@@ -1,22 +1,29 @@
-//! The three commands, end to end: `render`, `validate` and `build` (render, validate, bake,
-//! record). Everything here is orchestration at the edge; the decisions live in the modules it
-//! calls.
+//! The three commands, end to end: `render`, `validate` and `build` (render, validate, re-check
+//! a recorded image or bake, record). Everything here is orchestration at the edge; the
+//! decisions live in the modules it calls.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use support::files::{write_atomic, FileSpec};
 
+use serde::Serialize;
+use support::azure_auth::Env;
+
+use crate::azure::{self, ArmReader};
 use crate::bundle::{self, Bundle};
 use crate::cli::{BuildArgs, RenderArgs, SpecArgs, ValidateArgs};
 use crate::machine_readable::{readable_lines, severity, Event, Severity, Transcript};
 use crate::packer::{Limits, Packer, PackerError, PackerVersion};
+use crate::recheck::{self, Verdict};
 use crate::record::{BuildRecord, PackerManifest, RecordStore};
-use crate::spec::{self, AuthMode, Settings, Target, CLIENT_SECRET_ENV};
-use crate::template;
+use crate::spec::{self, AuthMode, Settings, SpecError, Target, CLIENT_SECRET_ENV};
+use crate::template::{self, ForPacker};
 
 /// The Packer variable that carries the input hash into the template (via `PKR_VAR_...`).
 const INPUT_HASH_VAR: &str = "image_builder_input_hash";
+/// The Packer variable that carries the effective subscription, when the spec names none.
+const SUBSCRIPTION_VAR: &str = "subscription_id";
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -38,9 +45,41 @@ fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     Ok(Loaded { bytes, settings })
 }
 
-/// Whether to render the `required_plugins` block: only the azure template needs it.
-fn plugin_block(settings: &Settings, version: PackerVersion) -> bool {
-    matches!(settings.target, Target::Azure(_)) && version.needs_plugin_block()
+/// The subscription `render` and `validate` can know without asking anyone (they stay
+/// offline): the spec's, or `ARM_SUBSCRIPTION_ID` with client-secret auth.
+fn offline_subscription(settings: &Settings) -> Option<String> {
+    match &settings.target {
+        Target::Azure(azure) => {
+            azure::offline_subscription(azure, &Env::from_process()).map(|s| s.0)
+        }
+        Target::Local { .. } => None,
+    }
+}
+
+/// Packer variables, passed through the environment (`PKR_VAR_<name>`), never the command line.
+fn packer_vars(
+    settings: &Settings,
+    bundle: &Bundle,
+    subscription: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut vars = vec![(INPUT_HASH_VAR.to_string(), bundle.input_hash.clone())];
+    // The template declares `subscription_id` only when the spec does not name one.
+    if let (Target::Azure(azure), Some(sub)) = (&settings.target, subscription) {
+        if azure.subscription_id.is_none() {
+            vars.push((SUBSCRIPTION_VAR.to_string(), sub.to_string()));
+        }
+    }
+    vars
+}
+
+/// What `render --json` prints.
+#[derive(Serialize)]
+struct RenderReport<'a> {
+    out: String,
+    target: &'static str,
+    packer_version: String,
+    input_hash: &'a str,
+    inputs: &'a crate::record::Inputs,
 }
 
 /// `image-builder render`.
@@ -67,11 +106,13 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    let for_packer = ForPacker::decide(&loaded.settings, version)?;
+    let subscription = offline_subscription(&loaded.settings);
     let bundle = bundle::assemble(
         &loaded.settings,
         &loaded.bytes,
-        plugin_block(&loaded.settings, version),
-        &process_env,
+        &for_packer,
+        subscription.as_deref(),
     )?;
     bundle.publish(&args.out)?;
     tracing::info!(
@@ -80,7 +121,23 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<()> {
         args.out.display(),
         bundle.input_hash
     );
+    if args.json {
+        print_json(&RenderReport {
+            out: args.out.display().to_string(),
+            target: loaded.settings.target.kind().as_str(),
+            packer_version: version.to_string(),
+            input_hash: &bundle.input_hash,
+            inputs: &bundle.inputs,
+        });
+    }
     Ok(())
+}
+
+fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize")
+    );
 }
 
 /// Renders into a fresh private directory under `parent` (or the system temp directory).
@@ -107,11 +164,11 @@ fn locate_packer(bin: &Path) -> anyhow::Result<Packer> {
 
 fn init_and_validate(
     packer: &Packer,
-    settings: &Settings,
+    for_packer: &ForPacker,
     dir: &Path,
     vars: &[(String, String)],
 ) -> anyhow::Result<()> {
-    if plugin_block(settings, packer.version) {
+    if for_packer.plugins {
         tracing::info!("packer init: installing the azure plugin");
         packer.init(dir)?;
     }
@@ -119,19 +176,64 @@ fn init_and_validate(
     Ok(())
 }
 
+/// What `validate --json` prints, for a valid template and a refused one alike.
+#[derive(Serialize, Default)]
+struct ValidateReport {
+    config: String,
+    valid: bool,
+    target: Option<&'static str>,
+    packer_version: Option<String>,
+    input_hash: Option<String>,
+    /// Spec fields refused before Packer ran: `field: reason`.
+    problems: Vec<String>,
+    /// Packer's own error lines, when `packer validate` refused the template.
+    packer_errors: Option<String>,
+    /// Any other error, as image-builder reports it.
+    error: Option<String>,
+}
+
 /// `image-builder validate`.
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
+    let mut report = ValidateReport {
+        config: args.spec.config.display().to_string(),
+        ..ValidateReport::default()
+    };
+    let result = validate_into(args, &mut report);
+    if let Err(error) = &result {
+        if let Some(SpecError::Invalid { problems, .. }) = error.downcast_ref::<SpecError>() {
+            report.problems = problems.iter().map(ToString::to_string).collect();
+        } else if let Some(PackerError::Invalid { report: lines, .. }) =
+            error.downcast_ref::<PackerError>()
+        {
+            report.packer_errors = Some(lines.clone());
+        } else {
+            report.error = Some(format!("{error:#}"));
+        }
+    }
+    report.valid = result.is_ok();
+    if args.json {
+        print_json(&report);
+    }
+    result
+}
+
+fn validate_into(args: &ValidateArgs, report: &mut ValidateReport) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
+    report.target = Some(loaded.settings.target.kind().as_str());
     let packer = locate_packer(&args.packer.packer_bin)?;
+    report.packer_version = Some(packer.version.to_string());
+    let for_packer = ForPacker::decide(&loaded.settings, packer.version)?;
+    let subscription = offline_subscription(&loaded.settings);
     let bundle = bundle::assemble(
         &loaded.settings,
         &loaded.bytes,
-        plugin_block(&loaded.settings, packer.version),
-        &process_env,
+        &for_packer,
+        subscription.as_deref(),
     )?;
+    report.input_hash = Some(bundle.input_hash.clone());
     let dir = work_dir(&bundle, None)?;
-    let vars = vec![(INPUT_HASH_VAR.to_string(), bundle.input_hash.clone())];
-    init_and_validate(&packer, &loaded.settings, dir.path(), &vars)?;
+    let vars = packer_vars(&loaded.settings, &bundle, subscription.as_deref());
+    init_and_validate(&packer, &for_packer, dir.path(), &vars)?;
     tracing::info!(
         "{}: the {} template is valid for Packer {}",
         args.spec.config.display(),
@@ -206,17 +308,76 @@ fn show(event: &Event) {
     }
 }
 
+/// What `build --json` prints: the record, and whether this run built it or found it.
+#[derive(Serialize)]
+struct BuildReport<'a> {
+    /// True when these inputs were built before and the image is still there.
+    skipped: bool,
+    record_path: String,
+    #[serde(flatten)]
+    record: &'a BuildRecord,
+}
+
+fn report_built(record: &BuildRecord, record_path: &Path, skipped: bool, json: bool) {
+    if json {
+        print_json(&BuildReport {
+            skipped,
+            record_path: record_path.display().to_string(),
+            record,
+        });
+    } else {
+        println!("{}", record.image_id);
+    }
+}
+
+/// Is the recorded image still there? Azure: read back from ARM with the build's credential.
+fn recheck(
+    settings: &Settings,
+    record: &BuildRecord,
+    endpoints: &azure::Endpoints,
+) -> anyhow::Result<Verdict> {
+    match &settings.target {
+        Target::Local { .. } => Ok(recheck::local(record)),
+        Target::Azure(azure) => {
+            let method =
+                azure::credential(azure.auth, &Env::from_process(), &endpoints.az_program)?;
+            let arm = ArmReader::new(method, endpoints)?;
+            tracing::debug!(
+                "checking the recorded image {} with {}",
+                record.image_id,
+                arm.describe()
+            );
+            Ok(recheck::azure(record, &arm)?)
+        }
+    }
+}
+
 /// `image-builder build`.
 pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
     let settings = &loaded.settings;
     let packer = locate_packer(&args.packer.packer_bin)?;
     check_credentials(settings, &process_env)?;
+    let for_packer = ForPacker::decide(settings, packer.version)?;
+    let endpoints = args.azure.endpoints();
+    let subscription = match &settings.target {
+        Target::Azure(azure) => {
+            let (subscription, source) =
+                azure::effective_subscription(azure, &Env::from_process(), &endpoints)
+                    .context("failed to find the subscription to build in")?;
+            tracing::info!(
+                "building in subscription {subscription} ({})",
+                source.describe()
+            );
+            Some(subscription)
+        }
+        Target::Local { .. } => None,
+    };
     let bundle = bundle::assemble(
         settings,
         &loaded.bytes,
-        plugin_block(settings, packer.version),
-        &process_env,
+        &for_packer,
+        subscription.as_deref(),
     )?;
     let hash = bundle.input_hash.clone();
 
@@ -227,13 +388,27 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let store = RecordStore::open(&state_dir)?;
     if !args.force {
         if let Some(record) = store.find(&hash)? {
-            tracing::info!(
-                "these inputs ({hash}) were built already (record {}): skipping the build; \
-                 --force builds again",
-                store.record_path(&hash).display()
-            );
-            println!("{}", record.image_id);
-            return Ok(());
+            let record_path = store.record_path(&hash);
+            match recheck(settings, &record, &endpoints)? {
+                Verdict::Present => {
+                    tracing::info!(
+                        "these inputs ({hash}) were built already (record {}) and {} is still \
+                         there: skipping the build; --force builds again",
+                        record_path.display(),
+                        record.image_id
+                    );
+                    report_built(&record, &record_path, true, args.json);
+                    return Ok(());
+                }
+                Verdict::Gone(reasons) => {
+                    tracing::warn!(
+                        "these inputs ({hash}) were built already (record {}), but {}: building \
+                         again",
+                        record_path.display(),
+                        reasons.join("; ")
+                    );
+                }
+            }
         }
     }
 
@@ -241,8 +416,8 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
         prepare_local_root(root)?;
     }
     let work = work_dir(&bundle, Some(&state_dir))?;
-    let vars = vec![(INPUT_HASH_VAR.to_string(), hash.clone())];
-    init_and_validate(&packer, settings, work.path(), &vars)?;
+    let vars = packer_vars(settings, &bundle, subscription.as_deref());
+    init_and_validate(&packer, &for_packer, work.path(), &vars)?;
 
     tracing::info!(
         "building the {} image (Nomad {}, inputs {hash}) with Packer {}",
@@ -273,14 +448,21 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
     })?;
     let manifest = PackerManifest::parse(&manifest_bytes, &manifest_path)?;
     let built = manifest.this_build(&manifest_path, &hash)?;
-    let record = make_record(settings, &packer, &bundle, built, &transcript, &process_env)?;
+    let record = make_record(
+        settings,
+        &packer,
+        &bundle,
+        built,
+        &transcript,
+        subscription.as_deref(),
+    )?;
     let record_path = store.save(&record, &manifest_bytes)?;
     tracing::info!(
         "built {}; record {}",
         record.image_id,
         record_path.display()
     );
-    println!("{}", record.image_id);
+    report_built(&record, &record_path, false, args.json);
     Ok(())
 }
 
@@ -290,7 +472,7 @@ fn make_record(
     bundle: &Bundle,
     built: &crate::record::ManifestBuild,
     transcript: &Transcript,
-    env: bundle::Env<'_>,
+    subscription: Option<&str>,
 ) -> anyhow::Result<BuildRecord> {
     let (image_id, managed_image_id, gallery_image_version_id) = match &settings.target {
         Target::Local { root } => {
@@ -298,32 +480,36 @@ fn make_record(
             (root.display().to_string(), None, None)
         }
         Target::Azure(azure) => {
+            // The layout of packer-plugin-azure's Artifact.String(); the manifest's
+            // artifact_id is the managed image id, or the gallery version's without one.
             let artifact = transcript.artifacts.first();
-            let managed = artifact
-                .and_then(|a| a.described("ManagedImageId"))
-                .map(str::to_string)
-                .unwrap_or_else(|| built.artifact_id.clone());
+            let managed = azure.managed_image.as_ref().map(|_| {
+                artifact
+                    .and_then(|a| a.described("ManagedImageId"))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| built.artifact_id.clone())
+            });
             let gallery = azure.gallery.as_ref().and_then(|gallery| {
                 artifact
                     .and_then(|a| a.described("ManagedImageSharedImageGalleryId"))
                     .map(str::to_string)
                     .or_else(|| {
-                        let subscription = gallery
-                            .subscription
-                            .clone()
-                            .or_else(|| azure.subscription_id.clone())
-                            .or_else(|| env("ARM_SUBSCRIPTION_ID").filter(|s| !s.is_empty()))?;
-                        Some(gallery_version_id(&subscription, gallery))
+                        (azure.managed_image.is_none() && built.artifact_id.starts_with('/'))
+                            .then(|| built.artifact_id.clone())
+                    })
+                    .or_else(|| {
+                        let subscription = gallery.subscription.as_deref().or(subscription)?;
+                        Some(gallery_version_id(subscription, gallery))
                     })
             });
-            if azure.gallery.is_some() && gallery.is_none() {
-                tracing::warn!(
-                    "Packer did not report the gallery image version id and the subscription is \
-                     not known here; the record names the managed image instead"
-                );
-            }
-            let image_id = gallery.clone().unwrap_or_else(|| managed.clone());
-            (image_id, Some(managed), gallery)
+            let image_id = match (&gallery, &managed) {
+                (Some(id), _) | (None, Some(id)) => id.clone(),
+                (None, None) => bail!(
+                    "Packer finished but reported no image id (manifest artifact {:?})",
+                    built.artifact_id
+                ),
+            };
+            (image_id, managed, gallery)
         }
     };
     Ok(BuildRecord {
@@ -411,6 +597,7 @@ mod tests {
             image_name: "nomad".into(),
             image_version: "1.9.3".into(),
             replication_regions: vec![],
+            target_region: vec![],
         };
         assert_eq!(
             gallery_version_id("sub", &gallery),

@@ -19,8 +19,8 @@ use support::files::{write_atomic, FileSpec};
 
 use crate::binaries::{self, RunsOn, ToolBinary};
 use crate::record::Inputs;
-use crate::spec::{Arch, AuthMode, Settings, Target};
-use crate::template::{self, Rendered};
+use crate::spec::{Arch, Settings, Target};
+use crate::template::{self, ForPacker, Rendered};
 
 /// The marker and listing every rendered directory carries.
 pub const INPUTS_FILE: &str = "inputs.json";
@@ -40,12 +40,13 @@ pub struct Bundle {
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Renders and gathers a build: the binaries are read and checked, the key read, every input
-/// hashed. `spec_bytes` is the spec file as read (its hash is an input).
+/// hashed. `spec_bytes` is the spec file as read (its hash is an input); `subscription` is the
+/// subscription the build goes to, when known.
 pub fn assemble(
     settings: &Settings,
     spec_bytes: &[u8],
-    packer_plugins: bool,
-    env: Env<'_>,
+    packer: &ForPacker,
+    subscription: Option<&str>,
 ) -> anyhow::Result<Bundle> {
     // The binaries run where the script runs: on the image for Azure, here for `local`.
     let (binary_arch, runs_on) = match settings.target {
@@ -79,7 +80,7 @@ pub fn assemble(
         None => None,
     };
 
-    let rendered = template::render(settings, packer_plugins)?;
+    let rendered = template::render(settings, packer)?;
 
     let mut inputs = Inputs::default();
     inputs.add("spec", display(&settings.spec_path), spec_bytes);
@@ -94,7 +95,7 @@ pub fn assemble(
     if let (Some(path), Some(bytes)) = (&settings.public_key, &public_key) {
         inputs.add("public-key", display(path), bytes);
     }
-    inputs.context = context(settings, env);
+    inputs.context = context(subscription);
     let input_hash = inputs.hash();
 
     Ok(Bundle {
@@ -107,16 +108,12 @@ pub fn assemble(
     })
 }
 
-/// Facts outside the rendered files that change what a build produces. With client-secret
-/// auth and no `subscription_id` in the spec, the subscription comes from the environment.
-fn context(settings: &Settings, env: Env<'_>) -> std::collections::BTreeMap<String, String> {
+/// Facts outside the rendered files that change what a build produces: the subscription the
+/// build goes to (whichever way it was found: spec, environment, the Azure CLI, the identity).
+fn context(subscription: Option<&str>) -> std::collections::BTreeMap<String, String> {
     let mut context = std::collections::BTreeMap::new();
-    if let Target::Azure(azure) = &settings.target {
-        if azure.auth == AuthMode::ClientSecret && azure.subscription_id.is_none() {
-            if let Some(sub) = env("ARM_SUBSCRIPTION_ID").filter(|s| !s.is_empty()) {
-                context.insert("subscription_id".to_string(), sub);
-            }
-        }
+    if let Some(sub) = subscription {
+        context.insert("subscription_id".to_string(), sub.to_string());
     }
     context
 }

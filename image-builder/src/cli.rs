@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use support::http::Url;
+
 use crate::spec::{Overrides, TargetKind};
 
 #[derive(Debug, Parser)]
@@ -31,8 +33,8 @@ pub enum Command {
     /// Render into a temporary directory and run `packer validate` on it.
     Validate(ValidateArgs),
     /// Render, validate and run `packer build`, then record the image; skipped when the same
-    /// inputs were built before (unless --force).
-    Build(BuildArgs),
+    /// inputs were built before and the image is still there (unless --force).
+    Build(Box<BuildArgs>),
 }
 
 /// Which spec, and the command-line values that override it.
@@ -68,6 +70,42 @@ impl SpecArgs {
     }
 }
 
+/// Where image-builder itself reaches Azure (to find the subscription a build goes to and to
+/// check that a recorded image still exists). Production defaults; tests use loopback doubles.
+#[derive(Debug, Args)]
+pub struct AzureArgs {
+    /// Azure Resource Manager.
+    #[arg(long, value_name = "URL", default_value = crate::azure::DEFAULT_ARM_ENDPOINT)]
+    pub arm_endpoint: Url,
+    /// The Microsoft identity platform (client-secret login).
+    #[arg(long, value_name = "URL", default_value = crate::azure::DEFAULT_LOGIN_ENDPOINT)]
+    pub login_endpoint: Url,
+    /// Azure Instance Metadata Service (managed identity tokens and the VM's subscription).
+    #[arg(long, value_name = "URL", default_value = crate::azure::DEFAULT_IMDS_ENDPOINT)]
+    pub imds_endpoint: Url,
+    /// The Azure CLI, a path or a name on PATH (auth = "azure_cli").
+    #[arg(long, value_name = "PATH", default_value = "az")]
+    pub az_program: PathBuf,
+    /// The first wait before retrying a throttled or failed Azure request (it doubles each
+    /// time; a `Retry-After` from Azure wins).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub retry_delay_ms: u64,
+}
+
+impl AzureArgs {
+    pub fn endpoints(&self) -> crate::azure::Endpoints {
+        crate::azure::Endpoints {
+            arm: self.arm_endpoint.clone(),
+            login: self.login_endpoint.clone(),
+            imds: self.imds_endpoint.clone(),
+            az_program: self.az_program.clone(),
+            retry: crate::azure::retry_policy(std::time::Duration::from_millis(
+                self.retry_delay_ms,
+            )),
+        }
+    }
+}
+
 /// Which Packer to run.
 #[derive(Debug, Args)]
 pub struct PackerArgs {
@@ -89,6 +127,9 @@ pub struct RenderArgs {
     /// `required_plugins` block Packer 1.6 rejects).
     #[arg(long, value_name = "VERSION")]
     pub packer_version: Option<String>,
+    /// Print what was rendered as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +138,9 @@ pub struct ValidateArgs {
     pub spec: SpecArgs,
     #[command(flatten)]
     pub packer: PackerArgs,
+    /// Print the verdict as JSON on stdout (also when the spec or template is refused).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -112,12 +156,17 @@ pub struct BuildArgs {
     /// Where build records live (default: `.image-builder` beside the spec).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Stop the build (SIGINT, so Packer cleans up) when it runs longer than this.
+    /// Stop the build (SIGTERM to Packer, so it cleans up) when it runs longer than this.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration)]
     pub timeout: Duration,
     /// How long Packer gets to clean up after being asked to stop, before it is killed.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = duration)]
     pub cleanup_grace: Duration,
+    #[command(flatten)]
+    pub azure: AzureArgs,
+    /// Print the build record as JSON on stdout instead of the image id.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

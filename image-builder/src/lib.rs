@@ -7,14 +7,18 @@
 //! - [`packer`]: the Packer binary: version, init, validate, build (signals, timeout).
 //! - [`machine_readable`]: Packer's `-machine-readable` stream, parsed.
 //! - [`record`]: inputs and their hashes, Packer's manifest read back, the build record.
+//! - [`azure`]: image-builder's own Azure calls: the effective subscription, ARM reads of images.
+//! - [`recheck`]: a recorded image checked before a build is skipped on its strength.
 //! - [`bake`]: the commands, end to end.
 
+pub mod azure;
 pub mod bake;
 pub mod binaries;
 pub mod bundle;
 pub mod cli;
 pub mod machine_readable;
 pub mod packer;
+pub mod recheck;
 pub mod record;
 pub mod spec;
 pub mod template;

@@ -1,23 +1,25 @@
 //! Driving the Packer binary: finding it and its version, `packer init` / `validate` / `build`
-//! as subprocesses. `build` streams `-machine-readable` output into progress events, forwards
-//! SIGINT/SIGTERM to Packer so it deletes its temporary Azure resources, and enforces a timeout.
+//! as subprocesses. `build` streams `-machine-readable` output into progress events, turns
+//! SIGINT/SIGTERM/SIGHUP and its timeout into one orderly stop request so Packer deletes its
+//! temporary Azure resources, and leaves nothing of Packer's running when it returns.
 //!
-//! Packer runs in its own process group: a Ctrl-C on the terminal reaches image-builder only,
-//! which forwards exactly one signal to Packer (Packer then cleans up and exits) instead of
-//! Packer and its plugins all receiving it at once. `CHECKPOINT_DISABLE=1` stops Packer from
-//! calling HashiCorp's update check.
+//! Packer runs in its own process group: a Ctrl-C on the terminal reaches image-builder only.
+//! The `packer` program is Packer's crash-reporting wrapper (panicwrap): it ignores SIGINT and
+//! forwards SIGTERM to the real Packer (checked against Debian's Packer 1.6.6), so the stop
+//! request is SIGTERM to the wrapper; the real Packer answers "Cancelling build after receiving
+//! terminated" and cleans up. Its plugins and provisioner children live in the same group, which
+//! is how image-builder finds and ends them. `CHECKPOINT_DISABLE=1` stops Packer from calling
+//! HashiCorp's update check.
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
-use support::process::{self, CommandError};
+use nix::sys::signal::Signal;
+use support::process::{self, CommandError, GroupChild};
 
 use crate::machine_readable::{self, Event, Transcript};
 
@@ -92,8 +94,8 @@ pub enum PackerError {
     #[error("packer build failed ({status})\n{report}")]
     BuildFailed { status: ExitStatus, report: String },
     #[error(
-        "packer build was interrupted by {signal}; it was forwarded to Packer, which exited \
-         ({status}) after cleaning up what it could\n{report}"
+        "packer build was interrupted by {signal}; image-builder asked Packer to stop (SIGTERM), \
+         and it exited ({status}) after cleaning up what it could\n{report}"
     )]
     Interrupted {
         signal: &'static str,
@@ -101,8 +103,8 @@ pub enum PackerError {
         report: String,
     },
     #[error(
-        "packer build timed out after {timeout}; image-builder sent Packer SIGINT so it deletes its \
-         temporary resources, and it exited ({status})\n{report}",
+        "packer build timed out after {timeout}; image-builder asked Packer to stop (SIGTERM) so \
+         it deletes its temporary resources, and it exited ({status})\n{report}",
         timeout = humanize(*.timeout)
     )]
     TimedOut {
@@ -111,9 +113,9 @@ pub enum PackerError {
         report: String,
     },
     #[error(
-        "Packer did not exit within {grace} of being asked to stop ({reason}) and was killed: \
-         temporary Azure resources (a `pkr-Resource-Group-*` resource group, or `pkr*` resources \
-         in the build resource group) may remain; delete them by hand\n{report}",
+        "Packer did not exit within {grace} of being asked to stop ({reason}); its whole process \
+         group was killed (SIGKILL): temporary Azure resources (a `pkr-Resource-Group-*` resource \
+         group, or `pkr*` resources in the build resource group) may remain; delete them by hand\n{report}",
         grace = humanize(*.grace)
     )]
     Killed {
@@ -211,6 +213,13 @@ impl Packer {
 
     /// `packer build -machine-readable <dir>` (plus `-force` when asked), streaming every event
     /// to `on_event`. Returns the transcript of a successful build.
+    ///
+    /// Packer runs as the leader of its own process group. SIGINT, SIGTERM or SIGHUP sent to
+    /// image-builder, or the timeout, become one SIGTERM to Packer: the `packer` process is
+    /// Packer's crash-reporting wrapper (panicwrap), which ignores SIGINT and forwards SIGTERM to
+    /// the real Packer, which then cancels the build and deletes its temporary resources. If it
+    /// has not exited `cleanup_grace` later, the whole group gets SIGKILL. Whatever Packer leaves
+    /// running in its group when it exits (a provisioner's children) is ended too.
     pub fn build(
         &self,
         dir: &Path,
@@ -224,21 +233,16 @@ impl Packer {
         if force {
             cmd.arg("-force");
         }
-        cmd.arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.arg(dir).stdout(Stdio::piped()).stderr(Stdio::piped());
         let command_line = process::command_line(&cmd);
 
         // Listen for signals before Packer exists, so none is lost in between.
         let (tx, rx) = mpsc::channel::<Feed>();
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])
-        .map_err(|source| PackerError::Spawn {
-            command: command_line.clone(),
-            source,
+        let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS).map_err(|source| {
+            PackerError::Spawn {
+                command: command_line.clone(),
+                source,
+            }
         })?;
         let signal_handle = signals.handle();
         let signal_tx = tx.clone();
@@ -250,24 +254,25 @@ impl Packer {
             }
         });
 
-        let result = match cmd.spawn() {
-            Ok(child) => supervise(child, tx, &rx, limits, on_event),
-            Err(source) => Err(if source.kind() == std::io::ErrorKind::NotFound {
-                PackerError::NotFound {
-                    bin: self.bin.clone(),
-                }
-            } else {
-                PackerError::Spawn {
-                    command: command_line,
-                    source,
-                }
+        let result = match GroupChild::spawn(&mut cmd) {
+            Ok(group) => supervise(group, tx, &rx, limits, on_event),
+            Err(e) if e.is_not_found() => Err(PackerError::NotFound {
+                bin: self.bin.clone(),
             }),
+            Err(e) => Err(PackerError::Command(e)),
         };
         signal_handle.close();
         let _ = signal_thread.join();
         result
     }
 }
+
+/// The signals that stop a build: Ctrl-C, `kill`, and the terminal going away.
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
 
 /// What the supervising loop hears about.
 enum Feed {
@@ -283,22 +288,29 @@ enum Stop {
     Timeout,
 }
 
-/// How long a finished Packer may keep its stdout open (a stray background process holding
+/// How long a finished Packer may keep its stdout open (a process outside its group holding
 /// the pipe) before image-builder stops reading.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
 /// How often the loop checks whether Packer has exited.
 const POLL: Duration = Duration::from_millis(100);
+/// How long processes Packer left in its group get after SIGTERM before SIGKILL (at most the
+/// cleanup grace).
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
 
 fn supervise(
-    mut child: Child,
+    mut group: GroupChild,
     tx: mpsc::Sender<Feed>,
     rx: &mpsc::Receiver<Feed>,
     limits: Limits,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Transcript, PackerError> {
-    let pid = Pid::from_raw(child.id() as i32);
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
+    tracing::debug!(
+        "packer build runs as pid {} in its own process group {}",
+        group.pid(),
+        group.pgid()
+    );
+    let stdout = group.child_mut().stdout.take().expect("stdout is piped");
+    let stderr = group.child_mut().stderr.take().expect("stderr is piped");
     let line_tx = tx;
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
@@ -342,8 +354,9 @@ fn supervise(
 
     let status = loop {
         if exited.is_none() {
-            if let Some(status) = child.try_wait().map_err(PackerError::Wait)? {
+            if let Some(status) = group.try_wait().map_err(PackerError::Wait)? {
                 exited = Some((status, Instant::now()));
+                end_leftovers(&mut group, limits);
             }
         }
         if let Some((status, at)) = exited {
@@ -355,19 +368,22 @@ fn supervise(
         if exited.is_none() {
             if stop.is_none() && now >= deadline {
                 tracing::warn!(
-                    "packer build ran longer than {}: asking Packer to stop (SIGINT) so it cleans up",
+                    "packer build ran longer than {}: asking Packer to stop (SIGTERM) so it \
+                     deletes its temporary resources",
                     humanize(limits.timeout)
                 );
-                let _ = signal::kill(pid, Signal::SIGINT);
+                let _ = group.signal_leader(Signal::SIGTERM);
                 stop = Some((Stop::Timeout, now + limits.cleanup_grace));
             }
             if let Some((_, kill_at)) = stop {
                 if !killed && now >= kill_at {
                     tracing::error!(
-                        "Packer did not exit within {} of being asked to stop: killing it",
-                        humanize(limits.cleanup_grace)
+                        "Packer did not exit within {} of being asked to stop: killing its \
+                         process group {}",
+                        humanize(limits.cleanup_grace),
+                        group.pgid()
                     );
-                    let _ = signal::kill(pid, Signal::SIGKILL);
+                    let _ = group.signal_group(Signal::SIGKILL);
                     killed = true;
                 }
             }
@@ -389,16 +405,23 @@ fn supervise(
             Ok(Feed::StdoutClosed) => stdout_open = false,
             Ok(Feed::Signal(raw)) => {
                 let name = signal_name(raw);
-                if exited.is_none() {
-                    tracing::warn!(
-                        "received {name}: forwarding it to Packer, which deletes its temporary \
-                         resources before exiting (this can take minutes)"
-                    );
-                    if let Ok(sig) = Signal::try_from(raw) {
-                        let _ = signal::kill(pid, sig);
-                    }
-                    if stop.is_none() {
+                match (exited, stop) {
+                    (Some(_), _) => {}
+                    (None, None) => {
+                        tracing::warn!(
+                            "received {name}: asking Packer to stop (SIGTERM); it deletes its \
+                             temporary resources before exiting, which can take minutes"
+                        );
+                        let _ = group.signal_leader(Signal::SIGTERM);
                         stop = Some((Stop::Signal(raw), Instant::now() + limits.cleanup_grace));
+                    }
+                    (None, Some((_, kill_at))) => {
+                        let left = kill_at.saturating_duration_since(Instant::now());
+                        tracing::warn!(
+                            "received {name} again: Packer is still cleaning up; its process \
+                             group is killed if it has not exited within {}",
+                            humanize(left)
+                        );
                     }
                 }
             }
@@ -444,15 +467,37 @@ fn supervise(
     }
 }
 
+/// Ends what Packer left running in its process group: Packer 1.6 does not stop a
+/// provisioner's children when it cancels, and they would keep running (and writing into the
+/// image root) after image-builder exits.
+fn end_leftovers(group: &mut GroupChild, limits: Limits) {
+    let grace = limits.cleanup_grace.min(LEFTOVER_GRACE);
+    match group.terminate_group(grace) {
+        Ok(ended) if ended.is_empty() => {}
+        Ok(ended) => tracing::warn!(
+            "Packer exited but left {} running in its process group {}; ended: {}",
+            if ended.len() == 1 {
+                "1 process".to_string()
+            } else {
+                format!("{} processes", ended.len())
+            },
+            group.pgid(),
+            ended
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(survivors) => tracing::error!("{survivors}"),
+    }
+}
+
 fn signal_name(raw: i32) -> &'static str {
     match Signal::try_from(raw) {
-        Ok(Signal::SIGINT) => "SIGINT",
-        Ok(Signal::SIGTERM) => "SIGTERM",
         Ok(sig) => sig.as_str(),
         Err(_) => "a signal",
     }
 }
-
 /// A duration as an operator writes it: `2h`, `90m`, `1h30m`, `45s`.
 pub fn humanize(d: Duration) -> String {
     let secs = d.as_secs();

@@ -10,7 +10,11 @@
 use serde::Serialize;
 use tera::{Context, Tera};
 
-use crate::spec::{AuthMode, BaseImage, GallerySpec, Placement, Settings, Target, INPUT_HASH_TAG};
+use crate::packer::PackerVersion;
+use crate::spec::{
+    AuthMode, BaseImage, GalleryRegions, GallerySpec, Placement, Settings, SpecError, Target,
+    INPUT_HASH_TAG,
+};
 
 /// The sources, as they are in `packer/` at the root of the repository.
 pub const AZURE_SOURCE: &str = include_str!("../../packer/azure.pkr.hcl.tera");
@@ -113,19 +117,26 @@ struct Tag<'a> {
     value: &'a str,
 }
 
+#[derive(Serialize)]
+struct ManagedImageContext<'a> {
+    name: &'a str,
+    resource_group: &'a str,
+}
+
 /// What `packer/azure.pkr.hcl.tera` sees.
 #[derive(Serialize)]
 struct AzureContext<'a> {
     packer_plugins: bool,
+    arch: &'static str,
     auth: &'static str,
     subscription_id: Option<&'a str>,
     base_image: &'a BaseImage,
     location: Option<&'a str>,
     build_resource_group_name: Option<&'a str>,
     vm_size: &'a str,
-    managed_image_name: &'a str,
-    managed_image_resource_group_name: &'a str,
+    managed_image: Option<ManagedImageContext<'a>>,
     gallery: Option<&'a GallerySpec>,
+    regions: Option<&'a GalleryRegions>,
     tags: Vec<Tag<'a>>,
     input_hash_tag: &'static str,
     uploads: Vec<&'static str>,
@@ -150,7 +161,42 @@ struct ScriptContext<'a> {
     cni_version: Option<&'a str>,
     cni_url: Option<&'a str>,
     cni_sha256: Option<&'a str>,
+    packages: Vec<&'static str>,
     extra_commands: &'a [String],
+}
+
+/// What the Packer that runs the template can do, decided before rendering (see
+/// [`crate::spec::for_packer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForPacker {
+    /// Packer 1.7+: the azure template gets the `required_plugins` block (Packer 1.6 rejects it).
+    pub plugins: bool,
+    /// How the gallery destination names its regions, when there is one.
+    pub gallery_regions: Option<GalleryRegions>,
+}
+
+impl ForPacker {
+    /// Checks that this Packer can build what the settings ask for (arm64, gallery-only
+    /// destinations and `target_region` need the azure plugin of Packer 1.7+) and decides how
+    /// the template is written for it. A refusal names the spec field and the reason.
+    pub fn decide(settings: &Settings, version: PackerVersion) -> Result<Self, SpecError> {
+        match &settings.target {
+            Target::Local { .. } => Ok(Self::default()),
+            Target::Azure(azure) => {
+                let plugins = version.needs_plugin_block();
+                let gallery_regions =
+                    crate::spec::for_packer(azure, settings.arch, plugins, &version.to_string())
+                        .map_err(|problems| SpecError::Invalid {
+                            path: settings.spec_path.clone(),
+                            problems,
+                        })?;
+                Ok(Self {
+                    plugins,
+                    gallery_regions,
+                })
+            }
+        }
+    }
 }
 
 /// The files a build uploads from `files/`, in order.
@@ -162,11 +208,9 @@ pub fn uploads(settings: &Settings) -> Vec<&'static str> {
     files
 }
 
-/// Renders the template for the settings' target and the provisioning script.
-///
-/// `packer_plugins` adds the `required_plugins` block Packer 1.7+ needs for the azure builder
-/// (Packer 1.6 rejects it); the local template uses only components every Packer bundles.
-pub fn render(settings: &Settings, packer_plugins: bool) -> Result<Rendered, TemplateError> {
+/// Renders the template for the settings' target and the provisioning script, for the Packer
+/// `packer` describes; the local template uses only components every Packer bundles.
+pub fn render(settings: &Settings, packer: &ForPacker) -> Result<Rendered, TemplateError> {
     let template = match &settings.target {
         Target::Azure(azure) => {
             let (location, build_resource_group_name) = match &azure.placement {
@@ -174,16 +218,20 @@ pub fn render(settings: &Settings, packer_plugins: bool) -> Result<Rendered, Tem
                 Placement::BuildResourceGroup(g) => (None, Some(g.as_str())),
             };
             let context = AzureContext {
-                packer_plugins,
+                packer_plugins: packer.plugins,
+                arch: settings.arch.as_str(),
                 auth: azure.auth.as_str(),
                 subscription_id: azure.subscription_id.as_deref(),
                 base_image: &azure.base_image,
                 location,
                 build_resource_group_name,
                 vm_size: &azure.vm_size,
-                managed_image_name: &azure.managed_image_name,
-                managed_image_resource_group_name: &azure.managed_image_resource_group_name,
+                managed_image: azure.managed_image.as_ref().map(|m| ManagedImageContext {
+                    name: &m.name,
+                    resource_group: &m.resource_group,
+                }),
                 gallery: azure.gallery.as_ref(),
+                regions: packer.gallery_regions.as_ref(),
                 tags: azure
                     .tags
                     .iter()
@@ -228,6 +276,7 @@ pub fn render(settings: &Settings, packer_plugins: bool) -> Result<Rendered, Tem
         cni_version: settings.cni_version.as_deref(),
         cni_url: settings.cni_url.as_deref(),
         cni_sha256: settings.cni_sha256.as_deref(),
+        packages: settings.packages(),
         extra_commands: &settings.extra_commands,
     };
     let script = render_one(

@@ -1,16 +1,20 @@
-//! `image-builder build` driving a stand-in `packer` script: the Azure record read back from an
-//! azure-arm-shaped stream and manifest, skipping identical inputs, `--force`, Packer 1.7+ with
-//! `packer init`, a build failing mid-way, signals forwarded, the timeout, Packer missing, bad
-//! specs and missing credentials. The stand-in prints what Packer prints (the machine-readable
-//! format and the manifest post-processor's JSON, see `../shared/fixtures/packer/`); the real
-//! Packer is exercised by `packer_validate.rs` and `local_build.rs`.
+//! `image-builder build` of the Azure target, which cannot run for real here: a stand-in `packer`
+//! prints what an azure-arm build prints (the machine-readable format and the manifest
+//! post-processor's JSON, see `../shared/fixtures/packer/`) while `version` and `validate` are
+//! the real Packer 1.6.6's. Covered: the record read back, skipping identical inputs, `--force`,
+//! Packer 1.7+ with `packer init`, a build failing mid-way, Packer missing, bad specs and missing
+//! credentials. Stopping a build is tested with the real Packer in `signals.rs`; the real Packer
+//! also runs in `packer_validate.rs` and `local_build.rs`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
+use support::doubles::arm::LoginDouble;
+use support::doubles::images::{ImageDouble, ImageFault};
+use support::doubles::imds::{self, ImdsDouble};
 
 const SUB: &str = "11111111-2222-3333-4444-555555555555";
 const GALLERY_SUB: &str = "66666666-7777-8888-9999-000000000000";
@@ -54,19 +58,72 @@ EOT"#,
     )
 }
 
-/// Sleeps until signalled; on SIGINT/SIGTERM records which one and exits as Packer does after
-/// cleaning up. Creates `$marks/ready` once the traps are set.
-const WAITS_FOR_SIGNAL: &str = r#"
-printf '%s\n' '1,,ui,say,==> azure-arm.nomad: Waiting for SSH to become available...'
-trap 'echo INT > "$marks/signal"; printf "%s\n" "2,,ui,say,==> azure-arm.nomad: Deleting resource group pkr-Resource-Group-x"; kill $sleeper; exit 1' INT
-trap 'echo TERM > "$marks/signal"; kill $sleeper; exit 1' TERM
-sleep 300 &
-sleeper=$!
-: > "$marks/ready"
-wait $sleeper
-"#;
+/// The Azure endpoints image-builder itself calls, as loopback doubles: IMDS (the managed
+/// identity's token and its VM's subscription), ARM's image reads, and the Microsoft identity
+/// platform's token endpoint (for `CLIENT_ID` with `CLIENT_SECRET`). All hand out, or accept,
+/// the same token.
+struct AzureDoubles {
+    imds: ImdsDouble,
+    arm: ImageDouble,
+    login: LoginDouble,
+}
 
-fn build_cmd(spec: &Path, packer: &Path, state: &Path) -> Command {
+const CLIENT_ID: &str = "client-id";
+const CLIENT_SECRET: &str = "pa55-w0rd-never-to-be-seen";
+
+impl AzureDoubles {
+    /// The images `azure_success_body` reports, as Azure would hold them after the build.
+    fn add_recorded_images(&self) {
+        self.arm
+            .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+        self.arm.add_gallery_image_version(
+            GALLERY_SUB,
+            "nomad-images",
+            "nomad_gallery",
+            "nomad",
+            "1.10.5",
+            "westeurope",
+            "Succeeded",
+        );
+    }
+
+    fn start() -> Self {
+        let imds = ImdsDouble::start(imds::fixture("instance.json"));
+        let arm = ImageDouble::start(&imds_token());
+        let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, imds_token());
+        Self { imds, arm, login }
+    }
+
+    fn args(&self, cmd: &mut Command) {
+        cmd.args(["--arm-endpoint", self.arm.url()])
+            .args(["--imds-endpoint", self.imds.url()])
+            .args(["--login-endpoint", self.login.url()])
+            .args(["--retry-delay-ms", "5"]);
+    }
+}
+
+/// The token the IMDS double hands out (Microsoft's documented shape, `identity-token.json`).
+/// `application/x-www-form-urlencoded` encoding, as the token request's body uses.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn imds_token() -> String {
+    imds::fixture("identity-token.json")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn build_cmd(azure: &AzureDoubles, spec: &Path, packer: &Path, state: &Path) -> Command {
     let mut cmd = image_builder();
     cmd.args(["build", "--config"])
         .arg(spec)
@@ -74,6 +131,7 @@ fn build_cmd(spec: &Path, packer: &Path, state: &Path) -> Command {
         .arg(packer)
         .arg("--state-dir")
         .arg(state);
+    azure.args(&mut cmd);
     with_tool_bins(&mut cmd);
     cmd
 }
@@ -95,12 +153,13 @@ fn records(state: &Path) -> Vec<String> {
 
 #[test]
 fn an_azure_build_is_recorded_then_skipped_then_forced() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let spec = fixture("specs/gallery.toml");
 
-    let first = run(&mut build_cmd(&spec, &packer, &state));
+    let first = run(&mut build_cmd(&azure, &spec, &packer, &state));
     assert!(first.ok(), "{first:?}");
     // stdout is the image to boot from: the gallery version, read from Packer's artifact.
     assert_eq!(first.stdout, format!("{}\n", gallery_version_id()));
@@ -164,15 +223,42 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
         "{log}"
     );
 
-    // Same inputs: no Packer build, the recorded image printed.
-    let second = run(&mut build_cmd(&spec, &packer, &state));
+    // Same inputs, and Azure still has both images: no Packer build, the recorded image printed.
+    azure.add_recorded_images();
+    let second = run(&mut build_cmd(&azure, &spec, &packer, &state));
     assert!(second.ok(), "{second:?}");
     assert_eq!(second.stdout, first.stdout);
     assert!(second.stderr.contains("were built already"), "{second:?}");
     assert_eq!(builds_run(dir.path()), 1);
+    // Both recorded images were read back, each with its operation's api-version and the
+    // managed identity's token (the spec's auth), from the identity's IMDS.
+    let reads: Vec<(String, String, String)> = azure
+        .arm
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.query_param("api-version").unwrap_or_default().to_string(),
+                r.header("authorization").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let bearer = format!("Bearer {}", imds_token());
+    assert_eq!(
+        reads,
+        [
+            (
+                gallery_version_id(),
+                "2024-03-03".to_string(),
+                bearer.clone()
+            ),
+            (managed_image_id(), "2024-11-01".to_string(), bearer),
+        ]
+    );
 
     // --force builds again and asks Packer to replace the existing image.
-    let forced = run(build_cmd(&spec, &packer, &state).arg("--force"));
+    let forced = run(build_cmd(&azure, &spec, &packer, &state).arg("--force"));
     assert!(forced.ok(), "{forced:?}");
     assert_eq!(builds_run(dir.path()), 2);
     assert!(packer_log(dir.path()).contains("argv: build -machine-readable -force "));
@@ -181,7 +267,7 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
     let changed_spec = dir.path().join("image.toml");
     let text = std::fs::read_to_string(&spec).unwrap() + "\n[azure.tags]\nowner = \"ops\"\n";
     std::fs::write(&changed_spec, text).unwrap();
-    let changed = run(&mut build_cmd(&changed_spec, &packer, &state));
+    let changed = run(&mut build_cmd(&azure, &changed_spec, &packer, &state));
     assert!(changed.ok(), "{changed:?}");
     assert_eq!(builds_run(dir.path()), 3);
     assert_eq!(records(&state).len(), 4);
@@ -197,19 +283,50 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
 
 #[test]
 fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
-    let secret = "pa55-w0rd-never-to-be-seen";
-    let mut cmd = build_cmd(&fixture("specs/client-secret.toml"), &packer, &state);
-    cmd.arg("-vv")
-        .env("ARM_CLIENT_ID", "client-id")
-        .env("ARM_CLIENT_SECRET", secret)
-        .env("ARM_TENANT_ID", "tenant-id")
-        .env("ARM_SUBSCRIPTION_ID", SUB);
-    let out = run(&mut cmd);
+    let secret = CLIENT_SECRET;
+    let build = || {
+        let mut cmd = build_cmd(
+            &azure,
+            &fixture("specs/client-secret.toml"),
+            &packer,
+            &state,
+        );
+        cmd.arg("-vv")
+            .env("ARM_CLIENT_ID", CLIENT_ID)
+            .env("ARM_CLIENT_SECRET", secret)
+            .env("ARM_TENANT_ID", "tenant-id")
+            .env("ARM_SUBSCRIPTION_ID", SUB);
+        run(&mut cmd)
+    };
+    let out = build();
     assert!(out.ok(), "{out:?}");
-    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    // The recorded image is checked with the same service principal: a client-credentials
+    // login for ARM, and the token it gave.
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    let again = build();
+    assert!(again.ok(), "{again:?}");
+    assert!(again.stderr.contains("were built already"), "{again:?}");
+    let logins = azure.login.requests();
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].path, "/tenant-id/oauth2/v2.0/token");
+    assert!(logins[0].body.contains("grant_type=client_credentials"));
+    assert!(logins[0].body.contains(&format!(
+        "scope={}",
+        urlencode(&format!("{}/.default", azure.arm.url()))
+    )));
+    assert_eq!(
+        azure.arm.requests()[0].header("authorization"),
+        Some(format!("Bearer {}", imds_token()).as_str())
+    );
+    for out in [&out, &again] {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    }
     for file in files_under(&state) {
         let text = std::fs::read_to_string(state.join(&file)).unwrap_or_default();
         assert!(!text.contains(secret), "{file} contains the secret");
@@ -229,13 +346,17 @@ fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
 
 #[test]
 fn client_secret_auth_without_the_environment_fails_before_packer_runs() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
-    let out = run(
-        build_cmd(&fixture("specs/client-secret.toml"), &packer, &state)
-            .env("ARM_CLIENT_ID", "client-id"),
-    );
+    let out = run(build_cmd(
+        &azure,
+        &fixture("specs/client-secret.toml"),
+        &packer,
+        &state,
+    )
+    .env("ARM_CLIENT_ID", "client-id"));
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
@@ -248,6 +369,7 @@ fn client_secret_auth_without_the_environment_fails_before_packer_runs() {
 
 #[test]
 fn packer_1_7_and_newer_gets_required_plugins_and_init() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let body = format!(
@@ -256,6 +378,7 @@ fn packer_1_7_and_newer_gets_required_plugins_and_init() {
     );
     let packer = fake_packer(dir.path(), "Packer v1.11.2", &body);
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         &packer,
         &state,
@@ -274,6 +397,7 @@ fn packer_1_7_and_newer_gets_required_plugins_and_init() {
 
 #[test]
 fn packer_failing_mid_build_reports_its_errors_and_records_nothing() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // Shaped after the failing build in ../shared/fixtures/packer/null-build-machine-readable.txt.
@@ -291,6 +415,7 @@ exit 1
 "#;
     let packer = fake_packer(dir.path(), "Packer v1.6.6", body);
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         &packer,
         &state,
@@ -312,124 +437,13 @@ exit 1
     assert_eq!(files_under(&state), ["lock"]);
 }
 
-fn spawn_build(spec: &Path, packer: &Path, state: &Path, extra: &[&str]) -> std::process::Child {
-    build_cmd(spec, packer, state)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: std::process::Child) -> Run {
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn signal_is_forwarded(signal: nix::sys::signal::Signal, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let packer = fake_packer(dir.path(), "Packer v1.6.6", WAITS_FOR_SIGNAL);
-    let child = spawn_build(&fixture("specs/gallery.toml"), &packer, &state, &[]);
-    wait_for_file(
-        &dir.path().join("marks/ready"),
-        "the stand-in packer to be building",
-    );
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    let out = finish(child);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("marks/signal"))
-            .unwrap()
-            .trim(),
-        name.trim_start_matches("SIG"),
-        "Packer received {name}"
-    );
-    assert!(
-        out.stderr
-            .contains(&format!("packer build was interrupted by {name}")),
-        "{out:?}"
-    );
-    if name == "SIGINT" {
-        // Packer's clean-up output is still shown.
-        assert!(
-            out.stderr
-                .contains("Deleting resource group pkr-Resource-Group-x"),
-            "{out:?}"
-        );
-    }
-    assert_eq!(records(&state), Vec::<String>::new());
-    assert_eq!(files_under(&state), ["lock"]);
-}
-
-#[test]
-fn sigint_is_forwarded_to_packer() {
-    signal_is_forwarded(nix::sys::signal::Signal::SIGINT, "SIGINT");
-}
-
-#[test]
-fn sigterm_is_forwarded_to_packer() {
-    signal_is_forwarded(nix::sys::signal::Signal::SIGTERM, "SIGTERM");
-}
-
-#[test]
-fn a_build_past_its_timeout_is_stopped_with_sigint() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let packer = fake_packer(dir.path(), "Packer v1.6.6", WAITS_FOR_SIGNAL);
-    let child = spawn_build(
-        &fixture("specs/gallery.toml"),
-        &packer,
-        &state,
-        &["--timeout", "1s"],
-    );
-    let out = finish(child);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains("packer build timed out after 1s"),
-        "{out:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("marks/signal"))
-            .unwrap()
-            .trim(),
-        "INT"
-    );
-    assert_eq!(records(&state), Vec::<String>::new());
-}
-
-#[test]
-fn packer_ignoring_the_stop_request_is_killed_after_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let body = "trap '' INT\n: > \"$marks/ready\"\nexec sleep 300\n";
-    let packer = fake_packer(dir.path(), "Packer v1.6.6", body);
-    let child = spawn_build(
-        &fixture("specs/gallery.toml"),
-        &packer,
-        &state,
-        &["--timeout", "1s", "--cleanup-grace", "1s"],
-    );
-    let out = finish(child);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("did not exit within 1s of being asked to stop (timeout of 1s)"),
-        "{out:?}"
-    );
-    assert!(out.stderr.contains("pkr-Resource-Group-"), "{out:?}");
-    assert_eq!(records(&state), Vec::<String>::new());
-}
-
 #[test]
 fn a_missing_packer_gets_an_install_hint() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = run(&mut build_cmd(
+        &azure,
         &fixture("specs/gallery.toml"),
         Path::new("/nonexistent/packer"),
         &state,
@@ -463,6 +477,7 @@ fn a_missing_packer_gets_an_install_hint() {
 
 #[test]
 fn bad_specs_fail_naming_the_field_before_anything_runs() {
+    let azure = AzureDoubles::start();
     let dir = tempfile::tempdir().unwrap();
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let cases: &[(&str, &[&str])] = &[
@@ -482,7 +497,7 @@ fn bad_specs_fail_naming_the_field_before_anything_runs() {
     for (spec, expected) in cases {
         let state = dir.path().join("state");
         let path = fixture(spec);
-        let out = run(&mut build_cmd(&path, &packer, &state));
+        let out = run(&mut build_cmd(&azure, &path, &packer, &state));
         assert_eq!(out.code, Some(1), "{spec}: {out:?}");
         assert!(
             out.stderr.contains(path.to_str().unwrap()),
@@ -502,13 +517,395 @@ fn the_default_state_directory_is_beside_the_spec() {
     let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
     let spec: PathBuf = dir.path().join("image.toml");
     std::fs::copy(fixture("specs/gallery.toml"), &spec).unwrap();
+    let azure = AzureDoubles::start();
     let mut cmd = image_builder();
     cmd.args(["build", "--config"])
         .arg(&spec)
         .arg("--packer-bin")
         .arg(&packer);
+    azure.args(&mut cmd);
     with_tool_bins(&mut cmd);
     let out = run(&mut cmd);
     assert!(out.ok(), "{out:?}");
     assert_eq!(records(&dir.path().join(".image-builder")).len(), 2);
+}
+
+/// Records one gallery.toml build; returns the state directory and the stand-in's directory.
+fn recorded_gallery_build(azure: &AzureDoubles) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let first = run(&mut build_cmd(
+        azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+    (dir, state, packer)
+}
+
+#[test]
+fn a_recorded_image_deleted_since_is_built_again() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    // Someone deleted the gallery version; the managed image is still there.
+    azure.arm.remove(&gallery_version_id());
+    let again = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(again.ok(), "{again:?}");
+    assert_eq!(builds_run(dir.path()), 2, "{again:?}");
+    assert!(
+        again.stderr.contains(&format!(
+            "{} no longer exists (ARM answered 404 ResourceNotFound",
+            gallery_version_id()
+        )),
+        "{again:?}"
+    );
+    assert!(again.stderr.contains("building again"), "{again:?}");
+    assert_eq!(again.stdout, format!("{}\n", gallery_version_id()));
+}
+
+#[test]
+fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    azure.arm.add_gallery_image_version(
+        GALLERY_SUB,
+        "nomad-images",
+        "nomad_gallery",
+        "nomad",
+        "1.10.5",
+        "westeurope",
+        "Failed",
+    );
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains(&format!(
+            "the recorded image {} exists but is in provisioning state Failed",
+            gallery_version_id()
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--force"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+#[test]
+fn arm_throttling_while_checking_is_retried() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    azure.arm.inject(ImageFault::Throttle {
+        retry_after_secs: 0,
+    });
+    azure.arm.inject(ImageFault::Status(503));
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stderr.contains("were built already"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+    assert_eq!(azure.arm.requests().len(), 4, "two retried, two answered");
+}
+
+#[test]
+fn a_record_that_cannot_be_checked_is_an_error_not_a_skip() {
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure.add_recorded_images();
+    // The identity gets a token ARM refuses (another tenant's, say).
+    azure.imds.set_fallback(imds::Reply::Body {
+        status: 200,
+        body: serde_json::json!({
+            "access_token": "not-this-tenants", "expires_on": "4102444800",
+            "expires_in": "3599", "resource": "https://management.azure.com/",
+            "token_type": "Bearer"
+        })
+        .to_string(),
+    });
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr
+            .contains("could not check that the recorded image"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("401 InvalidAuthenticationToken"),
+        "{out:?}"
+    );
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+/// The values of `name` in the environment of each `packer build`.
+fn env_lines(dir: &Path, name: &str) -> Vec<String> {
+    let mut in_build = false;
+    let mut values = Vec::new();
+    for line in packer_log(dir).lines() {
+        if let Some(argv) = line.strip_prefix("argv: ") {
+            in_build = argv.starts_with("build ");
+        } else if let Some(value) = line.strip_prefix(&format!("env: {name}=")) {
+            if in_build {
+                values.push(value.to_string());
+            }
+        }
+    }
+    values
+}
+
+fn record_context(state: &Path, stdout_json: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_str(stdout_json).unwrap();
+    let path = report["record_path"].as_str().unwrap();
+    assert!(Path::new(path).starts_with(state.join("records")));
+    report["inputs"]["context"].clone()
+}
+
+/// Azure CLI auth without `subscription_id`: the build goes to the CLI's current subscription,
+/// which is hashed, handed to Packer, and used to check the record. Switching `az` to another
+/// subscription is another build, not the old image id.
+#[test]
+fn the_cli_subscription_is_part_of_the_inputs_and_goes_to_packer() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let az = fake_az(dir.path(), SUB, &imds_token());
+    let spec = fixture("specs/managed-image.toml");
+    let build = |extra: &[&str]| {
+        let mut cmd = build_cmd(&azure, &spec, &packer, &state);
+        cmd.arg("--az-program").arg(&az).args(extra);
+        run(&mut cmd)
+    };
+
+    let first = build(&["--json"]);
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(
+        record_context(&state, &first.stdout)["subscription_id"],
+        SUB
+    );
+    assert_eq!(env_lines(dir.path(), "PKR_VAR_subscription_id"), [SUB]);
+    assert!(first.stderr.contains(&format!(
+        "building in subscription {SUB} (the Azure CLI's current subscription)"
+    )));
+
+    // `az account set` to another subscription: a different build.
+    let other = "99999999-8888-7777-6666-555555555555";
+    std::fs::write(dir.path().join("az-subscription"), other).unwrap();
+    let second = build(&["--json"]);
+    assert!(second.ok(), "{second:?}");
+    assert!(!second.stderr.contains("were built already"), "{second:?}");
+    assert_eq!(builds_run(dir.path()), 2);
+    assert_eq!(
+        record_context(&state, &second.stdout)["subscription_id"],
+        other
+    );
+    assert_eq!(
+        env_lines(dir.path(), "PKR_VAR_subscription_id"),
+        [SUB, other]
+    );
+
+    // Back in the first subscription, whose image still exists: skipped, checked with the
+    // CLI's token.
+    std::fs::write(dir.path().join("az-subscription"), SUB).unwrap();
+    azure
+        .arm
+        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+    let third = build(&["--json"]);
+    assert!(third.ok(), "{third:?}");
+    let report: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(report["skipped"], true);
+    assert_eq!(report["image_id"], managed_image_id().as_str());
+    assert_eq!(builds_run(dir.path()), 2);
+    let az_log = std::fs::read_to_string(dir.path().join("az.log")).unwrap();
+    assert!(
+        az_log.contains(&format!(
+            "account get-access-token --resource {}/ --output json",
+            azure.arm.url()
+        )),
+        "{az_log}"
+    );
+}
+
+/// Managed identity without `subscription_id`: the VM's subscription, from IMDS.
+#[test]
+fn the_managed_identity_subscription_comes_from_instance_metadata() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let text = std::fs::read_to_string(fixture("specs/gallery.toml"))
+        .unwrap()
+        .replace(
+            "subscription_id = \"11111111-2222-3333-4444-555555555555\"\n",
+            "",
+        );
+    let spec = write_spec(dir.path(), "image.toml", &text);
+    let out = run(build_cmd(&azure, &spec, &packer, &state).arg("--json"));
+    assert!(out.ok(), "{out:?}");
+    let vm_subscription = imds::fixture("instance.json")["compute"]["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        record_context(&state, &out.stdout)["subscription_id"],
+        vm_subscription.as_str()
+    );
+    assert_eq!(
+        env_lines(dir.path(), "PKR_VAR_subscription_id"),
+        [vm_subscription]
+    );
+    let imds_reads: Vec<String> = azure
+        .imds
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}?api-version={}",
+                r.path,
+                r.query_param("api-version").unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(imds_reads, ["/metadata/instance?api-version=2023-07-01"]);
+}
+
+/// An arm64 image through Packer 1.7+ and the azure plugin: gallery only, the Arm base image and
+/// VM size, target regions; recorded as the gallery version and re-checked as such.
+#[test]
+fn an_arm64_gallery_only_build_with_the_azure_plugin() {
+    let azure = AzureDoubles::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let gallery = format!(
+        "/subscriptions/{SUB}/resourceGroups/nomad-images/providers/Microsoft.Compute/galleries/nomad_gallery/images/nomad-arm64/versions/1.10.5"
+    );
+    // What packer-plugin-azure prints for a gallery-only build: no managed image lines, and
+    // the artifact id (and the manifest's artifact_id) is the gallery version's.
+    let body = format!(
+        r#"cp "$dir/image.pkr.hcl" "$marks/template"
+cat <<'EOT'
+1700000003,azure-arm.nomad,artifact-count,1
+1700000003,azure-arm.nomad,artifact,0,builder-id,Azure.ResourceManagement.VMImage
+1700000003,azure-arm.nomad,artifact,0,id,{gallery}
+1700000003,azure-arm.nomad,artifact,0,string,Azure.ResourceManagement.VMImage:\n\nOSType: Linux\nManagedImageSharedImageGalleryId: {gallery}\nSharedImageGalleryResourceGroup: nomad-images\nSharedImageGalleryName: nomad_gallery\nSharedImageGalleryImageName: nomad-arm64\nSharedImageGalleryImageVersion: 1.10.5\nSharedImageGalleryReplicatedRegions: westeurope%!(PACKER_COMMA) northeurope\n
+1700000003,azure-arm.nomad,artifact,0,files-count,0
+1700000003,azure-arm.nomad,artifact,0,end
+EOT
+cat > "$dir/packer-manifest.json" <<EOT
+{{"builds": [{{"name": "nomad", "builder_type": "azure-arm", "build_time": 1700000003, "files": null,
+  "artifact_id": "{gallery}", "packer_run_uuid": "run-1",
+  "custom_data": {{"image_builder_input_hash": "$PKR_VAR_image_builder_input_hash", "nomad_version": "1.10.5", "target": "azure"}}}}],
+ "last_run_uuid": "run-1"}}
+EOT"#
+    );
+    let packer = fake_packer(dir.path(), "Packer v1.11.2", &body);
+    let az = fake_az(dir.path(), SUB, &imds_token());
+    let bins = dir.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    let build = || {
+        let mut cmd = image_builder();
+        cmd.args(["build", "--json", "--config"])
+            .arg(fixture("specs/arm64-gallery.toml"))
+            .arg("--packer-bin")
+            .arg(&packer)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--az-program")
+            .arg(&az);
+        azure.args(&mut cmd);
+        with_stub_bins(&mut cmd, &bins, "arm64");
+        run(&mut cmd)
+    };
+
+    let first = build();
+    assert!(first.ok(), "{first:?}");
+    let report: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(report["skipped"], false);
+    assert_eq!(report["image_id"], gallery.as_str());
+    assert_eq!(report["gallery_image_version_id"], gallery.as_str());
+    assert_eq!(report["managed_image_id"], serde_json::Value::Null);
+    assert_eq!(report["arch"], "arm64");
+
+    let template = std::fs::read_to_string(dir.path().join("marks/template")).unwrap();
+    let body = hcl::parse(&template).unwrap();
+    let source = body
+        .blocks()
+        .find(|b| b.identifier() == "source")
+        .unwrap()
+        .body();
+    let attr = |key: &str| {
+        source
+            .attributes()
+            .find(|a| a.key() == key)
+            .map(|a| a.expr().to_string())
+    };
+    assert_eq!(attr("image_sku").as_deref(), Some("\"server-arm64\""));
+    assert_eq!(attr("vm_size").as_deref(), Some("\"Standard_D2ps_v5\""));
+    assert_eq!(attr("managed_image_name"), None);
+    let destination = source
+        .blocks()
+        .find(|b| b.identifier() == "shared_image_gallery_destination")
+        .unwrap()
+        .body();
+    let regions: Vec<String> = destination
+        .blocks()
+        .filter(|b| b.identifier() == "target_region")
+        .map(|b| {
+            b.body()
+                .attributes()
+                .find(|a| a.key() == "name")
+                .unwrap()
+                .expr()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(regions, ["\"westeurope\"", "\"northeurope\""]);
+
+    // Skipped while the version exists; only the gallery version is read back.
+    azure.arm.add_gallery_image_version(
+        SUB,
+        "nomad-images",
+        "nomad_gallery",
+        "nomad-arm64",
+        "1.10.5",
+        "westeurope",
+        "Succeeded",
+    );
+    let second = build();
+    assert!(second.ok(), "{second:?}");
+    let report: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(report["skipped"], true);
+    let read: Vec<String> = azure
+        .arm
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(read, [gallery]);
 }

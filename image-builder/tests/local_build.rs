@@ -99,6 +99,13 @@ fn a_local_build_provisions_the_root_records_it_and_skips_identical_inputs() {
         ),
     );
 
+    // The root starts like a booted image: a machine id, and D-Bus's copy of it.
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dbus")).unwrap();
+    for id in ["etc/machine-id", "var/lib/dbus/machine-id"] {
+        std::fs::write(root.join(id), "4c4c4544003510518042b2c04f4d3332\n").unwrap();
+    }
+
     let first = build(&spec, &state);
     assert!(first.ok(), "{first:?}");
     let root = root.canonicalize().unwrap();
@@ -158,6 +165,23 @@ fn a_local_build_provisions_the_root_records_it_and_skips_identical_inputs() {
         std::fs::read(root.join("opt/cni/bin/bridge")).unwrap(),
         mirror.cni_plugin("bridge", "1.6.2", host_arch())
     );
+    // Nomad's bridge networking is set up for boot (the spec installs the CNI plugins).
+    assert!(
+        std::fs::read_to_string(root.join("etc/modules-load.d/nomad-bridge.conf"))
+            .unwrap()
+            .contains("\nbr_netfilter\n")
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/sysctl.d/90-nomad-bridge.conf"))
+            .unwrap()
+            .contains("net.bridge.bridge-nf-call-iptables = 1\n")
+    );
+    // Every VM will make its own machine id.
+    assert_eq!(std::fs::read(root.join("etc/machine-id")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read_link(root.join("var/lib/dbus/machine-id")).unwrap(),
+        Path::new("/etc/machine-id")
+    );
     // The extra command ran in the root.
     assert_eq!(
         std::fs::read_to_string(root.join("etc/nomad.d/marker")).unwrap(),
@@ -203,6 +227,23 @@ fn a_local_build_provisions_the_root_records_it_and_skips_identical_inputs() {
         "the skipped build downloaded"
     );
     assert_eq!(records(&state).len(), 2);
+
+    // The recorded root lost its Nomad: the record is not trusted, the same inputs build again.
+    std::fs::remove_file(&nomad).unwrap();
+    let repaired = build(&spec, &state);
+    assert!(repaired.ok(), "{repaired:?}");
+    assert!(
+        repaired.stderr.contains(&format!(
+            "but {} is missing: building again",
+            nomad.display()
+        )),
+        "{repaired:?}"
+    );
+    assert_eq!(
+        std::fs::read(&nomad).unwrap(),
+        mirror.binary("nomad", NOMAD_LATEST, host_arch())
+    );
+    assert_eq!(records(&state).len(), 2, "the same inputs, the same record");
 
     // A changed input (one more extra command) rebuilds.
     std::fs::write(

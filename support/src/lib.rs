@@ -1,6 +1,8 @@
 //! The one library the four tools share. Only code that two or more tools really use lives here:
 //!
 //! - [`arch`]: [`arch::Arch`], the CPU architectures (amd64, arm64) in HashiCorp's spelling.
+//! - [`azure_auth`]: Azure credentials (client secret, Azure CLI, managed identity) and the
+//!   subscription each implies.
 //! - [`go_duration`]: Go's `time.Duration` text (`200ms`, `1m30s`), as Nomad's API uses it.
 //! - [`files`]: atomic writes (temp file beside the target, fsync, rename, fsync the directory).
 //! - [`process`]: run a subprocess; its error names the program, arguments, status and stderr tail.
@@ -13,6 +15,7 @@
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
 pub mod arch;
+pub mod azure_auth;
 pub mod cli;
 pub mod files;
 pub mod go_duration;

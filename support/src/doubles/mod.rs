@@ -8,6 +8,8 @@
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
+//! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
+//!   image-builder makes before it trusts a build record.
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 //! - [`nomad_sim`]: the simulated Nomad cluster behind [`nomad_api`], driven in virtual time
 //!   and by the ARM double through [`instance_events`].
@@ -18,6 +20,7 @@
 
 pub mod arm;
 pub mod bins;
+pub mod images;
 pub mod imds;
 pub mod instance_events;
 pub mod mirror;

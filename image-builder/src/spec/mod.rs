@@ -1,31 +1,23 @@
 //! `image.toml`: what image to bake. This module owns the file's shape (serde, unknown fields
 //! refused), its validation (every problem names the field), and the resolution of the spec plus
-//! command-line overrides into the [`Settings`] the rest of the tool works from.
+//! command-line overrides into the [`Settings`] the rest of the tool works from. The `[azure]`
+//! and `[base_image]` tables, and what each Packer generation can build, are in [`azure`].
 //!
 //! Parsing and validation are pure; [`load`] is the only function that reads a file.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+mod azure;
+pub use azure::*;
+
 /// CPU architecture, named as HashiCorp's release files name it (`amd64` by default).
 pub use support::arch::Arch;
 
 /// The production release site install-nomad downloads from.
 pub const DEFAULT_RELEASE_URL: &str = "https://releases.hashicorp.com";
-
-/// The tag image-builder adds to every Azure image: the input hash that built it, so an operator
-/// can find an image's inputs from the portal. Reserved: a spec may not set it.
-pub const INPUT_HASH_TAG: &str = "image-builder-input-hash";
-
-/// Azure allows 50 tags per resource; one is [`INPUT_HASH_TAG`].
-/// Source: https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations
-const MAX_USER_TAGS: usize = 49;
-const MAX_TAG_NAME_CHARS: usize = 512;
-const MAX_TAG_VALUE_CHARS: usize = 256;
-/// Characters Azure refuses in tag names (same source).
-const TAG_NAME_FORBIDDEN: &[char] = &['<', '>', '%', '&', '\\', '?', '/'];
 
 /// The whole `image.toml` file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -47,9 +39,17 @@ pub struct ImageSpec {
     /// Where to bake: an Azure image (`azure`) or a directory on this machine (`local`).
     #[serde(default)]
     pub target: TargetKind,
+    /// What will run Nomad on the VMs (run-nomad's `--init`): `systemd` (default) or
+    /// `supervisor`, which installs Ubuntu's supervisor package into the image.
+    #[serde(default)]
+    pub init: InitSystem,
+    /// Install a Docker engine (Ubuntu's `docker.io`) so clients can run Docker jobs; needs
+    /// `cni_version` for the bridge networking such jobs use.
+    #[serde(default)]
+    pub docker: bool,
     /// The Marketplace image the build VM boots from.
     #[serde(default)]
-    pub base_image: BaseImage,
+    pub base_image: BaseImageSpec,
     /// Azure settings; required for the `azure` target.
     pub azure: Option<AzureSpec>,
     /// Where install-nomad downloads releases from.
@@ -64,6 +64,24 @@ pub struct ImageSpec {
     /// the root being provisioned (`/` on the Azure build VM).
     #[serde(default)]
     pub extra_commands: Vec<String>,
+}
+
+/// What supervises Nomad on the VMs, as run-nomad's `--init` names it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InitSystem {
+    #[default]
+    Systemd,
+    Supervisor,
+}
+
+impl InitSystem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitSystem::Systemd => "systemd",
+            InitSystem::Supervisor => "supervisor",
+        }
+    }
 }
 
 /// Where the provisioning runs.
@@ -101,113 +119,6 @@ impl std::str::FromStr for TargetKind {
             other => Err(format!("unknown target {other:?}: expected azure or local")),
         }
     }
-}
-
-/// The Marketplace image the build VM boots from. Defaults: Ubuntu 24.04 LTS.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct BaseImage {
-    pub publisher: String,
-    pub offer: String,
-    pub sku: String,
-    pub version: String,
-}
-
-impl Default for BaseImage {
-    fn default() -> Self {
-        // Ubuntu 24.04 LTS on the Azure Marketplace (REFERENCE.md, Packer section).
-        Self {
-            publisher: "Canonical".into(),
-            offer: "ubuntu-24_04-lts".into(),
-            sku: "server".into(),
-            version: "latest".into(),
-        }
-    }
-}
-
-/// How Packer authenticates to Azure.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// The operator's `az login` session (`use_azure_cli_auth`).
-    #[default]
-    AzureCli,
-    /// The managed identity of the machine Packer runs on (no credentials in the template).
-    ManagedIdentity,
-    /// A service principal: `ARM_CLIENT_ID`, `ARM_CLIENT_SECRET`, `ARM_TENANT_ID` and (unless
-    /// `subscription_id` is set) `ARM_SUBSCRIPTION_ID` from the environment.
-    ClientSecret,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::AzureCli => "azure_cli",
-            AuthMode::ManagedIdentity => "managed_identity",
-            AuthMode::ClientSecret => "client_secret",
-        }
-    }
-}
-
-/// The environment variables client-secret auth reads (the names Azure tooling shares).
-pub const CLIENT_SECRET_ENV: [&str; 4] = [
-    "ARM_CLIENT_ID",
-    "ARM_CLIENT_SECRET",
-    "ARM_TENANT_ID",
-    "ARM_SUBSCRIPTION_ID",
-];
-
-/// `[azure]`: the azure-arm builder's settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AzureSpec {
-    #[serde(default)]
-    pub auth: AuthMode,
-    /// The subscription to build in. With client-secret auth it defaults to
-    /// `ARM_SUBSCRIPTION_ID`; otherwise to the CLI's or the identity's default subscription.
-    pub subscription_id: Option<String>,
-    /// Region of the temporary resource group Packer creates (exclusive with
-    /// `build_resource_group_name`).
-    pub location: Option<String>,
-    /// An existing resource group to build in (exclusive with `location`).
-    pub build_resource_group_name: Option<String>,
-    /// Build VM size; defaults by arch (see [`AzureSpec::vm_size_or_default`]).
-    pub vm_size: Option<String>,
-    pub managed_image_name: String,
-    pub managed_image_resource_group_name: String,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// Also publish a Shared Image Gallery (Azure Compute Gallery) image version.
-    pub gallery: Option<GallerySpec>,
-}
-
-impl AzureSpec {
-    /// General-purpose sizes with a temporary disk: Dsv5 for amd64, Dpsv5 (Ampere) for arm64.
-    pub fn vm_size_or_default(&self, arch: Arch) -> String {
-        self.vm_size.clone().unwrap_or_else(|| {
-            match arch {
-                Arch::Amd64 => "Standard_D2s_v5",
-                Arch::Arm64 => "Standard_D2ps_v5",
-            }
-            .to_string()
-        })
-    }
-}
-
-/// `[azure.gallery]`: Packer's `shared_image_gallery_destination`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GallerySpec {
-    /// Subscription of the gallery, when it differs from the build's.
-    pub subscription: Option<String>,
-    pub resource_group: String,
-    pub gallery_name: String,
-    /// The image definition, which must exist already.
-    pub image_name: String,
-    /// `MAJOR.MINOR.PATCH`, as Azure requires for gallery image versions.
-    pub image_version: String,
-    #[serde(default)]
-    pub replication_regions: Vec<String>,
 }
 
 /// `[release]`: the release mirror install-nomad downloads from.
@@ -337,6 +248,8 @@ pub struct Settings {
     pub cni_version: Option<String>,
     pub cni_sha256: Option<String>,
     pub arch: Arch,
+    pub init: InitSystem,
+    pub docker: bool,
     pub target: Target,
     pub release_url: String,
     pub cni_url: Option<String>,
@@ -345,6 +258,21 @@ pub struct Settings {
     pub install_nomad: Option<PathBuf>,
     pub run_nomad: Option<PathBuf>,
     pub extra_commands: Vec<String>,
+}
+
+impl Settings {
+    /// The Ubuntu packages the image needs (installed with apt-get on the build VM): supervisord
+    /// for `init = "supervisor"`, the Docker engine for `docker = true`.
+    pub fn packages(&self) -> Vec<&'static str> {
+        let mut packages = Vec::new();
+        if self.docker {
+            packages.push("docker.io");
+        }
+        if self.init == InitSystem::Supervisor {
+            packages.push("supervisor");
+        }
+        packages
+    }
 }
 
 /// The resolved target with what it needs.
@@ -361,29 +289,6 @@ impl Target {
             Target::Local { .. } => TargetKind::Local,
         }
     }
-}
-
-/// Everything the Azure template needs, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AzureTarget {
-    pub base_image: BaseImage,
-    pub auth: AuthMode,
-    pub subscription_id: Option<String>,
-    pub placement: Placement,
-    pub vm_size: String,
-    pub managed_image_name: String,
-    pub managed_image_resource_group_name: String,
-    pub tags: BTreeMap<String, String>,
-    pub gallery: Option<GallerySpec>,
-}
-
-/// Where the build VM lives: exactly one of the two, as azure-arm requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
-    /// Packer creates (and deletes) a temporary resource group in this region.
-    Location(String),
-    /// Packer builds inside this existing resource group.
-    BuildResourceGroup(String),
 }
 
 impl ImageSpec {
@@ -441,6 +346,15 @@ impl ImageSpec {
             }
         }
 
+        if self.docker && self.cni_version.is_none() {
+            problem(
+                "docker",
+                "Docker jobs use Nomad's bridge networking, which needs the CNI plugins: set \
+                 cni_version (e.g. \"1.6.2\")"
+                    .into(),
+            );
+        }
+
         for (i, command) in self.extra_commands.iter().enumerate() {
             let field = format!("extra_commands[{i}]");
             if command.trim().is_empty() {
@@ -467,7 +381,8 @@ impl ImageSpec {
                     );
                     None
                 }
-                Some(azure) => azure_target(azure, &self.base_image, self.arch, &mut problem),
+                Some(azure) => azure::resolve(azure, &self.base_image, self.arch, &mut problem)
+                    .map(|t| Target::Azure(Box::new(t))),
             },
             TargetKind::Local => {
                 let root = overrides
@@ -510,6 +425,8 @@ impl ImageSpec {
                 cni_version: self.cni_version.clone(),
                 cni_sha256: self.cni_sha256.as_ref().map(|s| s.to_ascii_lowercase()),
                 arch: self.arch,
+                init: self.init,
+                docker: self.docker,
                 target,
                 release_url,
                 cni_url: self.release.cni_url.clone(),
@@ -532,166 +449,9 @@ impl ImageSpec {
     }
 }
 
-fn azure_target(
-    azure: &AzureSpec,
-    base_image: &BaseImage,
-    arch: Arch,
-    problem: &mut impl FnMut(&str, String),
-) -> Option<Target> {
-    let mut ok = true;
-    let mut bad = |field: &str, message: String| {
-        ok = false;
-        problem(field, message);
-    };
-
-    for (field, value) in [
-        ("base_image.publisher", &base_image.publisher),
-        ("base_image.offer", &base_image.offer),
-        ("base_image.sku", &base_image.sku),
-        ("base_image.version", &base_image.version),
-        ("azure.managed_image_name", &azure.managed_image_name),
-        (
-            "azure.managed_image_resource_group_name",
-            &azure.managed_image_resource_group_name,
-        ),
-    ] {
-        if let Err(m) = check_name(value) {
-            bad(field, m);
-        }
-    }
-    for (field, value) in [
-        ("azure.subscription_id", &azure.subscription_id),
-        ("azure.vm_size", &azure.vm_size),
-    ] {
-        if let Some(value) = value {
-            if let Err(m) = check_name(value) {
-                bad(field, m);
-            }
-        }
-    }
-
-    let placement = match (&azure.location, &azure.build_resource_group_name) {
-        (Some(_), Some(_)) => {
-            bad(
-                "azure.location",
-                "and azure.build_resource_group_name are both set: set exactly one (location \
-                 makes Packer create a temporary resource group there; \
-                 build_resource_group_name builds in an existing one)"
-                    .into(),
-            );
-            None
-        }
-        (None, None) => {
-            bad(
-                "azure.location",
-                "or azure.build_resource_group_name must be set (exactly one)".into(),
-            );
-            None
-        }
-        (Some(location), None) => match check_name(location) {
-            Ok(()) => Some(Placement::Location(location.clone())),
-            Err(m) => {
-                bad("azure.location", m);
-                None
-            }
-        },
-        (None, Some(group)) => match check_name(group) {
-            Ok(()) => Some(Placement::BuildResourceGroup(group.clone())),
-            Err(m) => {
-                bad("azure.build_resource_group_name", m);
-                None
-            }
-        },
-    };
-
-    if azure.tags.len() > MAX_USER_TAGS {
-        bad(
-            "azure.tags",
-            format!(
-                "has {} tags; Azure allows 50 per resource and image-builder adds {INPUT_HASH_TAG}, \
-                 so at most {MAX_USER_TAGS}",
-                azure.tags.len()
-            ),
-        );
-    }
-    for (name, value) in &azure.tags {
-        let field = format!("azure.tags.{name:?}");
-        if name.is_empty() {
-            bad(&field, "tag names cannot be empty".into());
-        }
-        if name.chars().count() > MAX_TAG_NAME_CHARS {
-            bad(
-                &field,
-                format!("tag names are at most {MAX_TAG_NAME_CHARS} characters"),
-            );
-        }
-        if let Some(c) = name.chars().find(|c| TAG_NAME_FORBIDDEN.contains(c)) {
-            bad(
-                &field,
-                format!("Azure does not allow {c:?} in tag names (nor any of < > % & \\ ? /)"),
-            );
-        }
-        if name.eq_ignore_ascii_case(INPUT_HASH_TAG) {
-            bad(
-                &field,
-                "is reserved: image-builder sets it to the input hash".into(),
-            );
-        }
-        if value.chars().count() > MAX_TAG_VALUE_CHARS {
-            bad(
-                &field,
-                format!("tag values are at most {MAX_TAG_VALUE_CHARS} characters"),
-            );
-        }
-        if name.chars().chain(value.chars()).any(char::is_control) {
-            bad(&field, "contains a control character".into());
-        }
-    }
-
-    if let Some(gallery) = &azure.gallery {
-        for (field, value) in [
-            ("azure.gallery.resource_group", &gallery.resource_group),
-            ("azure.gallery.gallery_name", &gallery.gallery_name),
-            ("azure.gallery.image_name", &gallery.image_name),
-        ] {
-            if let Err(m) = check_name(value) {
-                bad(field, m);
-            }
-        }
-        if let Some(sub) = &gallery.subscription {
-            if let Err(m) = check_name(sub) {
-                bad("azure.gallery.subscription", m);
-            }
-        }
-        if let Err(m) = check_gallery_version(&gallery.image_version) {
-            bad("azure.gallery.image_version", m);
-        }
-        for (i, region) in gallery.replication_regions.iter().enumerate() {
-            if let Err(m) = check_name(region) {
-                bad(&format!("azure.gallery.replication_regions[{i}]"), m);
-            }
-        }
-    }
-
-    match placement {
-        Some(placement) if ok => Some(Target::Azure(Box::new(AzureTarget {
-            base_image: base_image.clone(),
-            auth: azure.auth,
-            subscription_id: azure.subscription_id.clone(),
-            placement,
-            vm_size: azure.vm_size_or_default(arch),
-            managed_image_name: azure.managed_image_name.clone(),
-            managed_image_resource_group_name: azure.managed_image_resource_group_name.clone(),
-            tags: azure.tags.clone(),
-            gallery: azure.gallery.clone(),
-        }))),
-        _ => None,
-    }
-}
-
 /// A name-like Azure value: not empty, no whitespace at the ends, no control characters.
 /// Azure and Packer check the finer rules; these are the mistakes worth catching before a build.
-fn check_name(value: &str) -> Result<(), String> {
+pub(crate) fn check_name(value: &str) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err("is empty".into());
     }
@@ -751,21 +511,7 @@ fn check_cni_version(version: &str) -> Result<(), String> {
     }
 }
 
-/// Azure gallery image versions are `MAJOR.MINOR.PATCH` with 32-bit integers.
-/// Source: https://learn.microsoft.com/azure/virtual-machines/shared-image-galleries#image-versions
-fn check_gallery_version(version: &str) -> Result<(), String> {
-    let fits = version.split('.').all(|n| n.parse::<i32>().is_ok());
-    if is_dotted_numbers(version, 3) && fits {
-        Ok(())
-    } else {
-        Err(format!(
-            "{version:?} is not a gallery image version: Azure requires MAJOR.MINOR.PATCH \
-             with 32-bit integers, e.g. \"1.9.3\""
-        ))
-    }
-}
-
-fn is_dotted_numbers(value: &str, parts: usize) -> bool {
+pub(crate) fn is_dotted_numbers(value: &str, parts: usize) -> bool {
     value.split('.').count() == parts
         && value
             .split('.')
@@ -823,8 +569,13 @@ managed_image_resource_group_name = "images"
         let Target::Azure(azure) = settings.target else {
             panic!("expected the azure target")
         };
-        assert_eq!(azure.base_image, BaseImage::default());
-        assert_eq!(azure.base_image.offer, "ubuntu-24_04-lts");
+        assert_eq!(
+            (
+                azure.base_image.offer.as_str(),
+                azure.base_image.sku.as_str()
+            ),
+            ("ubuntu-24_04-lts", "server")
+        );
         assert_eq!(azure.auth, AuthMode::AzureCli);
         assert_eq!(azure.vm_size, "Standard_D2s_v5");
         assert_eq!(azure.placement, Placement::Location("westeurope".into()));
@@ -994,12 +745,161 @@ image_version = "1.9"
         assert!(check_mirror_url("ftp://x").is_err());
     }
 
+    const ARM64_GALLERY: &str = r#"
+nomad_version = "1.9.3"
+arch = "arm64"
+
+[azure]
+location = "westeurope"
+
+[azure.gallery]
+resource_group = "images"
+gallery_name = "nomad_gallery"
+image_name = "nomad-arm64"
+image_version = "1.9.3"
+"#;
+
+    fn azure_of(text: &str) -> AzureTarget {
+        match resolve(text).unwrap().target {
+            Target::Azure(azure) => *azure,
+            other => panic!("expected the azure target, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn arm64_picks_an_arm_vm_size() {
-        let text = MINIMAL_AZURE.replace("\n\n[azure]", "\narch = \"arm64\"\n\n[azure]");
-        let Target::Azure(azure) = resolve(&text).unwrap().target else {
-            panic!()
-        };
+    fn arm64_picks_an_arm_vm_size_and_base_image() {
+        let azure = azure_of(ARM64_GALLERY);
         assert_eq!(azure.vm_size, "Standard_D2ps_v5");
+        assert_eq!(azure.base_image.sku, "server-arm64");
+        assert_eq!(azure.managed_image, None);
+    }
+
+    #[test]
+    fn arm64_refuses_a_managed_image_and_needs_a_gallery() {
+        let with_managed = ARM64_GALLERY.replace(
+            "location = \"westeurope\"",
+            "location = \"westeurope\"\nmanaged_image_name = \"n\"\nmanaged_image_resource_group_name = \"g\"",
+        );
+        let found = problems(&with_managed);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with(
+            "azure.managed_image_name: arch is arm64, and Azure cannot capture a managed image from an Arm64 VM"
+        ));
+        let no_gallery = MINIMAL_AZURE
+            .replace("\n\n[azure]", "\narch = \"arm64\"\n\n[azure]")
+            .replace("managed_image_name = \"nomad-1.9.3\"\nmanaged_image_resource_group_name = \"images\"\n", "");
+        assert!(problems(&no_gallery)[0].starts_with("azure.gallery: arch is arm64"));
+    }
+
+    #[test]
+    fn a_gallery_only_amd64_image_is_a_destination_but_nothing_is_not() {
+        let gallery_only = ARM64_GALLERY.replace("arch = \"arm64\"\n", "");
+        let azure = azure_of(&gallery_only);
+        assert_eq!(azure.managed_image, None);
+        assert_eq!(azure.base_image.sku, "server");
+        let nothing = MINIMAL_AZURE.replace(
+            "managed_image_name = \"nomad-1.9.3\"\nmanaged_image_resource_group_name = \"images\"\n",
+            "",
+        );
+        assert!(problems(&nothing)[0].starts_with("azure.managed_image_name: no destination"));
+        let half = MINIMAL_AZURE.replace("managed_image_resource_group_name = \"images\"\n", "");
+        assert!(
+            problems(&half)[0].starts_with("azure.managed_image_resource_group_name: must be set")
+        );
+    }
+
+    #[test]
+    fn target_regions_must_hold_the_build_region_and_not_mix_with_the_list() {
+        let with = |extra: &str| format!("{ARM64_GALLERY}{extra}");
+        let ok = with("\n[[azure.gallery.target_region]]\nname = \"West Europe\"\nstorage_account_type = \"Standard_ZRS\"\n\n[[azure.gallery.target_region]]\nname = \"northeurope\"\n");
+        assert_eq!(azure_of(&ok).gallery.unwrap().target_region.len(), 2);
+        let missing = with("\n[[azure.gallery.target_region]]\nname = \"northeurope\"\n");
+        assert!(problems(&missing)[0].starts_with(
+            "azure.gallery.target_region: must include the build region \"westeurope\""
+        ));
+        let both = ok.replace(
+            "image_version = \"1.9.3\"\n",
+            "image_version = \"1.9.3\"\nreplication_regions = [\"westeurope\"]\n",
+        );
+        assert!(problems(&both)[0].contains("are both set"));
+        let bad_type = with("\n[[azure.gallery.target_region]]\nname = \"westeurope\"\nstorage_account_type = \"Premium_ZRS\"\n");
+        assert!(problems(&bad_type)[0].starts_with(
+            "azure.gallery.target_region[0].storage_account_type: \"Premium_ZRS\" is not one of"
+        ));
+    }
+
+    #[test]
+    fn each_packer_generation_gets_what_it_can_build() {
+        let arm = azure_of(ARM64_GALLERY);
+        // Packer 1.6: refused, with the reason.
+        let refused = for_packer(&arm, Arch::Arm64, false, "1.6.6").unwrap_err();
+        let text: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        assert!(
+            text[0].starts_with("arch: arm64 images must be published to a Compute Gallery"),
+            "{text:?}"
+        );
+        assert!(
+            text[0].contains("Packer 1.6.6 bundles the azure-arm builder of Packer 1.6"),
+            "{text:?}"
+        );
+        // The plugin: the build region named as the primary target region.
+        assert_eq!(
+            for_packer(&arm, Arch::Arm64, true, "1.11.2").unwrap(),
+            Some(GalleryRegions::TargetRegions(vec![TargetRegion {
+                name: "westeurope".into(),
+                storage_account_type: None,
+                disk_encryption_set_id: None
+            }]))
+        );
+        // amd64 with a managed image and a gallery: Packer 1.6 gets the list, defaulted.
+        let both = azure_of(&ARM64_GALLERY.replace("arch = \"arm64\"\n", "").replace(
+            "location = \"westeurope\"",
+            "location = \"westeurope\"\nmanaged_image_name = \"n\"\nmanaged_image_resource_group_name = \"g\"",
+        ));
+        assert_eq!(
+            for_packer(&both, Arch::Amd64, false, "1.6.6").unwrap(),
+            Some(GalleryRegions::ReplicationRegions(
+                vec!["westeurope".into()]
+            ))
+        );
+        // In a build resource group only Azure knows the region: the plugin defaults it, and
+        // Packer 1.6 needs the list named.
+        let mut in_group = both.clone();
+        in_group.placement = Placement::BuildResourceGroup("builds".into());
+        assert_eq!(
+            for_packer(&in_group, Arch::Amd64, true, "1.11.2").unwrap(),
+            Some(GalleryRegions::PluginDefault)
+        );
+        let refused = for_packer(&in_group, Arch::Amd64, false, "1.6.6").unwrap_err();
+        assert!(refused[0].to_string().starts_with(
+            "azure.gallery.replication_regions: Packer 1.6.6 requires replication_regions"
+        ));
+        // Gallery-only amd64 and target_region need the plugin too.
+        let mut gallery_only = both.clone();
+        gallery_only.managed_image = None;
+        assert!(
+            for_packer(&gallery_only, Arch::Amd64, false, "1.6.6").unwrap_err()[0]
+                .to_string()
+                .starts_with("azure.managed_image_name: a gallery-only destination")
+        );
+        assert!(for_packer(&gallery_only, Arch::Amd64, true, "1.7.0").is_ok());
+    }
+
+    #[test]
+    fn docker_needs_the_cni_plugins_and_supervisor_needs_its_package() {
+        let docker = MINIMAL_AZURE.replace("\n\n[azure]", "\ndocker = true\n\n[azure]");
+        assert!(
+            problems(&docker)[0].starts_with("docker: Docker jobs use Nomad's bridge networking")
+        );
+        let with_cni = docker.replace(
+            "docker = true",
+            "docker = true\ncni_version = \"1.6.2\"\ninit = \"supervisor\"",
+        );
+        let settings = resolve(&with_cni).unwrap();
+        assert_eq!(settings.packages(), ["docker.io", "supervisor"]);
+        assert_eq!(
+            resolve(MINIMAL_AZURE).unwrap().packages(),
+            Vec::<&str>::new()
+        );
     }
 }
