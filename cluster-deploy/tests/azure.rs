@@ -623,9 +623,11 @@ fn the_azure_cli_login_is_used_when_asked() {
         env.dir.path(),
         "az",
         &format!(
-            "#!/bin/sh\n[ \"$1 $2\" = 'account get-access-token' ] || exit 2\necho \"$@\" > \"$(dirname \"$0\")/az-args\"\nprintf '{{\"accessToken\": \"{}\", \"expires_on\": 4102444800, \"subscription\": \"{}\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}}'\n",
-            env.arm.token(),
-            env.arm.subscription()
+            // `az account get-access-token` and `az account show`, answering the JSON the CLI
+            // documents for each (the subscription comes from `account show`'s `id`).
+            "#!/bin/sh\nif [ \"$1 $2\" = 'account show' ]; then printf '{{\"id\": \"{sub}\", \"isDefault\": true, \"name\": \"Dev\", \"state\": \"Enabled\", \"tenantId\": \"t\"}}'; exit 0; fi\n[ \"$1 $2\" = 'account get-access-token' ] || exit 2\necho \"$@\" > \"$(dirname \"$0\")/az-args\"\nprintf '{{\"accessToken\": \"{token}\", \"expires_on\": 4102444800, \"subscription\": \"{sub}\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}}'\n",
+            token = env.arm.token(),
+            sub = env.arm.subscription()
         ),
     );
     let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();

@@ -75,17 +75,16 @@ pub(super) fn connect(args: &AzureArgs, env: &Env) -> Result<Option<ArmClient>> 
         },
         token_retry,
     )?;
-    // The first token proves the credential and, for the CLI, names its subscription.
+    // The first token proves the credential.
     tokens.token().context("getting an Azure token")?;
-    let subscription = match &args.subscription {
-        Some(s) => s.clone(),
-        None => match tokens.cli_subscription() {
-            Some(s) => s,
-            None if is_managed => tokens
-                .imds_subscription()
-                .context("reading the VM's subscription from IMDS")?,
-            None => bail!("no subscription: set ARM_SUBSCRIPTION_ID or pass --subscription"),
-        },
+    let subscription = match (&args.subscription, tokens.method()) {
+        (Some(s), _) => s.clone(),
+        (None, auth::Method::AzureCli { program }) => auth::azure_cli_subscription(program)
+            .context("reading the Azure CLI's current subscription")?,
+        (None, _) if is_managed => tokens
+            .imds_subscription()
+            .context("reading the VM's subscription from IMDS")?,
+        (None, _) => bail!("no subscription: set ARM_SUBSCRIPTION_ID or pass --subscription"),
     };
     let subscription_ok = !subscription.is_empty()
         && subscription
