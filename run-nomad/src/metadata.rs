@@ -8,13 +8,22 @@
 //! network interfaces are "not guaranteed to be in order"; 404/410/429/5xx are transient. We ask
 //! with `extended=true` so that IMDS fails instead of answering 200 with partial data (the
 //! guidance given to azure-init, Azure/azure-init#134).
+//!
+//! The api-version is pinned to the newest documented one, but a new version rolls out region
+//! by region ("Versioning": it "may not yet be available in every region"), and a refused or
+//! missing version is answered 400 with `newest-versions`, the newest versions that IMDS
+//! supports. The client then falls back to the newest of those it can use ([`fallback_version`]).
+//! Error bodies are read only up to a bounded prefix, and a document only up to
+//! [`MAX_DOCUMENT_BYTES`], so a misbehaving endpoint cannot make run-nomad read without end.
 
+use std::cell::RefCell;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use support::http::{body_excerpt, retry_after, ClientOptions, Url};
+use support::http::{body_excerpt, error_body, retry_after, ClientOptions, Url};
 use support::retry::{Attempt, Policy, RetryError};
 
 /// Production IMDS endpoint; tests always override it with a 127.0.0.1 double.
@@ -22,6 +31,13 @@ pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 
 /// The api-version we ask for: the newest the documentation lists.
 pub const API_VERSION: &str = "2025-04-07";
+
+/// The oldest api-version whose document has everything run-nomad reads: `tagsList` is the
+/// newest of those fields (the documentation's "Version introduced" column: 2019-06-04).
+pub const MIN_API_VERSION: &str = "2019-06-04";
+
+/// The largest instance document run-nomad reads (a real one is about 10 KB).
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
 /// Statuses worth retrying, named once: "not found (yet)", "gone, retry for up to 70 s",
 /// throttling, and server errors.
@@ -48,6 +64,10 @@ pub struct Compute {
     pub resource_group_name: String,
     pub subscription_id: String,
     pub vm_scale_set_name: String,
+    /// The VM size, e.g. `Standard_D2ds_v5`.
+    pub vm_size: String,
+    /// The fault domain within the availability set or scale set, e.g. `"0"`.
+    pub platform_fault_domain: String,
     pub tags_list: Vec<Tag>,
 }
 
@@ -252,6 +272,18 @@ pub enum MetadataError {
         status: u16,
         body: String,
     },
+    #[error(
+        "{url} refused api-version {version} and offers no version run-nomad can use \
+         (newest-versions: {offered}; run-nomad needs {MIN_API_VERSION} or later): {body}"
+    )]
+    NoUsableVersion {
+        url: String,
+        version: String,
+        offered: String,
+        body: String,
+    },
+    #[error("{url} sent a document larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge { url: String },
     #[error("{origin} is not a valid instance metadata document: {cause}; it starts: {excerpt}")]
     Json {
         origin: String,
@@ -311,8 +343,41 @@ pub fn read_file(path: &Path) -> Result<Instance, MetadataError> {
 /// The IMDS client.
 #[derive(Debug, Clone)]
 pub struct ImdsClient {
-    url: Url,
+    /// `<endpoint>/metadata/instance`, without a query.
+    base: Url,
     deadline: Duration,
+}
+
+/// Which api-version to fall back to when IMDS refused `refused` and listed `offered` as its
+/// newest: the newest offered version not tried yet that has what run-nomad reads
+/// ([`MIN_API_VERSION`] or later), preferring those no newer than the pinned [`API_VERSION`]
+/// (whose document shape run-nomad was tested with). Versions are dates, so they compare as
+/// strings.
+pub fn fallback_version(offered: &[String], tried: &[String]) -> Option<String> {
+    let usable = |v: &&String| {
+        v.len() == 10
+            && v.as_str() >= MIN_API_VERSION
+            && !tried.contains(v)
+            && v.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+    };
+    let mut candidates: Vec<&String> = offered.iter().filter(usable).collect();
+    candidates.sort_by(|a, b| b.cmp(a));
+    candidates
+        .iter()
+        .find(|v| v.as_str() <= API_VERSION)
+        .or_else(|| candidates.last())
+        .map(|v| v.to_string())
+}
+
+/// The `newest-versions` list of a 400 answer, when the body is IMDS's version error.
+fn newest_versions(body: &str) -> Option<Vec<String>> {
+    let doc: serde_json::Value = serde_json::from_str(body).ok()?;
+    let list = doc.get("newest-versions")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+    )
 }
 
 impl ImdsClient {
@@ -333,18 +398,24 @@ impl ImdsClient {
                 "give the base URL only, without a query".to_string(),
             ));
         }
-        let mut url = base
+        let base = base
             .join("/metadata/instance")
             .map_err(|e| invalid(e.to_string()))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .append_pair("extended", "true");
-        Ok(Self { url, deadline })
+        Ok(Self { base, deadline })
     }
 
-    /// The full request URL.
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The request URL with the pinned api-version.
+    pub fn url(&self) -> Url {
+        self.url_for(API_VERSION)
+    }
+
+    /// The request URL for an api-version.
+    pub fn url_for(&self, version: &str) -> Url {
+        let mut url = self.base.clone();
+        url.query_pairs_mut()
+            .append_pair("api-version", version)
+            .append_pair("extended", "true");
+        url
     }
 
     /// The retry policy: backoff from 0.5 s up to 5 s, Retry-After honoured, until the deadline.
@@ -362,8 +433,8 @@ impl ImdsClient {
     /// the primary NIC's primary address. A connected UDP socket asks the kernel's routing table
     /// without sending anything.
     pub fn local_source(&self) -> Option<IpAddr> {
-        let host = self.url.host_str()?;
-        let port = self.url.port_or_known_default()?;
+        let host = self.base.host_str()?;
+        let port = self.base.port_or_known_default()?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let target: SocketAddr = (host, port).to_socket_addrs().ok()?.next()?;
         let bind: SocketAddr = match target {
@@ -375,39 +446,70 @@ impl ImdsClient {
         Some(socket.local_addr().ok()?.ip())
     }
 
-    /// Fetches and parses the document, retrying transient failures until the deadline.
-    /// 400/401/403 and other client errors fail at once with the response body.
+    /// Fetches and parses the document, retrying transient failures until the deadline. A
+    /// refused api-version falls back to one IMDS names (at once, within the same deadline);
+    /// other client errors fail at once with the start of the response body.
     pub fn fetch(&self) -> Result<Instance, MetadataError> {
         let client = support::http::client(&ClientOptions {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             no_proxy: true,
         })
-        .map_err(|e| request_error(self.url.as_str(), &e))?;
-        let url = self.url.to_string();
-        tracing::info!("reading instance metadata from {url}");
+        .map_err(|e| request_error(self.url().as_str(), &e))?;
+        tracing::info!("reading instance metadata from {}", self.url());
+        let tried = RefCell::new(vec![API_VERSION.to_string()]);
         let result = self.policy().run(|info| {
-            let mut request = client.get(self.url.clone()).header("Metadata", "true");
+            let version = tried.borrow().last().cloned().unwrap_or_default();
+            let url = self.url_for(&version);
+            let text = url.to_string();
+            let mut request = client.get(url).header("Metadata", "true");
             if let Some(remaining) = info.remaining {
                 request = request
                     .timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(10)));
             }
             let response = request
                 .send()
-                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
+                .map_err(|e| Attempt::retry(request_error(&text, &e)))?;
             let status = response.status().as_u16();
             let after = retry_after(response.headers());
-            let body = response
-                .text()
-                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
             if status == 200 {
+                let body = read_document(response, &text).map_err(Attempt::retry)?;
                 // A garbled 200 is the service's fault and may be transient: retry it.
-                return parse(&body, &url).map_err(Attempt::retry);
+                return parse(&body, &text).map_err(Attempt::retry);
+            }
+            let body = error_body(response);
+            if status == 400 {
+                if let Some(offered) = newest_versions(&body) {
+                    let next = fallback_version(&offered, &tried.borrow());
+                    let Some(next) = next else {
+                        return Err(Attempt::Fail(MetadataError::NoUsableVersion {
+                            url: text,
+                            version,
+                            offered: offered.join(", "),
+                            body,
+                        }));
+                    };
+                    tracing::warn!(
+                        "IMDS refused api-version {version} (newest-versions: {}); \
+                         falling back to {next}",
+                        offered.join(", ")
+                    );
+                    tried.borrow_mut().push(next);
+                    let error = MetadataError::Status {
+                        url: text,
+                        status,
+                        body,
+                    };
+                    return Err(Attempt::Retry {
+                        error,
+                        after: Some(Duration::ZERO),
+                    });
+                }
             }
             let error = MetadataError::Status {
-                url: url.clone(),
+                url: text,
                 status,
-                body: body_excerpt(&body),
+                body,
             };
             if RETRYABLE_STATUSES.contains(&status) {
                 Err(Attempt::Retry { error, after })
@@ -428,6 +530,30 @@ impl ImdsClient {
             },
         })
     }
+}
+
+/// Reads a 200 body up to [`MAX_DOCUMENT_BYTES`].
+fn read_document(
+    response: reqwest::blocking::Response,
+    url: &str,
+) -> Result<String, MetadataError> {
+    let mut body = Vec::new();
+    response
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| MetadataError::Request {
+            url: url.to_string(),
+            detail: format!("reading the body: {e}"),
+        })?;
+    if body.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(MetadataError::TooLarge {
+            url: url.to_string(),
+        });
+    }
+    String::from_utf8(body).map_err(|e| MetadataError::Request {
+        url: url.to_string(),
+        detail: format!("the body is not UTF-8: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -693,6 +819,122 @@ mod tests {
         }]);
         let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
         assert_eq!(client.fetch().unwrap(), fixture_instance());
+    }
+
+    #[test]
+    fn a_refused_api_version_falls_back_to_one_imds_names() {
+        // A region where the pinned (newest documented) version has not rolled out yet.
+        let imds = ImdsDouble::start(double::fixture("instance.json"));
+        imds.set_supported_api_versions(&["2024-07-17", "2024-03-15", "2023-11-15", "2021-02-01"]);
+        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(client.fetch().unwrap(), fixture_instance());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "no backoff for a fallback"
+        );
+        let versions: Vec<String> = imds
+            .requests()
+            .iter()
+            .map(|r| r.query_param("api-version").unwrap().to_string())
+            .collect();
+        assert_eq!(versions, [API_VERSION, "2024-07-17"]);
+        assert!(imds
+            .requests()
+            .iter()
+            .all(|r| r.query_param("extended") == Some("true")));
+    }
+
+    #[test]
+    fn no_usable_version_fails_at_once_naming_what_was_offered() {
+        let imds = ImdsDouble::start(double::fixture("instance.json"));
+        imds.set_supported_api_versions(&["2019-03-11", "2019-02-01", "2018-10-01"]);
+        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
+        let err = client.fetch().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, MetadataError::NoUsableVersion { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("2019-03-11, 2019-02-01, 2018-10-01"),
+            "{text}"
+        );
+        assert!(text.contains(MIN_API_VERSION), "{text}");
+        assert_eq!(imds.requests().len(), 1);
+    }
+
+    #[test]
+    fn fallback_prefers_the_newest_usable_version_not_newer_than_the_pin() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tried = list(&[API_VERSION]);
+        assert_eq!(
+            fallback_version(&list(&["2023-11-15", "2024-07-17", "2024-03-15"]), &tried),
+            Some("2024-07-17".into())
+        );
+        // Only newer versions than the pin: the oldest of them.
+        assert_eq!(
+            fallback_version(&list(&["2099-02-01", "2099-01-01"]), &tried),
+            Some("2099-01-01".into())
+        );
+        // Already tried, too old, or not a date: nothing.
+        assert_eq!(fallback_version(&list(&[API_VERSION]), &tried), None);
+        assert_eq!(fallback_version(&list(&["2018-10-01"]), &tried), None);
+        assert_eq!(
+            fallback_version(&list(&["latest", "2024-7-1"]), &tried),
+            None
+        );
+    }
+
+    /// A misbehaving endpoint answering an error with an endless body: run-nomad reads a
+    /// bounded prefix and lets the connection go. Returns how many bytes the server managed to
+    /// send before the client stopped reading.
+    fn endless_error(status: &'static str) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: 1000000000\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            // Stop on our own at 256 MB so a client that reads everything still ends.
+            while sent < 256 << 20 && stream.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn error_bodies_are_read_only_up_to_a_bounded_prefix() {
+        let (url, server) = endless_error("403 Forbidden");
+        let client = ImdsClient::new(&url, Duration::from_secs(20)).unwrap();
+        let err = client.fetch().unwrap_err().to_string();
+        assert!(
+            err.contains("answered 403: xxxx"),
+            "{}",
+            &err[..200.min(err.len())]
+        );
+        assert!(
+            err.ends_with("... (1000000000 bytes in all)"),
+            "{}",
+            &err[err.len() - 100..]
+        );
+        assert!(err.len() < 4096, "{} bytes of error message", err.len());
+        let sent = server.join().unwrap();
+        assert!(
+            sent < 64 << 20,
+            "the client read {sent} bytes of the error body"
+        );
     }
 
     #[test]
