@@ -3,6 +3,10 @@
 //! rename: [`support::files::write_atomic`]), and if a later file fails the earlier ones are
 //! put back as they were. A file whose content, mode and owner are already right is left alone,
 //! and the outcome says which files changed, so the service step can leave a running agent be.
+//!
+//! A run killed in the middle of a write leaves its temporary file behind
+//! (`.<name>.<6 random letters or digits>.tmp`, as [`support::files::write_atomic`] names them).
+//! Each run first removes those of the files it owns ([`stale_temporaries`]), and nothing else.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +29,11 @@ pub enum ApplyError {
     /// Its message already names the path, the step and the cause.
     #[error("{0}")]
     Write(WriteError),
+    #[error("cannot remove {path}, left by an interrupted run: {cause}", path = path.display())]
+    RemoveStale {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{error}; restoring the files written before it also failed: {rollback}")]
     RollbackFailed {
         error: Box<ApplyError>,
@@ -50,7 +59,41 @@ pub struct Planned {
     previous: Option<Previous>,
 }
 
+/// How a planned file relates to what is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileState {
+    New,
+    Changed,
+    /// Same content; the mode or owner is fixed.
+    ModeOrOwner,
+    Unchanged,
+}
+
+impl FileState {
+    pub fn text(self) -> &'static str {
+        match self {
+            FileState::New => "new",
+            FileState::Changed => "changed",
+            FileState::ModeOrOwner => "mode or owner changed",
+            FileState::Unchanged => "unchanged",
+        }
+    }
+}
+
 impl Planned {
+    pub fn state(&self) -> FileState {
+        if !self.needs_write() {
+            FileState::Unchanged
+        } else if self.previous.is_none() {
+            FileState::New
+        } else if self.content_changed() {
+            FileState::Changed
+        } else {
+            FileState::ModeOrOwner
+        }
+    }
+
     /// The content differs from what is there (or nothing is there).
     pub fn content_changed(&self) -> bool {
         self.previous
@@ -132,6 +175,63 @@ fn read_previous(target: &Path) -> Result<Option<Previous>, ApplyError> {
     }))
 }
 
+/// Whether `name` is a temporary file [`write_atomic`] makes for `target_name`:
+/// `.<target_name>.<6 ASCII letters or digits>.tmp` (the tempfile crate's random part).
+pub fn is_temporary_of(name: &str, target_name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(target_name))
+        .and_then(|n| n.strip_prefix('.'))
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|random| {
+            random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// The temporary files a killed run left beside `targets` (paths on disk): regular files
+/// named as [`is_temporary_of`] says, never symlinks or directories.
+pub fn stale_temporaries(targets: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for target in targets {
+        let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let dir = support::files::parent_dir(target);
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let entry_name = entry.file_name();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file
+                && entry_name
+                    .to_str()
+                    .is_some_and(|n| is_temporary_of(n, name))
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Removes what [`stale_temporaries`] found; a file already gone is not an error.
+pub fn remove_stale_temporaries(stale: &[PathBuf]) -> Result<(), ApplyError> {
+    for path in stale {
+        match fs::remove_file(path) {
+            Ok(()) => tracing::warn!("removed {}, left by an interrupted run", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(cause) => {
+                return Err(ApplyError::RemoveStale {
+                    path: path.clone(),
+                    cause,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 fn spec(mode: u32, uid: u32, gid: u32) -> FileSpec {
     FileSpec::owned(mode, Ownership::new(uid, gid))
 }
@@ -199,36 +299,6 @@ fn roll_back(done: &[&Planned]) -> Result<(), String> {
     } else {
         Err(failures.join("; "))
     }
-}
-
-/// The `--dry-run` report of the plan: each file with its target, mode, owner and whether it
-/// would change, then its content (`shown` is the redacted rendering of the same files).
-pub fn describe(plan: &[Planned], shown: &[RenderedFile]) -> String {
-    let mut out = String::new();
-    for (planned, display) in plan.iter().zip(shown) {
-        let state = if !planned.needs_write() {
-            "unchanged"
-        } else if planned.previous.is_none() {
-            "new"
-        } else if planned.content_changed() {
-            "changed"
-        } else {
-            "mode or owner changed"
-        };
-        out.push_str(&format!(
-            "would write {} (mode {:04o}, owner {}:{}, {state}):\n",
-            planned.target.display(),
-            planned.file.mode,
-            planned.file.uid,
-            planned.file.gid
-        ));
-        for line in display.contents.lines() {
-            out.push_str("    ");
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -375,17 +445,35 @@ mod tests {
     }
 
     #[test]
-    fn describe_lists_each_file_and_its_state() {
-        let root = root_with(&["/c"]);
-        let files = [file(
-            FileKind::AgentConfig,
-            "/c/default.hcl",
-            "a = 1\nb = 2\n",
-        )];
-        let planned = plan(&files, root.path()).unwrap();
-        let text = describe(&planned, &files);
-        assert!(text.contains("default.hcl (mode 0640"), "{text}");
-        assert!(text.contains(", new):\n    a = 1\n    b = 2\n"), "{text}");
-        assert!(!root.path().join("c/default.hcl").exists());
+    fn temporaries_of_killed_runs_are_found_by_the_name_write_atomic_gives_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("default.hcl");
+        // A real temporary file, named by the same crate and pattern write_atomic uses, kept
+        // as a killed run would leave it.
+        let (_, left) = tempfile::Builder::new()
+            .prefix(".default.hcl.")
+            .suffix(".tmp")
+            .tempfile_in(dir.path())
+            .unwrap()
+            .keep()
+            .unwrap();
+        // Not ours: another file's temporary, a look-alike with a different random part, a
+        // directory, a symlink.
+        for other in [
+            ".nomad.hcl.abc123.tmp",
+            ".default.hcl.abc12.tmp",
+            ".default.hcl.abc123.bak",
+        ] {
+            fs::write(dir.path().join(other), "x").unwrap();
+        }
+        fs::create_dir(dir.path().join(".default.hcl.dir123.tmp")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join(".default.hcl.lnk123.tmp"))
+            .unwrap();
+        let stale = stale_temporaries(&[target]);
+        assert_eq!(stale, std::slice::from_ref(&left));
+        remove_stale_temporaries(&stale).unwrap();
+        assert!(!left.exists());
+        assert!(dir.path().join(".nomad.hcl.abc123.tmp").exists());
+        assert!(fs::symlink_metadata(dir.path().join(".default.hcl.lnk123.tmp")).is_ok());
     }
 }

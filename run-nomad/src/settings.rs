@@ -19,6 +19,7 @@ pub use support::secret::Secret;
 
 use crate::cli::{Cli, InitSystem};
 use crate::metadata::{Instance, NetworkError};
+use crate::rules;
 
 /// Where Consul is looked for when no discovery flag is given: the original script's block.
 pub const DEFAULT_CONSUL_ADDRESS: &str = "127.0.0.1:8500";
@@ -85,8 +86,15 @@ impl Layout {
 
     /// The optional environment file the systemd unit reads (the packaged unit's
     /// `/etc/nomad.d/nomad.env`, kept beside our config; Nomad itself ignores `.env` files).
+    /// The operator's: run-nomad never writes it.
     pub fn environment_file(&self) -> PathBuf {
         self.config_dir.join("nomad.env")
+    }
+
+    /// The environment file run-nomad writes from `--environment` (0600 root:root), which the
+    /// unit reads after the operator's, so a flag wins.
+    pub fn run_environment_file(&self) -> PathBuf {
+        self.config_dir.join("run-nomad.env")
     }
 
     pub fn nomad_binary(&self) -> PathBuf {
@@ -126,7 +134,7 @@ impl Discovery {
                 subscription_id,
                 resource_group,
                 scale_set,
-            } => vec![go_discover(&[
+            } => vec![crate::discover::format(&[
                 ("provider", "azure"),
                 ("resource_group", resource_group),
                 ("vm_scale_set", scale_set),
@@ -136,7 +144,7 @@ impl Discovery {
                 subscription_id,
                 tag_name,
                 tag_value,
-            } => vec![go_discover(&[
+            } => vec![crate::discover::format(&[
                 ("provider", "azure"),
                 ("tag_name", tag_name),
                 ("tag_value", tag_value),
@@ -153,44 +161,6 @@ impl Discovery {
     }
 }
 
-/// Formats go-discover's `key=value key=value` string. go-discover (`config.go`) splits on
-/// spaces and `=`, and reads a double-quoted word with Go's `strconv.Unquote`, so a value with
-/// a space, `=`, `"`, `\`, a control character or nothing at all is quoted the Go way.
-pub fn go_discover(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", go_discover_word(k), go_discover_word(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn go_discover_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && !word
-            .chars()
-            .any(|c| matches!(c, ' ' | '=' | '"' | '\\') || c.is_control());
-    if plain {
-        return word.to_string();
-    }
-    let mut out = String::from('"');
-    for c in word.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                // Go's \u escape takes exactly four hex digits; C1 controls fit.
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// TLS files (production paths).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
@@ -204,13 +174,44 @@ pub struct ServerAgent {
     /// `bootstrap_expect` and autopilot's `min_quorum`.
     pub num_servers: u32,
     pub gossip_key: Option<Secret>,
+    /// `rejoin_after_leave`: a server that left on a stop signal rejoins when it starts again
+    /// (a reboot), instead of treating the leave as permanent.
+    pub rejoin_after_leave: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAgent {
     pub node_class: Option<String>,
+    pub node_pool: Option<String>,
+    /// `--meta` and the placement metadata from IMDS, in that order of precedence.
     pub meta: Vec<(String, String)>,
 }
+
+/// The `telemetry` block, when any of it is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Telemetry {
+    pub prometheus_metrics: bool,
+    pub publish_allocation_metrics: bool,
+    pub publish_node_metrics: bool,
+}
+
+/// How the agent behaves on stop signals and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub leave_on_interrupt: bool,
+    pub leave_on_terminate: bool,
+    /// `log_level`, upper-case; `None` keeps Nomad's default.
+    pub log_level: Option<&'static str>,
+    pub log_json: bool,
+    pub disable_update_check: bool,
+}
+
+/// The node metadata keys run-nomad fills from IMDS for placement constraints and spreads.
+pub const PLACEMENT_META: [(&str, &str); 3] = [
+    ("azure.zone", "compute.zone"),
+    ("azure.fault_domain", "compute.platformFaultDomain"),
+    ("azure.vm_size", "compute.vmSize"),
+];
 
 /// Everything default.hcl says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +225,8 @@ pub struct Agent {
     pub discovery: Discovery,
     pub tls: Option<Tls>,
     pub acl: bool,
+    pub lifecycle: Lifecycle,
+    pub telemetry: Option<Telemetry>,
 }
 
 /// A Nomad version as `nomad version` prints it (`Nomad v1.8.4`).
@@ -401,11 +404,12 @@ pub fn environment(items: &[String]) -> Result<Vec<(String, String)>, SettingsEr
 }
 
 /// `--meta`: node metadata. Keys and values are escaped on their way into HCL, so only what
-/// Nomad could never use is refused.
+/// Nomad refuses at start ([`rules::meta_key`]) or could never use is refused.
 pub fn meta(items: &[String]) -> Result<Vec<(String, String)>, SettingsError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for item in items {
         let (key, value) = key_value("--meta", item)?;
+        rules::meta_key(key).map_err(|reason| invalid("--meta", item, reason))?;
         if key.chars().any(char::is_control) {
             return Err(invalid(
                 "--meta",
@@ -603,6 +607,17 @@ fn config_only_flags(cli: &Cli) -> Vec<&'static str> {
     check(cli.region.is_some(), "--region");
     check(cli.advertise_addr.is_some(), "--advertise-addr");
     check(cli.metadata_file.is_some(), "--metadata-file");
+    check(cli.node_pool.is_some(), "--node-pool");
+    check(cli.no_placement_meta, "--no-placement-meta");
+    check(cli.leave_on_interrupt.is_some(), "--leave-on-interrupt");
+    check(cli.leave_on_terminate.is_some(), "--leave-on-terminate");
+    check(cli.log_level.is_some(), "--log-level");
+    check(cli.log_json, "--log-json");
+    check(cli.disable_update_check, "--disable-update-check");
+    check(
+        cli.prometheus_metrics || cli.publish_allocation_metrics || cli.publish_node_metrics,
+        "--prometheus-metrics/--publish-*-metrics",
+    );
     flags
 }
 
@@ -655,6 +670,11 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
                 "--meta applies to the client block: add --client".to_string(),
             ));
         }
+        if cli.node_pool.is_some() {
+            return Err(SettingsError::Missing(
+                "--node-pool applies to the client block: add --client".to_string(),
+            ));
+        }
     }
     if !cli.server && (cli.gossip_key.is_some() || cli.gossip_key_file.is_some()) {
         return Err(SettingsError::Missing(
@@ -683,10 +703,30 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
             )));
         }
     }
-    for address in &cli.retry_join {
-        if address.trim().is_empty() {
-            return Err(invalid("--retry-join", address, "is empty"));
+    for entry in &cli.retry_join {
+        crate::discover::check_retry_join(entry)
+            .map_err(|reason| invalid("--retry-join", entry, reason))?;
+    }
+    // The values Nomad checks at start (rules), so that Nomad never crash-loops on them.
+    let rule = |flag: &str, value: &Option<String>, check: fn(&str) -> Result<(), String>| {
+        value.as_deref().map_or(Ok(()), |v| {
+            check(v).map_err(|reason| invalid(flag, v, reason))
+        })
+    };
+    rule("--datacenter", &cli.datacenter, rules::datacenter)?;
+    rule("--region", &cli.region, rules::region)?;
+    rule("--node-class", &cli.node_class, rules::node_class)?;
+    rule("--node-pool", &cli.node_pool, rules::node_pool)?;
+    rule("--cluster-tag-value", &cli.cluster_tag_value, |v| {
+        if v.is_empty() {
+            Err("is empty; go-discover's azure provider ignores a tag without a value".into())
+        } else {
+            Ok(())
         }
+    })?;
+    if let Some(address) = cli.advertise_addr {
+        rules::advertise_address(address)
+            .map_err(|reason| invalid("--advertise-addr", address, reason))?;
     }
     if let Some(address) = &cli.consul_address {
         if address.is_empty() || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -761,11 +801,21 @@ fn discovery(cli: &Cli, instance: &Instance) -> Result<Discovery, SettingsError>
     if let Some(tag_name) = given("--cluster-tag-key", &cli.cluster_tag_key)? {
         let tag_value = match &cli.cluster_tag_value {
             Some(v) => v.clone(),
-            None => compute.tag(&tag_name).map(str::to_string).ok_or_else(|| {
-                SettingsError::Missing(format!(
-                    "this VM has no tag {tag_name:?} in compute.tagsList: pass --cluster-tag-value"
-                ))
-            })?,
+            None => {
+                let value = compute.tag(&tag_name).ok_or_else(|| {
+                    SettingsError::Missing(format!(
+                        "this VM has no tag {tag_name:?} in compute.tagsList: pass --cluster-tag-value"
+                    ))
+                })?;
+                if value.is_empty() {
+                    // go-discover's azure provider needs a non-empty tag_value.
+                    return Err(SettingsError::Missing(format!(
+                        "this VM's tag {tag_name:?} (compute.tagsList) has an empty value, which \
+                         go-discover cannot join by: pass --cluster-tag-value"
+                    )));
+                }
+                value.to_string()
+            }
         };
         return Ok(Discovery::Tag {
             subscription_id: subscription()?,
@@ -824,13 +874,27 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
             "pass --datacenter and --region",
         )
     };
+    // A value from the metadata must pass Nomad's rule too; the error names the field.
+    let checked = |value: String, field: &str, check: fn(&str) -> Result<(), String>| {
+        check(&value)
+            .map(|()| value.clone())
+            .map_err(|reason| invalid(field, &value, format!("{reason} (pass the flag instead)")))
+    };
     let datacenter = match given("--datacenter", &cli.datacenter)? {
         Some(dc) => dc,
-        None => location()?,
+        None => checked(
+            location()?,
+            "compute.location (the default --datacenter)",
+            rules::datacenter,
+        )?,
     };
     let region = match given("--region", &cli.region)? {
         Some(r) => r,
-        None => location()?,
+        None => checked(
+            location()?,
+            "compute.location (the default --region)",
+            rules::region,
+        )?,
     };
     let name = non_empty(
         &compute.vm_id,
@@ -841,12 +905,20 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
         Some(address) => address,
         None => {
             let primary = instance.primary_ipv4(facts.local_source)?;
+            let address = IpAddr::V4(primary.address);
+            rules::advertise_address(address).map_err(|reason| {
+                invalid(
+                    "the primary private IPv4 address in the instance metadata",
+                    address,
+                    format!("{reason} (pass --advertise-addr)"),
+                )
+            })?;
             tracing::info!(
                 "advertising {} (network interface {})",
                 primary.address,
                 primary.mac_address
             );
-            IpAddr::V4(primary.address)
+            address
         }
     };
     let tls = match (&cli.tls_ca_file, &cli.tls_cert_file, &cli.tls_key_file) {
@@ -860,21 +932,33 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
         }
         _ => None,
     };
+    let lifecycle = lifecycle(cli);
     let server = if cli.server {
         Some(ServerAgent {
             num_servers: cli.num_servers.unwrap_or(1),
             gossip_key: read_gossip_key(cli, root)?,
+            rejoin_after_leave: lifecycle.leave_on_interrupt || lifecycle.leave_on_terminate,
         })
     } else {
         None
     };
     let client = if cli.client {
+        let mut meta = meta(&cli.meta)?;
+        if !cli.no_placement_meta {
+            meta.extend(placement_meta(instance, &meta));
+        }
         Some(ClientAgent {
             node_class: given("--node-class", &cli.node_class)?,
-            meta: meta(&cli.meta)?,
+            node_pool: cli.node_pool.clone(),
+            meta,
         })
     } else {
         None
+    };
+    let telemetry = Telemetry {
+        prometheus_metrics: cli.prometheus_metrics,
+        publish_allocation_metrics: cli.publish_allocation_metrics,
+        publish_node_metrics: cli.publish_node_metrics,
     };
     Ok(Agent {
         datacenter,
@@ -886,7 +970,50 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
         discovery: discovery(cli, instance)?,
         tls,
         acl: cli.acl,
+        lifecycle,
+        telemetry: (telemetry != Telemetry::default()).then_some(telemetry),
     })
+}
+
+/// Leaving on stop signals, per role, for immutable scale sets. A server that stops is either
+/// deleted for good (scale-in, a roll, eviction), and must leave the Raft peer set so quorum
+/// is counted right, or rebooted, and `rejoin_after_leave` brings it back. A client's leave only
+/// matters with `drain_on_shutdown` (Nomad's docs), so clients keep Nomad's default. The flags
+/// override either.
+pub fn lifecycle(cli: &Cli) -> Lifecycle {
+    let role_default = cli.server;
+    let leave_on_interrupt = cli.leave_on_interrupt.unwrap_or(role_default);
+    Lifecycle {
+        leave_on_interrupt,
+        leave_on_terminate: cli.leave_on_terminate.unwrap_or(leave_on_interrupt),
+        log_level: cli.log_level.map(|l| l.as_nomad()),
+        log_json: cli.log_json,
+        disable_update_check: cli.disable_update_check,
+    }
+}
+
+/// The VM's zone, fault domain and size as node metadata ([`PLACEMENT_META`]), for the keys
+/// `--meta` does not set; empty values (a VM in no zone) are left out.
+fn placement_meta(instance: &Instance, given: &[(String, String)]) -> Vec<(String, String)> {
+    let compute = &instance.compute;
+    let values = [
+        &compute.zone,
+        &compute.platform_fault_domain,
+        &compute.vm_size,
+    ];
+    PLACEMENT_META
+        .iter()
+        .zip(values)
+        .filter(|(_, value)| !value.is_empty())
+        .filter(|((key, _), _)| {
+            let overridden = given.iter().any(|(k, _)| k == key);
+            if overridden {
+                tracing::info!("--meta {key} overrides the value from the instance metadata");
+            }
+            !overridden
+        })
+        .map(|((key, _), value)| (key.to_string(), value.clone()))
+        .collect()
 }
 
 /// The checks of the install that need no metadata: the config directory exists, the Nomad
@@ -1084,19 +1211,6 @@ mod tests {
 
     fn layout_with_root(root: &str, exe_dir: &str) -> Layout {
         layout(&cli(&["--client", "--root", root]), Path::new(exe_dir)).unwrap()
-    }
-
-    #[test]
-    fn go_discover_words_are_quoted_only_when_needed() {
-        assert_eq!(
-            go_discover(&[("provider", "azure"), ("vm_scale_set", "prod-servers")]),
-            "provider=azure vm_scale_set=prod-servers"
-        );
-        assert_eq!(
-            go_discover(&[("tag_value", "a b=\"c\"\\\n\u{1}é")]),
-            "tag_value=\"a b=\\\"c\\\"\\\\\\n\\u0001é\""
-        );
-        assert_eq!(go_discover(&[("tag_value", "")]), "tag_value=\"\"");
     }
 
     #[test]
