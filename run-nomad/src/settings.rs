@@ -908,7 +908,7 @@ fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsErr
             let address = IpAddr::V4(primary.address);
             rules::advertise_address(address).map_err(|reason| {
                 invalid(
-                    "the primary private IPv4 address in the instance metadata",
+                    "privateIpAddress (of the primary network interface, from the instance metadata)",
                     address,
                     format!("{reason} (pass --advertise-addr)"),
                 )
