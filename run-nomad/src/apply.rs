@@ -236,23 +236,127 @@ fn spec(mode: u32, uid: u32, gid: u32) -> FileSpec {
     FileSpec::owned(mode, Ownership::new(uid, gid))
 }
 
-/// Writes the plan. On failure the files already written are restored (or removed when they
-/// did not exist), so the system is as it was.
-pub fn apply(plan: &[Planned]) -> Result<Vec<Outcome>, ApplyError> {
-    let mut done: Vec<&Planned> = Vec::new();
+/// A small file written ahead of the plan's renames (the pending-work marker): it only has to
+/// be in place before the first file is replaced, so a run that dies later leaves it for the
+/// next; its data is not fsynced on its own (see [`apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forerunner {
+    pub target: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// A file written to its temporary name, not yet renamed.
+struct Staged<'a> {
+    planned: &'a Planned,
+    temp: tempfile::NamedTempFile,
+}
+
+fn write_error<'a>(
+    path: &'a Path,
+    step: &'static str,
+) -> impl FnOnce(std::io::Error) -> ApplyError + 'a {
+    move |source| {
+        ApplyError::Write(WriteError {
+            path: path.to_path_buf(),
+            step,
+            source,
+        })
+    }
+}
+
+/// A temporary file beside `target`, named as [`support::files::write_atomic`] names them (so
+/// [`stale_temporaries`] finds a killed run's), holding `contents` with its mode and owner.
+fn stage(
+    target: &Path,
+    contents: &[u8],
+    spec: FileSpec,
+) -> Result<tempfile::NamedTempFile, ApplyError> {
+    use std::io::Write;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(support::files::parent_dir(target))
+        .map_err(write_error(target, "creating a temporary file"))?;
+    temp.write_all(contents)
+        .map_err(write_error(target, "writing the temporary file"))?;
+    support::files::apply_spec(temp.as_file(), spec)
+        .map_err(write_error(target, "setting mode and owner"))?;
+    Ok(temp)
+}
+
+/// Runs `work` on every item at once and returns the first error. Concurrent fsyncs on one
+/// filesystem share journal commits, which is most of what writing these files costs.
+fn all_at_once<T: Sync>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<(), ApplyError> + Sync,
+) -> Result<(), ApplyError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .iter()
+            .map(|item| scope.spawn(|| work(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an fsync thread does not panic"))
+            .collect::<Result<Vec<()>, ApplyError>>()
+            .map(drop)
+    })
+}
+
+/// Writes the plan, with `forerunner` (if any) put in place before the first file. On failure
+/// the files already replaced are restored (or removed when they did not exist), so the
+/// system is as it was.
+///
+/// Every changed file is first written to a temporary file beside its target with its mode
+/// and owner, and all of them are fsynced at once; then the forerunner and the files are
+/// renamed into place, in order; then each directory involved is fsynced once. A reader (or a
+/// later run) sees each file old or new, never partial. A crash of the machine before the
+/// directories are synced can lose renames, but then Nomad restarts with whatever is on disk
+/// anyway, so the forerunner (the pending-work marker) only needs to be in place, not durable,
+/// before the files are.
+pub fn apply(
+    plan: &[Planned],
+    forerunner: Option<&Forerunner>,
+) -> Result<Vec<Outcome>, ApplyError> {
+    let mut staged = Vec::new();
     for planned in plan {
         if !planned.needs_write() {
             tracing::info!("{} is up to date", planned.target.display());
             continue;
         }
         let file = &planned.file;
-        let result = write_atomic(
+        let temp = stage(
             &planned.target,
             file.contents.as_bytes(),
             spec(file.mode, file.uid, file.gid),
-        );
-        if let Err(error) = result {
-            let error = ApplyError::Write(error);
+        )?;
+        staged.push(Staged { planned, temp });
+    }
+    all_at_once(&staged, |s| {
+        s.temp
+            .as_file()
+            .sync_all()
+            .map_err(write_error(&s.planned.target, "syncing the temporary file"))
+    })?;
+    let mut dirs: Vec<PathBuf> = staged
+        .iter()
+        .map(|s| support::files::parent_dir(&s.planned.target).to_path_buf())
+        .collect();
+    if let (Some(first), false) = (forerunner, staged.is_empty()) {
+        let temp = stage(&first.target, &first.contents, spec(first.mode, 0, 0))?;
+        temp.persist(&first.target)
+            .map_err(|e| write_error(&first.target, "renaming into place")(e.error))?;
+        dirs.push(support::files::parent_dir(&first.target).to_path_buf());
+    }
+    let mut done: Vec<&Planned> = Vec::new();
+    for Staged { planned, temp } in staged {
+        if let Err(e) = temp.persist(&planned.target) {
+            let error = write_error(&planned.target, "renaming into place")(e.error);
             return Err(match roll_back(&done) {
                 Ok(()) => error,
                 Err(rollback) => ApplyError::RollbackFailed {
@@ -261,6 +365,7 @@ pub fn apply(plan: &[Planned]) -> Result<Vec<Outcome>, ApplyError> {
                 },
             });
         }
+        let file = &planned.file;
         tracing::info!(
             "wrote {} ({:o}, {}:{})",
             planned.target.display(),
@@ -270,6 +375,11 @@ pub fn apply(plan: &[Planned]) -> Result<Vec<Outcome>, ApplyError> {
         );
         done.push(planned);
     }
+    dirs.sort();
+    dirs.dedup();
+    all_at_once(&dirs, |dir| {
+        support::files::sync_dir(dir).map_err(write_error(dir, "syncing the directory"))
+    })?;
     Ok(plan
         .iter()
         .map(|p| Outcome {
@@ -348,7 +458,7 @@ mod tests {
                 "[Unit]\n",
             ),
         ];
-        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        let outcomes = apply(&plan(&files, root.path()).unwrap(), None).unwrap();
         assert!(outcomes.iter().all(|o| o.changed));
         let hcl = root.path().join("opt/nomad/config/default.hcl");
         assert_eq!(fs::read_to_string(&hcl).unwrap(), "a = 1\n");
@@ -359,28 +469,55 @@ mod tests {
 
         // Same files again: nothing changes, nothing is rewritten.
         let before = fs::metadata(&hcl).unwrap().ino();
-        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        let outcomes = apply(&plan(&files, root.path()).unwrap(), None).unwrap();
         assert!(outcomes.iter().all(|o| !o.changed));
         assert_eq!(fs::metadata(&hcl).unwrap().ino(), before);
 
         // One file changes: only it is reported.
         let mut files = files.to_vec();
         files[0].contents = "a = 2\n".into();
-        let outcomes = apply(&plan(&files, root.path()).unwrap()).unwrap();
+        let outcomes = apply(&plan(&files, root.path()).unwrap(), None).unwrap();
         assert!(changed(&outcomes, FileKind::AgentConfig));
         assert!(!changed(&outcomes, FileKind::SystemdUnit));
+    }
+
+    #[test]
+    fn the_forerunner_is_in_place_with_the_files_and_only_when_one_changes() {
+        let root = root_with(&["/c"]);
+        let files = [file(FileKind::AgentConfig, "/c/default.hcl", "a = 1\n")];
+        let marker = Forerunner {
+            target: root.path().join("c/.marker"),
+            contents: b"{}".to_vec(),
+            mode: 0o600,
+        };
+        apply(&plan(&files, root.path()).unwrap(), Some(&marker)).unwrap();
+        assert_eq!(fs::read(&marker.target).unwrap(), b"{}");
+        assert_eq!(
+            fs::metadata(&marker.target).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        fs::remove_file(&marker.target).unwrap();
+        // Nothing to write: no marker either.
+        apply(&plan(&files, root.path()).unwrap(), Some(&marker)).unwrap();
+        assert!(!marker.target.exists());
+        // No temporary file is left behind by either run.
+        let names: Vec<_> = fs::read_dir(root.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("default.hcl")]);
     }
 
     #[test]
     fn a_wrong_mode_is_fixed_without_counting_as_a_change() {
         let root = root_with(&["/c"]);
         let files = [file(FileKind::AgentConfig, "/c/default.hcl", "x\n")];
-        apply(&plan(&files, root.path()).unwrap()).unwrap();
+        apply(&plan(&files, root.path()).unwrap(), None).unwrap();
         let path = root.path().join("c/default.hcl");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
         let planned = plan(&files, root.path()).unwrap();
         assert!(planned[0].needs_write() && !planned[0].content_changed());
-        let outcomes = apply(&planned).unwrap();
+        let outcomes = apply(&planned, None).unwrap();
         assert!(!outcomes[0].changed);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
@@ -421,7 +558,7 @@ mod tests {
         let planned = plan(&files, root.path()).unwrap();
         // The directory of the second file disappears between planning and writing.
         fs::remove_dir_all(root.path().join("u")).unwrap();
-        let err = apply(&planned).unwrap_err();
+        let err = apply(&planned, None).unwrap_err();
         assert!(err.to_string().contains("nomad.service"), "{err}");
         assert_eq!(fs::read_to_string(&hcl).unwrap(), "old\n");
         let names: Vec<_> = fs::read_dir(root.path().join("c"))
@@ -440,7 +577,7 @@ mod tests {
         ];
         let planned = plan(&files, root.path()).unwrap();
         fs::remove_dir_all(root.path().join("u")).unwrap();
-        apply(&planned).unwrap_err();
+        apply(&planned, None).unwrap_err();
         assert!(!root.path().join("c/default.hcl").exists());
     }
 

@@ -97,10 +97,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     // Recorded before the first file is replaced, cleared only once the service has taken the
     // new files: a failed restart or a kill in between leaves the work for the next run.
     let to_apply = changing.union(earlier.unwrap_or_default());
-    if changing.any() {
-        marker.record(to_apply)?;
-    }
-    if let Err(error) = apply::apply(&plan) {
+    let forerunner = changing.any().then(|| marker.forerunner(to_apply));
+    if let Err(error) = apply::apply(&plan, forerunner.as_ref()) {
         let restored = !matches!(error, apply::ApplyError::RollbackFailed { .. });
         if restored && earlier.is_none() {
             marker.clear()?;

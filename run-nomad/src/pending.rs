@@ -111,8 +111,20 @@ impl Marker {
         }
     }
 
+    /// The marker recording `changes`, for [`crate::apply::apply`] to put in place before the
+    /// first file it replaces. It need not be durable before them: a machine that crashes
+    /// restarts Nomad with whatever files are on disk anyway; what the marker must survive is
+    /// a run that dies or a restart that fails, and for those being in place is enough.
+    pub fn forerunner(&self, changes: Changes) -> crate::apply::Forerunner {
+        crate::apply::Forerunner {
+            target: self.path.clone(),
+            contents: serde_json::to_vec(&changes).expect("two booleans serialize"),
+            mode: 0o600,
+        }
+    }
+
     /// Records `changes` as still to apply, durably (atomic write, fsync of file and
-    /// directory), before any file they concern is replaced.
+    /// directory).
     pub fn record(&self, changes: Changes) -> Result<(), PendingError> {
         let text = serde_json::to_vec(&changes).expect("two booleans serialize");
         write_atomic(
@@ -127,26 +139,18 @@ impl Marker {
         })
     }
 
-    /// Removes the marker once the work is done, and makes the removal durable.
+    /// Removes the marker once the work is done. The removal is not fsynced: should a crash
+    /// bring the marker back, the next run restarts Nomad once more, which is harmless.
     pub fn clear(&self) -> Result<(), PendingError> {
         match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(cause) => {
-                return Err(PendingError::Io {
-                    what: "cannot remove the marker of finished work",
-                    path: self.path.clone(),
-                    cause,
-                })
-            }
-        }
-        support::files::sync_dir(support::files::parent_dir(&self.path)).map_err(|cause| {
-            PendingError::Io {
-                what: "cannot sync the directory of",
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(cause) => Err(PendingError::Io {
+                what: "cannot remove the marker of finished work",
                 path: self.path.clone(),
                 cause,
-            }
-        })
+            }),
+        }
     }
 }
 
