@@ -4,19 +4,13 @@
 
 mod common;
 
-use common::{instance, output, run_nomad, FakeRoot, StubSystemctl, GOSSIP_KEY, LAYOUT_ARGS};
+use common::{against_root, instance, output, FakeRoot, StubSystemctl, GOSSIP_KEY};
 use serde_json::Value;
 
 fn dry_run(root: &FakeRoot, systemctl: &StubSystemctl, args: &[&str]) -> Value {
-    let metadata = root.metadata_file(&instance());
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--metadata-file")
-        .arg(&metadata)
-        .arg("--systemctl")
+    let mut cmd = against_root(root, &instance());
+    cmd.arg("--systemctl")
         .arg(systemctl.program())
-        .args(LAYOUT_ARGS)
         .args(["--dry-run", "--json"])
         .args(args);
     let (ok, stdout, stderr) = output(&mut cmd);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{instance, output, run_nomad, FakeRoot, StubSystemctl, LAYOUT_ARGS};
+use common::{against_root, instance, output, FakeRoot, StubSystemctl};
 
 const RESTART: [&str; 4] = [
     "is-active --quiet nomad.service",
@@ -21,16 +21,8 @@ const RESTART: [&str; 4] = [
 const LEAVE_BE: [&str; 1] = ["is-active --quiet nomad.service"];
 
 fn command(root: &FakeRoot, systemctl: &StubSystemctl, args: &[&str]) -> std::process::Command {
-    let metadata = root.metadata_file(&instance());
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--metadata-file")
-        .arg(&metadata)
-        .arg("--systemctl")
-        .arg(systemctl.program())
-        .args(LAYOUT_ARGS)
-        .args(args);
+    let mut cmd = against_root(root, &instance());
+    cmd.arg("--systemctl").arg(systemctl.program()).args(args);
     cmd
 }
 

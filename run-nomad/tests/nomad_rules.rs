@@ -5,20 +5,13 @@
 
 mod common;
 
-use common::{generate, hcl1_decode, instance, output, run_nomad, FakeRoot, LAYOUT_ARGS};
+use common::{against_root, generate, hcl1_decode, instance, output, FakeRoot};
 use serde_json::{json, Value};
 
 fn refused(doc: &Value, args: &[&str], names: &[&str]) {
     let root = FakeRoot::new();
-    let metadata = root.metadata_file(doc);
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--metadata-file")
-        .arg(&metadata)
-        .arg("--no-start")
-        .args(LAYOUT_ARGS)
-        .args(args);
+    let mut cmd = against_root(&root, doc);
+    cmd.arg("--no-start").args(args);
     let (ok, stdout, stderr) = output(&mut cmd);
     assert!(!ok, "{args:?} was accepted:\n{stdout}");
     for name in names {

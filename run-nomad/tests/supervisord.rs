@@ -122,6 +122,11 @@ impl Drop for Supervisord {
 }
 
 fn run(live: &LiveInstall, name: &str, supervisord: &Supervisord, extra: &[&str]) {
+    run_with(live, &live.args(name), supervisord, extra);
+}
+
+/// `run` with the layout arguments given.
+fn run_with(live: &LiveInstall, layout: &[String], supervisord: &Supervisord, extra: &[&str]) {
     let metadata = live.path("imds.json");
     fs::write(&metadata, instance().to_string()).unwrap();
     let mut cmd = run_nomad();
@@ -131,7 +136,7 @@ fn run(live: &LiveInstall, name: &str, supervisord: &Supervisord, extra: &[&str]
         .arg(&supervisord.ctl)
         .arg("--metadata-file")
         .arg(&metadata)
-        .args(live.args(name))
+        .args(layout)
         .args(extra);
     let (ok, stdout, stderr) = output(&mut cmd);
     assert!(ok, "{stdout}\n{stderr}");
@@ -236,19 +241,12 @@ fn a_log_directory_with_percent_signs_reaches_supervisord_intact() {
     let at = args.iter().position(|a| a == "--log-dir").unwrap();
     args[at + 1] = path_text(&log_dir);
     let supervisord = Supervisord::start(&live);
-    let metadata = live.path("imds.json");
-    fs::write(&metadata, instance().to_string()).unwrap();
-    let mut cmd = run_nomad();
-    cmd.arg("--init")
-        .arg("supervisor")
-        .arg("--supervisorctl")
-        .arg(&supervisord.ctl)
-        .arg("--metadata-file")
-        .arg(&metadata)
-        .args(&args)
-        .args(["--client", "--environment", "ARM_CLIENT_SECRET=s3cr3t"]);
-    let (ok, stdout, stderr) = output(&mut cmd);
-    assert!(ok, "{stdout}\n{stderr}");
+    run_with(
+        &live,
+        &args,
+        &supervisord,
+        &["--client", "--environment", "ARM_CLIENT_SECRET=s3cr3t"],
+    );
     supervisord.wait_running();
     assert!(
         log_dir.join("nomad-stdout.log").exists(),

@@ -218,18 +218,24 @@ pub fn run_nomad() -> Command {
     cmd
 }
 
-/// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout
-/// flags, then `args`; panics with its output when it fails.
-pub fn generate(root: &FakeRoot, instance: &Value, args: &[&str]) {
+/// run-nomad against a fake root reading `instance` from a metadata file, with the layout
+/// flags; the caller adds the rest.
+pub fn against_root(root: &FakeRoot, instance: &Value) -> Command {
     let metadata = root.metadata_file(instance);
     let mut cmd = run_nomad();
     cmd.arg("--root")
         .arg(root.path())
         .arg("--metadata-file")
         .arg(&metadata)
-        .arg("--no-start")
-        .args(LAYOUT_ARGS)
-        .args(args);
+        .args(LAYOUT_ARGS);
+    cmd
+}
+
+/// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout
+/// flags, then `args`; panics with its output when it fails.
+pub fn generate(root: &FakeRoot, instance: &Value, args: &[&str]) {
+    let mut cmd = against_root(root, instance);
+    cmd.arg("--no-start").args(args);
     let (ok, stdout, stderr) = output(&mut cmd);
     assert!(ok, "run-nomad {args:?} failed:\n{stdout}\n{stderr}");
 }
@@ -326,20 +332,10 @@ fn go_discover_parser() -> &'static Path {
 pub fn go_discover_parse(
     strings: &[String],
 ) -> Vec<Result<Option<std::collections::BTreeMap<String, String>>, String>> {
-    use std::io::Write;
-    let mut child = Command::new(go_discover_parser())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(strings).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(
+        Command::new(go_discover_parser()),
+        &serde_json::to_string(strings).unwrap(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -355,10 +351,10 @@ pub fn go_discover_parse(
         .collect()
 }
 
-fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
+/// Runs `cmd` with `input` on its standard input and returns its output.
+fn with_input(mut cmd: Command, input: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(hcl1_decoder())
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -370,7 +366,13 @@ fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
+    let mut cmd = Command::new(hcl1_decoder());
+    cmd.args(args);
+    let out = with_input(cmd, input);
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).unwrap())
     } else {
