@@ -11,10 +11,12 @@ if command -v apt-get >/dev/null 2>&1; then
     # systemd: systemd-analyze verify for the generated unit. zip/unzip/gnupg: fixtures and the
     # benchmark's baseline. golang-go + golang-github-hashicorp-hcl-dev: HashiCorp's own HCL v1
     # parser (the one Nomad's agent config uses), so tests parse our generated config with it.
+    # golang-github-hashicorp-go-discover-dev: HashiCorp's go-discover, whose own parser must
+    # read every retry_join string run-nomad writes back into the intended arguments.
     # man-db (with groff): renders every tool's generated man pages with warnings on.
     apt-get update
     apt-get install -y --no-install-recommends packer supervisor systemd unzip zip gnupg \
-        golang-go golang-github-hashicorp-hcl-dev man-db
+        golang-go golang-github-hashicorp-hcl-dev golang-github-hashicorp-go-discover-dev man-db
 fi
 
 # Microsoft's Python SDKs (pinned), the independent client cluster-deploy/tests/sdk.rs drives the

@@ -6,6 +6,31 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
+/// Nomad's log levels (`command/agent/log_levels.go`), written upper-case as Nomad expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Off,
+}
+
+impl LogLevel {
+    /// The spelling in `log_level`.
+    pub fn as_nomad(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+            LogLevel::Off => "OFF",
+        }
+    }
+}
+
 /// The init system that supervises Nomad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InitSystem {
@@ -165,13 +190,54 @@ pub struct Cli {
     #[arg(long, value_name = "CLASS")]
     pub node_class: Option<String>,
 
-    /// The client's node pool (Nomad 1.6 and later).
+    /// Client node metadata, KEY=VALUE (repeatable). Keys follow Nomad's rule: dot-separated
+    /// non-empty parts (`rack`, `azure.zone`; not `.rack`, `a..b`, `zone.`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+
+    /// Do not add the VM's zone, fault domain and size (from IMDS) as client node metadata
+    /// `azure.zone`, `azure.fault_domain`, `azure.vm_size`.
+    #[arg(long)]
+    pub no_placement_meta: bool,
+
+    /// The client's node pool (Nomad 1.6+): letters, digits, `-`, `_`; not `all`.
     #[arg(long, value_name = "POOL")]
     pub node_pool: Option<String>,
 
-    /// Client node metadata, KEY=VALUE (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub meta: Vec<String>,
+    /// leave_on_interrupt: leave the cluster on SIGINT, the signal the unit and the program stop
+    /// Nomad with [default: true for servers (a scale-set server that stops is deleted or
+    /// rebooted; it rejoins after a reboot), false for clients].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub leave_on_interrupt: Option<bool>,
+
+    /// leave_on_terminate: leave the cluster on SIGTERM [default: as --leave-on-interrupt's].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub leave_on_terminate: Option<bool>,
+
+    /// The agent's log_level [default: Nomad's, INFO].
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
+    /// Nomad logs in JSON (log_json = true).
+    #[arg(long)]
+    pub log_json: bool,
+
+    /// Do not let Nomad check for updates and security bulletins (disable_update_check = true).
+    #[arg(long)]
+    pub disable_update_check: bool,
+
+    /// Prometheus metrics at /v1/metrics?format=prometheus (telemetry.prometheus_metrics, with
+    /// disable_hostname so metric names do not carry the VM's name).
+    #[arg(long)]
+    pub prometheus_metrics: bool,
+
+    /// Publish allocation runtime metrics (telemetry.publish_allocation_metrics).
+    #[arg(long)]
+    pub publish_allocation_metrics: bool,
+
+    /// Publish node runtime metrics (telemetry.publish_node_metrics).
+    #[arg(long)]
+    pub publish_node_metrics: bool,
 
     /// The datacenter [default: the VM's location].
     #[arg(long, value_name = "DC")]
@@ -198,6 +264,10 @@ pub struct Cli {
     /// Print each file that would be written and each command that would run; touch nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// With --dry-run: print the plan as one JSON document on stdout (see the README).
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 
     /// Where the systemd unit (nomad.service) is written.
     #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]

@@ -4,12 +4,22 @@
 //! document (IMDS with retries, or a file); [`settings`] validates everything into one value;
 //! [`render`] turns it into the agent configuration and the service definition (pure text);
 //! [`apply`] writes the files under the root as one transaction; [`service`] starts Nomad,
-//! leaving a running agent alone when nothing changed.
+//! leaving a running agent alone when nothing changed. [`rules`] and [`discover`] hold what
+//! Nomad and go-discover accept; [`pending`] carries unfinished work to the next run;
+//! [`report`] is the `--dry-run` plan.
+//!
+//! Later steps slot in between reading the metadata and resolving the settings (fetching
+//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]) and as
+//! extra rendered files and service units (a Scheduled Events watcher).
 
 pub mod apply;
 pub mod cli;
+pub mod discover;
 pub mod metadata;
+pub mod pending;
 pub mod render;
+pub mod report;
+pub mod rules;
 pub mod service;
 pub mod settings;
 
@@ -34,7 +44,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let exe_dir = exe.parent().unwrap_or(Path::new("/")).to_path_buf();
     let layout = settings::layout(&cli, &exe_dir)?;
     settings::check_install(&cli, &root, &layout)?;
-    let nomad_version = service::installed_version(&under_root(&root, &layout.nomad_binary()));
+    // `nomad version` runs while IMDS answers: the boot path waits for neither in turn.
+    let version_probe = service::VersionProbe::start(&under_root(&root, &layout.nomad_binary()));
 
     let (instance, local_source) = if cli.skip_nomad_config {
         tracing::info!("--skip-nomad-config: not reading instance metadata");
@@ -47,33 +58,53 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         instance: instance.as_ref(),
         local_source,
         exe_dir,
-        nomad_version,
+        nomad_version: version_probe.finish(),
     };
     let settings = settings::resolve(&cli, &facts)?;
     let files = render::files(&settings)?;
     let plan = apply::plan(&files, &settings.root)?;
     let manager = ServiceManager::new(&settings);
+    let marker = pending::Marker::new(&settings.root, &settings.layout);
+    let mut owned: Vec<_> = plan.iter().map(|p| p.target.clone()).collect();
+    owned.push(marker.path().to_path_buf());
 
     if settings.dry_run {
+        let earlier = marker.read()?;
+        let changes = Changes::from_plan(&plan).union(earlier.unwrap_or_default());
         let shown = render::files_for_display(&settings)?;
-        print!("{}", apply::describe(&plan, &shown));
-        let changes = Changes {
-            agent_config: plan
-                .iter()
-                .any(|p| p.file.kind == render::FileKind::AgentConfig && p.content_changed()),
-            service_definition: plan
-                .iter()
-                .any(|p| p.file.kind != render::FileKind::AgentConfig && p.content_changed()),
+        let report = report::Plan {
+            files: report::files(&plan, &shown),
+            remove: apply::stale_temporaries(&owned),
+            pending: earlier,
+            service: if settings.no_start {
+                report::ServiceReport::NotTouched
+            } else {
+                service_report(&settings, &manager, changes)
+            },
         };
-        if settings.no_start {
-            println!("would not touch the service (--no-start)");
+        if cli.json {
+            print!("{}", report::json(&report));
         } else {
-            print_service_plan(&settings, &manager, changes);
+            print!("{}", report::text(&report));
         }
         return Ok(());
     }
 
-    let outcomes = apply::apply(&plan)?;
+    let _lock = pending::Lock::acquire(&settings.root, &settings.layout)?;
+    apply::remove_stale_temporaries(&apply::stale_temporaries(&owned))?;
+    let earlier = marker.read()?;
+    let changing = Changes::from_plan(&plan);
+    // Recorded before the first file is replaced, cleared only once the service has taken the
+    // new files: a failed restart or a kill in between leaves the work for the next run.
+    let to_apply = changing.union(earlier.unwrap_or_default());
+    let forerunner = changing.any().then(|| marker.forerunner(to_apply));
+    if let Err(error) = apply::apply(&plan, forerunner.as_ref()) {
+        let restored = !matches!(error, apply::ApplyError::RollbackFailed { .. });
+        if restored && earlier.is_none() {
+            marker.clear()?;
+        }
+        return Err(error.into());
+    }
     if settings.no_start {
         tracing::info!("--no-start: files written, the service is not touched");
         return Ok(());
@@ -84,11 +115,16 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
             settings.root.display()
         );
     }
-    let changes = Changes::from_outcomes(&outcomes);
+    if let Some(earlier) = earlier {
+        if earlier.any() {
+            tracing::info!("applying the changes an earlier run wrote but did not get started");
+        }
+    }
     let steps = manager
-        .plan(changes)
+        .plan(to_apply)
         .context("failed to ask the init system whether Nomad is running")?;
     manager.run(&steps).context("failed to start Nomad")?;
+    marker.clear()?;
     Ok(())
 }
 
@@ -104,11 +140,11 @@ fn read_metadata(cli: &cli::Cli) -> anyhow::Result<(Instance, Option<std::net::I
     Ok((instance, client.local_source()))
 }
 
-fn print_service_plan(
+fn service_report(
     settings: &settings::Settings,
     manager: &ServiceManager<'_>,
     changes: Changes,
-) {
+) -> report::ServiceReport {
     let describe = |running: bool| -> Vec<String> {
         let steps = match settings.service.init {
             cli::InitSystem::Systemd => service::systemd_plan(changes, running),
@@ -116,23 +152,8 @@ fn print_service_plan(
         };
         steps.iter().map(|s| manager.describe(s)).collect()
     };
-    let if_running = describe(true);
-    let if_stopped = describe(false);
-    if if_running == if_stopped {
-        for line in if_stopped {
-            println!("would run: {line}");
-        }
-    } else {
-        println!("if Nomad is running:");
-        if if_running.is_empty() {
-            println!("    would run nothing (files unchanged)");
-        }
-        for line in if_running {
-            println!("    would run: {line}");
-        }
-        println!("if Nomad is not running:");
-        for line in if_stopped {
-            println!("    would run: {line}");
-        }
+    report::ServiceReport::Commands {
+        if_running: describe(true),
+        if_stopped: describe(false),
     }
 }

@@ -8,20 +8,36 @@
 //! network interfaces are "not guaranteed to be in order"; 404/410/429/5xx are transient. We ask
 //! with `extended=true` so that IMDS fails instead of answering 200 with partial data (the
 //! guidance given to azure-init, Azure/azure-init#134).
+//!
+//! The api-version is pinned to the newest documented one, but a new version rolls out region
+//! by region ("Versioning": it "may not yet be available in every region"), and a refused or
+//! missing version is answered 400 with `newest-versions`, the newest versions that IMDS
+//! supports. The client then falls back to the newest of those it can use ([`fallback_version`]).
+//! Error bodies are read only up to a bounded prefix, and a document only up to
+//! [`MAX_DOCUMENT_BYTES`], so a misbehaving endpoint cannot make run-nomad read without end.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
-use support::http::{body_excerpt, retry_after, ClientOptions, Url};
-use support::retry::{Attempt, Policy, RetryError};
+use support::http::body_excerpt;
+
+mod imds;
+
+pub use imds::{fallback_version, ImdsClient};
 
 /// Production IMDS endpoint; tests always override it with a 127.0.0.1 double.
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 
 /// The api-version we ask for: the newest the documentation lists.
 pub const API_VERSION: &str = "2025-04-07";
+
+/// The oldest api-version whose document has everything run-nomad reads: `tagsList` is the
+/// newest of those fields (the documentation's "Version introduced" column: 2019-06-04).
+pub const MIN_API_VERSION: &str = "2019-06-04";
+
+/// The largest instance document run-nomad reads (a real one is about 10 KB).
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
 /// Statuses worth retrying, named once: "not found (yet)", "gone, retry for up to 70 s",
 /// throttling, and server errors.
@@ -48,6 +64,10 @@ pub struct Compute {
     pub resource_group_name: String,
     pub subscription_id: String,
     pub vm_scale_set_name: String,
+    /// The VM size, e.g. `Standard_D2ds_v5`.
+    pub vm_size: String,
+    /// The fault domain within the availability set or scale set, e.g. `"0"`.
+    pub platform_fault_domain: String,
     pub tags_list: Vec<Tag>,
 }
 
@@ -252,6 +272,18 @@ pub enum MetadataError {
         status: u16,
         body: String,
     },
+    #[error(
+        "{url} refused api-version {version} and offers no version run-nomad can use \
+         (newest-versions: {offered}; run-nomad needs {MIN_API_VERSION} or later): {body}"
+    )]
+    NoUsableVersion {
+        url: String,
+        version: String,
+        offered: String,
+        body: String,
+    },
+    #[error("{url} sent a document larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge { url: String },
     #[error("{origin} is not a valid instance metadata document: {cause}; it starts: {excerpt}")]
     Json {
         origin: String,
@@ -275,21 +307,6 @@ pub enum MetadataError {
     },
 }
 
-/// A reqwest error with its causes on one line ("error sending request: connection refused").
-fn request_error(url: &str, error: &reqwest::Error) -> MetadataError {
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    MetadataError::Request {
-        url: url.to_string(),
-        detail,
-    }
-}
-
 /// Parses an instance document.
 pub fn parse(text: &str, origin: &str) -> Result<Instance, MetadataError> {
     serde_json::from_str(text).map_err(|cause| MetadataError::Json {
@@ -308,132 +325,10 @@ pub fn read_file(path: &Path) -> Result<Instance, MetadataError> {
     parse(&text, &path.display().to_string())
 }
 
-/// The IMDS client.
-#[derive(Debug, Clone)]
-pub struct ImdsClient {
-    url: Url,
-    deadline: Duration,
-}
-
-impl ImdsClient {
-    /// A client for the `/metadata/instance` document under `endpoint`, retrying until
-    /// `deadline` has passed.
-    pub fn new(endpoint: &str, deadline: Duration) -> Result<Self, MetadataError> {
-        let invalid = |reason: String| MetadataError::Endpoint {
-            endpoint: endpoint.to_string(),
-            reason,
-        };
-        let base = Url::parse(endpoint).map_err(|e| invalid(e.to_string()))?;
-        if base.scheme() != "http" {
-            // IMDS is plain HTTP on a link-local address that never leaves the host.
-            return Err(invalid("IMDS is served over http://".to_string()));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid(
-                "give the base URL only, without a query".to_string(),
-            ));
-        }
-        let mut url = base
-            .join("/metadata/instance")
-            .map_err(|e| invalid(e.to_string()))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .append_pair("extended", "true");
-        Ok(Self { url, deadline })
-    }
-
-    /// The full request URL.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
-    /// The retry policy: backoff from 0.5 s up to 5 s, Retry-After honoured, until the deadline.
-    pub fn policy(&self) -> Policy {
-        Policy {
-            what: "IMDS request",
-            max_attempts: u32::MAX,
-            initial_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(5),
-            deadline: Some(self.deadline),
-        }
-    }
-
-    /// The source address this host uses to reach the IMDS endpoint, which IMDS requires to be
-    /// the primary NIC's primary address. A connected UDP socket asks the kernel's routing table
-    /// without sending anything.
-    pub fn local_source(&self) -> Option<IpAddr> {
-        let host = self.url.host_str()?;
-        let port = self.url.port_or_known_default()?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let target: SocketAddr = (host, port).to_socket_addrs().ok()?.next()?;
-        let bind: SocketAddr = match target {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(bind).ok()?;
-        socket.connect(target).ok()?;
-        Some(socket.local_addr().ok()?.ip())
-    }
-
-    /// Fetches and parses the document, retrying transient failures until the deadline.
-    /// 400/401/403 and other client errors fail at once with the response body.
-    pub fn fetch(&self) -> Result<Instance, MetadataError> {
-        let client = support::http::client(&ClientOptions {
-            connect_timeout: Duration::from_secs(3),
-            timeout: Duration::from_secs(10),
-            no_proxy: true,
-        })
-        .map_err(|e| request_error(self.url.as_str(), &e))?;
-        let url = self.url.to_string();
-        tracing::info!("reading instance metadata from {url}");
-        let result = self.policy().run(|info| {
-            let mut request = client.get(self.url.clone()).header("Metadata", "true");
-            if let Some(remaining) = info.remaining {
-                request = request
-                    .timeout(remaining.clamp(Duration::from_millis(100), Duration::from_secs(10)));
-            }
-            let response = request
-                .send()
-                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
-            let status = response.status().as_u16();
-            let after = retry_after(response.headers());
-            let body = response
-                .text()
-                .map_err(|e| Attempt::retry(request_error(&url, &e)))?;
-            if status == 200 {
-                // A garbled 200 is the service's fault and may be transient: retry it.
-                return parse(&body, &url).map_err(Attempt::retry);
-            }
-            let error = MetadataError::Status {
-                url: url.clone(),
-                status,
-                body: body_excerpt(&body),
-            };
-            if RETRYABLE_STATUSES.contains(&status) {
-                Err(Attempt::Retry { error, after })
-            } else {
-                Err(Attempt::Fail(error))
-            }
-        });
-        result.map_err(|e| match e {
-            RetryError::Fatal(error) => error,
-            RetryError::Exhausted {
-                attempts,
-                elapsed,
-                last,
-            } => MetadataError::Deadline {
-                attempts,
-                seconds: elapsed.as_secs_f64(),
-                last: Box::new(last),
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use support::doubles::imds::{self as double, ImdsDouble, Reply};
+    use support::doubles::imds as double;
 
     fn fixture_instance() -> Instance {
         parse(&double::fixture("instance.json").to_string(), "fixture").unwrap()
@@ -574,125 +469,6 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("http://x/metadata"), "{text}");
         assert!(text.contains("{\"compute\": ["), "{text}");
-    }
-
-    #[test]
-    fn the_request_url_has_the_version_and_extended() {
-        let client = ImdsClient::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            client.url().as_str(),
-            "http://127.0.0.1:9/metadata/instance?api-version=2025-04-07&extended=true"
-        );
-        assert_eq!(client.local_source(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        for bad in ["https://169.254.169.254", "not a url", "http://h/?x=1"] {
-            let err = ImdsClient::new(bad, Duration::from_secs(1)).unwrap_err();
-            assert!(err.to_string().contains("--imds-endpoint"), "{err}");
-        }
-    }
-
-    #[test]
-    fn fetches_with_the_header_and_the_current_version() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(5)).unwrap();
-        let instance = client.fetch().unwrap();
-        assert_eq!(instance, fixture_instance());
-        let requests = imds.requests();
-        assert_eq!(requests.len(), 1);
-        assert_eq!(requests[0].header("metadata"), Some("true"));
-        assert_eq!(requests[0].query_param("api-version"), Some(API_VERSION));
-        assert!(double::SUPPORTED_API_VERSIONS.contains(&API_VERSION));
-    }
-
-    #[test]
-    fn retries_410_then_succeeds() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        imds.script([Reply::Status(410), Reply::Status(404)]);
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
-        assert_eq!(client.fetch().unwrap(), fixture_instance());
-        assert_eq!(imds.requests().len(), 3);
-    }
-
-    #[test]
-    fn honours_retry_after_on_429() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        imds.script([Reply::Throttled {
-            retry_after_secs: 1,
-        }]);
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
-        let start = std::time::Instant::now();
-        client.fetch().unwrap();
-        // The backoff alone would have waited at most 0.5 s.
-        assert!(
-            start.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-
-    #[test]
-    fn fails_at_once_on_403_with_the_body() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        imds.script([Reply::Body {
-            status: 403,
-            body: r#"{"error": "denied by policy"}"#.into(),
-        }]);
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
-        let err = client.fetch().unwrap_err();
-        assert!(
-            matches!(err, MetadataError::Status { status: 403, .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("denied by policy"), "{err}");
-        assert_eq!(imds.requests().len(), 1);
-    }
-
-    #[test]
-    fn gives_up_at_the_deadline_with_the_last_error() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        imds.set_fallback(Reply::Status(500));
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(2)).unwrap();
-        let start = std::time::Instant::now();
-        let err = client.fetch().unwrap_err();
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "{:?}",
-            start.elapsed()
-        );
-        let text = err.to_string();
-        assert!(text.starts_with("gave up reading IMDS after"), "{text}");
-        assert!(text.contains("answered 500"), "{text}");
-        assert!(imds.requests().len() >= 2);
-    }
-
-    #[test]
-    fn retries_connection_errors() {
-        // A port with nothing listening: bind, note the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client =
-            ImdsClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1)).unwrap();
-        let err = client.fetch().unwrap_err();
-        match err {
-            MetadataError::Deadline { attempts, last, .. } => {
-                assert!(attempts >= 2, "{attempts}");
-                assert!(matches!(*last, MetadataError::Request { .. }), "{last}");
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
-
-    #[test]
-    fn retries_malformed_json_then_succeeds() {
-        let imds = ImdsDouble::start(double::fixture("instance.json"));
-        imds.script([Reply::Body {
-            status: 200,
-            body: "{\"compute\": ".into(),
-        }]);
-        let client = ImdsClient::new(imds.url(), Duration::from_secs(20)).unwrap();
-        assert_eq!(client.fetch().unwrap(), fixture_instance());
     }
 
     #[test]

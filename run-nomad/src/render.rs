@@ -3,8 +3,15 @@
 //!
 //! Templates (`run-nomad/templates/`) get a typed context; every value in them passes through
 //! exactly one escaping filter for its language ([`escape`]): `hcl` in the agent configuration,
-//! `unit_*` in the unit, `supervisor_*` in the program. A test checks that no template prints a
-//! value any other way.
+//! `unit_*` in the unit, `supervisor_*` in the program, `environment_file` in the unit's
+//! environment file. A test checks that no template prints a value any other way.
+//!
+//! `--environment` values may be secrets (a service principal's `ARM_CLIENT_SECRET`), so they
+//! never go into a world-readable file: under systemd into `run-nomad.env` (0600 root:root,
+//! read by the unit's `EnvironmentFile=`, which systemd loads as root before dropping to the
+//! agent's user), under supervisor into the program file, which is then 0600 root:root
+//! (supervisord runs as root and reads its include files itself; supervisor has no environment
+//! file of its own).
 
 pub mod escape;
 
@@ -30,14 +37,32 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "supervisor.conf",
         include_str!("../templates/supervisor.conf.tera"),
     ),
+    (
+        "run-nomad.env",
+        include_str!("../templates/run-nomad.env.tera"),
+    ),
 ];
 
 /// What a rendered file is, for the apply and service steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     AgentConfig,
+    /// The unit's environment file (`--environment`), part of the service definition.
+    EnvironmentFile,
     SystemdUnit,
     SupervisorProgram,
+}
+
+impl FileKind {
+    /// A name for reports (`--dry-run --json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::AgentConfig => "agent-config",
+            FileKind::EnvironmentFile => "environment-file",
+            FileKind::SystemdUnit => "systemd-unit",
+            FileKind::SupervisorProgram => "supervisor-program",
+        }
+    }
 }
 
 /// A file to write: its production path, content, mode and owner.
@@ -69,9 +94,13 @@ fn tera() -> &'static Tera {
             .expect("the built-in templates parse");
         tera.register_filter("hcl", hcl_filter);
         tera.register_filter("unit_value", string_filter(escape::unit_value));
-        tera.register_filter("unit_environment", string_filter(escape::unit_environment));
         tera.register_filter("unit_exec", unit_exec_filter);
         tera.register_filter("supervisor_value", string_filter(escape::supervisor_value));
+        tera.register_filter(
+            "supervisor_logfile",
+            string_filter(escape::supervisor_logfile),
+        );
+        tera.register_filter("environment_file", environment_file_filter);
         tera.register_filter("supervisor_command", supervisor_command_filter);
         tera.register_filter("supervisor_environment", supervisor_environment_filter);
         tera
@@ -134,6 +163,16 @@ fn supervisor_command_filter(value: &Value, _: &HashMap<String, Value>) -> Filte
         .map_err(|e| tera::Error::msg(e.0))
 }
 
+fn environment_file_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
+    let words = as_words(value)?;
+    let [key, val] = words.as_slice() else {
+        return Err(tera::Error::msg("expected [key, value]"));
+    };
+    escape::environment_file_line(key, val)
+        .map(Value::String)
+        .map_err(|e| tera::Error::msg(e.0))
+}
+
 fn supervisor_environment_filter(value: &Value, _: &HashMap<String, Value>) -> FilterResult {
     let pairs = value
         .as_array()
@@ -183,6 +222,12 @@ struct AgentContext {
     consul_address: Option<String>,
     tls: Option<TlsContext>,
     acl: bool,
+    leave_on_interrupt: bool,
+    leave_on_terminate: bool,
+    log_level: Option<&'static str>,
+    log_json: bool,
+    disable_update_check: bool,
+    telemetry: Option<TelemetryContext>,
 }
 
 #[derive(Serialize)]
@@ -190,6 +235,7 @@ struct ServerContext {
     bootstrap_expect: u32,
     min_quorum: u32,
     encrypt: Option<String>,
+    rejoin_after_leave: bool,
 }
 
 #[derive(Serialize)]
@@ -197,6 +243,13 @@ struct ClientContext {
     node_class: Option<String>,
     node_pool: Option<String>,
     meta: Vec<MetaEntry>,
+}
+
+#[derive(Serialize)]
+struct TelemetryContext {
+    prometheus_metrics: bool,
+    publish_allocation_metrics: bool,
+    publish_node_metrics: bool,
 }
 
 #[derive(Serialize)]
@@ -227,6 +280,7 @@ pub fn agent_config(agent: &Agent, data_dir: &Path) -> Result<String, RenderErro
             bootstrap_expect: s.num_servers,
             min_quorum: s.num_servers,
             encrypt: s.gossip_key.as_ref().map(|k| k.expose().to_string()),
+            rejoin_after_leave: s.rejoin_after_leave,
         }),
         client: agent.client.as_ref().map(|c| ClientContext {
             node_class: c.node_class.clone(),
@@ -248,6 +302,16 @@ pub fn agent_config(agent: &Agent, data_dir: &Path) -> Result<String, RenderErro
             key_file: path_text(&t.key_file),
         }),
         acl: agent.acl,
+        leave_on_interrupt: agent.lifecycle.leave_on_interrupt,
+        leave_on_terminate: agent.lifecycle.leave_on_terminate,
+        log_level: agent.lifecycle.log_level,
+        log_json: agent.lifecycle.log_json,
+        disable_update_check: agent.lifecycle.disable_update_check,
+        telemetry: agent.telemetry.map(|t| TelemetryContext {
+            prometheus_metrics: t.prometheus_metrics,
+            publish_allocation_metrics: t.publish_allocation_metrics,
+            publish_node_metrics: t.publish_node_metrics,
+        }),
     };
     render("agent.hcl", &context)
 }
@@ -272,7 +336,7 @@ struct UnitContext {
     user: String,
     group: String,
     environment_file: String,
-    environment: Vec<String>,
+    run_environment_file: String,
     exec_start: Vec<String>,
     stdout: Option<String>,
     stderr: Option<String>,
@@ -298,11 +362,7 @@ pub fn systemd_unit(settings: &Settings) -> Result<String, RenderError> {
         user: service.user.name.clone(),
         group: service.group.name.clone(),
         environment_file: path_text(&settings.layout.environment_file()),
-        environment: service
-            .environment
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
+        run_environment_file: path_text(&settings.layout.run_environment_file()),
         exec_start: agent_command(settings),
         stdout: service.stdout.clone(),
         stderr: service.stderr.clone(),
@@ -319,6 +379,28 @@ struct ProgramContext {
     environment: Vec<[String; 2]>,
 }
 
+#[derive(Serialize)]
+struct EnvironmentContext {
+    environment: Vec<[String; 2]>,
+}
+
+/// The unit's environment file: one `KEY="value"` line per `--environment`.
+pub fn environment_file(settings: &Settings) -> Result<String, RenderError> {
+    let context = EnvironmentContext {
+        environment: environment_pairs(settings),
+    };
+    render("run-nomad.env", &context)
+}
+
+fn environment_pairs(settings: &Settings) -> Vec<[String; 2]> {
+    settings
+        .service
+        .environment
+        .iter()
+        .map(|(k, v)| [k.clone(), v.clone()])
+        .collect()
+}
+
 /// The supervisor program, with the original's log file names.
 pub fn supervisor_program(settings: &Settings) -> Result<String, RenderError> {
     let context = ProgramContext {
@@ -326,12 +408,7 @@ pub fn supervisor_program(settings: &Settings) -> Result<String, RenderError> {
         stdout_logfile: path_text(&settings.layout.log_dir.join("nomad-stdout.log")),
         stderr_logfile: path_text(&settings.layout.log_dir.join("nomad-error.log")),
         user: settings.service.user.name.clone(),
-        environment: settings
-            .service
-            .environment
-            .iter()
-            .map(|(k, v)| [k.clone(), v.clone()])
-            .collect(),
+        environment: environment_pairs(settings),
     };
     render("supervisor.conf", &context)
 }
@@ -351,34 +428,53 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
             gid: settings.config_group.id,
         });
     }
-    files.push(match settings.service.init {
-        InitSystem::Systemd => RenderedFile {
-            kind: FileKind::SystemdUnit,
-            path: settings.service_file.clone(),
-            contents: systemd_unit(settings)?,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        },
-        InitSystem::Supervisor => RenderedFile {
+    match settings.service.init {
+        InitSystem::Systemd => {
+            files.push(RenderedFile {
+                kind: FileKind::EnvironmentFile,
+                path: settings.layout.run_environment_file(),
+                contents: environment_file(settings)?,
+                // It may hold secrets; systemd reads it as root.
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            });
+            files.push(RenderedFile {
+                kind: FileKind::SystemdUnit,
+                path: settings.service_file.clone(),
+                contents: systemd_unit(settings)?,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            });
+        }
+        InitSystem::Supervisor => files.push(RenderedFile {
             kind: FileKind::SupervisorProgram,
             path: settings.service_file.clone(),
             contents: supervisor_program(settings)?,
-            mode: 0o644,
+            // It holds the --environment values; supervisord reads it as root.
+            mode: 0o600,
             uid: 0,
             gid: 0,
-        },
-    });
+        }),
+    }
     Ok(files)
 }
 
-/// The same files with the gossip key replaced, for `--dry-run` output.
+/// What `--dry-run` shows in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// The same files with the gossip key and the `--environment` values replaced, for `--dry-run`
+/// output.
 pub fn files_for_display(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
     let mut shown = settings.clone();
     if let Some(server) = shown.agent.as_mut().and_then(|a| a.server.as_mut()) {
         if server.gossip_key.is_some() {
-            server.gossip_key = Some(Secret::new("<redacted>".to_string()));
+            server.gossip_key = Some(Secret::new(REDACTED.to_string()));
         }
+    }
+    for (_, value) in shown.service.environment.iter_mut() {
+        *value = REDACTED.to_string();
     }
     files(&shown)
 }
@@ -399,7 +495,11 @@ pub fn check_representable(
         InitSystem::Systemd => {
             // The unit holds the config directory in two paths, the binary as the program and
             // the data directory as an argument; the log directory is not in it.
-            for path in [layout.config_file(), layout.environment_file()] {
+            for path in [
+                layout.config_file(),
+                layout.environment_file(),
+                layout.run_environment_file(),
+            ] {
                 let text = path_text(&path);
                 escape::unit_value(&text)
                     .map_err(|e| reject("--config-dir", &path_text(&layout.config_dir), e))?;
@@ -408,8 +508,8 @@ pub fn check_representable(
             escape::unit_exec_word(&program, true)
                 .map_err(|e| reject("--bin-dir", &path_text(&layout.bin_dir), e))?;
             for (key, value) in environment {
-                let item = format!("{key}={value}");
-                escape::unit_environment(&item).map_err(|e| reject("--environment", &item, e))?;
+                escape::environment_file_line(key, value)
+                    .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
             }
         }
         InitSystem::Supervisor => {
@@ -417,11 +517,13 @@ pub fn check_representable(
                 ("--config-dir", &layout.config_dir),
                 ("--data-dir", &layout.data_dir),
                 ("--bin-dir", &layout.bin_dir),
-                ("--log-dir", &layout.log_dir),
             ] {
                 let text = path_text(dir);
                 escape::supervisor_value(&text).map_err(|e| reject(flag, &text, e))?;
             }
+            let log = path_text(&layout.log_dir.join("nomad-stdout.log"));
+            escape::supervisor_logfile(&log)
+                .map_err(|e| reject("--log-dir", &path_text(&layout.log_dir), e))?;
             for (key, value) in environment {
                 escape::supervisor_environment(key, value)
                     .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
@@ -447,18 +549,17 @@ mod tests {
     fn every_template_value_goes_through_an_escaping_filter() {
         let allowed: &[(&str, &[&str])] = &[
             ("agent.hcl", &["hcl"]),
-            (
-                "nomad.service",
-                &["unit_value", "unit_environment", "unit_exec"],
-            ),
+            ("nomad.service", &["unit_value", "unit_exec"]),
             (
                 "supervisor.conf",
                 &[
                     "supervisor_value",
+                    "supervisor_logfile",
                     "supervisor_command",
                     "supervisor_environment",
                 ],
             ),
+            ("run-nomad.env", &["environment_file"]),
         ];
         for (name, text) in TEMPLATES {
             let filters = allowed.iter().find(|(n, _)| n == name).unwrap().1;

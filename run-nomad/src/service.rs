@@ -8,8 +8,9 @@
 //! configuration changed (supervisor restarts a program itself only when its own section
 //! changed) or a `start` when it is not running.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::process::{self, CommandError};
@@ -25,7 +26,7 @@ pub const UNIT: &str = "nomad.service";
 pub const PROGRAM: &str = "nomad";
 
 /// Which files changed, as the service step sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Changes {
     pub agent_config: bool,
     pub service_definition: bool,
@@ -36,12 +37,37 @@ impl Changes {
         Self {
             agent_config: changed(outcomes, FileKind::AgentConfig),
             service_definition: changed(outcomes, FileKind::SystemdUnit)
-                || changed(outcomes, FileKind::SupervisorProgram),
+                || changed(outcomes, FileKind::SupervisorProgram)
+                || changed(outcomes, FileKind::EnvironmentFile),
         }
     }
 
     pub fn any(&self) -> bool {
         self.agent_config || self.service_definition
+    }
+
+    /// Both sets of changes.
+    pub fn union(self, other: Changes) -> Changes {
+        Changes {
+            agent_config: self.agent_config || other.agent_config,
+            service_definition: self.service_definition || other.service_definition,
+        }
+    }
+
+    /// The changes a plan would make (content differs or the file is new).
+    pub fn from_plan(plan: &[crate::apply::Planned]) -> Self {
+        let changed = |kinds: &[FileKind]| {
+            plan.iter()
+                .any(|p| kinds.contains(&p.file.kind) && p.content_changed())
+        };
+        Self {
+            agent_config: changed(&[FileKind::AgentConfig]),
+            service_definition: changed(&[
+                FileKind::SystemdUnit,
+                FileKind::SupervisorProgram,
+                FileKind::EnvironmentFile,
+            ]),
+        }
     }
 }
 
@@ -186,40 +212,81 @@ pub fn supervisor_state(output: &str) -> Option<String> {
         .flatten()
 }
 
-/// The installed Nomad's version, from `<binary> version`, or `None` when it cannot tell
-/// within a few seconds (the unit then uses `Type=exec`).
-pub fn installed_version(binary: &Path) -> Option<NomadVersion> {
-    let mut child = Command::new(binary)
-        .arg("version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                tracing::warn!("{} version did not answer in time", binary.display());
-                return None;
-            }
+/// `<binary> version`, started early so it runs while IMDS answers, and read without polling:
+/// a thread reads the child's output to its end while the caller waits on a channel with the
+/// time left of [`VersionProbe::TIMEOUT`].
+pub struct VersionProbe {
+    binary: PathBuf,
+    started: Instant,
+    running: Option<(Child, mpsc::Receiver<std::io::Result<Vec<u8>>>)>,
+}
+
+impl VersionProbe {
+    /// How long `nomad version` may take before the unit falls back to `Type=exec`.
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Starts `<binary> version`; a binary that cannot start gives `None` at [`Self::finish`].
+    pub fn start(binary: &Path) -> Self {
+        let spawned = Command::new(binary)
+            .arg("version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let running = spawned.ok().and_then(|mut child| {
+            let mut stdout = child.stdout.take()?;
+            let (send, receive) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                let read = std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text);
+                // The receiver is gone when the probe timed out; nothing to tell then.
+                let _ = send.send(read);
+            });
+            Some((child, receive))
+        });
+        Self {
+            binary: binary.to_path_buf(),
+            started: Instant::now(),
+            running,
         }
     }
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut stdout).ok()?;
-    let version = NomadVersion::parse(&stdout);
-    match version {
-        Some(v) => tracing::info!("{} is Nomad {v}", binary.display()),
-        None => tracing::warn!(
-            "could not tell the version of {}; the unit uses Type=exec",
-            binary.display()
-        ),
+
+    /// The version the binary printed, or `None` when it could not start, did not finish its
+    /// output within [`Self::TIMEOUT`], or printed something else. The child is always reaped.
+    pub fn finish(self) -> Option<NomadVersion> {
+        let (mut child, receive) = self.running?;
+        let left = Self::TIMEOUT.saturating_sub(self.started.elapsed());
+        let output = receive.recv_timeout(left);
+        // Its output is complete (or it is late): it has nothing more to say. Killing an
+        // exited, not yet reaped child is harmless, and the pid cannot have been reused.
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = match output {
+            Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Err(e)) => {
+                tracing::warn!("reading `{} version` failed: {e}", self.binary.display());
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("{} version did not answer in time", self.binary.display());
+                return None;
+            }
+        };
+        let version = NomadVersion::parse(&text);
+        match version {
+            Some(v) => tracing::info!("{} is Nomad {v}", self.binary.display()),
+            None => tracing::warn!(
+                "could not tell the version of {}; the unit uses Type=exec",
+                self.binary.display()
+            ),
+        }
+        version
     }
-    version
+}
+
+/// The installed Nomad's version, from `<binary> version` (see [`VersionProbe`]).
+pub fn installed_version(binary: &Path) -> Option<NomadVersion> {
+    VersionProbe::start(binary).finish()
 }
 
 #[cfg(test)]
@@ -310,5 +377,17 @@ mod tests {
         let v = installed_version(&fake).unwrap();
         assert_eq!(v.to_string(), "1.9.3");
         assert_eq!(installed_version(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn a_quick_version_is_read_as_soon_as_it_is_printed() {
+        // The old probe slept 20 ms between checks; this one returns when the output ends.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("nomad");
+        std::fs::write(&fake, "#!/bin/sh\necho 'Nomad v1.10.5'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let probe = VersionProbe::start(&fake);
+        assert_eq!(probe.finish().unwrap().to_string(), "1.10.5");
     }
 }

@@ -31,8 +31,37 @@ fn check(case: &str, args: &[&str]) {
             &format!("{case}/nomad.service"),
             &root.read("/etc/systemd/system/nomad.service"),
         );
+        assert_golden(
+            &format!("{case}/run-nomad.env"),
+            &root.read("/opt/nomad/config/run-nomad.env"),
+        );
         assert!(!root.at("/etc/supervisor/conf.d/run-nomad.conf").exists());
     }
+}
+
+#[test]
+fn operations_flags() {
+    check(
+        "operations",
+        &[
+            "--client",
+            "--scale-set-name",
+            "nomad-servers",
+            "--node-pool",
+            "gpu",
+            "--log-level",
+            "debug",
+            "--log-json",
+            "--disable-update-check",
+            "--prometheus-metrics",
+            "--publish-allocation-metrics",
+            "--publish-node-metrics",
+            "--leave-on-interrupt",
+            "true",
+            "--environment",
+            "ARM_CLIENT_SECRET=not-a-real-secret",
+        ],
+    );
 }
 
 #[test]

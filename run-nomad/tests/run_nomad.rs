@@ -6,57 +6,14 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{
-    instance, output, run_nomad, write_executable, FakeRoot, LiveInstall, GOSSIP_KEY, LAYOUT_ARGS,
-    NOMAD_GID,
+    instance, output, run_nomad, write_executable, FakeRoot, LiveInstall, StubSystemctl,
+    GOSSIP_KEY, LAYOUT_ARGS, NOMAD_GID,
 };
 use serde_json::json;
 use support::doubles::imds::{ImdsDouble, Reply};
-
-/// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
-/// from the presence of `active`, and becomes active on `restart`.
-struct StubSystemctl {
-    dir: tempfile::TempDir,
-}
-
-impl StubSystemctl {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        write_executable(
-            &dir.path().join("systemctl"),
-            &format!(
-                "#!/bin/sh\n\
-                 echo \"$*\" >> '{d}/calls'\n\
-                 case \"$1\" in\n\
-                 is-active) [ -e '{d}/active' ] && exit 0 || exit 3 ;;\n\
-                 restart) touch '{d}/active' ;;\n\
-                 esac\n\
-                 exit 0\n"
-            ),
-        );
-        Self { dir }
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("systemctl")
-    }
-
-    /// The calls so far, and forget them.
-    fn take_calls(&self) -> Vec<String> {
-        let path = self.dir.path().join("calls");
-        let calls = fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let _ = fs::remove_file(&path);
-        calls
-    }
-}
 
 const START: [&str; 4] = [
     "is-active --quiet nomad.service",

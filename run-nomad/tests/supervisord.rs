@@ -122,6 +122,11 @@ impl Drop for Supervisord {
 }
 
 fn run(live: &LiveInstall, name: &str, supervisord: &Supervisord, extra: &[&str]) {
+    run_with(live, &live.args(name), supervisord, extra);
+}
+
+/// `run` with the layout arguments given.
+fn run_with(live: &LiveInstall, layout: &[String], supervisord: &Supervisord, extra: &[&str]) {
     let metadata = live.path("imds.json");
     fs::write(&metadata, instance().to_string()).unwrap();
     let mut cmd = run_nomad();
@@ -131,7 +136,7 @@ fn run(live: &LiveInstall, name: &str, supervisord: &Supervisord, extra: &[&str]
         .arg(&supervisord.ctl)
         .arg("--metadata-file")
         .arg(&metadata)
-        .args(live.args(name))
+        .args(layout)
         .args(extra);
     let (ok, stdout, stderr) = output(&mut cmd);
     assert!(ok, "{stdout}\n{stderr}");
@@ -220,4 +225,37 @@ fn supervisord_runs_the_agent_and_run_nomad_restarts_it_only_on_change() {
     assert!(supervisord.ctl(&["stop", "nomad"]).0);
     run(&live, name, &supervisord, &changed);
     supervisord.wait_running();
+}
+
+/// supervisor expands `%(name)s` in a log file path twice (when it reads the option, and again
+/// with the process's expansions), so a `%` in `--log-dir` must survive both. The program file
+/// carries the `--environment` values, so it is readable by root alone.
+#[test]
+fn a_log_directory_with_percent_signs_reaches_supervisord_intact() {
+    use std::os::unix::fs::MetadataExt;
+    let name = "percent";
+    let live = LiveInstall::new(name);
+    let log_dir = live.path("logs 100% %(program_name)s %%");
+    fs::create_dir_all(&log_dir).unwrap();
+    let mut args = live.args(name);
+    let at = args.iter().position(|a| a == "--log-dir").unwrap();
+    args[at + 1] = path_text(&log_dir);
+    let supervisord = Supervisord::start(&live);
+    run_with(
+        &live,
+        &args,
+        &supervisord,
+        &["--client", "--environment", "ARM_CLIENT_SECRET=s3cr3t"],
+    );
+    supervisord.wait_running();
+    assert!(
+        log_dir.join("nomad-stdout.log").exists(),
+        "supervisord logs elsewhere"
+    );
+    assert!(log_dir.join("nomad-error.log").exists());
+    let program = live.path("supervisor").join("run-nomad.conf");
+    let meta = fs::metadata(&program).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert!(recorded_env(&live).contains(&("ARM_CLIENT_SECRET".to_string(), "s3cr3t".to_string())));
 }

@@ -97,10 +97,79 @@ fn hostile_paths_and_environment_values_verify_cleanly() {
     let path = unit(&live, name, &args);
     assert_clean(&path);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        text.matches("\nEnvironment=").count(),
-        values.len(),
+    // The values live in the environment file, never in the unit.
+    assert!(!text.contains("\nEnvironment="), "{text}");
+    let env_file = live.path("config").join("run-nomad.env");
+    assert!(
+        text.contains(&format!("\nEnvironmentFile={}\n", env_file.display()).replace('%', "%%")),
         "{text}"
+    );
+    let read = read_environment_file(&env_file);
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(
+            read.get(&format!("HOSTILE_{i}")).map(String::as_str),
+            Some(*v),
+            "HOSTILE_{i} read back wrong from:\n{}",
+            std::fs::read_to_string(&env_file).unwrap()
+        );
+    }
+}
+
+/// Reads an environment file the way systemd.exec(5) documents for `EnvironmentFile=`: a
+/// double-quoted value follows "the same escape sequences ... as in POSIX shell double-quoted
+/// strings". No systemd parser runs offline here, so a real POSIX shell (Debian's dash, as
+/// /bin/sh) reads it, with nothing expanded that systemd would not expand.
+fn read_environment_file(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("set -a && . \"$1\" && exec env -0")
+        .arg("sh")
+        .arg(path)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let text = String::from_utf8(entry.to_vec()).ok()?;
+            let (k, v) = text.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn environment_values_go_to_a_root_only_file_not_the_world_readable_unit() {
+    use std::os::unix::fs::MetadataExt;
+    let live = LiveInstall::new("secret");
+    let secret = "s3cr3t-client-secret";
+    let path = unit(
+        &live,
+        "secret",
+        &[
+            "--client",
+            "--environment",
+            &format!("ARM_CLIENT_SECRET={secret}"),
+        ],
+    );
+    assert_clean(&path);
+    let unit_text = std::fs::read_to_string(&path).unwrap();
+    assert!(!unit_text.contains(secret), "{unit_text}");
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    let env_file = live.path("config").join("run-nomad.env");
+    let meta = std::fs::metadata(&env_file).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert_eq!(
+        read_environment_file(&env_file)
+            .get("ARM_CLIENT_SECRET")
+            .map(String::as_str),
+        Some(secret)
     );
 }
 

@@ -48,18 +48,6 @@ fn push_u4(out: &mut String, c: char) {
     out.push_str(&format!("\\u{:04x}", c as u32));
 }
 
-/// A systemd `Environment=` assignment, `"KEY=VALUE"` quoted for systemd.syntax(7): inside
-/// double quotes C escapes are decoded (`\\`, `\"`, `\n`, `\xNN`, `\uNNNN`), and then
-/// specifiers are expanded, so `%` is doubled. `Environment=` does not expand `$`.
-pub fn unit_environment(assignment: &str) -> Result<String, Unrepresentable> {
-    if assignment.contains('\0') {
-        return Err(Unrepresentable(
-            "an environment value cannot contain a NUL byte".to_string(),
-        ));
-    }
-    Ok(unit_quoted(assignment, false))
-}
-
 /// One word of a systemd `ExecStart=` line: left bare when it is plain, else double-quoted with
 /// C escapes, and in both cases `%` doubled (specifiers). ExecStart= expands `$VAR` and `${VAR}`
 /// in the arguments but not in the program path ("the first argument ... may not be a
@@ -155,7 +143,44 @@ fn supervisor_line(value: &str) -> Result<(), Unrepresentable> {
     Ok(())
 }
 
-/// A plain supervisor value (a log file path, a user name): `%` doubled.
+/// One line of a systemd `EnvironmentFile=`: `KEY="value"`. systemd.exec(5): a `"`-quoted
+/// value may span lines and "the same escape sequences are recognized as in POSIX shell
+/// double-quoted strings": a backslash keeps `"`, `\`, `` ` `` and `$` literal, any other
+/// character stands for itself, and nothing is expanded. So those four are backslash-escaped
+/// and everything else is written as it is, newlines and control characters included. The file
+/// must be UTF-8 without NUL, U+FEFF (a byte order mark) or Unicode noncharacters.
+pub fn environment_file_line(key: &str, value: &str) -> Result<String, Unrepresentable> {
+    let refused = value.chars().find(|&c| {
+        c == '\0'
+            || c == '\u{feff}'
+            || ('\u{fdd0}'..='\u{fdef}').contains(&c)
+            || (c as u32) & 0xfffe == 0xfffe
+    });
+    if let Some(c) = refused {
+        return Err(Unrepresentable(format!(
+            "the value of {key} contains U+{:04X}, which a systemd environment file cannot carry",
+            c as u32
+        )));
+    }
+    let mut out = format!("{key}=\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// A supervisor log file path (`stdout_logfile=`, `stderr_logfile=`): supervisor expands it
+/// twice, once when it reads the option and again for the process's expansions
+/// (`processes_from_section` in supervisor/options.py), so `%` is written `%%%%`.
+pub fn supervisor_logfile(value: &str) -> Result<String, Unrepresentable> {
+    supervisor_value(value).map(|once| once.replace('%', "%%"))
+}
+
+/// A plain supervisor value expanded once (a user name): `%` doubled.
 pub fn supervisor_value(value: &str) -> Result<String, Unrepresentable> {
     supervisor_line(value)?;
     if value.trim() != value || value.is_empty() {
@@ -236,11 +261,6 @@ mod tests {
             assert!(unit_exec_word(refused, true).is_err(), "{refused}");
             assert!(unit_exec_word(refused, false).is_ok(), "{refused}");
         }
-        assert_eq!(
-            unit_environment("K=a \"b\" \\ $x %i\n\u{1}").unwrap(),
-            "\"K=a \\\"b\\\" \\\\ $x %%i\\n\\x01\""
-        );
-        assert!(unit_environment("K=\0").is_err());
         assert_eq!(unit_value("/var/log/100%").unwrap(), "/var/log/100%%");
         assert!(unit_value("a\\").is_err());
         assert!(unit_value("a\nb").is_err());
@@ -269,5 +289,22 @@ mod tests {
         }
         assert!(supervisor_value("/log #x").is_err());
         assert_eq!(supervisor_value("/var/log/n%").unwrap(), "/var/log/n%%");
+        assert_eq!(
+            supervisor_logfile("/var/log/100%/n").unwrap(),
+            "/var/log/100%%%%/n"
+        );
+        assert!(supervisor_logfile("/var/%(here)s").is_err());
+    }
+
+    #[test]
+    fn environment_file_lines_escape_what_posix_double_quotes_expand() {
+        assert_eq!(
+            environment_file_line("K", "a \"b\" \\ $x `y` %i\n\u{1}'").unwrap(),
+            "K=\"a \\\"b\\\" \\\\ \\$x \\`y\\` %i\n\u{1}'\""
+        );
+        assert_eq!(environment_file_line("E", "").unwrap(), "E=\"\"");
+        for bad in ["\0", "\u{feff}", "\u{fdd0}", "\u{ffff}", "\u{1fffe}"] {
+            assert!(environment_file_line("K", bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -218,18 +218,24 @@ pub fn run_nomad() -> Command {
     cmd
 }
 
-/// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout
-/// flags, then `args`; panics with its output when it fails.
-pub fn generate(root: &FakeRoot, instance: &Value, args: &[&str]) {
+/// run-nomad against a fake root reading `instance` from a metadata file, with the layout
+/// flags; the caller adds the rest.
+pub fn against_root(root: &FakeRoot, instance: &Value) -> Command {
     let metadata = root.metadata_file(instance);
     let mut cmd = run_nomad();
     cmd.arg("--root")
         .arg(root.path())
         .arg("--metadata-file")
         .arg(&metadata)
-        .arg("--no-start")
-        .args(LAYOUT_ARGS)
-        .args(args);
+        .args(LAYOUT_ARGS);
+    cmd
+}
+
+/// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout
+/// flags, then `args`; panics with its output when it fails.
+pub fn generate(root: &FakeRoot, instance: &Value, args: &[&str]) {
+    let mut cmd = against_root(root, instance);
+    cmd.arg("--no-start").args(args);
     let (ok, stdout, stderr) = output(&mut cmd);
     assert!(ok, "run-nomad {args:?} failed:\n{stdout}\n{stderr}");
 }
@@ -249,43 +255,106 @@ pub fn instance() -> Value {
     support::doubles::imds::fixture("instance.json")
 }
 
+/// Builds `tests/fixtures/<name>/main.go` offline with GOPATH `gopath` and modules off, as
+/// Debian's Go packages are laid out (`/usr/share/gocode`).
+fn build_go_program(name: &str, gopath: &str, package: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    fs::create_dir_all(&out_dir).unwrap();
+    let binary = out_dir.join(format!("{name}.{}", std::process::id()));
+    let result = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("main.go")
+        .current_dir(&source)
+        .env("GOPATH", gopath)
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", out_dir.join("gocache"))
+        .env("GOPROXY", "off")
+        .output();
+    let out = result.unwrap_or_else(|e| {
+        panic!(
+            "running `go build` for tests/fixtures/{name} failed ({e}): install golang-go and \
+             {package}, as .ci/run does"
+        )
+    });
+    assert!(
+        out.status.success(),
+        "building tests/fixtures/{name} failed (is {package} installed?):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
 fn hcl1_decoder() -> &'static Path {
     static DECODER: OnceLock<PathBuf> = OnceLock::new();
     DECODER.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hcl1-decode");
-        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hcl1-decode");
-        fs::create_dir_all(&out_dir).unwrap();
-        let binary = out_dir.join(format!("hcl1-decode.{}", std::process::id()));
-        let result = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&binary)
-            .arg("main.go")
-            .current_dir(&source)
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GO111MODULE", "off")
-            .env("GOCACHE", out_dir.join("gocache"))
-            .env("GOPROXY", "off")
-            .output();
-        let out = result.unwrap_or_else(|e| {
-            panic!(
-                "running `go build` for the HCL1 parse-back check failed ({e}): install golang-go \
-                 and golang-github-hashicorp-hcl-dev, as .ci/run does"
-            )
-        });
-        assert!(
-            out.status.success(),
-            "building tests/fixtures/hcl1-decode failed (is golang-github-hashicorp-hcl-dev \
-             installed?):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        binary
+        build_go_program(
+            "hcl1-decode",
+            "/usr/share/gocode",
+            "golang-github-hashicorp-hcl-dev",
+        )
     })
 }
 
-fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
+/// Debian's copy of go-discover's config parser.
+pub const GO_DISCOVER_CONFIG: &str =
+    "/usr/share/gocode/src/github.com/hashicorp/go-discover/config.go";
+
+fn go_discover_parser() -> &'static Path {
+    static PARSER: OnceLock<PathBuf> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        // A GOPATH whose github.com/hashicorp/go-discover is Debian's config.go alone (see
+        // tests/fixtures/go-discover-parse/main.go for why).
+        let gopath = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-discover-gopath");
+        let package = gopath.join("src/github.com/hashicorp/go-discover");
+        fs::create_dir_all(&package).unwrap();
+        let link = package.join("config.go");
+        let _ = fs::remove_file(&link);
+        assert!(
+            Path::new(GO_DISCOVER_CONFIG).is_file(),
+            "{GO_DISCOVER_CONFIG} is missing: install golang-github-hashicorp-go-discover-dev, \
+             as .ci/run does"
+        );
+        std::os::unix::fs::symlink(GO_DISCOVER_CONFIG, &link).unwrap();
+        build_go_program(
+            "go-discover-parse",
+            gopath.to_str().unwrap(),
+            "golang-github-hashicorp-go-discover-dev",
+        )
+    })
+}
+
+/// What HashiCorp's go-discover `Parse` makes of each string: the map (`None` for no pairs)
+/// or its error message.
+pub fn go_discover_parse(
+    strings: &[String],
+) -> Vec<Result<Option<std::collections::BTreeMap<String, String>>, String>> {
+    let out = with_input(
+        Command::new(go_discover_parser()),
+        &serde_json::to_string(strings).unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    results
+        .into_iter()
+        .map(|r| match r.get("error") {
+            Some(e) => Err(e.as_str().unwrap().to_string()),
+            None => Ok(serde_json::from_value(r["config"].clone()).unwrap()),
+        })
+        .collect()
+}
+
+/// Runs `cmd` with `input` on its standard input and returns its output.
+fn with_input(mut cmd: Command, input: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(hcl1_decoder())
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -297,7 +366,13 @@ fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run_decoder(args: &[&str], input: &str) -> Result<Value, String> {
+    let mut cmd = Command::new(hcl1_decoder());
+    cmd.args(args);
+    let out = with_input(cmd, input);
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).unwrap())
     } else {
@@ -338,4 +413,71 @@ pub fn assert_golden(name: &str, actual: &str) {
         "{} differs from the output (UPDATE_GOLDEN=1 rewrites it; review the diff):\n--- expected\n{expected}\n--- actual\n{actual}",
         path.display()
     );
+}
+
+/// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
+/// from the presence of `active`, and becomes active on `restart`, unless told to fail the
+/// next restart (as a unit that cannot start does: exit 1 with systemd's message).
+pub struct StubSystemctl {
+    pub dir: tempfile::TempDir,
+}
+
+impl StubSystemctl {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        write_executable(
+            &dir.path().join("systemctl"),
+            &format!(
+                "#!/bin/sh\n\
+                 echo \"$*\" >> '{d}/calls'\n\
+                 case \"$1\" in\n\
+                 is-active) [ -e '{d}/active' ] && exit 0 || exit 3 ;;\n\
+                 restart) if [ -e '{d}/fail-restart' ]; then rm '{d}/fail-restart'; \
+                 echo 'Job for nomad.service failed because the control process exited with \
+                 error code.' >&2; exit 1; fi; \
+                 if [ -e '{d}/hang-restart' ]; then rm '{d}/hang-restart'; \
+                 touch '{d}/hanging'; exec sleep 600; fi; touch '{d}/active' ;;\n\
+                 esac\n\
+                 exit 0\n"
+            ),
+        );
+        Self { dir }
+    }
+
+    pub fn program(&self) -> PathBuf {
+        self.dir.path().join("systemctl")
+    }
+
+    /// Nomad is running (the old configuration, as far as the stub knows).
+    pub fn set_active(&self) {
+        fs::write(self.dir.path().join("active"), "").unwrap();
+    }
+
+    /// The next `restart` fails.
+    pub fn fail_next_restart(&self) {
+        fs::write(self.dir.path().join("fail-restart"), "").unwrap();
+    }
+
+    /// The next `restart` hangs (a slow unit start), after creating `hanging`.
+    pub fn hang_next_restart(&self) {
+        fs::write(self.dir.path().join("hang-restart"), "").unwrap();
+    }
+
+    /// Whether a restart is hanging now.
+    pub fn is_hanging(&self) -> bool {
+        self.dir.path().join("hanging").exists()
+    }
+
+    /// The calls so far, and forget them.
+    pub fn take_calls(&self) -> Vec<String> {
+        let path = self.dir.path().join("calls");
+        let calls = fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let _ = fs::remove_file(&path);
+        calls
+    }
 }

@@ -29,8 +29,14 @@
 //! - `GET` only: other methods get 405.
 //! - The `Metadata: true` header is required and `X-Forwarded-For` is refused: 400
 //!   `{"error": "Bad request. Required metadata header not specified"}` (the FAQ's message).
-//! - `api-version` is required (except on `/metadata/versions`) and must be one of
-//!   [`SUPPORTED_API_VERSIONS`]: otherwise 400 with `error` and the `newest-versions` list.
+//! - `api-version` is required (except on `/metadata/versions`) and must be one the region
+//!   supports ([`SUPPORTED_API_VERSIONS`] unless [`ImdsDouble::set_supported_api_versions`]
+//!   says otherwise): otherwise 400 with `error` and `newest-versions`, the three newest
+//!   versions this IMDS supports. Microsoft's IMDS documentation, "Versioning": "When you
+//!   don't specify a version, you get an error with a list of the newest supported versions"
+//!   (its example lists three), and a newly published version "is currently being rolled out
+//!   and may not yet be available in every region": a client pinned to the newest version can
+//!   meet a region that refuses it and must fall back to one the list names.
 //! - A query parameter given twice is refused with 400.
 //!
 //! # Endpoints
@@ -124,6 +130,8 @@ struct State {
     script: VecDeque<Reply>,
     fallback: Reply,
     requests: Vec<RecordedRequest>,
+    /// What this region's IMDS supports, newest first.
+    supported: Vec<String>,
 }
 
 /// A running IMDS double. Dropping it stops the server.
@@ -160,6 +168,10 @@ impl ImdsDouble {
             script: VecDeque::new(),
             fallback: Reply::Instance,
             requests: Vec::new(),
+            supported: SUPPORTED_API_VERSIONS
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
         }));
         let server = {
             let state = Arc::clone(&state);
@@ -196,6 +208,13 @@ impl ImdsDouble {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state).requests.clone()
     }
+
+    /// The api-versions this IMDS accepts, newest first: a region where the newest documented
+    /// version has not rolled out yet (see the module documentation). `/metadata/versions`
+    /// lists them, and a refused request's `newest-versions` names the first three.
+    pub fn set_supported_api_versions<S: AsRef<str>>(&self, versions: &[S]) {
+        lock(&self.state).supported = versions.iter().map(|v| v.as_ref().to_string()).collect();
+    }
 }
 
 /// The documented error body: a JSON object with an `error` string.
@@ -221,17 +240,18 @@ fn answer(state: &mut State, request: &RecordedRequest) -> server::Reply {
     }
     let path = request.path.trim_end_matches('/');
     if path == "/metadata/versions" {
-        return server::Reply::json(200, &json!({ "apiVersions": SUPPORTED_API_VERSIONS }));
+        return server::Reply::json(200, &json!({ "apiVersions": state.supported }));
     }
     let version_ok = request
         .query_param("api-version")
-        .is_some_and(|v| SUPPORTED_API_VERSIONS.contains(&v));
+        .is_some_and(|v| state.supported.iter().any(|s| s == v));
     if !version_ok {
+        let newest = &state.supported[..state.supported.len().min(3)];
         return server::Reply::json(
             400,
             &json!({
                 "error": BAD_API_VERSION_ERROR,
-                "newest-versions": &SUPPORTED_API_VERSIONS[..3],
+                "newest-versions": newest,
             }),
         );
     }
@@ -392,6 +412,23 @@ mod tests {
         let (status, _, body) = get(&format!("{}/metadata/versions", imds.url()), true);
         assert_eq!(status, 200);
         assert!(body.contains("2021-02-01"), "{body}");
+    }
+
+    #[test]
+    fn a_region_without_the_newest_version_refuses_it_and_names_its_own() {
+        let imds = ImdsDouble::start(fixture("instance.json"));
+        imds.set_supported_api_versions(&["2024-07-17", "2024-03-15", "2023-11-15", "2021-02-01"]);
+        let (status, _, body) = get(&instance_url(&imds), true);
+        assert_eq!(status, 400);
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            doc["newest-versions"],
+            json!(["2024-07-17", "2024-03-15", "2023-11-15"])
+        );
+        let older = format!("{}/metadata/instance?api-version=2021-02-01", imds.url());
+        assert_eq!(get(&older, true).0, 200);
+        let (_, _, body) = get(&format!("{}/metadata/versions", imds.url()), true);
+        assert!(!body.contains("2025-04-07"), "{body}");
     }
 
     #[test]

@@ -7,6 +7,11 @@ name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
 bind_addr  = "0.0.0.0"
 data_dir   = "/opt/nomad/data"
 
+# Scale-set servers that stop are deleted or rebooted: they leave the peer set, and rejoin
+# after a reboot (rejoin_after_leave). Clients keep Nomad's default unless told otherwise.
+leave_on_interrupt = false
+leave_on_terminate = false
+
 advertise {
   http = "10.10.1.6"
   rpc  = "10.10.1.6"
@@ -20,5 +25,11 @@ client {
     retry_join = [
       "provider=azure resource_group=nomad-shared-rg vm_scale_set=nomad-servers subscription_id=0b1f6471-1bf0-4dda-aec3-111122223333",
     ]
+  }
+
+  meta {
+    "azure.zone" = "2"
+    "azure.fault_domain" = "0"
+    "azure.vm_size" = "Standard_D2ds_v5"
   }
 }

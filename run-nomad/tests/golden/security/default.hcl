@@ -7,6 +7,11 @@ name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
 bind_addr  = "0.0.0.0"
 data_dir   = "/opt/nomad/data"
 
+# Scale-set servers that stop are deleted or rebooted: they leave the peer set, and rejoin
+# after a reboot (rejoin_after_leave). Clients keep Nomad's default unless told otherwise.
+leave_on_interrupt = true
+leave_on_terminate = true
+
 advertise {
   http = "10.10.1.6"
   rpc  = "10.10.1.6"
@@ -17,6 +22,7 @@ server {
   enabled          = true
   bootstrap_expect = 3
   encrypt          = "QmFzZTY0S2V5Rm9yVGVzdHNPbmx5LTMyLWJ5dGVzISE="
+  rejoin_after_leave = true
 
   server_join {
     retry_join = [

@@ -1,0 +1,47 @@
+# Nomad agent configuration, written by run-nomad from this VM's Azure instance metadata.
+# run-nomad rewrites this file whenever it runs: change its flags, not this file.
+
+datacenter = "eastus2"
+region     = "eastus2"
+name       = "5f3c1e2a-7b6d-4c21-9e8f-0a1b2c3d4e5f"
+bind_addr  = "0.0.0.0"
+data_dir   = "/opt/nomad/data"
+
+# Scale-set servers that stop are deleted or rebooted: they leave the peer set, and rejoin
+# after a reboot (rejoin_after_leave). Clients keep Nomad's default unless told otherwise.
+leave_on_interrupt = true
+leave_on_terminate = true
+log_level          = "DEBUG"
+log_json           = true
+disable_update_check = true
+
+advertise {
+  http = "10.10.1.6"
+  rpc  = "10.10.1.6"
+  serf = "10.10.1.6"
+}
+
+client {
+  enabled = true
+  node_pool  = "gpu"
+
+  server_join {
+    retry_join = [
+      "provider=azure resource_group=nomad-prod-rg vm_scale_set=nomad-servers subscription_id=0b1f6471-1bf0-4dda-aec3-111122223333",
+    ]
+  }
+
+  meta {
+    "azure.zone" = "2"
+    "azure.fault_domain" = "0"
+    "azure.vm_size" = "Standard_D2ds_v5"
+  }
+}
+
+telemetry {
+  prometheus_metrics = true
+  # One metric name per series across the fleet; Prometheus labels the instance itself.
+  disable_hostname   = true
+  publish_allocation_metrics = true
+  publish_node_metrics       = true
+}
