@@ -7,7 +7,10 @@
 //! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
-//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
+//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection, and
+//!   Key Vault management (vaults, soft delete, purge).
+//! - [`keyvault`]: the Key Vault data plane (secrets), with RBAC, propagation and soft delete.
+//! - [`tokens`]: the JWT-shaped bearer tokens the identity doubles issue (principal and audience).
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 //! - [`server`]: the loopback HTTP/1.1 server all four run on (requests recorded as
 //!   [`server::RecordedRequest`]; answers, cut-short bodies and dropped connections as
@@ -17,6 +20,8 @@ pub mod arm;
 pub mod bins;
 pub mod imds;
 pub mod instance_events;
+pub mod keyvault;
 pub mod mirror;
 pub mod nomad_api;
 pub mod server;
+pub mod tokens;

@@ -55,7 +55,11 @@
 //!   (Network's own 2017-03-30 operation), Usage_List and ResourceSkus_List. Instance creation
 //!   and deletion are told to an [`InstanceEvents`] the test installs.
 //! - [`rbac`]: role assignments (a `principalId` filter returns those at, above and below the
-//!   scope) and Permissions_ListForResourceGroup for the caller.
+//!   scope; RoleAssignments_Create at any scope, a vault's or a secret's included) and
+//!   Permissions_ListForResourceGroup for the caller.
+//! - `keyvault`: Key Vault management (vaults, soft delete, recovery, purge, name
+//!   availability); [`ArmDouble::key_vault_directory`] lets the Key Vault data-plane double
+//!   ([`super::keyvault`]) serve a vault made here, with the role assignments made here.
 //!
 //! [`LoginDouble`] serves `POST /{tenant}/oauth2/v2.0/token` (client credentials).
 
@@ -72,6 +76,7 @@ pub use login::LoginDouble;
 pub mod compute;
 mod deploy;
 mod expr;
+mod keyvault;
 mod login;
 pub mod lro;
 pub mod rbac;
@@ -269,6 +274,7 @@ pub(crate) struct State {
     /// Tags an Azure Policy "inherit a tag from the resource group" assignment adds.
     pub(crate) inherited_tags: bool,
     pub(crate) events: Option<Arc<dyn InstanceEvents>>,
+    pub(crate) key_vaults: keyvault::KeyVaults,
     expect_refusals: bool,
 }
 
@@ -294,12 +300,13 @@ impl State {
             policies: Vec::new(),
             inherited_tags: false,
             events: None,
+            key_vaults: keyvault::KeyVaults::default(),
             expect_refusals: false,
         }
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -808,6 +815,14 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
             rbac::list(state, call)
         }
         "Permissions_ListForResourceGroup" => rbac::permissions(state, call),
+        "RoleAssignments_Create" => rbac::create(state, call),
+        "Vaults_CreateOrUpdate" => keyvault::create_or_update(state, call),
+        "Vaults_Delete" => keyvault::delete(state, call),
+        "Vaults_GetDeleted" => keyvault::get_deleted(state, call),
+        "Vaults_ListDeleted" => keyvault::list_deleted(state, call),
+        "Vaults_PurgeDeleted" => keyvault::purge(state, call),
+        "Vaults_CheckNameAvailability" => keyvault::check_name(state, call),
+        "Vaults_ListByResourceGroup" | "Vaults_ListBySubscription" => keyvault::list(state, call),
         _ => match call.op().method.as_str() {
             "GET" | "HEAD" => resources::get(state, call),
             "DELETE" => resources::delete(state, call),
@@ -852,6 +867,10 @@ pub(crate) fn finish(
             state
                 .deployments
                 .retain(|d| !d.group.eq_ignore_ascii_case(&group));
+            ("Succeeded".into(), None, None)
+        }
+        lro::Pending::PurgeVault { name } => {
+            keyvault::purged(state, &name);
             ("Succeeded".into(), None, None)
         }
         lro::Pending::Done => ("Succeeded".into(), None, None),
