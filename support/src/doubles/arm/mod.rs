@@ -811,7 +811,9 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
         }
         "Usage_List" => compute::usages(state, call),
         "ResourceSkus_List" => compute::skus(state, call),
-        "RoleAssignments_ListForScope" | "RoleAssignments_ListForResourceGroup" => {
+        "RoleAssignments_ListForScope"
+        | "RoleAssignments_ListForResourceGroup"
+        | "RoleAssignments_ListForResource" => {
             rbac::list(state, call)
         }
         "Permissions_ListForResourceGroup" => rbac::permissions(state, call),
@@ -905,3 +907,6 @@ pub(crate) fn page(state: &State, call: &Call, items: Vec<Value>) -> Reply {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod keyvault_tests;

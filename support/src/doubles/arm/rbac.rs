@@ -172,6 +172,12 @@ pub(super) fn list(state: &mut State, call: &Call) -> Reply {
             call.param("subscriptionId"),
             call.param("resourceGroupName")
         )
+    } else if call.op().operation_id == "RoleAssignments_ListForResource" {
+        // `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{parent}/{type}/{name}/providers/
+        // Microsoft.Authorization/roleAssignments`: the resource is the scope (a vault's
+        // assignments are listed this way, being the more specific operation).
+        let path = call.request.path.trim_end_matches('/');
+        path[..path.len() - "/providers/Microsoft.Authorization/roleAssignments".len()].to_string()
     } else {
         call.param("scope").to_string()
     };
