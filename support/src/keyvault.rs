@@ -119,18 +119,8 @@ pub enum KeyVaultError {
         target: String,
         message: String,
     },
-    #[error("{operation} {target} in Key Vault {vault}: HTTP {status}{}: {body}", codes(.code, .inner_code))]
-    Status {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        status: u16,
-        /// `error.code` of the KeyVaultError body (`Forbidden`, `SecretNotFound`...).
-        code: Option<String>,
-        /// `error.innererror.code` (`ForbiddenByRbac`, `ObjectIsDeletedButRecoverable`...).
-        inner_code: Option<String>,
-        body: String,
-    },
+    #[error("{0}")]
+    Status(Box<HttpFailure>),
     #[error("{operation} {target} in Key Vault {vault}: the vault's challenge asks for a token of another audience ({challenge}), not {RESOURCE}: is the vault in another cloud or tenant?")]
     Challenge {
         vault: String,
@@ -155,6 +145,36 @@ pub enum KeyVaultError {
     },
 }
 
+/// An error answer of the vault.
+#[derive(Debug)]
+pub struct HttpFailure {
+    pub vault: String,
+    pub operation: &'static str,
+    pub target: String,
+    pub status: u16,
+    /// `error.code` of the KeyVaultError body (`Forbidden`, `SecretNotFound`...).
+    pub code: Option<String>,
+    /// `error.innererror.code` (`ForbiddenByRbac`, `ObjectIsDeletedButRecoverable`...).
+    pub inner_code: Option<String>,
+    /// At most [`http::ERROR_BODY_LIMIT`] bytes of the body.
+    pub body: String,
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} in Key Vault {}: HTTP {}{}: {}",
+            self.operation,
+            self.target,
+            self.vault,
+            self.status,
+            codes(&self.code, &self.inner_code),
+            self.body
+        )
+    }
+}
+
 fn codes(code: &Option<String>, inner: &Option<String>) -> String {
     match (code, inner) {
         (Some(c), Some(i)) => format!(" {c} ({i})"),
@@ -176,14 +196,14 @@ impl KeyVaultError {
     /// The HTTP status of the (last) answer, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self.last() {
-            KeyVaultError::Status { status, .. } => Some(*status),
+            KeyVaultError::Status(f) => Some(f.status),
             _ => None,
         }
     }
 
     fn inner_code(&self) -> Option<&str> {
         match self.last() {
-            KeyVaultError::Status { inner_code, .. } => inner_code.as_deref(),
+            KeyVaultError::Status(f) => f.inner_code.as_deref(),
             _ => None,
         }
     }
@@ -811,7 +831,7 @@ impl KeyVaultClient {
                 .map(str::to_string);
             let body = http::error_body(response);
             let (code, inner_code) = error_codes(&body);
-            let error = KeyVaultError::Status {
+            let error = KeyVaultError::Status(Box::new(HttpFailure {
                 vault: self.vault(),
                 operation: call.operation,
                 target: call.target.clone(),
@@ -819,7 +839,7 @@ impl KeyVaultClient {
                 code,
                 inner_code: inner_code.clone(),
                 body,
-            };
+            }));
             match status {
                 401 => {
                     let params = challenge.as_deref().and_then(parse_challenge);

@@ -304,7 +304,9 @@ fn apply(
     }
     let deleted = state.key_vaults.deleted.get(&key).cloned();
     let purging = state.key_vaults.purging.contains(&key);
-    if existing.is_none() && (deleted.is_some() || purging) && !(recover && !purging) {
+    // A soft-deleted name takes a recovery; one being purged takes nothing.
+    let held = purging || (deleted.is_some() && !recover);
+    if existing.is_none() && held {
         return Err(refusal(409, "ConflictError", "A vault with the same name already exists in deleted state. You need to either recover or purge existing key vault. Follow this link https://go.microsoft.com/fwlink/?linkid=2149745 for more information on soft delete."));
     }
     if existing.is_none() && recover && deleted.is_none() {

@@ -574,7 +574,7 @@ fn a_template_makes_the_vault_and_role_assignments_on_it_and_its_secrets() {
     ));
     let scopes: Vec<&str> = listed["value"]
         .as_array()
-        .expect(&listed.to_string())
+        .unwrap_or_else(|| panic!("{listed}"))
         .iter()
         .map(|a| a["properties"]["scope"].as_str().unwrap())
         .collect();
