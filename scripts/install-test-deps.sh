@@ -12,9 +12,11 @@ if command -v apt-get >/dev/null 2>&1; then
     # benchmark's baseline. golang-go + golang-github-hashicorp-hcl-dev: HashiCorp's own HCL v1
     # parser (the one Nomad's agent config uses), so tests parse our generated config with it.
     # man-db (with groff): renders every tool's generated man pages with warnings on.
+    # openssl: the independent X.509 implementation cluster-deploy's generated CA and
+    # certificates are verified with (openssl verify, x509 -text).
     apt-get update
     apt-get install -y --no-install-recommends packer supervisor systemd unzip zip gnupg \
-        golang-go golang-github-hashicorp-hcl-dev man-db
+        golang-go golang-github-hashicorp-hcl-dev man-db openssl
 fi
 
 # Microsoft's Python SDKs (pinned), the independent client cluster-deploy/tests/sdk.rs drives the
