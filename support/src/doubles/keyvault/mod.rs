@@ -616,8 +616,22 @@ fn answer(
         return (refusal, Some(caller));
     }
     let settling = state.settling_requests;
-    let base = state.base.clone();
+    let base = public_base(request, &state.base);
     (operate(&base, &vault, &call, settling), Some(caller))
+}
+
+/// The vault URL the client used, for ids and `nextLink`s: the `Host` it asked for (behind a
+/// TLS front, `X-Forwarded-Proto: https`), as the service names itself by the host it is
+/// reached at.
+fn public_base(request: &RecordedRequest, own: &str) -> String {
+    let Some(host) = request.header("host").filter(|h| !h.is_empty()) else {
+        return own.to_string();
+    };
+    let scheme = match request.header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 fn unauthorized(message: &str) -> Reply {
