@@ -9,8 +9,8 @@
 //! (`AZURE_SDK_PYTHON` names another interpreter); without it this test fails and says how to
 //! create it. It never skips.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
 use std::time::SystemTime;
 
 use cluster_deploy::secrets::pki::{self, Lifetimes, PkiSpec};
@@ -18,25 +18,8 @@ use support::doubles::arm::{ArmDouble, CALLER_OBJECT_ID, TENANT};
 use support::doubles::keyvault::KeyVaultDouble;
 use support::doubles::tokens::Claims;
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("AZURE_SDK_PYTHON") {
-        return PathBuf::from(p);
-    }
-    manifest_dir().join("../target/azure-sdk/bin/python")
-}
-
 #[test]
 fn microsofts_python_sdks_drive_the_key_vault_doubles() {
-    let python = python();
-    assert!(
-        python.is_file(),
-        "{} is missing: create it with\n  python3 -m venv target/azure-sdk && target/azure-sdk/bin/pip install -r cluster-deploy/tests/sdk/requirements.txt",
-        python.display()
-    );
     let arm = ArmDouble::start();
     arm.set_page_size(1);
     arm.set_polls(2);
@@ -62,9 +45,7 @@ fn microsofts_python_sdks_drive_the_key_vault_doubles() {
     )
     .unwrap();
     let kv_token = Claims::new(support::keyvault::RESOURCE, CALLER_OBJECT_ID, TENANT).issue();
-    let script = manifest_dir().join("tests/sdk/check_keyvault_doubles.py");
-    let output = Command::new(&python)
-        .arg(&script)
+    let output = common::sdk_command("check_keyvault_doubles.py")
         .args([
             arm.url(),
             arm.subscription(),
@@ -76,10 +57,6 @@ fn microsofts_python_sdks_drive_the_key_vault_doubles() {
             TENANT,
         ])
         .arg(tls.path())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env("NO_PROXY", "127.0.0.1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -28,30 +28,18 @@ from urllib.parse import urlparse
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
+# The static-token policy, the placeholder credential and `check` of the ARM double's check.
+from check_arm_double import NoCredential, StaticBearer, check
+
 KEYVAULT = "2025-05-01"
 RESOURCES = "2025-04-01"
 AUTHORIZATION = "2022-04-01"
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
-
-
-class StaticBearer(SansIOHTTPPolicy):
-    def __init__(self, token):
-        super().__init__()
-        self.token = token
-
-    def on_request(self, request):
-        request.http_request.headers["Authorization"] = "Bearer " + self.token
-
-
-class NoCredential:
-    def get_token(self, *scopes, **kwargs):
-        raise AssertionError("the static bearer policy authenticates")
 
 
 class VaultCredential:
@@ -64,12 +52,6 @@ class VaultCredential:
     def get_token(self, *scopes, claims=None, tenant_id=None, enable_cae=False, **kwargs):
         self.asked.append((scopes, tenant_id))
         return AccessToken(self.token, int(time.time()) + 3600)
-
-
-def check(condition, what):
-    if not condition:
-        raise AssertionError(what)
-    print("ok", what, flush=True)
 
 
 def tls_front(backend, tls_dir):

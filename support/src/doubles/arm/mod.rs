@@ -548,20 +548,7 @@ impl ArmDouble {
 
     /// The distinct (operationId, api-version) pairs served, in the order first used.
     pub fn operations_used(&self) -> Vec<(String, String)> {
-        let mut used: Vec<(String, String)> = Vec::new();
-        for s in lock(&self.state).served.iter() {
-            if let Verdict::Operation {
-                operation_id,
-                api_version,
-            } = &s.verdict
-            {
-                let pair = (operation_id.clone(), api_version.clone());
-                if !used.contains(&pair) {
-                    used.push(pair);
-                }
-            }
-        }
-        used
+        operations_used_in(lock(&self.state).served.iter().map(|s| &s.verdict))
     }
 
     /// The requests refused as no operation of the specs.
@@ -586,19 +573,7 @@ impl Drop for ArmDouble {
         if state.expect_refusals {
             return;
         }
-        let refused: Vec<String> = state
-            .served
-            .iter()
-            .filter_map(|s| match &s.verdict {
-                Verdict::Refused { code, message, .. } => Some(format!(
-                    "  {} {}?api-version={}: {code}: {message}",
-                    s.request.method,
-                    s.request.path,
-                    s.request.query_param("api-version").unwrap_or("(none)")
-                )),
-                _ => None,
-            })
-            .collect();
+        let refused = refusal_lines(state.served.iter().map(|s| (&s.request, &s.verdict)));
         if !refused.is_empty() {
             panic!(
                 "the ARM double received requests that are no operation of Microsoft's REST specs (../shared/azure-rest-specs):\n{}",
@@ -606,6 +581,43 @@ impl Drop for ArmDouble {
             );
         }
     }
+}
+
+/// The distinct (operationId, api-version) pairs of a request log, in the order first used
+/// (the ARM and Key Vault doubles keep one each).
+pub(crate) fn operations_used_in<'a>(
+    verdicts: impl Iterator<Item = &'a Verdict>,
+) -> Vec<(String, String)> {
+    let mut used: Vec<(String, String)> = Vec::new();
+    for verdict in verdicts {
+        if let Verdict::Operation {
+            operation_id,
+            api_version,
+        } = verdict
+        {
+            let pair = (operation_id.clone(), api_version.clone());
+            if !used.contains(&pair) {
+                used.push(pair);
+            }
+        }
+    }
+    used
+}
+
+/// One line per refused request of a log, for the conformance check a double makes when dropped.
+pub(crate) fn refusal_lines<'a>(
+    log: impl Iterator<Item = (&'a RecordedRequest, &'a Verdict)>,
+) -> Vec<String> {
+    log.filter_map(|(request, verdict)| match verdict {
+        Verdict::Refused { code, message, .. } => Some(format!(
+            "  {} {}?api-version={}: {code}: {message}",
+            request.method,
+            request.path,
+            request.query_param("api-version").unwrap_or("(none)")
+        )),
+        _ => None,
+    })
+    .collect()
 }
 
 /// `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{t1}/{n1}/{t2}/{n2}...`

@@ -127,19 +127,8 @@ pub enum KvFault {
     DropConnection,
 }
 
-/// How the double judged one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Operation {
-        operation_id: String,
-        api_version: String,
-    },
-    Refused {
-        status: u16,
-        code: String,
-        message: String,
-    },
-}
+/// How the double judged one request (the ARM double's verdicts; a data plane has no polls).
+pub use super::arm::Verdict;
 
 /// A request, its verdict and the caller its token named.
 #[derive(Debug, Clone)]
@@ -370,20 +359,7 @@ impl KeyVaultDouble {
 
     /// The distinct (operationId, api-version) pairs served, in the order first used.
     pub fn operations_used(&self) -> Vec<(String, String)> {
-        let mut used: Vec<(String, String)> = Vec::new();
-        for s in lock(&self.state).served.iter() {
-            if let Verdict::Operation {
-                operation_id,
-                api_version,
-            } = &s.verdict
-            {
-                let pair = (operation_id.clone(), api_version.clone());
-                if !used.contains(&pair) {
-                    used.push(pair);
-                }
-            }
-        }
-        used
+        super::arm::operations_used_in(lock(&self.state).served.iter().map(|s| &s.verdict))
     }
 
     /// Requests refused as no operation of the spec.
@@ -406,19 +382,8 @@ impl Drop for KeyVaultDouble {
         if state.expect_refusals {
             return;
         }
-        let refused: Vec<String> = state
-            .served
-            .iter()
-            .filter_map(|s| match &s.verdict {
-                Verdict::Refused { code, message, .. } => Some(format!(
-                    "  {} {}?api-version={}: {code}: {message}",
-                    s.request.method,
-                    s.request.path,
-                    s.request.query_param("api-version").unwrap_or("(none)")
-                )),
-                _ => None,
-            })
-            .collect();
+        let refused =
+            super::arm::refusal_lines(state.served.iter().map(|s| (&s.request, &s.verdict)));
         if !refused.is_empty() {
             panic!(
                 "the Key Vault double received requests that are no operation of secrets.json (../shared/azure-rest-specs):\n{}",
