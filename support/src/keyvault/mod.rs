@@ -20,6 +20,18 @@
 //! - Errors name the vault URL, the operation, the secret name and the status, with at most
 //!   [`crate::http::ERROR_BODY_LIMIT`] bytes of the body. Secret values never reach an error, a
 //!   log line or a `Debug` print: they travel as [`Secret`].
+//!
+//! Beside the client: `error` (what went wrong, with the vault, operation, secret and status)
+//! and `wire` (names, the 401 challenge, and secrets.json's JSON shapes).
+
+mod error;
+mod wire;
+
+pub use error::{HttpFailure, KeyVaultError};
+pub use wire::{
+    parse_challenge, validate_secret_name, validate_vault_name, vault_url, DeletedSecret,
+    SecretProperties, SecretValue,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +45,8 @@ use serde_json::json;
 use crate::http::{self, ClientOptions};
 use crate::retry::{Attempt, Policy, RetryError};
 use crate::secret::Secret;
+use error::error_chain;
+use wire::{challenge_resource, decode_reason, error_codes, same_audience, Bundle, ListPage};
 
 /// The data-plane api-version every request carries.
 pub const API_VERSION: &str = "7.6";
@@ -87,361 +101,6 @@ impl Default for Options {
             max_delay: Duration::from_secs(30),
         }
     }
-}
-
-/// What went wrong, with enough to act on.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyVaultError {
-    #[error("invalid Key Vault URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("invalid Key Vault name {name:?}: {reason}")]
-    InvalidVaultName { name: String, reason: String },
-    #[error("invalid Key Vault secret name {name:?}: {reason}")]
-    InvalidSecretName { name: String, reason: String },
-    #[error("{operation} {target} in Key Vault {vault}: the value is {size} bytes, more than Key Vault's {MAX_SECRET_BYTES}")]
-    TooLarge {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        size: usize,
-    },
-    #[error("{operation} {target} in Key Vault {vault}: no token for {RESOURCE}: {message}")]
-    Token {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        message: String,
-    },
-    #[error("{operation} {target} in Key Vault {vault}: {message}")]
-    Transport {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        message: String,
-    },
-    #[error("{0}")]
-    Status(Box<HttpFailure>),
-    #[error("{operation} {target} in Key Vault {vault}: the vault's challenge asks for a token of another audience ({challenge}), not {RESOURCE}: is the vault in another cloud or tenant?")]
-    Challenge {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        challenge: String,
-    },
-    #[error("{operation} {target} in Key Vault {vault}: the answer is not a {expected}: {reason}")]
-    Decode {
-        vault: String,
-        operation: &'static str,
-        target: String,
-        expected: &'static str,
-        reason: String,
-    },
-    #[error("gave up after {attempts} attempt{} in {:.1}s (deadline {:.0}s): {last}", if *.attempts == 1 { "" } else { "s" }, .elapsed.as_secs_f64(), .deadline.as_secs_f64())]
-    GaveUp {
-        attempts: u32,
-        elapsed: Duration,
-        deadline: Duration,
-        last: Box<KeyVaultError>,
-    },
-}
-
-/// An error answer of the vault.
-#[derive(Debug)]
-pub struct HttpFailure {
-    pub vault: String,
-    pub operation: &'static str,
-    pub target: String,
-    pub status: u16,
-    /// `error.code` of the KeyVaultError body (`Forbidden`, `SecretNotFound`...).
-    pub code: Option<String>,
-    /// `error.innererror.code` (`ForbiddenByRbac`, `ObjectIsDeletedButRecoverable`...).
-    pub inner_code: Option<String>,
-    /// At most [`http::ERROR_BODY_LIMIT`] bytes of the body.
-    pub body: String,
-}
-
-impl std::fmt::Display for HttpFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} in Key Vault {}: HTTP {}{}: {}",
-            self.operation,
-            self.target,
-            self.vault,
-            self.status,
-            codes(&self.code, &self.inner_code),
-            self.body
-        )
-    }
-}
-
-fn codes(code: &Option<String>, inner: &Option<String>) -> String {
-    match (code, inner) {
-        (Some(c), Some(i)) => format!(" {c} ({i})"),
-        (Some(c), None) => format!(" {c}"),
-        (None, Some(i)) => format!(" ({i})"),
-        (None, None) => String::new(),
-    }
-}
-
-impl KeyVaultError {
-    /// The error the last attempt met (through [`KeyVaultError::GaveUp`]).
-    pub fn last(&self) -> &KeyVaultError {
-        match self {
-            KeyVaultError::GaveUp { last, .. } => last.last(),
-            other => other,
-        }
-    }
-
-    /// The HTTP status of the (last) answer, when there was one.
-    pub fn status(&self) -> Option<u16> {
-        match self.last() {
-            KeyVaultError::Status(f) => Some(f.status),
-            _ => None,
-        }
-    }
-
-    fn inner_code(&self) -> Option<&str> {
-        match self.last() {
-            KeyVaultError::Status(f) => f.inner_code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// 404: no such secret (or version).
-    pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
-    }
-
-    /// 409 `ObjectIsDeletedButRecoverable`: the name belongs to a soft-deleted secret, which
-    /// must be recovered or purged before the name can be set again.
-    pub fn is_deleted_but_recoverable(&self) -> bool {
-        self.status() == Some(409) && self.inner_code() == Some("ObjectIsDeletedButRecoverable")
-    }
-
-    /// 403 from RBAC (a missing or not yet propagated role assignment).
-    pub fn is_forbidden_by_rbac(&self) -> bool {
-        self.status() == Some(403) && self.inner_code() == Some("ForbiddenByRbac")
-    }
-}
-
-/// A secret's identity and attributes, without its value (SecretItem / SecretBundle).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretProperties {
-    pub name: String,
-    /// `https://<vault>/secrets/<name>/<version>` (versionless in a vault-wide listing).
-    pub id: String,
-    /// Empty when the id carries none (GetSecrets lists base ids).
-    pub version: String,
-    pub enabled: bool,
-    pub content_type: Option<String>,
-    /// Unix seconds.
-    pub created: Option<i64>,
-    pub updated: Option<i64>,
-    pub recovery_level: Option<String>,
-}
-
-/// A secret with its value.
-#[derive(Debug, Clone)]
-pub struct SecretValue {
-    pub properties: SecretProperties,
-    pub value: Secret,
-}
-
-/// A soft-deleted secret (DeletedSecretBundle), without its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeletedSecret {
-    pub properties: SecretProperties,
-    pub recovery_id: Option<String>,
-    pub deleted_date: Option<i64>,
-    pub scheduled_purge_date: Option<i64>,
-}
-
-/// `https://<name>.vault.azure.net/` for a vault name, which is checked first.
-pub fn vault_url(name: &str) -> Result<Url, KeyVaultError> {
-    validate_vault_name(name)?;
-    Url::parse(&format!("https://{name}.{DNS_SUFFIX}/")).map_err(|e| KeyVaultError::InvalidUrl {
-        url: name.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// Vault names: "3 to 24 characters and can contain only numbers (0-9), letters (a-z, A-Z),
-/// and hyphens (-)" (`VaultNameNotValid`, Key Vault common error codes); ARM also wants a letter
-/// first, a letter or digit last, and no two hyphens in a row.
-pub fn validate_vault_name(name: &str) -> Result<(), KeyVaultError> {
-    let bad = |reason: &str| {
-        Err(KeyVaultError::InvalidVaultName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        })
-    };
-    if !(3..=24).contains(&name.len()) {
-        return bad("a vault name has 3 to 24 characters");
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return bad("only letters, digits and hyphens");
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return bad("it must start with a letter");
-    }
-    if name.ends_with('-') {
-        return bad("it must end with a letter or a digit");
-    }
-    if name.contains("--") {
-        return bad("no two hyphens in a row");
-    }
-    Ok(())
-}
-
-/// Secret names: SetSecret's `secret-name` pattern `^[0-9a-zA-Z-]+$`, at most 127 characters
-/// (Key Vault object names).
-pub fn validate_secret_name(name: &str) -> Result<(), KeyVaultError> {
-    if name.is_empty() || name.len() > 127 {
-        return Err(KeyVaultError::InvalidSecretName {
-            name: name.to_string(),
-            reason: "a secret name has 1 to 127 characters".into(),
-        });
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(KeyVaultError::InvalidSecretName {
-            name: name.to_string(),
-            reason: "only letters, digits and hyphens (^[0-9a-zA-Z-]+$)".into(),
-        });
-    }
-    Ok(())
-}
-
-/// The parameters of a `WWW-Authenticate: Bearer k="v", k="v"` challenge.
-pub fn parse_challenge(header: &str) -> Option<Vec<(String, String)>> {
-    let rest = header.trim();
-    let (scheme, params) = rest.split_once(char::is_whitespace)?;
-    if !scheme.eq_ignore_ascii_case("Bearer") {
-        return None;
-    }
-    let mut out = Vec::new();
-    for part in params.split(',') {
-        let (k, v) = part.split_once('=')?;
-        out.push((
-            k.trim().to_ascii_lowercase(),
-            v.trim().trim_matches('"').to_string(),
-        ));
-    }
-    Some(out)
-}
-
-/// The audience a challenge asks for: `resource`, or `scope` without `/.default`.
-fn challenge_resource(params: &[(String, String)]) -> Option<String> {
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    get("resource").or_else(|| get("scope").map(|s| s.trim_end_matches("/.default").to_string()))
-}
-
-fn same_audience(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
-}
-
-// ------------------------------------------------------------------ wire types
-
-#[derive(Deserialize, Default)]
-struct Attributes {
-    #[serde(default = "yes")]
-    enabled: bool,
-    created: Option<i64>,
-    updated: Option<i64>,
-    #[serde(rename = "recoveryLevel")]
-    recovery_level: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// SecretBundle / DeletedSecretBundle / SecretItem. No `Debug`: it may hold a value.
-#[derive(Deserialize)]
-struct Bundle {
-    value: Option<String>,
-    id: Option<String>,
-    #[serde(rename = "contentType")]
-    content_type: Option<String>,
-    #[serde(default)]
-    attributes: Attributes,
-    #[serde(rename = "recoveryId")]
-    recovery_id: Option<String>,
-    #[serde(rename = "deletedDate")]
-    deleted_date: Option<i64>,
-    #[serde(rename = "scheduledPurgeDate")]
-    scheduled_purge_date: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct ListPage {
-    #[serde(default)]
-    value: Vec<Bundle>,
-    #[serde(rename = "nextLink")]
-    next_link: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<ErrorDetail>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: Option<String>,
-    innererror: Option<Box<ErrorDetail>>,
-}
-
-impl Bundle {
-    fn properties(&self) -> SecretProperties {
-        let id = self.id.clone().unwrap_or_default();
-        let (name, version) = name_and_version(&id);
-        SecretProperties {
-            name,
-            id,
-            version,
-            enabled: self.attributes.enabled,
-            content_type: self.content_type.clone(),
-            created: self.attributes.created,
-            updated: self.attributes.updated,
-            recovery_level: self.attributes.recovery_level.clone(),
-        }
-    }
-
-    fn deleted(&self) -> DeletedSecret {
-        DeletedSecret {
-            properties: self.properties(),
-            recovery_id: self.recovery_id.clone(),
-            deleted_date: self.deleted_date,
-            scheduled_purge_date: self.scheduled_purge_date,
-        }
-    }
-}
-
-/// `.../secrets/<name>[/<version>]` (or `.../deletedsecrets/<name>`) -> (name, version).
-fn name_and_version(id: &str) -> (String, String) {
-    let path = Url::parse(id)
-        .map(|u| u.path().to_string())
-        .unwrap_or_default();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
-        [.., kind, name, version] if kind.eq_ignore_ascii_case("secrets") => {
-            (name.to_string(), version.to_string())
-        }
-        [.., _, name] => (name.to_string(), String::new()),
-        _ => (String::new(), String::new()),
-    }
-}
-
-/// A serde error without its message, which may quote the value it choked on.
-fn decode_reason(e: &serde_json::Error) -> String {
-    format!(
-        "{:?} error at line {} column {}",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
 }
 
 // ------------------------------------------------------------------ the client
@@ -894,97 +553,9 @@ impl KeyVaultClient {
     }
 }
 
-/// An error and its sources on one line (reqwest hides the cause of "error sending request").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// `error.code` and `error.innererror.code` of a KeyVaultError body (secrets.json).
-fn error_codes(body: &str) -> (Option<String>, Option<String>) {
-    match serde_json::from_str::<ErrorBody>(body) {
-        Ok(ErrorBody { error: Some(e) }) => (e.code, e.innererror.and_then(|i| i.code)),
-        _ => (None, None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vault_names_follow_the_documented_rules() {
-        assert_eq!(
-            vault_url("nomad-prod-kv").unwrap().as_str(),
-            "https://nomad-prod-kv.vault.azure.net/"
-        );
-        for bad in [
-            "kv",
-            "a-very-long-vault-name-abcd",
-            "1vault",
-            "vault-",
-            "va--ult",
-            "vault_x",
-        ] {
-            let e = validate_vault_name(bad).unwrap_err();
-            assert!(e.to_string().contains(bad), "{e}");
-        }
-    }
-
-    #[test]
-    fn secret_names_follow_the_spec_pattern() {
-        validate_secret_name("nomad-ca-cert").unwrap();
-        for bad in ["", "a/b", "a_b", "a.b", &"x".repeat(128)] {
-            assert!(validate_secret_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn challenges_are_parsed() {
-        let params = parse_challenge(
-            r#"Bearer authorization="https://login.windows.net/72f988bf", resource="https://vault.azure.net""#,
-        )
-        .unwrap();
-        assert_eq!(
-            challenge_resource(&params).as_deref(),
-            Some("https://vault.azure.net")
-        );
-        let scoped = parse_challenge(
-            r#"Bearer authorization="https://login.microsoftonline.com/t", scope="https://vault.azure.cn/.default""#,
-        )
-        .unwrap();
-        assert_eq!(
-            challenge_resource(&scoped).as_deref(),
-            Some("https://vault.azure.cn")
-        );
-        assert!(parse_challenge("Basic realm=x").is_none());
-        assert!(same_audience("https://vault.azure.net/", RESOURCE));
-    }
-
-    #[test]
-    fn ids_give_name_and_version() {
-        assert_eq!(
-            name_and_version("https://v.vault.azure.net/secrets/nomad-ca-cert/0a1b"),
-            ("nomad-ca-cert".into(), "0a1b".into())
-        );
-        assert_eq!(
-            name_and_version("https://v.vault.azure.net/secrets/nomad-ca-cert"),
-            ("nomad-ca-cert".into(), String::new())
-        );
-        assert_eq!(
-            name_and_version("http://127.0.0.1:9/deletedsecrets/x"),
-            ("x".into(), String::new())
-        );
-    }
 
     #[test]
     fn urls_must_be_https_unless_loopback() {
@@ -1004,14 +575,5 @@ mod tests {
             ok.url("secrets/x/").as_str(),
             "http://127.0.0.1:1/secrets/x/?api-version=7.6"
         );
-    }
-
-    #[test]
-    fn decode_errors_never_quote_the_value() {
-        let e = serde_json::from_str::<Bundle>(r#"{"value": 12345678}"#)
-            .err()
-            .unwrap();
-        let reason = decode_reason(&e);
-        assert!(!reason.contains("12345678"), "{reason}");
     }
 }
