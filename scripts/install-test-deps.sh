@@ -14,9 +14,11 @@ if command -v apt-get >/dev/null 2>&1; then
     # golang-github-hashicorp-go-discover-dev: HashiCorp's go-discover, whose own parser must
     # read every retry_join string run-nomad writes back into the intended arguments.
     # man-db (with groff): renders every tool's generated man pages with warnings on.
+    # openssl: the independent X.509 implementation cluster-deploy's generated CA and
+    # certificates are verified with (openssl verify, x509 -text).
     apt-get update
     apt-get install -y --no-install-recommends packer supervisor systemd unzip zip gnupg \
-        golang-go golang-github-hashicorp-hcl-dev golang-github-hashicorp-go-discover-dev man-db
+        golang-go golang-github-hashicorp-hcl-dev golang-github-hashicorp-go-discover-dev man-db openssl
 fi
 
 # Microsoft's Python SDKs (pinned), the independent client cluster-deploy/tests/sdk.rs drives the

@@ -17,6 +17,7 @@ pub mod config;
 pub mod custom_data;
 pub mod model;
 pub mod nomad;
+pub mod secrets;
 pub mod template;
 
 /// Runs the tool for parsed command-line arguments, answering on stdout.

@@ -10,26 +10,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use support::doubles::arm::ArmDouble;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("AZURE_SDK_PYTHON") {
-        return PathBuf::from(p);
-    }
-    common::manifest_dir().join("../target/azure-sdk/bin/python")
-}
 
 #[test]
 fn microsofts_python_sdks_read_every_answer_of_the_double() {
-    let python = python();
-    assert!(
-        python.is_file(),
-        "{} is missing: create it with\n  python3 -m venv target/azure-sdk && target/azure-sdk/bin/pip install -r cluster-deploy/tests/sdk/requirements.txt",
-        python.display()
-    );
     let arm = ArmDouble::start();
     // Small pages, so every list is followed through nextLink; two polls per operation.
     arm.set_page_size(2);
@@ -37,16 +21,10 @@ fn microsofts_python_sdks_read_every_answer_of_the_double() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("azuredeploy.json");
     std::fs::write(&template, common::example_template().to_string()).unwrap();
-    let script = common::manifest_dir().join("tests/sdk/check_arm_double.py");
-    let output = Command::new(&python)
-        .arg(&script)
+    let output = common::sdk_command("check_arm_double.py")
         .args([arm.url(), arm.subscription(), &arm.token()])
         .arg(&template)
         .args(["nomad-example", "nomad-example-servers"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env("NO_PROXY", "127.0.0.1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

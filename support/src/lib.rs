@@ -12,15 +12,21 @@
 //! - [`hash`]: streaming SHA-256.
 //! - [`secret`]: [`secret::Secret`], a string whose `Debug` is redacted and that has no `Display`.
 //! - [`cli`]: logging set-up and the error-chain printing every `main` does.
+//! - [`keyvault`]: the Azure Key Vault data-plane client for secrets (api-version 7.6).
+//! - [`managed_identity`]: managed identity tokens from IMDS for one audience.
+//! - [`cluster_secrets`]: the names of the cluster's secrets in its vault, and who reads which.
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
 pub mod arch;
 pub mod azure_auth;
 pub mod cli;
+pub mod cluster_secrets;
 pub mod files;
 pub mod go_duration;
 pub mod hash;
 pub mod http;
+pub mod keyvault;
+pub mod managed_identity;
 pub mod process;
 pub mod retry;
 pub mod secret;

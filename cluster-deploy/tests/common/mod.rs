@@ -65,3 +65,27 @@ pub fn variant(dir: &Path, replace: &[&str], append: &str) -> PathBuf {
 
 /// A valid gossip key for tests (base64 of 32 bytes).
 pub const GOSSIP_KEY: &str = "kGBHU6u7XuB0vq9Y3zT0l2tZ7yV3p3hKx5m9bJ8rG2c=";
+
+/// A command running `tests/sdk/<script>` with the interpreter of the virtualenv holding
+/// Microsoft's Python SDKs (`target/azure-sdk`, made by scripts/install-test-deps.sh;
+/// `AZURE_SDK_PYTHON` names another), talking to loopback doubles only. Fails, never skips,
+/// when the interpreter is missing.
+pub fn sdk_command(script: &str) -> std::process::Command {
+    let python = match std::env::var_os("AZURE_SDK_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => manifest_dir().join("../target/azure-sdk/bin/python"),
+    };
+    assert!(
+        python.is_file(),
+        "{} is missing: create it with\n  python3 -m venv target/azure-sdk && target/azure-sdk/bin/pip install -r cluster-deploy/tests/sdk/requirements.txt",
+        python.display()
+    );
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(manifest_dir().join("tests/sdk").join(script))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env("NO_PROXY", "127.0.0.1");
+    command
+}

@@ -49,7 +49,10 @@
 //!   (`{"compute": {"hasCustomData": false, "ppsType": "None"}}` unless the document has one).
 //! - `/metadata/versions`: `{"apiVersions": [...]}`, no `api-version` needed.
 //! - `/metadata/identity/oauth2/token?api-version=...&resource=...`: the managed identity token
-//!   of `identity-token.json` (400 without `resource`).
+//!   of `identity-token.json` (400 without `resource`). For the Key Vault audience
+//!   (`resource=https://vault.azure.net`) the same document carries a token that names the
+//!   VM's identity ([`ImdsDouble::set_identity_principal`], default [`IDENTITY_PRINCIPAL_ID`])
+//!   and that audience ([`super::tokens`]), which the Key Vault double authorizes.
 //! - anything else: 404 `{"error": "Not found"}`.
 //!
 //! Scripted replies apply to every endpoint. Error bodies are JSON objects with an `error`
@@ -109,6 +112,9 @@ pub const BAD_API_VERSION_ERROR: &str = "Bad request. api-version is invalid or 
 /// The message the documentation's FAQ shows for a request without `Metadata: true`.
 pub const MISSING_HEADER_ERROR: &str = "Bad request. Required metadata header not specified";
 
+/// The object id of the VM's managed identity, unless a test sets another.
+pub const IDENTITY_PRINCIPAL_ID: &str = "00000000-0000-0000-0000-0000000000d4";
+
 /// One scripted answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -132,6 +138,7 @@ struct State {
     requests: Vec<RecordedRequest>,
     /// What this region's IMDS supports, newest first.
     supported: Vec<String>,
+    identity_principal: String,
 }
 
 /// A running IMDS double. Dropping it stops the server.
@@ -172,6 +179,7 @@ impl ImdsDouble {
                 .iter()
                 .map(|v| v.to_string())
                 .collect(),
+            identity_principal: IDENTITY_PRINCIPAL_ID.to_string(),
         }));
         let server = {
             let state = Arc::clone(&state);
@@ -202,6 +210,12 @@ impl ImdsDouble {
     /// Replaces the instance document.
     pub fn set_instance(&self, instance: Value) {
         lock(&self.state).instance = instance;
+    }
+
+    /// The object id the VM's managed identity tokens name (e.g. a scale set's
+    /// `identity.principalId` in the ARM double).
+    pub fn set_identity_principal(&self, principal_id: &str) {
+        lock(&self.state).identity_principal = principal_id.to_string();
     }
 
     /// Every request received so far, in order.
@@ -274,6 +288,17 @@ fn answer(state: &mut State, request: &RecordedRequest) -> server::Reply {
 fn normal_answer(state: &State, request: &RecordedRequest, path: &str) -> server::Reply {
     if path == "/metadata/identity/oauth2/token" {
         return match request.query_param("resource") {
+            Some(r) if super::tokens::is_key_vault_resource(r) => {
+                let mut token = state.token.clone();
+                token["access_token"] = json!(super::tokens::Claims::new(
+                    r,
+                    &state.identity_principal,
+                    super::arm::TENANT
+                )
+                .issue());
+                token["resource"] = json!(r);
+                server::Reply::json(200, &token)
+            }
             Some(r) if !r.is_empty() => server::Reply::json(200, &state.token),
             _ => error(
                 400,

@@ -7,9 +7,12 @@
 //! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
-//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
+//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection, and
+//!   Key Vault management (vaults, soft delete, purge).
 //! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
 //!   image-builder makes before it trusts a build record.
+//! - [`keyvault`]: the Key Vault data plane (secrets), with RBAC, propagation and soft delete.
+//! - [`tokens`]: the JWT-shaped bearer tokens the identity doubles issue (principal and audience).
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 //! - [`nomad_sim`]: the simulated Nomad cluster behind [`nomad_api`], driven in virtual time
 //!   and by the ARM double through [`instance_events`].
@@ -23,8 +26,10 @@ pub mod bins;
 pub mod images;
 pub mod imds;
 pub mod instance_events;
+pub mod keyvault;
 pub mod mirror;
 pub mod nomad_api;
 pub mod nomad_sim;
 pub mod server;
 pub mod tls;
+pub mod tokens;

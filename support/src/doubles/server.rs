@@ -137,6 +137,11 @@ impl Reply {
         self
     }
 
+    /// The status sent (0 for [`Reply::no_answer`]).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// `Content-Length` still announces the whole body, but only its first `bytes` are sent
     /// before the connection is closed.
     pub fn cut_after(mut self, bytes: usize) -> Self {

@@ -135,7 +135,28 @@ fn plan(ctx: &Context) -> Result<Vec<(String, String, String)>, String> {
             .ok_or("a resource name is not a string")?
             .to_string();
         let names: Vec<&str> = name.split('/').collect();
-        planned.push((resource_id(ctx.group, &kind, &names), kind, name));
+        // An extension resource (a role assignment on a vault or a secret) names its target in
+        // `scope`: a resource id, or `Namespace/type/name[/type/name]` in this group ("Set scope
+        // on extension resources in ARM templates").
+        let id = match &raw["scope"] {
+            Value::Null => resource_id(ctx.group, &kind, &names),
+            scope => {
+                let scope = ctx.eval_value(scope)?;
+                let scope = scope.as_str().ok_or("a resource scope is not a string")?;
+                let scope_id = if scope.starts_with('/') {
+                    scope.trim_end_matches('/').to_string()
+                } else {
+                    let parts: Vec<&str> = scope.split('/').collect();
+                    let kinds: Vec<&str> = std::iter::once(parts[0])
+                        .chain(parts.iter().skip(1).step_by(2).copied())
+                        .collect();
+                    let scope_names: Vec<&str> = parts.iter().skip(2).step_by(2).copied().collect();
+                    resource_id(ctx.group, &kinds.join("/"), &scope_names)
+                };
+                format!("{scope_id}/providers/{kind}/{name}")
+            }
+        };
+        planned.push((id, kind, name));
     }
     for raw in ctx.template["resources"].as_array().into_iter().flatten() {
         for dep in raw["dependsOn"].as_array().into_iter().flatten() {
@@ -543,10 +564,7 @@ pub(crate) fn run(state: &mut State, group: &str, name: &str) {
             .to_string();
         let principal_missing = kind
             .eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments")
-            && !state
-                .resources
-                .values()
-                .any(|s| s.value["identity"]["principalId"] == principal.as_str());
+            && !rbac::principal_exists(state, &principal);
         let orphan = children::parent_of(&kind, &id)
             .filter(|(parent, _, _)| !state.resources.contains_key(&parent.to_ascii_lowercase()));
         let outcome: Result<(), (String, String)> = match queued {
@@ -568,14 +586,28 @@ pub(crate) fn run(state: &mut State, group: &str, name: &str) {
             )),
             None => Ok(()),
         };
+        // A vault follows Key Vault's own rules (soft-deleted names, purge protection...).
+        let is_vault = kind.eq_ignore_ascii_case(super::keyvault::VAULT_TYPE);
+        let outcome = match outcome {
+            Ok(()) if is_vault => super::keyvault::deploy(state, group, &evaluated),
+            other => other,
+        };
         let target = json!({ "id": id, "resourceType": kind, "resourceName": res_name });
         match outcome {
             Ok(()) => {
-                if kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments") {
+                if is_vault {
+                    // Stored by keyvault::deploy.
+                } else if kind.eq_ignore_ascii_case("Microsoft.Authorization/roleAssignments") {
                     let mut value = evaluated;
-                    value["properties"]["scope"] = json!(format!(
-                        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}"
-                    ));
+                    let scope = id
+                        .split("/providers/Microsoft.Authorization/roleAssignments/")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(object) = value.as_object_mut() {
+                        object.remove("scope");
+                    }
+                    value["properties"]["scope"] = json!(scope);
                     materialize(state, group, &id, value);
                 } else {
                     materialize(state, group, &id, evaluated);

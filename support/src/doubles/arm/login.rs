@@ -1,5 +1,10 @@
 //! The Microsoft identity platform's v2.0 token endpoint for the client credentials grant
 //! ("Microsoft identity platform and the OAuth 2.0 client credentials flow").
+//!
+//! The token depends on the `scope`, as a real one's audience does: for ARM's the access token
+//! the double was started with; for `https://vault.azure.net/.default` a token for the Key
+//! Vault audience that names the caller ([`super::CALLER_OBJECT_ID`], or
+//! [`LoginDouble::set_principal`]), which the Key Vault double authorizes ([`super::super::tokens`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,21 +17,34 @@ use super::super::server::{RecordedRequest, Reply, Server};
 pub struct LoginDouble {
     server: Server,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    principal: Arc<Mutex<String>>,
 }
 
 impl LoginDouble {
     /// Accepts `client_id` with `client_secret` and issues `access_token`.
     pub fn start(client_id: &str, client_secret: &str, access_token: String) -> Self {
         let requests: Arc<Mutex<Vec<RecordedRequest>>> = Arc::new(Mutex::new(Vec::new()));
+        let principal = Arc::new(Mutex::new(super::CALLER_OBJECT_ID.to_string()));
         let seen = requests.clone();
+        let who = principal.clone();
         let (id, secret) = (client_id.to_string(), client_secret.to_string());
         let server = Server::start(move |request: &RecordedRequest| {
             seen.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(request.clone());
-            token_answer(request, &id, &secret, &access_token)
+            let principal = who.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            token_answer(request, &id, &secret, &access_token, &principal)
         });
-        Self { server, requests }
+        Self {
+            server,
+            requests,
+            principal,
+        }
+    }
+
+    /// The object id Key Vault tokens name (default [`super::CALLER_OBJECT_ID`]).
+    pub fn set_principal(&self, principal_id: &str) {
+        *self.principal.lock().unwrap_or_else(|e| e.into_inner()) = principal_id.to_string();
     }
 
     /// `http://127.0.0.1:PORT`, for `--login-endpoint`.
@@ -61,6 +79,7 @@ fn token_answer(
     client_id: &str,
     client_secret: &str,
     access_token: &str,
+    principal: &str,
 ) -> Reply {
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
     let path_ok = request.method == "POST"
@@ -101,8 +120,18 @@ fn token_answer(
     if form.get("client_secret").map(String::as_str) != Some(client_secret) {
         return token_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.");
     }
+    let scope = form.get("scope").map(String::as_str).unwrap_or_default();
+    let resource = scope.trim_end_matches("/.default");
+    let token = if super::super::tokens::is_key_vault_resource(resource) {
+        let mut claims =
+            super::super::tokens::Claims::new(crate::keyvault::RESOURCE, principal, super::TENANT);
+        claims.app_id = client_id.to_string();
+        claims.issue()
+    } else {
+        access_token.to_string()
+    };
     Reply::json(
         200,
-        &json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": access_token }),
+        &json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token }),
     )
 }

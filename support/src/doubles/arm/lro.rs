@@ -39,6 +39,10 @@ pub(crate) enum Pending {
     DeleteGroup {
         group: String,
     },
+    /// Vaults_PurgeDeleted: the soft-deleted vault's name is free when it ends.
+    PurgeVault {
+        name: String,
+    },
     /// Work already done at the request (capacity changes, instance deletes): only the wait.
     Done,
 }

@@ -56,7 +56,11 @@
 //!   (Network's own 2017-03-30 operation), Usage_List and ResourceSkus_List. Instance creation
 //!   and deletion are told to an [`InstanceEvents`] the test installs.
 //! - [`rbac`]: role assignments (a `principalId` filter returns those at, above and below the
-//!   scope) and Permissions_ListForResourceGroup for the caller.
+//!   scope; RoleAssignments_Create at any scope, a vault's or a secret's included) and
+//!   Permissions_ListForResourceGroup for the caller.
+//! - `keyvault`: Key Vault management (vaults, soft delete, recovery, purge, name
+//!   availability); [`ArmDouble::key_vault_directory`] lets the Key Vault data-plane double
+//!   ([`super::keyvault`]) serve a vault made here, with the role assignments made here.
 //!
 //! [`LoginDouble`] serves `POST /{tenant}/oauth2/v2.0/token` (client credentials).
 
@@ -74,6 +78,7 @@ mod children;
 pub mod compute;
 mod deploy;
 mod expr;
+mod keyvault;
 mod login;
 pub mod lro;
 pub mod rbac;
@@ -271,6 +276,7 @@ pub(crate) struct State {
     /// Tags an Azure Policy "inherit a tag from the resource group" assignment adds.
     pub(crate) inherited_tags: bool,
     pub(crate) events: Option<Arc<dyn InstanceEvents>>,
+    pub(crate) key_vaults: keyvault::KeyVaults,
     expect_refusals: bool,
 }
 
@@ -296,12 +302,13 @@ impl State {
             policies: Vec::new(),
             inherited_tags: false,
             events: None,
+            key_vaults: keyvault::KeyVaults::default(),
             expect_refusals: false,
         }
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -543,20 +550,7 @@ impl ArmDouble {
 
     /// The distinct (operationId, api-version) pairs served, in the order first used.
     pub fn operations_used(&self) -> Vec<(String, String)> {
-        let mut used: Vec<(String, String)> = Vec::new();
-        for s in lock(&self.state).served.iter() {
-            if let Verdict::Operation {
-                operation_id,
-                api_version,
-            } = &s.verdict
-            {
-                let pair = (operation_id.clone(), api_version.clone());
-                if !used.contains(&pair) {
-                    used.push(pair);
-                }
-            }
-        }
-        used
+        operations_used_in(lock(&self.state).served.iter().map(|s| &s.verdict))
     }
 
     /// The requests refused as no operation of the specs.
@@ -581,19 +575,7 @@ impl Drop for ArmDouble {
         if state.expect_refusals {
             return;
         }
-        let refused: Vec<String> = state
-            .served
-            .iter()
-            .filter_map(|s| match &s.verdict {
-                Verdict::Refused { code, message, .. } => Some(format!(
-                    "  {} {}?api-version={}: {code}: {message}",
-                    s.request.method,
-                    s.request.path,
-                    s.request.query_param("api-version").unwrap_or("(none)")
-                )),
-                _ => None,
-            })
-            .collect();
+        let refused = refusal_lines(state.served.iter().map(|s| (&s.request, &s.verdict)));
         if !refused.is_empty() {
             panic!(
                 "the ARM double received requests that are no operation of Microsoft's REST specs (../shared/azure-rest-specs):\n{}",
@@ -601,6 +583,43 @@ impl Drop for ArmDouble {
             );
         }
     }
+}
+
+/// The distinct (operationId, api-version) pairs of a request log, in the order first used
+/// (the ARM and Key Vault doubles keep one each).
+pub(crate) fn operations_used_in<'a>(
+    verdicts: impl Iterator<Item = &'a Verdict>,
+) -> Vec<(String, String)> {
+    let mut used: Vec<(String, String)> = Vec::new();
+    for verdict in verdicts {
+        if let Verdict::Operation {
+            operation_id,
+            api_version,
+        } = verdict
+        {
+            let pair = (operation_id.clone(), api_version.clone());
+            if !used.contains(&pair) {
+                used.push(pair);
+            }
+        }
+    }
+    used
+}
+
+/// One line per refused request of a log, for the conformance check a double makes when dropped.
+pub(crate) fn refusal_lines<'a>(
+    log: impl Iterator<Item = (&'a RecordedRequest, &'a Verdict)>,
+) -> Vec<String> {
+    log.filter_map(|(request, verdict)| match verdict {
+        Verdict::Refused { code, message, .. } => Some(format!(
+            "  {} {}?api-version={}: {code}: {message}",
+            request.method,
+            request.path,
+            request.query_param("api-version").unwrap_or("(none)")
+        )),
+        _ => None,
+    })
+    .collect()
 }
 
 /// `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{t1}/{n1}/{t2}/{n2}...`
@@ -806,10 +825,20 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
         }
         "Usage_List" => compute::usages(state, call),
         "ResourceSkus_List" => compute::skus(state, call),
-        "RoleAssignments_ListForScope" | "RoleAssignments_ListForResourceGroup" => {
+        "RoleAssignments_ListForScope"
+        | "RoleAssignments_ListForResourceGroup"
+        | "RoleAssignments_ListForResource" => {
             rbac::list(state, call)
         }
         "Permissions_ListForResourceGroup" => rbac::permissions(state, call),
+        "RoleAssignments_Create" => rbac::create(state, call),
+        "Vaults_CreateOrUpdate" => keyvault::create_or_update(state, call),
+        "Vaults_Delete" => keyvault::delete(state, call),
+        "Vaults_GetDeleted" => keyvault::get_deleted(state, call),
+        "Vaults_ListDeleted" => keyvault::list_deleted(state, call),
+        "Vaults_PurgeDeleted" => keyvault::purge(state, call),
+        "Vaults_CheckNameAvailability" => keyvault::check_name(state, call),
+        "Vaults_ListByResourceGroup" | "Vaults_ListBySubscription" => keyvault::list(state, call),
         _ => match call.op().method.as_str() {
             "GET" | "HEAD" => resources::get(state, call),
             "DELETE" => resources::delete(state, call),
@@ -856,6 +885,10 @@ pub(crate) fn finish(
                 .retain(|d| !d.group.eq_ignore_ascii_case(&group));
             ("Succeeded".into(), None, None)
         }
+        lro::Pending::PurgeVault { name } => {
+            keyvault::purged(state, &name);
+            ("Succeeded".into(), None, None)
+        }
         lro::Pending::Done => ("Succeeded".into(), None, None),
     }
 }
@@ -888,3 +921,6 @@ pub(crate) fn page(state: &State, call: &Call, items: Vec<Value>) -> Reply {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod keyvault_tests;

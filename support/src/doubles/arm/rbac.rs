@@ -62,7 +62,7 @@ pub fn role_based_access_control_administrator() -> Vec<Value> {
 }
 
 /// Azure's action pattern match: case-insensitive, `*` for any run of characters.
-fn pattern_matches(pattern: &str, action: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, action: &str) -> bool {
     let p = pattern.to_ascii_lowercase();
     let a = action.to_ascii_lowercase();
     let parts: Vec<&str> = p.split('*').collect();
@@ -172,6 +172,12 @@ pub(super) fn list(state: &mut State, call: &Call) -> Reply {
             call.param("subscriptionId"),
             call.param("resourceGroupName")
         )
+    } else if call.op().operation_id == "RoleAssignments_ListForResource" {
+        // `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{parent}/{type}/{name}/providers/
+        // Microsoft.Authorization/roleAssignments`: the resource is the scope (a vault's
+        // assignments are listed this way, being the more specific operation).
+        let path = call.request.path.trim_end_matches('/');
+        path[..path.len() - "/providers/Microsoft.Authorization/roleAssignments".len()].to_string()
     } else {
         call.param("scope").to_string()
     };
@@ -227,6 +233,100 @@ pub(super) fn list(state: &mut State, call: &Call) -> Reply {
         .map(|s| s.value.clone())
         .collect();
     page(state, call, items)
+}
+
+/// Whether `principal` is an identity the directory knows: a managed identity of a resource,
+/// or the caller itself.
+pub(crate) fn principal_exists(state: &State, principal: &str) -> bool {
+    principal.eq_ignore_ascii_case(super::CALLER_OBJECT_ID)
+        || state
+            .resources
+            .values()
+            .any(|s| s.value["identity"]["principalId"] == principal)
+}
+
+/// RoleAssignments_Create (PUT, 201): at any scope, a vault's or one of its secrets'
+/// (`.../vaults/<v>/secrets/<s>`, the Key Vault RBAC guide's "Secret scope role assignment")
+/// included. The caller needs `Microsoft.Authorization/roleAssignments/write`; the principal
+/// must exist (`PrincipalNotFound`, the same answer deployments give); the scope's resource
+/// group, and a vault named in the scope, must exist; the same principal, role and scope under
+/// another name is 409 `RoleAssignmentExists` "The role assignment already exists.".
+pub(super) fn create(state: &mut State, call: &Call) -> Reply {
+    let body = match call.body() {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let scope = format!("/{}", call.param("scope").trim_matches('/'));
+    let name = call.param("roleAssignmentName").to_string();
+    let properties = &body["properties"];
+    let (Some(role), Some(principal)) = (
+        properties["roleDefinitionId"].as_str(),
+        properties["principalId"].as_str(),
+    ) else {
+        return arm_error(
+            400,
+            "InvalidRoleAssignmentRequest",
+            "The role assignment request needs properties.roleDefinitionId and properties.principalId.",
+        );
+    };
+    let action = "Microsoft.Authorization/roleAssignments/write";
+    if !allows(&state.permissions, action) {
+        return arm_error(
+            403,
+            "AuthorizationFailed",
+            &format!("The client '{c}' with object id '{c}' does not have authorization to perform action '{action}' over scope '{scope}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. If access was recently granted, please refresh your credentials.", c = super::CALLER_OBJECT_ID),
+        );
+    }
+    if let Some(group) = group_of_scope(&scope) {
+        if !state.groups.contains_key(&group.to_ascii_lowercase()) {
+            return group_missing(&group);
+        }
+    }
+    let lower = scope.to_ascii_lowercase();
+    if let Some(at) = lower.find("/providers/microsoft.keyvault/vaults/") {
+        let vault_end = lower[at + "/providers/microsoft.keyvault/vaults/".len()..]
+            .find('/')
+            .map_or(lower.len(), |i| {
+                at + "/providers/microsoft.keyvault/vaults/".len() + i
+            });
+        if !state.resources.contains_key(&lower[..vault_end]) {
+            return arm_error(
+                404,
+                "ResourceNotFound",
+                &format!(
+                    "The Resource '{}' was not found.",
+                    &scope[at + "/providers/".len()..vault_end]
+                ),
+            );
+        }
+    }
+    if !principal_exists(state, principal) {
+        return arm_error(400, "PrincipalNotFound", &format!("Principal {principal} does not exist in the directory {}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype", super::TENANT));
+    }
+    let id = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}");
+    let duplicate = state.resources.values().any(|s| {
+        s.value["type"] == "Microsoft.Authorization/roleAssignments"
+            && !s.value["id"]
+                .as_str()
+                .is_some_and(|i| i.eq_ignore_ascii_case(&id))
+            && scope_of(&s.value) == lower
+            && s.value["properties"]["principalId"] == principal
+            && s.value["properties"]["roleDefinitionId"]
+                .as_str()
+                .and_then(|r| r.rsplit('/').next())
+                .is_some_and(|r| Some(r) == role.rsplit('/').next())
+    });
+    if duplicate {
+        return arm_error(
+            409,
+            "RoleAssignmentExists",
+            "The role assignment already exists.",
+        );
+    }
+    let guid = role.rsplit('/').next().unwrap_or(role).to_string();
+    add(state, &scope, &name, principal, &guid);
+    let value = state.resources[&id.to_ascii_lowercase()].value.clone();
+    Reply::json(201, &value)
 }
 
 /// Permissions_ListForResourceGroup: the caller's permissions.

@@ -249,6 +249,8 @@ fn user_of(state: &State, id: &str) -> Option<String> {
 pub(crate) fn remove(state: &mut State, key: &str) {
     if let Some(stored) = state.resources.remove(&key.to_ascii_lowercase()) {
         compute::removed(state, &stored);
+        // A deleted vault is soft-deleted, never gone at once.
+        super::keyvault::removed(state, &stored);
     }
 }
 

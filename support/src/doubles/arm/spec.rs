@@ -126,36 +126,50 @@ pub fn specs_dir() -> PathBuf {
     shared_dir().join("azure-rest-specs")
 }
 
-/// The table, read once per process. Panics when the specs are missing: this is test set-up.
+/// The ARM table (every management-plane operation), read once per process. Panics when the
+/// specs are missing: this is test set-up.
 pub fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
+    // Data-plane operations (IMDS, Key Vault secrets) live on other hosts.
+    TABLE.get_or_init(|| Table::new(listed_operations(|o| !o.file.contains("/data-plane/"))))
+}
+
+/// The Key Vault secrets data plane (`keyvault/data-plane/.../secrets.json`), matched by the
+/// same rules; paths are relative to the vault URL (`{vaultBaseUrl}`).
+pub fn key_vault_secrets_table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let path = specs_dir().join("operations.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading the ARM operation table {}: {e}", path.display()));
-        let listed: Vec<SpecOperation> = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not an operation list: {e}", path.display()));
-        let extra = EXTRA_OPERATIONS.iter().map(|e| SpecOperation {
-            provider: e.provider.to_string(),
-            operation_id: e.operation_id.to_string(),
-            method: e.method.to_string(),
-            path: e.path.to_string(),
-            api_versions: e.api_versions.iter().map(|v| v.to_string()).collect(),
-            file: e.file.to_string(),
-            long_running: false,
-            final_state_via: None,
-            next_link_name: e.next_link_name.map(str::to_string),
-            segments: Vec::new(),
-            generic: false,
-        });
-        Table::new(listed.into_iter().chain(extra).collect())
+        Table::new(listed_operations(|o| {
+            o.file.contains("keyvault/data-plane/") && o.file.ends_with("/secrets.json")
+        }))
     })
+}
+
+/// `operations.json` plus [`EXTRA_OPERATIONS`], the ones `keep` accepts.
+fn listed_operations(keep: impl Fn(&SpecOperation) -> bool) -> Vec<SpecOperation> {
+    let path = specs_dir().join("operations.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading the ARM operation table {}: {e}", path.display()));
+    let listed: Vec<SpecOperation> = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not an operation list: {e}", path.display()));
+    let extra = EXTRA_OPERATIONS.iter().map(|e| SpecOperation {
+        provider: e.provider.to_string(),
+        operation_id: e.operation_id.to_string(),
+        method: e.method.to_string(),
+        path: e.path.to_string(),
+        api_versions: e.api_versions.iter().map(|v| v.to_string()).collect(),
+        file: e.file.to_string(),
+        long_running: false,
+        final_state_via: None,
+        next_link_name: e.next_link_name.map(str::to_string),
+        segments: Vec::new(),
+        generic: false,
+    });
+    listed.into_iter().chain(extra).filter(keep).collect()
 }
 
 impl Table {
     fn new(mut operations: Vec<SpecOperation>) -> Self {
-        // Data-plane operations (IMDS, Key Vault secrets) live on other hosts.
-        operations.retain(|o| !o.file.contains("/data-plane/"));
         for op in &mut operations {
             let template = op.path.split('?').next().unwrap_or("");
             op.segments = template
@@ -317,9 +331,30 @@ fn span_count(op: &SpecOperation) -> usize {
         .count()
 }
 
-/// Matches a request (`path` without the query) to its operation, or says what ARM answers.
+/// Matches a request (`path` without the query) to its ARM operation, or says what ARM answers.
 pub fn resolve(method: &str, path: &str, api_version: &str) -> Result<Matched, Refusal> {
-    let table = table();
+    table().resolve(method, path, api_version)
+}
+
+impl Table {
+    /// Matches a request (`path` without the query) to its operation in this table, or says
+    /// what the service answers.
+    pub fn resolve(
+        &'static self,
+        method: &str,
+        path: &str,
+        api_version: &str,
+    ) -> Result<Matched, Refusal> {
+        resolve_in(self, method, path, api_version)
+    }
+}
+
+fn resolve_in(
+    table: &'static Table,
+    method: &str,
+    path: &str,
+    api_version: &str,
+) -> Result<Matched, Refusal> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut specific = Vec::new();
     let mut generic = Vec::new();
