@@ -50,6 +50,9 @@
 //! - `/metadata/versions`: `{"apiVersions": [...]}`, no `api-version` needed.
 //! - `/metadata/identity/oauth2/token?api-version=...&resource=...`: the managed identity token
 //!   of `identity-token.json` (400 without `resource`).
+//! - `/metadata/scheduledevents`: Scheduled Events, `GET` and `POST`, in
+//!   [`super::imds_events`] (its own api-versions, faults and clock), reached through
+//!   [`ImdsDouble::scheduled_events`].
 //! - anything else: 404 `{"error": "Not found"}`.
 //!
 //! Scripted replies apply to every endpoint. Error bodies are JSON objects with an `error`
@@ -61,6 +64,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
+use super::imds_events::{self, ScheduledEvents};
 pub use super::server::RecordedRequest;
 use super::server::{self, Server};
 
@@ -132,6 +136,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     /// What this region's IMDS supports, newest first.
     supported: Vec<String>,
+    /// `/metadata/scheduledevents` (see [`super::imds_events`]).
+    events: ScheduledEvents,
 }
 
 /// A running IMDS double. Dropping it stops the server.
@@ -172,12 +178,19 @@ impl ImdsDouble {
                 .iter()
                 .map(|v| v.to_string())
                 .collect(),
+            events: ScheduledEvents::default(),
         }));
         let server = {
             let state = Arc::clone(&state);
             Server::start(move |request| {
                 let mut state = lock(&state);
                 state.requests.push(request.clone());
+                if request.path.trim_end_matches('/') == imds_events::PATH {
+                    // Its own checks and answers; unlocked, as its first answer may be slow.
+                    let events = state.events.clone();
+                    drop(state);
+                    return events.answer(request);
+                }
                 answer(&mut state, request)
             })
         };
@@ -202,6 +215,12 @@ impl ImdsDouble {
     /// Replaces the instance document.
     pub fn set_instance(&self, instance: Value) {
         lock(&self.state).instance = instance;
+    }
+
+    /// The Scheduled Events this IMDS serves (a handle: schedule, start, cancel events, read
+    /// the approvals; see [`super::imds_events`]).
+    pub fn scheduled_events(&self) -> ScheduledEvents {
+        lock(&self.state).events.clone()
     }
 
     /// Every request received so far, in order.

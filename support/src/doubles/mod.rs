@@ -7,6 +7,7 @@
 //! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
+//! - [`imds_events`]: its Scheduled Events endpoint (events, incarnations, approvals).
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection.
 //! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
 //!   image-builder makes before it trusts a build record.
@@ -22,6 +23,7 @@ pub mod arm;
 pub mod bins;
 pub mod images;
 pub mod imds;
+pub mod imds_events;
 pub mod instance_events;
 pub mod mirror;
 pub mod nomad_api;
