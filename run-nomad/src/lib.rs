@@ -8,13 +8,17 @@
 //! Nomad and go-discover accept; [`pending`] carries unfinished work to the next run;
 //! [`report`] is the `--dry-run` plan.
 //!
+//! [`events`] is the other mode, `run-nomad watch-events`: the Scheduled Events watcher that the
+//! boot run installs as a second service, which takes Nomad out gracefully before Azure deletes
+//! or evicts the VM.
+//!
 //! Later steps slot in between reading the metadata and resolving the settings (fetching
-//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]) and as
-//! extra rendered files and service units (a Scheduled Events watcher).
+//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]).
 
 pub mod apply;
 pub mod cli;
 pub mod discover;
+pub mod events;
 pub mod metadata;
 pub mod pending;
 pub mod render;
@@ -35,6 +39,9 @@ use crate::settings::Facts;
 
 /// Runs the tool for parsed command-line arguments.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    if let Some(cli::Command::WatchEvents(args)) = &cli.command {
+        return events::run(args);
+    }
     // Everything that can be checked without the metadata is checked first: a typo in a flag
     // should not wait for IMDS.
     settings::check_flags(&cli)?;
