@@ -520,9 +520,17 @@ mod tests {
         assert_eq!(args.imds_endpoint, "http://169.254.169.254");
         // The role is required there too, and the boot flags do not mix with it.
         assert!(Cli::try_parse_from(["run-nomad", "watch-events"]).is_err());
-        assert!(Cli::try_parse_from(["run-nomad", "--client", "watch-events", "--client"]).is_err());
-        let err = Cli::try_parse_from(["run-nomad", "watch-events", "--server", "--poll-interval", "soon"])
-            .unwrap_err();
+        assert!(
+            Cli::try_parse_from(["run-nomad", "--client", "watch-events", "--client"]).is_err()
+        );
+        let err = Cli::try_parse_from([
+            "run-nomad",
+            "watch-events",
+            "--server",
+            "--poll-interval",
+            "soon",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("not a duration"), "{err}");
         // Without the subcommand, the boot flags are as before.
         let boot = Cli::try_parse_from(["run-nomad", "--client"]).unwrap();

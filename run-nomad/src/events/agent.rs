@@ -48,8 +48,7 @@ impl InitService {
     fn run(&self, verb: &str, timeout: Duration, fine: &[&str]) -> Result<(), String> {
         let mut cmd = self.command(verb);
         let line = process::command_line(&cmd);
-        let output = run_bounded(&mut cmd, timeout)
-            .map_err(|e| format!("{line}: {e}"))?;
+        let output = run_bounded(&mut cmd, timeout).map_err(|e| format!("{line}: {e}"))?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -105,7 +104,10 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<std::process::Out
             // Not reaped yet (the thread is still waiting), so the pid is still this child's.
             let _ = kill(pid, Signal::SIGKILL);
             let _ = receive.recv_timeout(Duration::from_secs(5));
-            Err(format!("did not finish within {:.1}s", timeout.as_secs_f64()))
+            Err(format!(
+                "did not finish within {:.1}s",
+                timeout.as_secs_f64()
+            ))
         }
     }
 }
@@ -126,12 +128,12 @@ mod tests {
     fn stop_and_start_name_the_unit_or_program() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let program = script(
-            dir.path(),
-            &format!("echo \"$@\" >> '{}'", log.display()),
-        );
+        let program = script(dir.path(), &format!("echo \"$@\" >> '{}'", log.display()));
         for (init, expected) in [
-            (InitSystem::Systemd, "stop nomad.service\nstart nomad.service\n"),
+            (
+                InitSystem::Systemd,
+                "stop nomad.service\nstart nomad.service\n",
+            ),
             (InitSystem::Supervisor, "stop nomad\nstart nomad\n"),
         ] {
             let _ = std::fs::remove_file(&log);

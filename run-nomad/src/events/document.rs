@@ -248,7 +248,9 @@ pub enum Ignored {
 pub enum Decision {
     /// A scheduled Terminate or Preempt of this VM: take Nomad out, then approve when `approve`
     /// (this VM is the only resource; an approval would hurry the others too).
-    Act { approve: bool },
+    Act {
+        approve: bool,
+    },
     /// A Terminate or Preempt of this VM that has already started: what is left is to stop
     /// Nomad at once.
     AlreadyStarted,
@@ -334,7 +336,9 @@ mod tests {
 
     #[test]
     fn bad_documents_say_why() {
-        assert!(parse("<html>").unwrap_err().contains("not a Scheduled Events"));
+        assert!(parse("<html>")
+            .unwrap_err()
+            .contains("not a Scheduled Events"));
         assert!(parse(r#"{"DocumentIncarnation": true}"#)
             .unwrap_err()
             .contains("DocumentIncarnation"));
@@ -408,7 +412,10 @@ mod tests {
     fn an_event_shared_with_other_vms_is_acted_on_but_not_approved() {
         let me = "nomad-clients_3";
         assert_eq!(
-            decide(&event("Terminate", "Scheduled", &["nomad-clients_2", me]), me),
+            decide(
+                &event("Terminate", "Scheduled", &["nomad-clients_2", me]),
+                me
+            ),
             Decision::Act { approve: false }
         );
     }

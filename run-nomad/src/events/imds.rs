@@ -99,7 +99,8 @@ impl EventsClient {
             return Err(invalid("give the base URL only, without a query"));
         }
         let mut url = base.join(PATH).map_err(|e| invalid(&e.to_string()))?;
-        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url.query_pairs_mut()
+            .append_pair("api-version", API_VERSION);
         let http = support::http::client(&ClientOptions {
             connect_timeout: Duration::from_secs(3),
             timeout: timeouts.first.max(timeouts.normal),
@@ -198,7 +199,11 @@ impl EventsClient {
     fn status_error(&self, method: &str, response: reqwest::blocking::Response) -> CallError {
         let status = response.status().as_u16();
         let after = retry_after(response.headers());
-        let message = format!("{method} {} answered {status}: {}", self.url, error_body(response));
+        let message = format!(
+            "{method} {} answered {status}: {}",
+            self.url,
+            error_body(response)
+        );
         if RETRYABLE_STATUSES.contains(&status) {
             CallError::Transient {
                 message,
@@ -250,7 +255,9 @@ mod tests {
         client.approve(&["e-1"]).unwrap();
         assert_eq!(events.approvals()[0].event_ids, ["e-1"]);
         let requests = imds.requests();
-        assert!(requests.iter().all(|r| r.header("metadata") == Some("true")));
+        assert!(requests
+            .iter()
+            .all(|r| r.header("metadata") == Some("true")));
     }
 
     #[test]

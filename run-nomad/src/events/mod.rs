@@ -80,7 +80,11 @@ pub fn nomad_access(args: &WatchArgs) -> anyhow::Result<nomad::NomadAccess> {
                 args.nomad_address
             )
         })?;
-    let token = args.nomad_token_file.as_deref().map(read_token).transpose()?;
+    let token = args
+        .nomad_token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
     Ok(nomad::NomadAccess {
         address,
         ca_file: args.nomad_ca_file.clone(),
@@ -131,7 +135,9 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
         agent_name: instance.compute.vm_id.clone(),
     };
     if identity.vm_name.is_empty() {
-        bail!("the instance metadata's compute.name is empty: cannot tell which events are this VM's");
+        bail!(
+            "the instance metadata's compute.name is empty: cannot tell which events are this VM's"
+        );
     }
     let clock = clock::SystemClock::new(Arc::clone(&stop));
     let mut watcher = watch::Watcher::new(

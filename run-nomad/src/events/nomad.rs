@@ -169,7 +169,10 @@ impl LocalNomad {
         }
         if let (Some(name), true) = (&access.tls_server_name, https) {
             let port = base.port_or_known_default().unwrap_or(4646);
-            let host = base.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+            let host = base
+                .host_str()
+                .unwrap_or("127.0.0.1")
+                .trim_matches(['[', ']']);
             let addrs: Vec<std::net::SocketAddr> =
                 std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
                     .map_err(|e| format!("--nomad-address {}: {e}", access.address))?
@@ -346,7 +349,10 @@ impl LocalNomad {
     fn blocking(index: u64, wait: Duration) -> (Vec<(&'static str, String)>, Duration) {
         let wait_secs = wait.as_secs().max(1);
         let query = if index > 0 {
-            vec![("index", index.to_string()), ("wait", format!("{wait_secs}s"))]
+            vec![
+                ("index", index.to_string()),
+                ("wait", format!("{wait_secs}s")),
+            ]
         } else {
             Vec::new()
         };
@@ -374,7 +380,12 @@ impl LocalNomad {
     }
 
     /// Whether the node is still draining, after `index` changes or `wait` passes.
-    pub fn node(&self, node_id: &str, index: u64, wait: Duration) -> Result<Seen<NodeState>, NomadError> {
+    pub fn node(
+        &self,
+        node_id: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Seen<NodeState>, NomadError> {
         let (query, timeout) = Self::blocking(index, wait);
         let path = format!("/v1/node/{node_id}");
         let (bytes, index) = self.call(reqwest::Method::GET, &path, &query, None, timeout)?;
@@ -404,12 +415,14 @@ mod tests {
     #[test]
     fn the_documented_samples_parse() {
         let dir = support::doubles::nomad_api::shared_dir().join("examples");
-        let allocs: Vec<AllocStub> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("node-allocations.json")).unwrap())
-                .unwrap();
+        let allocs: Vec<AllocStub> = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("node-allocations.json")).unwrap(),
+        )
+        .unwrap();
         assert!(!allocs.is_empty());
         let nodes: Vec<NodeStub> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("nodes.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("nodes.json")).unwrap())
+                .unwrap();
         assert!(nodes.iter().all(|n| !n.id.is_empty() && !n.name.is_empty()));
         let agent: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("agent-self.json")).unwrap())

@@ -93,10 +93,7 @@ impl StateFile {
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => {
-                tracing::warn!(
-                    "ignoring the watcher state {}: {e}",
-                    self.path.display()
-                );
+                tracing::warn!("ignoring the watcher state {}: {e}", self.path.display());
                 State::default()
             }
         }

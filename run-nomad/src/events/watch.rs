@@ -271,10 +271,7 @@ impl<'a> Watcher<'a> {
         let handled = Handled {
             event_id: event.id.clone(),
             event_type: event.event_type.name().to_string(),
-            first_seen: now
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
+            first_seen: now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
             drained_node: None,
             stopped_nomad: false,
             finished: false,
@@ -393,7 +390,11 @@ impl<'a> Watcher<'a> {
              scheduled): stopping Nomad now"
         );
         self.record(event);
-        let quick = self.config.margins.stop_timeout.min(Duration::from_secs(10));
+        let quick = self
+            .config
+            .margins
+            .stop_timeout
+            .min(Duration::from_secs(10));
         let until = self.clock.now() + quick;
         if self.config.client {
             if let Some(nomad) = self.nomad.clone() {
@@ -433,9 +434,7 @@ impl<'a> Watcher<'a> {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_transient() => {
                     attempt += 1;
-                    let left = until
-                        .duration_since(self.clock.now())
-                        .unwrap_or_default();
+                    let left = until.duration_since(self.clock.now()).unwrap_or_default();
                     if attempt >= NOMAD_ATTEMPTS || left.is_zero() {
                         return Err(format!("{what}: {e}"));
                     }
@@ -457,7 +456,9 @@ impl<'a> Watcher<'a> {
         let until = timeline.allocations_until;
         let agent = self.identity.agent_name.clone();
         let node = self
-            .nomad_call("finding this client's node", until, || nomad.node_id(&agent))
+            .nomad_call("finding this client's node", until, || {
+                nomad.node_id(&agent)
+            })
             .map_err(|e| format!("{e} (is Nomad stopped already?)"))?;
         if let Err(e) = self.nomad_call("marking the node ineligible", until, || {
             nomad.mark_ineligible(&node)
@@ -649,7 +650,12 @@ impl<'a> Watcher<'a> {
     }
 
     /// Ends the drain and marks the node eligible, waiting for the agent to come up.
-    fn eligible_again(&self, nomad: &LocalNomad, node: &str, until: SystemTime) -> Result<(), String> {
+    fn eligible_again(
+        &self,
+        nomad: &LocalNomad,
+        node: &str,
+        until: SystemTime,
+    ) -> Result<(), String> {
         loop {
             match nomad.mark_eligible(node) {
                 Ok(()) => return Ok(()),
