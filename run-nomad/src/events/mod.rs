@@ -97,11 +97,6 @@ pub fn nomad_access(args: &WatchArgs) -> anyhow::Result<nomad::NomadAccess> {
 
 /// Runs the watcher until SIGTERM or SIGINT.
 pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("failed to install the signal handlers")?;
-    }
     let config = config(args);
     let events = imds::EventsClient::new(
         &args.imds_endpoint,
@@ -138,6 +133,13 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
         bail!(
             "the instance metadata's compute.name is empty: cannot tell which events are this VM's"
         );
+    }
+    // Until here a stop signal simply ends the process; from here on it ends the loop between
+    // steps, so a stop never cuts an approval or a state write in half.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("failed to install the signal handlers")?;
     }
     let clock = clock::SystemClock::new(Arc::clone(&stop));
     let mut watcher = watch::Watcher::new(
