@@ -415,9 +415,6 @@ pub fn assert_golden(name: &str, actual: &str) {
     );
 }
 
-/// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
-/// from the presence of `active`, and becomes active on `restart`, unless told to fail the
-/// next restart (as a unit that cannot start does: exit 1 with systemd's message).
 pub const NOMAD_UNIT: &str = "nomad.service";
 pub const WATCHER_UNIT: &str = "nomad-scheduled-events.service";
 
@@ -447,6 +444,10 @@ pub const RESTART_AGENT: [&str; 5] = [
     "restart nomad.service",
 ];
 
+/// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
+/// for a unit from the presence of `active-<unit>`, makes a unit active on `restart` and
+/// inactive on `disable --now`, unless told to fail or hang the next restart of
+/// `nomad.service` (as a unit that cannot start does: exit 1 with systemd's message).
 pub struct StubSystemctl {
     pub dir: tempfile::TempDir,
 }
