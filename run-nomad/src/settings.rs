@@ -425,6 +425,10 @@ pub fn check_install(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), Sett
     if let Some(key) = &cli.tls_key_file {
         warn_if_world_readable("TLS key", root, key);
     }
+    if let Some(token) = &cli.watch_events_token_file {
+        require_file("--watch-events-token-file", root, token)?;
+        warn_if_world_readable("watcher token file", root, token);
+    }
     crate::render::check_representable(cli.init, layout, &environment(&cli.environment)?)?;
     check_layout(cli, root, layout)
 }

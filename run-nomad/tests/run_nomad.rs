@@ -822,3 +822,83 @@ fn a_world_readable_gossip_key_file_warns_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_watchers_token_file_is_checked_before_imds_and_refused_without_the_watcher() {
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--acl",
+            "--watch-events-token-file",
+            "/opt/nomad/secrets/missing.token",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("missing.token"), "{stderr}");
+    assert!(imds.requests().is_empty(), "a typo does not wait for IMDS");
+    nothing_written(&root);
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--skip-nomad-config",
+            "--watch-events-token-file",
+            "/opt/nomad/config/gossip.key",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--watch-events-token-file is for the Scheduled Events watcher"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--no-watch-events",
+            "--watch-events-token-file",
+            "/x",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(systemctl.take_calls().is_empty());
+}
+
+#[test]
+fn a_client_with_acls_and_no_watcher_token_is_warned_about() {
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &["--client", "--acl", "--no-start"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cannot drain this client, only stop Nomad"),
+        "{stderr}"
+    );
+    // A server needs no token: it leaves by stopping.
+    let root = FakeRoot::new();
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &["--server", "--num-servers", "3", "--acl", "--no-start"],
+    );
+    assert!(ok);
+    assert!(!stderr.contains("cannot drain"), "{stderr}");
+}
