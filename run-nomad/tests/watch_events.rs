@@ -170,25 +170,29 @@ impl World {
         }
     }
 
-    /// A watcher for the VM `vm` whose agent is `agent`.
-    fn watcher<'a>(
+    /// The API of agent `agent`'s own HTTP listener, with this ACL token.
+    fn local_nomad(&self, agent: &str, token: Option<&str>) -> LocalNomad {
+        LocalNomad::new(&NomadAccess {
+            address: self.nomad.agent_url(agent).parse().unwrap(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
+            token: token.map(|t| support::secret::Secret::new(t.to_string())),
+        })
+        .unwrap()
+    }
+
+    /// A watcher for the VM `vm` whose agent is `agent`, stopped and started by `service`,
+    /// draining through `nomad`.
+    fn watcher_with<'a>(
         &'a self,
         config: Config,
         vm: &str,
         agent: &str,
-        service: &'a SimService,
+        service: &'a dyn ServiceControl,
+        nomad: Option<LocalNomad>,
     ) -> Watcher<'a> {
-        let nomad = config.client.then(|| {
-            LocalNomad::new(&NomadAccess {
-                address: self.nomad.agent_url(agent).parse().unwrap(),
-                ca_file: None,
-                client_cert: None,
-                client_key: None,
-                tls_server_name: None,
-                token: None,
-            })
-            .unwrap()
-        });
         Watcher::new(
             config,
             Identity {
@@ -201,6 +205,18 @@ impl World {
             &self.clock,
             self.state_file(),
         )
+    }
+
+    /// [`World::watcher_with`] the agent's own API when `config` is a client's.
+    fn watcher<'a>(
+        &'a self,
+        config: Config,
+        vm: &str,
+        agent: &str,
+        service: &'a SimService,
+    ) -> Watcher<'a> {
+        let nomad = config.client.then(|| self.local_nomad(agent, None));
+        self.watcher_with(config, vm, agent, service, nomad)
     }
 
     /// Live allocations on a node.
@@ -488,18 +504,12 @@ fn an_approval_that_fails_is_retried_until_it_goes_through() {
         inner: SimService::new(&world.sim, "s0"),
         events: &world.events,
     };
-    let nomad = None;
-    let mut watcher = Watcher::new(
+    let mut watcher = world.watcher_with(
         world.config(true, false),
-        Identity {
-            vm_name: "nomad-servers_0".into(),
-            agent_name: "s0".into(),
-        },
-        EventsClient::new(world.imds.url(), Timeouts::default()).unwrap(),
-        nomad,
+        "nomad-servers_0",
+        "s0",
         &service,
-        &world.clock,
-        world.state_file(),
+        None,
     );
     let not_before = world.now() + Duration::from_secs(300);
     world
@@ -615,31 +625,13 @@ fn the_window_bounds_a_stop_that_hangs_and_the_approval_still_goes_out() {
     let mut inner = SimService::new(&world.sim, "c0");
     inner.terminates = false;
     let service = Hanging(&inner);
-    let nomad = LocalNomad::new(&NomadAccess {
-        address: world.nomad.agent_url("c0").parse().unwrap(),
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        tls_server_name: None,
-        token: None,
-    })
-    .unwrap();
-    let mut watcher = Watcher::new(
-        Config {
-            client: true,
-            margins: Margins::default(),
-            ..Config::default()
-        },
-        Identity {
-            vm_name: "nomad-clients_0".into(),
-            agent_name: "c0".into(),
-        },
-        EventsClient::new(world.imds.url(), Timeouts::default()).unwrap(),
-        Some(nomad),
-        &service,
-        &world.clock,
-        world.state_file(),
-    );
+    let config = Config {
+        client: true,
+        margins: Margins::default(),
+        ..Config::default()
+    };
+    let nomad = Some(world.local_nomad("c0", None));
+    let mut watcher = world.watcher_with(config, "nomad-clients_0", "c0", &service, nomad);
     let not_before = world.now() + Duration::from_secs(120);
     world
         .events
@@ -716,26 +708,13 @@ fn with_acls_the_token_drains_and_a_token_without_agent_read_finds_the_node_by_n
         .nomad
         .add_token(token, &["node:read", "node:write", "namespace:read-job"]);
     let service = SimService::new(&world.sim, "c0");
-    let nomad = LocalNomad::new(&NomadAccess {
-        address: world.nomad.agent_url("c0").parse().unwrap(),
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        tls_server_name: None,
-        token: Some(support::secret::Secret::new(token.to_string())),
-    })
-    .unwrap();
-    let mut watcher = Watcher::new(
+    let nomad = Some(world.local_nomad("c0", Some(token)));
+    let mut watcher = world.watcher_with(
         world.config(false, true),
-        Identity {
-            vm_name: "nomad-clients_0".into(),
-            agent_name: "c0".into(),
-        },
-        EventsClient::new(world.imds.url(), Timeouts::default()).unwrap(),
-        Some(nomad),
+        "nomad-clients_0",
+        "c0",
         &service,
-        &world.clock,
-        world.state_file(),
+        nomad,
     );
     world.events.schedule(Event::terminate(
         "e-acl",
