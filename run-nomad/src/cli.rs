@@ -3,8 +3,9 @@
 //! parsing lives here; [`crate::settings`] validates the values and fills in defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Nomad's log levels (`command/agent/log_levels.go`), written upper-case as Nomad expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,8 +47,11 @@ pub enum InitSystem {
     version,
     about = "Boot-time configuration of a Nomad agent from Azure Instance Metadata.",
     long_about = "Reads the VM's Azure Instance Metadata, writes the Nomad agent configuration \
-                  (default.hcl) and a systemd unit or supervisor program, and starts Nomad. Run it \
-                  from the scale set's custom data at first boot; running it again is safe.",
+                  (default.hcl) and a systemd unit or supervisor program, and starts Nomad, with \
+                  the Scheduled Events watcher (`run-nomad watch-events`) beside it. Run it from \
+                  the scale set's custom data at first boot; running it again is safe.",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     group(ArgGroup::new("role").args(["server", "client"]).multiple(true).required(true)),
     group(ArgGroup::new("discovery")
         .args(["retry_join", "scale_set_name", "cluster_tag_key", "consul_address"])
@@ -55,6 +59,10 @@ pub enum InitSystem {
     group(ArgGroup::new("gossip").args(["gossip_key", "gossip_key_file"]).multiple(false)),
 )]
 pub struct Cli {
+    /// A mode other than configuring Nomad.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run the agent in server mode. At least one of --server and --client is needed.
     #[arg(long)]
     pub server: bool,
@@ -296,6 +304,17 @@ pub struct Cli {
     )]
     pub supervisorctl: PathBuf,
 
+    /// Do not install the Scheduled Events watcher (`run-nomad watch-events`, which drains or
+    /// stops Nomad before Azure deletes or evicts this VM); remove one an earlier run installed.
+    #[arg(long)]
+    pub no_watch_events: bool,
+
+    /// An ACL token file for the watcher (with --acl): the token must hold `node:write` (and
+    /// `agent:read`, and `read-job` in every namespace) to drain this client; without one it
+    /// can only stop Nomad.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_watch_events")]
+    pub watch_events_token_file: Option<PathBuf>,
+
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -303,6 +322,129 @@ pub struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// The modes besides the boot-time configuration.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Watch Azure Scheduled Events and take Nomad out gracefully before Azure deletes
+    /// (Terminate) or evicts (Preempt) this VM: a client is drained within the notice, a server
+    /// stopped so it leaves Raft, then the event is approved. run-nomad installs it as a
+    /// service; it runs until stopped.
+    WatchEvents(WatchArgs),
+}
+
+/// A Go-style duration (`500ms`, `30s`, `1m30s`), as Nomad writes them.
+fn duration(text: &str) -> Result<Duration, String> {
+    support::go_duration::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 30s or 1m30s"))
+}
+
+/// `run-nomad watch-events`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("agent_role").args(["server", "client"]).multiple(true).required(true)))]
+pub struct WatchArgs {
+    /// This VM runs a Nomad server: stop it (it leaves Raft) before approving.
+    #[arg(long)]
+    pub server: bool,
+
+    /// This VM runs a Nomad client: drain it within the notice before stopping it.
+    #[arg(long)]
+    pub client: bool,
+
+    /// Base URL of the Azure Instance Metadata Service.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUN_NOMAD_IMDS_ENDPOINT",
+        default_value = crate::metadata::DEFAULT_ENDPOINT
+    )]
+    pub imds_endpoint: String,
+
+    /// How long to keep trying to read this VM's name from IMDS at start, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub imds_timeout: u64,
+
+    /// The local Nomad agent's HTTP API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4646")]
+    pub nomad_address: String,
+
+    /// The CA certificate the agent's HTTPS certificate is checked against.
+    #[arg(long, value_name = "FILE")]
+    pub nomad_ca_file: Option<PathBuf>,
+
+    /// A certificate to present to the agent (with --nomad-client-key).
+    #[arg(long, value_name = "FILE", requires = "nomad_client_key")]
+    pub nomad_client_cert: Option<PathBuf>,
+
+    /// The key of --nomad-client-cert.
+    #[arg(long, value_name = "FILE", requires = "nomad_client_cert")]
+    pub nomad_client_key: Option<PathBuf>,
+
+    /// The name the agent's certificate must hold (`client.<region>.nomad`), checked instead
+    /// of the address's host.
+    #[arg(long, value_name = "NAME")]
+    pub nomad_tls_server_name: Option<String>,
+
+    /// A file holding the ACL token for the agent's API (never logged).
+    #[arg(long, value_name = "FILE")]
+    pub nomad_token_file: Option<PathBuf>,
+
+    /// Which init system runs Nomad (how to stop and start it).
+    #[arg(long, value_enum, default_value_t = InitSystem::Systemd)]
+    pub init: InitSystem,
+
+    /// The systemctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RUN_NOMAD_SYSTEMCTL",
+        default_value = "systemctl"
+    )]
+    pub systemctl: PathBuf,
+
+    /// The supervisorctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "RUN_NOMAD_SUPERVISORCTL",
+        default_value = "supervisorctl"
+    )]
+    pub supervisorctl: PathBuf,
+
+    /// Where the watcher remembers the events it acted on.
+    #[arg(long, value_name = "FILE", default_value = crate::events::state::DEFAULT_PATH)]
+    pub state_file: PathBuf,
+
+    /// How often to read Scheduled Events (Microsoft recommends once a second).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    pub poll_interval: Duration,
+
+    /// The longest wait between tries while IMDS fails.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub max_backoff: Duration,
+
+    /// Approve at the latest this long before NotBefore.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    pub approval_margin: Duration,
+
+    /// The longest the service manager gets to stop Nomad (a quarter of a short notice at most
+    /// on a client).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub stop_timeout: Duration,
+
+    /// Time between a drain's deadline and the stop, for the allocations Nomad force-stops then.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub kill_allowance: Duration,
+
+    /// Timeout of the first Scheduled Events request (it enables the service, which Microsoft
+    /// says may take up to two minutes).
+    #[arg(long, value_name = "DURATION", default_value = "150s", value_parser = duration)]
+    pub first_request_timeout: Duration,
+
+    /// Timeout of every later IMDS request.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -353,6 +495,46 @@ mod tests {
             Cli::try_parse_from(["run-nomad", "--client", "--scale-set-name", "prod-servers"])
                 .unwrap();
         assert!(client.client && !client.server);
+    }
+
+    #[test]
+    fn watch_events_is_a_mode_of_its_own() {
+        let cli = Cli::try_parse_from([
+            "run-nomad",
+            "watch-events",
+            "-v",
+            "--client",
+            "--nomad-address",
+            "https://127.0.0.1:4646",
+            "--poll-interval",
+            "250ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 1);
+        let Some(Command::WatchEvents(args)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert!(args.client && !args.server);
+        assert_eq!(args.poll_interval, Duration::from_millis(250));
+        assert_eq!(args.stop_timeout, Duration::from_secs(30));
+        assert_eq!(args.imds_endpoint, "http://169.254.169.254");
+        // The role is required there too, and the boot flags do not mix with it.
+        assert!(Cli::try_parse_from(["run-nomad", "watch-events"]).is_err());
+        assert!(
+            Cli::try_parse_from(["run-nomad", "--client", "watch-events", "--client"]).is_err()
+        );
+        let err = Cli::try_parse_from([
+            "run-nomad",
+            "watch-events",
+            "--server",
+            "--poll-interval",
+            "soon",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        // Without the subcommand, the boot flags are as before.
+        let boot = Cli::try_parse_from(["run-nomad", "--client"]).unwrap();
+        assert!(boot.command.is_none() && !boot.no_watch_events);
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //! Nomad and go-discover accept; [`pending`] carries unfinished work to the next run;
 //! [`report`] is the `--dry-run` plan.
 //!
+//! [`events`] is the other mode, `run-nomad watch-events`: the Scheduled Events watcher that the
+//! boot run installs as a second service, which takes Nomad out gracefully before Azure deletes
+//! or evicts the VM.
+//!
 //! Later steps slot in between reading the metadata and resolving the settings (fetching
-//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]) and as
-//! extra rendered files and service units (a Scheduled Events watcher).
+//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]).
 
 pub mod apply;
 pub mod cli;
 pub mod discover;
+pub mod events;
 pub mod metadata;
 pub mod pending;
 pub mod render;
@@ -35,6 +39,9 @@ use crate::settings::Facts;
 
 /// Runs the tool for parsed command-line arguments.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    if let Some(cli::Command::WatchEvents(args)) = &cli.command {
+        return events::run(args);
+    }
     // Everything that can be checked without the metadata is checked first: a typo in a flag
     // should not wait for IMDS.
     settings::check_flags(&cli)?;
@@ -57,6 +64,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let facts = Facts {
         instance: instance.as_ref(),
         local_source,
+        exe: exe.clone(),
         exe_dir,
         nomad_version: version_probe.finish(),
     };
@@ -67,19 +75,24 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let marker = pending::Marker::new(&settings.root, &settings.layout);
     let mut owned: Vec<_> = plan.iter().map(|p| p.target.clone()).collect();
     owned.push(marker.path().to_path_buf());
+    // A watcher an earlier run installed, now turned off with --no-watch-events.
+    let stale_watcher = Some(under_root(&settings.root, &settings.watcher_file))
+        .filter(|path| settings.watcher.is_none() && path.exists());
 
     if settings.dry_run {
         let earlier = marker.read()?;
         let changes = Changes::from_plan(&plan).union(earlier.unwrap_or_default());
         let shown = render::files_for_display(&settings)?;
+        let mut remove = apply::stale_temporaries(&owned);
+        remove.extend(stale_watcher.clone());
         let report = report::Plan {
             files: report::files(&plan, &shown),
-            remove: apply::stale_temporaries(&owned),
+            remove,
             pending: earlier,
             service: if settings.no_start {
                 report::ServiceReport::NotTouched
             } else {
-                service_report(&settings, &manager, changes)
+                service_report(&settings, &manager, changes, stale_watcher.is_some())
             },
         };
         if cli.json {
@@ -106,6 +119,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         return Err(error.into());
     }
     if settings.no_start {
+        if let Some(path) = &stale_watcher {
+            remove_file(path)?;
+        }
         tracing::info!("--no-start: files written, the service is not touched");
         return Ok(());
     }
@@ -125,7 +141,24 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         .context("failed to ask the init system whether Nomad is running")?;
     manager.run(&steps).context("failed to start Nomad")?;
     marker.clear()?;
+    if let Some(path) = &stale_watcher {
+        tracing::info!(
+            "--no-watch-events: removing the Scheduled Events watcher an earlier run installed"
+        );
+        let (before, after) = service::watcher_removal(settings.service.init);
+        manager
+            .run(&before)
+            .context("failed to stop the Scheduled Events watcher")?;
+        remove_file(path)?;
+        manager
+            .run(&after)
+            .context("failed to reload the init system after removing the watcher")?;
+    }
     Ok(())
+}
+
+fn remove_file(path: &Path) -> anyhow::Result<()> {
+    std::fs::remove_file(path).with_context(|| format!("failed to remove {}", path.display()))
 }
 
 fn read_metadata(cli: &cli::Cli) -> anyhow::Result<(Instance, Option<std::net::IpAddr>)> {
@@ -144,12 +177,20 @@ fn service_report(
     settings: &settings::Settings,
     manager: &ServiceManager<'_>,
     changes: Changes,
+    remove_watcher: bool,
 ) -> report::ServiceReport {
     let describe = |running: bool| -> Vec<String> {
-        let steps = match settings.service.init {
-            cli::InitSystem::Systemd => service::systemd_plan(changes, running),
-            cli::InitSystem::Supervisor => service::supervisor_plan(changes, running),
+        let state = service::Running {
+            agent: running,
+            watcher: running,
         };
+        let init = settings.service.init;
+        let mut steps = service::full_plan(init, changes, state, settings.watcher.is_some());
+        if remove_watcher {
+            let (before, after) = service::watcher_removal(init);
+            steps.extend(before);
+            steps.extend(after);
+        }
         steps.iter().map(|s| manager.describe(s)).collect()
     };
     report::ServiceReport::Commands {

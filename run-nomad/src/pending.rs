@@ -100,6 +100,7 @@ impl Marker {
                 Changes {
                     agent_config: true,
                     service_definition: true,
+                    watcher: true,
                 }
             }))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -118,7 +119,7 @@ impl Marker {
     pub fn forerunner(&self, changes: Changes) -> crate::apply::Forerunner {
         crate::apply::Forerunner {
             target: self.path.clone(),
-            contents: serde_json::to_vec(&changes).expect("two booleans serialize"),
+            contents: serde_json::to_vec(&changes).expect("booleans serialize"),
             mode: 0o600,
         }
     }
@@ -126,7 +127,7 @@ impl Marker {
     /// Records `changes` as still to apply, durably (atomic write, fsync of file and
     /// directory).
     pub fn record(&self, changes: Changes) -> Result<(), PendingError> {
-        let text = serde_json::to_vec(&changes).expect("two booleans serialize");
+        let text = serde_json::to_vec(&changes).expect("booleans serialize");
         write_atomic(
             &self.path,
             &text,
@@ -175,6 +176,7 @@ mod tests {
         let changes = Changes {
             agent_config: true,
             service_definition: false,
+            watcher: true,
         };
         marker.record(changes).unwrap();
         assert_eq!(marker.read().unwrap(), Some(changes));
@@ -189,7 +191,15 @@ mod tests {
         let marker = Marker::new(Path::new("/"), &layout(dir.path()));
         std::fs::write(marker.path(), "half-writ").unwrap();
         let all = marker.read().unwrap().unwrap();
-        assert!(all.agent_config && all.service_definition);
+        assert!(all.agent_config && all.service_definition && all.watcher);
+        // A marker an older run-nomad wrote (no watcher field) still reads.
+        std::fs::write(
+            marker.path(),
+            r#"{"agent_config":true,"service_definition":false}"#,
+        )
+        .unwrap();
+        let old = marker.read().unwrap().unwrap();
+        assert!(old.agent_config && !old.service_definition && !old.watcher);
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "run-nomad.env",
         include_str!("../templates/run-nomad.env.tera"),
     ),
+    (
+        "nomad-scheduled-events.service",
+        include_str!("../templates/nomad-scheduled-events.service.tera"),
+    ),
+    (
+        "nomad-scheduled-events.conf",
+        include_str!("../templates/nomad-scheduled-events.conf.tera"),
+    ),
 ];
 
 /// What a rendered file is, for the apply and service steps.
@@ -51,6 +59,9 @@ pub enum FileKind {
     EnvironmentFile,
     SystemdUnit,
     SupervisorProgram,
+    /// The Scheduled Events watcher's unit or program.
+    WatcherUnit,
+    WatcherProgram,
 }
 
 impl FileKind {
@@ -61,6 +72,8 @@ impl FileKind {
             FileKind::EnvironmentFile => "environment-file",
             FileKind::SystemdUnit => "systemd-unit",
             FileKind::SupervisorProgram => "supervisor-program",
+            FileKind::WatcherUnit => "watcher-unit",
+            FileKind::WatcherProgram => "watcher-program",
         }
     }
 }
@@ -413,8 +426,64 @@ pub fn supervisor_program(settings: &Settings) -> Result<String, RenderError> {
     render("supervisor.conf", &context)
 }
 
+#[derive(Serialize)]
+struct WatcherUnitContext {
+    exec_start: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WatcherProgramContext {
+    command: Vec<String>,
+    logfile: String,
+}
+
+/// The log file of the watcher's supervisor program.
+pub fn watcher_log(settings: &Settings) -> PathBuf {
+    settings
+        .layout
+        .log_dir
+        .join(format!("{}.log", crate::settings::watcher::WATCHER_PROGRAM))
+}
+
+/// The watcher's service definition (unit or program), when it is installed.
+pub fn watcher_file(settings: &Settings) -> Result<Option<RenderedFile>, RenderError> {
+    let Some(watcher) = &settings.watcher else {
+        return Ok(None);
+    };
+    let (kind, contents) = match settings.service.init {
+        InitSystem::Systemd => (
+            FileKind::WatcherUnit,
+            render(
+                "nomad-scheduled-events.service",
+                &WatcherUnitContext {
+                    exec_start: watcher.command.clone(),
+                },
+            )?,
+        ),
+        InitSystem::Supervisor => (
+            FileKind::WatcherProgram,
+            render(
+                "nomad-scheduled-events.conf",
+                &WatcherProgramContext {
+                    command: watcher.command.clone(),
+                    logfile: path_text(&watcher_log(settings)),
+                },
+            )?,
+        ),
+    };
+    Ok(Some(RenderedFile {
+        kind,
+        path: settings.watcher_file.clone(),
+        contents,
+        // No secret in it: the token stays in its own file.
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    }))
+}
+
 /// Every file for these settings, in the order they are written (the agent configuration
-/// first, the service definition last).
+/// first, the service definitions last, the watcher's after the agent's).
 pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
     let mut files = Vec::new();
     if let Some(agent) = &settings.agent {
@@ -458,6 +527,7 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
             gid: 0,
         }),
     }
+    files.extend(watcher_file(settings)?);
     Ok(files)
 }
 
@@ -560,6 +630,11 @@ mod tests {
                 ],
             ),
             ("run-nomad.env", &["environment_file"]),
+            ("nomad-scheduled-events.service", &["unit_exec"]),
+            (
+                "nomad-scheduled-events.conf",
+                &["supervisor_command", "supervisor_logfile"],
+            ),
         ];
         for (name, text) in TEMPLATES {
             let filters = allowed.iter().find(|(n, _)| n == name).unwrap().1;

@@ -18,6 +18,7 @@ use support::process::{self, CommandError};
 use crate::apply::{changed, Outcome};
 use crate::cli::InitSystem;
 use crate::render::FileKind;
+use crate::settings::watcher::{WATCHER_PROGRAM, WATCHER_UNIT};
 use crate::settings::{NomadVersion, Settings};
 
 /// The systemd unit name.
@@ -30,6 +31,9 @@ pub const PROGRAM: &str = "nomad";
 pub struct Changes {
     pub agent_config: bool,
     pub service_definition: bool,
+    /// The Scheduled Events watcher's unit or program (absent in markers of older runs).
+    #[serde(default)]
+    pub watcher: bool,
 }
 
 impl Changes {
@@ -39,10 +43,17 @@ impl Changes {
             service_definition: changed(outcomes, FileKind::SystemdUnit)
                 || changed(outcomes, FileKind::SupervisorProgram)
                 || changed(outcomes, FileKind::EnvironmentFile),
+            watcher: changed(outcomes, FileKind::WatcherUnit)
+                || changed(outcomes, FileKind::WatcherProgram),
         }
     }
 
     pub fn any(&self) -> bool {
+        self.agent_config || self.service_definition || self.watcher
+    }
+
+    /// Whether anything of the agent's own changed (its configuration or service).
+    pub fn agent(&self) -> bool {
         self.agent_config || self.service_definition
     }
 
@@ -51,6 +62,7 @@ impl Changes {
         Changes {
             agent_config: self.agent_config || other.agent_config,
             service_definition: self.service_definition || other.service_definition,
+            watcher: self.watcher || other.watcher,
         }
     }
 
@@ -67,8 +79,17 @@ impl Changes {
                 FileKind::SupervisorProgram,
                 FileKind::EnvironmentFile,
             ]),
+            watcher: changed(&[FileKind::WatcherUnit, FileKind::WatcherProgram]),
         }
     }
+}
+
+/// What runs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    pub agent: bool,
+    /// The watcher (false when it is not installed).
+    pub watcher: bool,
 }
 
 /// One command of the plan: the program's arguments (the program is systemctl or
@@ -88,9 +109,9 @@ fn step(args: &[&'static str]) -> Step {
     }
 }
 
-/// The systemd commands for these facts.
+/// The systemd commands for the agent.
 pub fn systemd_plan(changes: Changes, running: bool) -> Vec<Step> {
-    if !changes.any() && running {
+    if !changes.agent() && running {
         return Vec::new();
     }
     vec![
@@ -100,9 +121,9 @@ pub fn systemd_plan(changes: Changes, running: bool) -> Vec<Step> {
     ]
 }
 
-/// The supervisorctl commands for these facts.
+/// The supervisorctl commands for the agent.
 pub fn supervisor_plan(changes: Changes, running: bool) -> Vec<Step> {
-    if !changes.any() && running {
+    if !changes.agent() && running {
         return Vec::new();
     }
     let mut steps = vec![step(&["reread"]), step(&["update"])];
@@ -118,6 +139,68 @@ pub fn supervisor_plan(changes: Changes, running: bool) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// The commands that bring the watcher up to date after the agent's `steps`: when its unit
+/// changed or it does not run, systemd reloads (unless the agent's steps did), enables and
+/// restarts it; supervisor's `reread` and `update` add or restart a changed program, and a
+/// stopped one is started. The agent is never restarted for the watcher's sake.
+pub fn watcher_plan(init: InitSystem, steps: &[Step], changed: bool, running: bool) -> Vec<Step> {
+    if !changed && running {
+        return Vec::new();
+    }
+    let has = |args: &[&str]| steps.iter().any(|s| s.args == args);
+    let mut out = Vec::new();
+    match init {
+        InitSystem::Systemd => {
+            if changed && !has(&["daemon-reload"]) {
+                out.push(step(&["daemon-reload"]));
+            }
+            out.push(step(&["enable", WATCHER_UNIT]));
+            out.push(step(&["restart", WATCHER_UNIT]));
+        }
+        InitSystem::Supervisor => {
+            if changed {
+                if !has(&["update"]) {
+                    out.push(step(&["reread"]));
+                    out.push(step(&["update"]));
+                }
+            } else {
+                out.push(Step {
+                    args: vec!["start", WATCHER_PROGRAM],
+                    tolerate_already_started: true,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every command for these changes and states: the agent's, then the watcher's (when
+/// `watcher` is installed).
+pub fn full_plan(init: InitSystem, changes: Changes, running: Running, watcher: bool) -> Vec<Step> {
+    let mut steps = match init {
+        InitSystem::Systemd => systemd_plan(changes, running.agent),
+        InitSystem::Supervisor => supervisor_plan(changes, running.agent),
+    };
+    if watcher {
+        let more = watcher_plan(init, &steps, changes.watcher, running.watcher);
+        steps.extend(more);
+    }
+    steps
+}
+
+/// Taking out a watcher an earlier run installed (--no-watch-events): the commands before its
+/// file is removed, and after.
+pub fn watcher_removal(init: InitSystem) -> (Vec<Step>, Vec<Step>) {
+    match init {
+        InitSystem::Systemd => (
+            vec![step(&["disable", "--now", WATCHER_UNIT])],
+            vec![step(&["daemon-reload"])],
+        ),
+        // `update` stops and removes a program whose section is gone.
+        InitSystem::Supervisor => (Vec::new(), vec![step(&["reread"]), step(&["update"])]),
+    }
 }
 
 /// Runs the service commands.
@@ -145,32 +228,42 @@ impl<'a> ServiceManager<'a> {
 
     /// Whether the agent is running now.
     pub fn is_running(&self) -> Result<bool, CommandError> {
+        self.runs(UNIT, PROGRAM)
+    }
+
+    /// Whether the unit (systemd) or program (supervisor) runs now.
+    fn runs(&self, unit: &'static str, program: &'static str) -> Result<bool, CommandError> {
         match self.settings.service.init {
             InitSystem::Systemd => {
-                let mut cmd = self.command(&["is-active", "--quiet", UNIT]);
+                let mut cmd = self.command(&["is-active", "--quiet", unit]);
                 Ok(process::run_unchecked(&mut cmd)?.status.success())
             }
             InitSystem::Supervisor => {
                 // `status` exits 3 when the program is not running and 4 when it is unknown or
                 // supervisord is unreachable; the state word is what counts.
-                let mut cmd = self.command(&["status", PROGRAM]);
+                let mut cmd = self.command(&["status", program]);
                 let output = process::run_unchecked(&mut cmd)?;
-                let state = supervisor_state(&String::from_utf8_lossy(&output.stdout));
+                let state = program_state(&String::from_utf8_lossy(&output.stdout), program);
                 Ok(matches!(state.as_deref(), Some("RUNNING" | "STARTING")))
             }
         }
     }
 
-    /// The plan for these changes, asking the init system whether the agent runs.
+    /// The plan for these changes, asking the init system whether the agent and the watcher
+    /// run.
     pub fn plan(&self, changes: Changes) -> Result<Vec<Step>, CommandError> {
-        let running = self.is_running()?;
-        if running && !changes.any() {
+        let agent = self.is_running()?;
+        let installed = self.settings.watcher.is_some();
+        let watcher = installed && self.runs(WATCHER_UNIT, WATCHER_PROGRAM)?;
+        if agent && !changes.agent() {
             tracing::info!("the files are unchanged and Nomad is running: leaving it be");
         }
-        Ok(match self.settings.service.init {
-            InitSystem::Systemd => systemd_plan(changes, running),
-            InitSystem::Supervisor => supervisor_plan(changes, running),
-        })
+        Ok(full_plan(
+            self.settings.service.init,
+            changes,
+            Running { agent, watcher },
+            installed,
+        ))
     }
 
     /// The command line of a step, for logs and `--dry-run`.
@@ -201,13 +294,18 @@ impl<'a> ServiceManager<'a> {
     }
 }
 
-/// The state word of `supervisorctl status <name>`: `nomad   RUNNING   pid 12, uptime ...`.
+/// The state word of `supervisorctl status nomad`: `nomad   RUNNING   pid 12, uptime ...`.
 pub fn supervisor_state(output: &str) -> Option<String> {
+    program_state(output, PROGRAM)
+}
+
+/// The state word of program `name` in `supervisorctl status` output.
+pub fn program_state(output: &str, name: &str) -> Option<String> {
     output
         .lines()
         .find_map(|line| {
             let mut words = line.split_whitespace();
-            (words.next()? == PROGRAM).then(|| words.next().map(str::to_string))
+            (words.next()? == name).then(|| words.next().map(str::to_string))
         })
         .flatten()
 }
@@ -296,14 +394,26 @@ mod tests {
     const NONE: Changes = Changes {
         agent_config: false,
         service_definition: false,
+        watcher: false,
     };
     const CONFIG: Changes = Changes {
         agent_config: true,
         service_definition: false,
+        watcher: false,
     };
     const UNIT_CHANGED: Changes = Changes {
         agent_config: false,
         service_definition: true,
+        watcher: false,
+    };
+    const WATCHER: Changes = Changes {
+        agent_config: false,
+        service_definition: false,
+        watcher: true,
+    };
+    const BOTH_RUN: Running = Running {
+        agent: true,
+        watcher: true,
     };
 
     fn args(steps: &[Step]) -> Vec<Vec<&'static str>> {
@@ -343,7 +453,90 @@ mod tests {
     }
 
     #[test]
+    fn the_watcher_is_started_beside_the_agent_and_never_restarts_it() {
+        let systemd =
+            |changes, running| args(&full_plan(InitSystem::Systemd, changes, running, true));
+        assert!(systemd(NONE, BOTH_RUN).is_empty());
+        // A new install: the agent, then the watcher, one reload.
+        let stopped = Running {
+            agent: false,
+            watcher: false,
+        };
+        assert_eq!(
+            systemd(CONFIG.union(WATCHER), stopped),
+            vec![
+                vec!["daemon-reload"],
+                vec!["enable", "nomad.service"],
+                vec!["restart", "nomad.service"],
+                vec!["enable", "nomad-scheduled-events.service"],
+                vec!["restart", "nomad-scheduled-events.service"],
+            ]
+        );
+        // Only the watcher's unit changed: the agent is left running.
+        assert_eq!(
+            systemd(WATCHER, BOTH_RUN),
+            vec![
+                vec!["daemon-reload"],
+                vec!["enable", "nomad-scheduled-events.service"],
+                vec!["restart", "nomad-scheduled-events.service"],
+            ]
+        );
+        // The watcher stopped behind our back: started, no reload.
+        let watcher_down = Running {
+            agent: true,
+            watcher: false,
+        };
+        assert_eq!(
+            systemd(NONE, watcher_down),
+            vec![
+                vec!["enable", "nomad-scheduled-events.service"],
+                vec!["restart", "nomad-scheduled-events.service"],
+            ]
+        );
+        // Without the watcher, the agent's plan alone.
+        assert_eq!(
+            full_plan(InitSystem::Systemd, CONFIG, BOTH_RUN, false),
+            systemd_plan(CONFIG, true)
+        );
+        let supervisor =
+            |changes, running| args(&full_plan(InitSystem::Supervisor, changes, running, true));
+        assert_eq!(
+            supervisor(WATCHER, BOTH_RUN),
+            vec![vec!["reread"], vec!["update"]]
+        );
+        assert_eq!(
+            supervisor(CONFIG.union(WATCHER), BOTH_RUN),
+            vec![vec!["reread"], vec!["update"], vec!["restart", "nomad"]]
+        );
+        let plan = full_plan(InitSystem::Supervisor, NONE, watcher_down, true);
+        assert_eq!(args(&plan), vec![vec!["start", "nomad-scheduled-events"]]);
+        assert!(plan[0].tolerate_already_started);
+    }
+
+    #[test]
+    fn a_removed_watcher_is_stopped_and_disabled_first() {
+        let (before, after) = watcher_removal(InitSystem::Systemd);
+        assert_eq!(
+            args(&before),
+            vec![vec!["disable", "--now", "nomad-scheduled-events.service"]]
+        );
+        assert_eq!(args(&after), vec![vec!["daemon-reload"]]);
+        let (before, after) = watcher_removal(InitSystem::Supervisor);
+        assert!(before.is_empty());
+        assert_eq!(args(&after), vec![vec!["reread"], vec!["update"]]);
+    }
+
+    #[test]
     fn supervisor_status_lines_give_the_state() {
+        assert_eq!(
+            program_state(
+                "nomad                            RUNNING   pid 1, uptime 0:00:03\n\
+                 nomad-scheduled-events           STOPPED   Nov 30 09:00 AM\n",
+                "nomad-scheduled-events"
+            )
+            .as_deref(),
+            Some("STOPPED")
+        );
         assert_eq!(
             supervisor_state(
                 "nomad                            RUNNING   pid 4242, uptime 0:00:03\n"

@@ -23,6 +23,7 @@ mod accounts;
 mod agent;
 mod flags;
 mod values;
+pub mod watcher;
 
 pub use accounts::Account;
 use accounts::{account_name, lookup_user, UserQuery};
@@ -296,6 +297,11 @@ pub struct Settings {
     /// directory's owner).
     pub config_group: Account,
     pub service: Service,
+    /// The Scheduled Events watcher's service (`None` with --no-watch-events or
+    /// --skip-nomad-config).
+    pub watcher: Option<watcher::Watcher>,
+    /// Where the watcher's unit or program goes (production path), installed or not.
+    pub watcher_file: PathBuf,
     pub no_start: bool,
     pub dry_run: bool,
     pub systemctl: PathBuf,
@@ -311,6 +317,8 @@ pub struct Facts<'a> {
     pub local_source: Option<IpAddr>,
     /// The directory of the running run-nomad executable.
     pub exe_dir: PathBuf,
+    /// The running run-nomad executable (the watcher's service runs it).
+    pub exe: PathBuf,
     pub nomad_version: Option<NomadVersion>,
 }
 
@@ -416,6 +424,10 @@ pub fn check_install(cli: &Cli, root: &Path, layout: &Layout) -> Result<(), Sett
     }
     if let Some(key) = &cli.tls_key_file {
         warn_if_world_readable("TLS key", root, key);
+    }
+    if let Some(token) = &cli.watch_events_token_file {
+        require_file("--watch-events-token-file", root, token)?;
+        warn_if_world_readable("watcher token file", root, token);
     }
     crate::render::check_representable(cli.init, layout, &environment(&cli.environment)?)?;
     check_layout(cli, root, layout)
@@ -531,7 +543,11 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
         InitSystem::Supervisor => absolute_path("--supervisor-conf-dir", &cli.supervisor_conf_dir)?
             .join(SUPERVISOR_PROGRAM_NAME),
     };
+    let exe = watcher::production_exe(&root, &facts.exe);
+    let watcher_service = watcher::watcher(cli, &root, agent.as_ref(), &exe, &layout.config_dir)?;
     let settings = Settings {
+        watcher_file: watcher::service_file(cli)?,
+        watcher: watcher_service,
         root,
         layout,
         service_file,

@@ -45,7 +45,26 @@ fn the_plan_lists_files_states_and_commands_and_redacts_secrets() {
 
     let files = plan["files"].as_array().unwrap();
     let kinds: Vec<&str> = files.iter().map(|f| f["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["agent-config", "environment-file", "systemd-unit"]);
+    assert_eq!(
+        kinds,
+        [
+            "agent-config",
+            "environment-file",
+            "systemd-unit",
+            "watcher-unit"
+        ]
+    );
+    let watcher = &files[3];
+    assert_eq!(
+        watcher["path"],
+        "/etc/systemd/system/nomad-scheduled-events.service"
+    );
+    assert_eq!(watcher["mode"], "0644");
+    let unit = watcher["contents"].as_str().unwrap();
+    assert!(
+        unit.contains(" watch-events --server --imds-endpoint "),
+        "{unit}"
+    );
     let config = &files[0];
     assert_eq!(config["path"], "/opt/nomad/config/default.hcl");
     assert_eq!(
@@ -74,6 +93,8 @@ fn the_plan_lists_files_states_and_commands_and_redacts_secrets() {
             format!("{program} daemon-reload"),
             format!("{program} enable nomad.service"),
             format!("{program} restart nomad.service"),
+            format!("{program} enable nomad-scheduled-events.service"),
+            format!("{program} restart nomad-scheduled-events.service"),
         ])
     );
     // Nothing was written, nothing was asked of systemd.
@@ -94,10 +115,36 @@ fn unfinished_work_and_no_start_show_in_the_plan() {
     let plan = dry_run(&root, &systemctl, &["--client", "--no-start"]);
     assert_eq!(
         plan["pending"],
-        serde_json::json!({ "agent_config": true, "service_definition": false })
+        serde_json::json!({ "agent_config": true, "service_definition": false, "watcher": false })
     );
     assert_eq!(
         plan["service"],
         serde_json::json!({ "action": "not-touched" })
     );
+}
+
+#[test]
+fn without_the_watcher_the_plan_has_no_watcher_and_removes_an_earlier_one() {
+    let root = FakeRoot::new();
+    let systemctl = StubSystemctl::new();
+    let earlier = root.at("/etc/systemd/system/nomad-scheduled-events.service");
+    std::fs::write(&earlier, "[Service]\nExecStart=/bin/true\n").unwrap();
+    let plan = dry_run(&root, &systemctl, &["--client", "--no-watch-events"]);
+    let kinds: Vec<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["agent-config", "environment-file", "systemd-unit"]);
+    assert_eq!(
+        plan["remove"],
+        serde_json::json!([earlier.display().to_string()])
+    );
+    let program = systemctl.program().display().to_string();
+    let commands = plan["service"]["if_running"].as_array().unwrap();
+    assert!(commands.contains(&Value::String(format!(
+        "{program} disable --now nomad-scheduled-events.service"
+    ))));
+    assert!(earlier.exists(), "a dry run touches nothing");
 }

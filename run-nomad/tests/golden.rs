@@ -14,6 +14,13 @@ fn generate(args: &[&str]) -> FakeRoot {
     root
 }
 
+/// The watcher's unit or program with the test binary's path and the tests' IMDS address put
+/// back to their production values, so the golden file shows what a VM gets.
+fn watcher_as_on_a_vm(text: &str) -> String {
+    text.replace(env!("CARGO_BIN_EXE_run-nomad"), "/opt/nomad/bin/run-nomad")
+        .replace("http://127.0.0.1:9", "http://169.254.169.254")
+}
+
 fn check(case: &str, args: &[&str]) {
     let root = generate(args);
     assert_golden(
@@ -26,6 +33,10 @@ fn check(case: &str, args: &[&str]) {
             &root.read("/etc/supervisor/conf.d/run-nomad.conf"),
         );
         assert!(!root.at("/etc/systemd/system/nomad.service").exists());
+        assert_golden(
+            &format!("{case}/nomad-scheduled-events.conf"),
+            &watcher_as_on_a_vm(&root.read("/etc/supervisor/conf.d/nomad-scheduled-events.conf")),
+        );
     } else {
         assert_golden(
             &format!("{case}/nomad.service"),
@@ -36,6 +47,10 @@ fn check(case: &str, args: &[&str]) {
             &root.read("/opt/nomad/config/run-nomad.env"),
         );
         assert!(!root.at("/etc/supervisor/conf.d/run-nomad.conf").exists());
+        assert_golden(
+            &format!("{case}/nomad-scheduled-events.service"),
+            &watcher_as_on_a_vm(&root.read("/etc/systemd/system/nomad-scheduled-events.service")),
+        );
     }
 }
 

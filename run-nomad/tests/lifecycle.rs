@@ -10,15 +10,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{against_root, instance, output, FakeRoot, StubSystemctl};
-
-const RESTART: [&str; 4] = [
-    "is-active --quiet nomad.service",
-    "daemon-reload",
-    "enable nomad.service",
-    "restart nomad.service",
-];
-const LEAVE_BE: [&str; 1] = ["is-active --quiet nomad.service"];
+use common::{
+    against_root, instance, output, FakeRoot, StubSystemctl, IS_ACTIVE, RESTART_AGENT, START_BOTH,
+};
 
 fn command(root: &FakeRoot, systemctl: &StubSystemctl, args: &[&str]) -> std::process::Command {
     let mut cmd = against_root(root, &instance());
@@ -45,20 +39,24 @@ fn a_failed_restart_is_completed_by_the_next_run() {
     let (ok, _, stderr) = run(&root, &systemctl, &args);
     assert!(!ok, "the failed restart fails the run");
     assert!(stderr.contains("Job for nomad.service failed"), "{stderr}");
-    assert_eq!(systemctl.take_calls(), RESTART);
+    assert_eq!(
+        systemctl.take_calls(),
+        RESTART_AGENT,
+        "stopped at the failure"
+    );
     assert!(marker(&root).exists(), "the unapplied change is recorded");
 
     // The same command again: the files are already right and Nomad is running (the old
-    // configuration). The recorded work is what makes it restart.
+    // configuration). The recorded work is what makes it restart, the watcher's new unit too.
     let (ok, stdout, stderr) = run(&root, &systemctl, &args);
     assert!(ok, "{stdout}\n{stderr}");
-    assert_eq!(systemctl.take_calls(), RESTART);
+    assert_eq!(systemctl.take_calls(), START_BOTH);
     assert!(!marker(&root).exists(), "done: the marker is gone");
 
     // And after that, an unchanged run leaves Nomad alone again.
     let (ok, _, _) = run(&root, &systemctl, &args);
     assert!(ok);
-    assert_eq!(systemctl.take_calls(), LEAVE_BE);
+    assert_eq!(systemctl.take_calls(), IS_ACTIVE);
 }
 
 fn wait_until(what: &str, check: impl Fn() -> bool) {
@@ -100,7 +98,7 @@ fn a_run_killed_during_the_restart_leaves_the_work_to_the_next_and_holds_off_oth
     // The next run finds the files written and Nomad running: the marker makes it restart.
     let (ok, stdout, stderr) = run(&root, &systemctl, &args);
     assert!(ok, "{stdout}\n{stderr}");
-    assert_eq!(systemctl.take_calls(), RESTART);
+    assert_eq!(systemctl.take_calls(), START_BOTH);
     assert!(!marker(&root).exists());
 }
 

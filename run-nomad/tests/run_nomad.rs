@@ -10,17 +10,13 @@ use std::time::{Duration, Instant};
 
 use common::{
     instance, output, run_nomad, write_executable, FakeRoot, LiveInstall, StubSystemctl,
-    GOSSIP_KEY, LAYOUT_ARGS, NOMAD_GID,
+    GOSSIP_KEY, IS_ACTIVE, LAYOUT_ARGS, NOMAD_GID, NOMAD_UNIT, RESTART_AGENT, START_BOTH,
+    WATCHER_UNIT,
 };
 use serde_json::json;
 use support::doubles::imds::{ImdsDouble, Reply};
 
-const START: [&str; 4] = [
-    "is-active --quiet nomad.service",
-    "daemon-reload",
-    "enable nomad.service",
-    "restart nomad.service",
-];
+const START: [&str; 7] = START_BOTH;
 
 /// run-nomad against a fake root, reading the IMDS double, with a stub systemctl.
 fn against_imds(
@@ -269,20 +265,76 @@ fn systemd_is_started_then_left_alone_until_something_changes() {
     assert_eq!(systemctl.take_calls(), START);
 
     let stderr = run(&[]);
-    assert_eq!(systemctl.take_calls(), ["is-active --quiet nomad.service"]);
+    assert_eq!(systemctl.take_calls(), IS_ACTIVE);
     assert!(stderr.contains("leaving it be"), "{stderr}");
 
+    // The agent's configuration changes: the agent restarts, the watcher is left running.
     run(&["--meta", "rack=r9"]);
-    assert_eq!(systemctl.take_calls(), START);
+    assert_eq!(systemctl.take_calls(), RESTART_AGENT);
 
     // The unit changes (an environment variable): daemon-reload and restart.
     run(&["--meta", "rack=r9", "--environment", "X=1"]);
-    assert_eq!(systemctl.take_calls(), START);
+    assert_eq!(systemctl.take_calls(), RESTART_AGENT);
 
     // Stopped behind our back, files unchanged: started.
-    fs::remove_file(systemctl.dir.path().join("active")).unwrap();
+    systemctl.set_inactive(NOMAD_UNIT);
     run(&["--meta", "rack=r9", "--environment", "X=1"]);
-    assert_eq!(systemctl.take_calls(), START);
+    assert_eq!(systemctl.take_calls(), RESTART_AGENT);
+
+    // The watcher stopped: started again, the agent left alone.
+    systemctl.set_inactive(WATCHER_UNIT);
+    run(&["--meta", "rack=r9", "--environment", "X=1"]);
+    let mut expected = IS_ACTIVE.to_vec();
+    expected.extend([
+        "enable nomad-scheduled-events.service",
+        "restart nomad-scheduled-events.service",
+    ]);
+    assert_eq!(systemctl.take_calls(), expected);
+
+    // A change to what the watcher is told (an ACL token for it): only the watcher restarts.
+    let token = live.path("watcher.token");
+    fs::write(&token, "00000000-0000-4000-8000-000000000001\n").unwrap();
+    let token_arg = token.display().to_string();
+    run(&[
+        "--meta",
+        "rack=r9",
+        "--environment",
+        "X=1",
+        "--watch-events-token-file",
+        &token_arg,
+    ]);
+    let mut expected = IS_ACTIVE.to_vec();
+    expected.extend([
+        "daemon-reload",
+        "enable nomad-scheduled-events.service",
+        "restart nomad-scheduled-events.service",
+    ]);
+    assert_eq!(systemctl.take_calls(), expected);
+    let unit = fs::read_to_string(live.path("unit").join(WATCHER_UNIT)).unwrap();
+    assert!(
+        unit.contains(&format!("--nomad-token-file {token_arg}")),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("00000000-0000-4000-8000-000000000001"),
+        "{unit}"
+    );
+
+    // Turned off: stopped and disabled, its unit removed, systemd reloaded.
+    run(&[
+        "--meta",
+        "rack=r9",
+        "--environment",
+        "X=1",
+        "--no-watch-events",
+    ]);
+    let mut expected = vec!["is-active --quiet nomad.service"];
+    expected.extend([
+        "disable --now nomad-scheduled-events.service",
+        "daemon-reload",
+    ]);
+    assert_eq!(systemctl.take_calls(), expected);
+    assert!(!live.path("unit").join(WATCHER_UNIT).exists());
 }
 
 #[test]
@@ -769,4 +821,84 @@ fn a_world_readable_gossip_key_file_warns_once() {
         1,
         "{stderr}"
     );
+}
+
+#[test]
+fn the_watchers_token_file_is_checked_before_imds_and_refused_without_the_watcher() {
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--acl",
+            "--watch-events-token-file",
+            "/opt/nomad/secrets/missing.token",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("missing.token"), "{stderr}");
+    assert!(imds.requests().is_empty(), "a typo does not wait for IMDS");
+    nothing_written(&root);
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--skip-nomad-config",
+            "--watch-events-token-file",
+            "/opt/nomad/config/gossip.key",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--watch-events-token-file is for the Scheduled Events watcher"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--no-watch-events",
+            "--watch-events-token-file",
+            "/x",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(systemctl.take_calls().is_empty());
+}
+
+#[test]
+fn a_client_with_acls_and_no_watcher_token_is_warned_about() {
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &["--client", "--acl", "--no-start"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cannot drain this client, only stop Nomad"),
+        "{stderr}"
+    );
+    // A server needs no token: it leaves by stopping.
+    let root = FakeRoot::new();
+    let (ok, _, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &["--server", "--num-servers", "3", "--acl", "--no-start"],
+    );
+    assert!(ok);
+    assert!(!stderr.contains("cannot drain"), "{stderr}");
 }

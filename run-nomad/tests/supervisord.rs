@@ -259,3 +259,71 @@ fn a_log_directory_with_percent_signs_reaches_supervisord_intact() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
     assert!(recorded_env(&live).contains(&("ARM_CLIENT_SECRET".to_string(), "s3cr3t".to_string())));
 }
+
+/// The watcher under the real supervisord: run-nomad installs it beside Nomad, supervisord keeps
+/// it RUNNING, and on a Terminate of this VM (the IMDS double's Scheduled Events, for the
+/// fixture's `compute.name`) it stops the agent through the real supervisorctl, then approves
+/// the event; the agent's program is STOPPED and the watcher still runs.
+#[test]
+fn the_watcher_runs_under_supervisord_and_stops_nomad_before_approving() {
+    use support::doubles::imds::ImdsDouble;
+    use support::doubles::imds_events::Event;
+    let name = "watcher";
+    let live = LiveInstall::new(name);
+    let supervisord = Supervisord::start(&live);
+    let imds = ImdsDouble::start(instance());
+    let events = imds.scheduled_events();
+    run(
+        &live,
+        name,
+        &supervisord,
+        &[
+            "--server",
+            "--num-servers",
+            "1",
+            "--imds-endpoint",
+            imds.url(),
+        ],
+    );
+    supervisord.wait_running();
+    let watcher_state = |s: &Supervisord| {
+        run_nomad::service::program_state(
+            &s.ctl(&["status", "nomad-scheduled-events"]).1,
+            "nomad-scheduled-events",
+        )
+    };
+    supervisord.wait_for("the watcher to be RUNNING", |s| {
+        (watcher_state(s).as_deref() == Some("RUNNING")).then_some(())
+    });
+    let program =
+        fs::read_to_string(live.path("supervisor").join("nomad-scheduled-events.conf")).unwrap();
+    assert!(
+        program.contains(" watch-events --server --imds-endpoint "),
+        "{program}"
+    );
+    // The watcher has enabled Scheduled Events (its first request) before the event comes.
+    supervisord.wait_for("the watcher's first request", |_| {
+        events.enabled().then_some(())
+    });
+
+    let vm = instance()["compute"]["name"].as_str().unwrap().to_string();
+    let not_before = std::time::SystemTime::now() + Duration::from_secs(300);
+    events.schedule(Event::terminate(
+        "5e1ce7e0-0000-4000-8000-000000000001",
+        &vm,
+        not_before,
+    ));
+    supervisord.wait_for("the approval", |_| {
+        (!events.approvals().is_empty()).then_some(())
+    });
+    assert_eq!(supervisord.state().as_deref(), Some("STOPPED"));
+    assert_eq!(watcher_state(&supervisord).as_deref(), Some("RUNNING"));
+    let log = fs::read_to_string(live.path("log").join("nomad-scheduled-events.log")).unwrap();
+    assert!(log.contains("stopping Nomad"), "{log}");
+    assert!(
+        log.contains("approved event 5e1ce7e0-0000-4000-8000-000000000001"),
+        "{log}"
+    );
+    let state = fs::read_to_string(live.path("config").join(".watch-events.state")).unwrap();
+    assert!(state.contains("\"finished\": true"), "{state}");
+}

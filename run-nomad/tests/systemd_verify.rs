@@ -213,3 +213,82 @@ fn a_program_path_systemd_would_refuse_is_refused_before_writing() {
     assert!(!live.path("unit").join("nomad.service").exists());
     assert!(!live.path("config").join("default.hcl").exists());
 }
+
+/// The Scheduled Events watcher's unit, written beside Nomad's, verifies cleanly too: for a
+/// server with TLS, a client with an ACL token file, and paths systemd must be told to take
+/// literally. Its ExecStart is run-nomad itself (the test binary, which exists).
+#[test]
+fn the_watcher_unit_verifies_cleanly() {
+    let live = LiveInstall::new("watch");
+    let tls = live.path("tls 100% $x");
+    std::fs::create_dir_all(&tls).unwrap();
+    let mut files = Vec::new();
+    for name in ["ca.pem", "cert.pem", "key.pem"] {
+        let path = tls.join(name);
+        std::fs::write(&path, name).unwrap();
+        files.push(path.display().to_string());
+    }
+    let token = live.path("watcher token");
+    std::fs::write(&token, "00000000-0000-4000-8000-000000000001\n").unwrap();
+    let token = token.display().to_string();
+    unit(
+        &live,
+        "watch",
+        &[
+            "--server",
+            "--num-servers",
+            "3",
+            "--tls-ca-file",
+            &files[0],
+            "--tls-cert-file",
+            &files[1],
+            "--tls-key-file",
+            &files[2],
+            "--watch-events-token-file",
+            &token,
+        ],
+    );
+    let path = live.path("unit").join("nomad-scheduled-events.service");
+    assert_clean(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("--nomad-tls-server-name server.eastus2.nomad"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--nomad-address https://127.0.0.1:4646"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("00000000-0000-4000-8000-000000000001"),
+        "{text}"
+    );
+    // It stops nomad.service itself: it must not be stopped with it.
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("PartOf=") || l.starts_with("BindsTo=")),
+        "{text}"
+    );
+
+    let live = LiveInstall::new("watch-client");
+    unit(&live, "watch-client", &["--client"]);
+    let path = live.path("unit").join("nomad-scheduled-events.service");
+    assert_clean(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(" watch-events --client "), "{text}");
+    assert!(
+        text.contains("--nomad-address http://127.0.0.1:4646"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_watch_events_writes_no_watcher_unit() {
+    let live = LiveInstall::new("none");
+    unit(&live, "none", &["--client", "--no-watch-events"]);
+    assert!(!live
+        .path("unit")
+        .join("nomad-scheduled-events.service")
+        .exists());
+}

@@ -204,7 +204,13 @@ impl Cluster {
                         "; automatic repairs off".to_string()
                     }
                 ),
-                "terminate notification 5 minutes (time to drain)".to_string(),
+                if set.spot.is_some() {
+                    "no terminate notification (Azure refuses it on Spot): 30 s Preempt notice \
+                     before an eviction"
+                        .to_string()
+                } else {
+                    "terminate notification 5 minutes (time to drain)".to_string()
+                },
             ];
             for commands in &set.boot_commands {
                 details.push(format!("boot commands from {}", commands.origin));

@@ -117,19 +117,28 @@ pub(super) fn scale_set(cluster: &Cluster, set: &ScaleSet, custom_data: String) 
         // Stated either way: a later apply that turns it off must say so.
         "securityProfile": { "encryptionAtHost": cluster.encryption_at_host },
         "extensionProfile": { "extensions": [health_extension(cluster, set)] },
-        "scheduledEventsProfile": {
-            "terminateNotificationProfile": {
-                "enable": true,
-                "notBeforeTimeout": TERMINATE_NOT_BEFORE,
-            },
-        },
         // Managed boot diagnostics: the serial log shows custom data failures.
         "diagnosticsProfile": { "bootDiagnostics": { "enabled": true } },
     });
-    if let Some(spot) = &set.spot {
-        profile["priority"] = json!("Spot");
-        profile["evictionPolicy"] = json!(spot.eviction_policy.as_str());
-        profile["billingProfile"] = json!({ "maxPrice": spot.max_price });
+    match &set.spot {
+        // A deletion (scale-in, `roll`) sends a Terminate scheduled event this long ahead;
+        // run-nomad's watcher drains a client or stops a server in it, then approves.
+        None => {
+            profile["scheduledEventsProfile"] = json!({
+                "terminateNotificationProfile": {
+                    "enable": true,
+                    "notBeforeTimeout": TERMINATE_NOT_BEFORE,
+                },
+            });
+        }
+        // "Terminate notifications cannot be enabled on Spot instances" (Microsoft, "Terminate
+        // notification for Azure Virtual Machine Scale Set instances"): a Spot VM gets a
+        // Preempt event 30 seconds before an eviction instead, which the watcher also handles.
+        Some(spot) => {
+            profile["priority"] = json!("Spot");
+            profile["evictionPolicy"] = json!(spot.eviction_policy.as_str());
+            profile["billingProfile"] = json!({ "maxPrice": spot.max_price });
+        }
     }
     let mut properties = json!({
         "orchestrationMode": "Uniform",
@@ -286,10 +295,16 @@ mod tests {
         assert_eq!(batch["sku"]["capacity"], 250);
         let profile = &batch["properties"]["virtualMachineProfile"];
         assert_eq!(profile["priority"], "Spot");
+        // Azure refuses terminate notifications on Spot instances; they get Preempt events.
+        assert!(profile.get("scheduledEventsProfile").is_none(), "{profile}");
         assert_eq!(profile["evictionPolicy"], "Deallocate");
         assert_eq!(profile["billingProfile"]["maxPrice"], 0.05);
         assert_eq!(profile["securityProfile"]["encryptionAtHost"], true);
         let web = scale_set_named(&template, "nomad-test-web");
+        assert_eq!(
+            web["properties"]["virtualMachineProfile"]["scheduledEventsProfile"],
+            json!({ "terminateNotificationProfile": { "enable": true, "notBeforeTimeout": "PT5M" } })
+        );
         assert!(web["properties"].get("singlePlacementGroup").is_none());
         assert!(web["properties"]["virtualMachineProfile"]
             .get("priority")

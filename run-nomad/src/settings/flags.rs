@@ -126,6 +126,13 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
                 flags.join(", ")
             )));
         }
+        if cli.watch_events_token_file.is_some() {
+            return Err(SettingsError::Missing(
+                "--watch-events-token-file is for the Scheduled Events watcher, which \
+                 --skip-nomad-config does not install"
+                    .to_string(),
+            ));
+        }
     }
     for entry in &cli.retry_join {
         crate::discover::check_retry_join(entry)

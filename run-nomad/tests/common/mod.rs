@@ -415,14 +415,46 @@ pub fn assert_golden(name: &str, actual: &str) {
     );
 }
 
+pub const NOMAD_UNIT: &str = "nomad.service";
+pub const WATCHER_UNIT: &str = "nomad-scheduled-events.service";
+
+/// What a run asks first: whether the agent and the watcher run.
+pub const IS_ACTIVE: [&str; 2] = [
+    "is-active --quiet nomad.service",
+    "is-active --quiet nomad-scheduled-events.service",
+];
+
+/// A first start: both queried, then the agent, then the watcher.
+pub const START_BOTH: [&str; 7] = [
+    "is-active --quiet nomad.service",
+    "is-active --quiet nomad-scheduled-events.service",
+    "daemon-reload",
+    "enable nomad.service",
+    "restart nomad.service",
+    "enable nomad-scheduled-events.service",
+    "restart nomad-scheduled-events.service",
+];
+
+/// The agent restarted onto new files, the watcher left running.
+pub const RESTART_AGENT: [&str; 5] = [
+    "is-active --quiet nomad.service",
+    "is-active --quiet nomad-scheduled-events.service",
+    "daemon-reload",
+    "enable nomad.service",
+    "restart nomad.service",
+];
+
 /// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
-/// from the presence of `active`, and becomes active on `restart`, unless told to fail the
-/// next restart (as a unit that cannot start does: exit 1 with systemd's message).
+/// for a unit from the presence of `active-<unit>`, makes a unit active on `restart` and
+/// inactive on `disable --now`, unless told to fail or hang the next restart of
+/// `nomad.service` (as a unit that cannot start does: exit 1 with systemd's message).
 pub struct StubSystemctl {
     pub dir: tempfile::TempDir,
 }
 
 impl StubSystemctl {
+    /// A stub that keeps one `active-<unit>` file per running unit; `restart` of nomad.service
+    /// can be made to fail or hang.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
@@ -432,12 +464,15 @@ impl StubSystemctl {
                 "#!/bin/sh\n\
                  echo \"$*\" >> '{d}/calls'\n\
                  case \"$1\" in\n\
-                 is-active) [ -e '{d}/active' ] && exit 0 || exit 3 ;;\n\
-                 restart) if [ -e '{d}/fail-restart' ]; then rm '{d}/fail-restart'; \
+                 is-active) [ -e \"{d}/active-$3\" ] && exit 0 || exit 3 ;;\n\
+                 restart) if [ \"$2\" = nomad.service ] && [ -e '{d}/fail-restart' ]; then \
+                 rm '{d}/fail-restart'; \
                  echo 'Job for nomad.service failed because the control process exited with \
                  error code.' >&2; exit 1; fi; \
-                 if [ -e '{d}/hang-restart' ]; then rm '{d}/hang-restart'; \
-                 touch '{d}/hanging'; exec sleep 600; fi; touch '{d}/active' ;;\n\
+                 if [ \"$2\" = nomad.service ] && [ -e '{d}/hang-restart' ]; then \
+                 rm '{d}/hang-restart'; touch '{d}/hanging'; exec sleep 600; fi; \
+                 touch \"{d}/active-$2\" ;;\n\
+                 disable) [ \"$2\" = --now ] && rm -f \"{d}/active-$3\" ;;\n\
                  esac\n\
                  exit 0\n"
             ),
@@ -449,9 +484,17 @@ impl StubSystemctl {
         self.dir.path().join("systemctl")
     }
 
-    /// Nomad is running (the old configuration, as far as the stub knows).
+    /// Nomad and its Scheduled Events watcher are running (the old configuration, as far as
+    /// the stub knows).
     pub fn set_active(&self) {
-        fs::write(self.dir.path().join("active"), "").unwrap();
+        for unit in [NOMAD_UNIT, WATCHER_UNIT] {
+            fs::write(self.dir.path().join(format!("active-{unit}")), "").unwrap();
+        }
+    }
+
+    /// The unit is stopped (behind run-nomad's back).
+    pub fn set_inactive(&self, unit: &str) {
+        let _ = fs::remove_file(self.dir.path().join(format!("active-{unit}")));
     }
 
     /// The next `restart` fails.

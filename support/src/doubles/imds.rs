@@ -53,6 +53,9 @@
 //!   (`resource=https://vault.azure.net`) the same document carries a token that names the
 //!   VM's identity ([`ImdsDouble::set_identity_principal`], default [`IDENTITY_PRINCIPAL_ID`])
 //!   and that audience ([`super::tokens`]), which the Key Vault double authorizes.
+//! - `/metadata/scheduledevents`: Scheduled Events, `GET` and `POST`, in
+//!   [`super::imds_events`] (its own api-versions, faults and clock), reached through
+//!   [`ImdsDouble::scheduled_events`].
 //! - anything else: 404 `{"error": "Not found"}`.
 //!
 //! Scripted replies apply to every endpoint. Error bodies are JSON objects with an `error`
@@ -64,6 +67,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
+use super::imds_events::{self, ScheduledEvents};
 pub use super::server::RecordedRequest;
 use super::server::{self, Server};
 
@@ -139,6 +143,8 @@ struct State {
     /// What this region's IMDS supports, newest first.
     supported: Vec<String>,
     identity_principal: String,
+    /// `/metadata/scheduledevents` (see [`super::imds_events`]).
+    events: ScheduledEvents,
 }
 
 /// A running IMDS double. Dropping it stops the server.
@@ -180,12 +186,19 @@ impl ImdsDouble {
                 .map(|v| v.to_string())
                 .collect(),
             identity_principal: IDENTITY_PRINCIPAL_ID.to_string(),
+            events: ScheduledEvents::default(),
         }));
         let server = {
             let state = Arc::clone(&state);
             Server::start(move |request| {
                 let mut state = lock(&state);
                 state.requests.push(request.clone());
+                if request.path.trim_end_matches('/') == imds_events::PATH {
+                    // Its own checks and answers; unlocked, as its first answer may be slow.
+                    let events = state.events.clone();
+                    drop(state);
+                    return events.answer(request);
+                }
                 answer(&mut state, request)
             })
         };
@@ -216,6 +229,12 @@ impl ImdsDouble {
     /// `identity.principalId` in the ARM double).
     pub fn set_identity_principal(&self, principal_id: &str) {
         lock(&self.state).identity_principal = principal_id.to_string();
+    }
+
+    /// The Scheduled Events this IMDS serves (a handle: schedule, start, cancel events, read
+    /// the approvals; see [`super::imds_events`]).
+    pub fn scheduled_events(&self) -> ScheduledEvents {
+        lock(&self.state).events.clone()
     }
 
     /// Every request received so far, in order.

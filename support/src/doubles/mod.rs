@@ -7,6 +7,7 @@
 //! - [`mirror`]: a HashiCorp-style release mirror (and CNI release layout) signed with a key the
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
+//! - [`imds_events`]: its Scheduled Events endpoint (events, incarnations, approvals).
 //! - [`arm`]: Azure Resource Manager with long-running operations and fault injection, and
 //!   Key Vault management (vaults, soft delete, purge).
 //! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
@@ -25,6 +26,7 @@ pub mod arm;
 pub mod bins;
 pub mod images;
 pub mod imds;
+pub mod imds_events;
 pub mod instance_events;
 pub mod keyvault;
 pub mod mirror;
