@@ -474,7 +474,8 @@ fn the_gossip_key_is_never_logged_and_the_config_is_0640_root_and_the_nomad_grou
 fn defaults_follow_the_executable_like_the_original() {
     let root = FakeRoot::new();
     let exe = root.at("/opt/nomad/bin/run-nomad");
-    fs::copy(env!("CARGO_BIN_EXE_run-nomad"), &exe).unwrap();
+    // Not fs::copy: see copy_executable (ETXTBSY under parallel tests).
+    support::doubles::bins::copy_executable(env!("CARGO_BIN_EXE_run-nomad").as_ref(), &exe);
     let metadata = root.metadata_file(&instance());
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg("--root")

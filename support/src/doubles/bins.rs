@@ -53,3 +53,24 @@ fn profile_dir() -> PathBuf {
     };
     dir.to_path_buf()
 }
+
+/// Copies an executable for a test to run, through `cp` in a child process.
+///
+/// A test that copies a binary with `std::fs::copy` holds a writable descriptor to it while the
+/// copy runs; a test on another thread that forks meanwhile inherits that descriptor until its
+/// child execs, and running the copy then fails with ETXTBSY ("Text file busy"). Letting `cp`
+/// hold the only writable descriptor keeps it out of every fork of the test process.
+pub fn copy_executable(from: &std::path::Path, to: &std::path::Path) {
+    let status = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("running cp");
+    assert!(
+        status.success(),
+        "cp {} {} failed: {status}",
+        from.display(),
+        to.display()
+    );
+}
