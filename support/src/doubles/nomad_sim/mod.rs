@@ -189,7 +189,34 @@ pub struct ServerView {
     pub healthy: bool,
     /// The agent process runs (it may still be unknown to Raft).
     pub running: bool,
+    /// Where the agent is in its life (booting, running, leaving, left, vanished).
+    pub phase: ServerPhase,
     pub version: String,
+}
+
+/// A server agent's life as a property check sees it ([`ServerLife`] without its times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerPhase {
+    /// The VM exists; the agent has not started yet.
+    Booting,
+    Running,
+    /// Terminated: leaving Raft and the gossip pool.
+    Leaving,
+    Left,
+    /// The VM vanished without leaving.
+    Vanished,
+}
+
+impl ServerPhase {
+    fn of(life: ServerLife) -> Self {
+        match life {
+            ServerLife::Booting { .. } => ServerPhase::Booting,
+            ServerLife::Running => ServerPhase::Running,
+            ServerLife::Leaving { .. } => ServerPhase::Leaving,
+            ServerLife::Left => ServerPhase::Left,
+            ServerLife::Vanished { .. } => ServerPhase::Vanished,
+        }
+    }
 }
 
 /// One client node at one step.
@@ -588,6 +615,7 @@ impl Cluster {
                     leader: self.leader.as_deref() == Some(s.id.as_str()),
                     healthy: s.healthy && raft.is_some(),
                     running: s.life == ServerLife::Running,
+                    phase: ServerPhase::of(s.life),
                     version: s.version.clone(),
                 }
             })
