@@ -123,7 +123,6 @@ impl Roll<'_> {
     ) -> Result<(), Stop> {
         let label = spec.label();
         let spec_for_gate = spec.clone();
-        let mut checked: Vec<String> = Vec::new();
         let result = self.wait(
             &format!("{label}: new clients ready"),
             self.options.client_gate_timeout,
@@ -131,7 +130,7 @@ impl Roll<'_> {
                 let set = roll.read_pool(&spec_for_gate)?;
                 for client in set.new_model() {
                     let Some(node) = &client.node else { continue };
-                    if node.version.is_empty() || checked.contains(&client.instance.instance_id) {
+                    if node.version.is_empty() {
                         continue;
                     }
                     roll.check_new_version(
@@ -140,7 +139,6 @@ impl Roll<'_> {
                         &node.version,
                         old_versions,
                     )?;
-                    checked.push(client.instance.instance_id.clone());
                 }
                 Ok(match gates::new_clients(&set) {
                     Ok(()) => Look::Open(()),
@@ -231,7 +229,7 @@ impl Roll<'_> {
             self.events.emit(
                 "eligibility",
                 format!(
-                    "{label}: node {} ({}) marked ineligible: nothing new is placed there",
+                    "{label}: node {} of instance {} marked ineligible: nothing new is placed there",
                     node.id,
                     client.instance.label()
                 ),
@@ -258,7 +256,7 @@ impl Roll<'_> {
             self.events.emit(
                 "drain",
                 format!(
-                    "{label}: draining node {} ({}, {} allocation{}) with a {} deadline",
+                    "{label}: draining node {} of instance {} ({} allocation{}) with a {} deadline",
                     node.id,
                     client.instance.label(),
                     node.allocations,

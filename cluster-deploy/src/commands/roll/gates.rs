@@ -20,6 +20,8 @@ pub(super) enum Look<T> {
     Open(T),
     /// Not yet: what is missing.
     Closed(String),
+    /// Stop waiting without it opening: something else comes first (why).
+    SetAside(T, String),
 }
 
 impl Roll<'_> {
@@ -42,6 +44,14 @@ impl Roll<'_> {
                         "gate",
                         format!("{gate}: open after {}", duration_text(round(waited))),
                         json!({ "gate": gate, "open": true, "waited_s": waited.as_secs() }),
+                    );
+                    return Ok(value);
+                }
+                Look::SetAside(value, why) => {
+                    self.events.emit(
+                        "gate",
+                        format!("{gate}: set aside after {}: {why}", duration_text(round(waited))),
+                        json!({ "gate": gate, "open": false, "set_aside": why, "waited_s": waited.as_secs() }),
                     );
                     return Ok(value);
                 }

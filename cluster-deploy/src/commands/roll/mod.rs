@@ -162,6 +162,10 @@ struct Roll<'a> {
     hooks: Hooks,
     /// Every change this run made, in order (the report lists them).
     changes: Vec<String>,
+    /// New instances whose Nomad version was already checked (`<scale set>/<instance id>`).
+    versions_checked: Vec<String>,
+    /// New servers this run saw pass their gate, soak included (`<scale set>/<instance id>`).
+    gated: Vec<String>,
 }
 
 /// `cluster-deploy roll`.
@@ -194,6 +198,8 @@ pub(super) fn roll(
         events,
         hooks,
         changes: Vec::new(),
+        versions_checked: Vec::new(),
+        gated: Vec::new(),
     };
     roll.run(input)
 }

@@ -40,20 +40,23 @@ impl Roll<'_> {
                 continue;
             }
             let joining = joining_servers(&set);
-            match joining.as_slice() {
-                [] => {}
-                [one] => {
-                    let one = one.instance.clone();
-                    self.gate_new_server(&spec, &set, one)?;
-                    continue;
-                }
-                many => {
-                    let labels: Vec<String> = many.iter().map(|s| s.instance.label()).collect();
-                    return Err(Stop::unsafe_state(format!(
-                        "new servers {} are all joining at once: roll changes one server at a time; delete the extra instances or wait for them",
-                        labels.join(", ")
-                    )));
-                }
+            if joining.len() > 1 {
+                let labels: Vec<String> = joining.iter().map(|s| s.instance.label()).collect();
+                return Err(Stop::unsafe_state(format!(
+                    "new servers {} are all joining at once: roll changes one server at a time; delete the extra instances or wait for them",
+                    labels.join(", ")
+                )));
+            }
+            // A new server this run has not seen pass its gate (a previous run's surge, or
+            // one whose gate an old server's death cut short) is gated, soak included.
+            let ungated = joining.first().copied().or_else(|| {
+                set.new_model()
+                    .find(|s| !self.gated.contains(&instance_key(&s.instance)))
+            });
+            if let Some(next) = ungated {
+                let next = next.instance.clone();
+                self.gate_new_server(&spec, &set, next)?;
+                continue;
             }
             if order.is_empty() {
                 break;
@@ -64,7 +67,10 @@ impl Roll<'_> {
                 |roll| {
                     let set = roll.read_servers()?;
                     if set.old().any(ServerInstance::dead) {
-                        return Ok(Look::Open(None));
+                        return Ok(Look::SetAside(
+                            None,
+                            "an old server died: it goes first".to_string(),
+                        ));
                     }
                     Ok(match gates::servers_healthy(&set) {
                         Ok(()) => Look::Open(Some(set)),
@@ -158,22 +164,21 @@ impl Roll<'_> {
         let gate = format!("new server {}", instance.label());
         let soak = self.options.soak;
         let mut healthy_since = None;
-        let mut version_checked = false;
         let result = self.wait(&gate, self.options.server_gate_timeout, |roll| {
             let set = roll.read_servers()?;
             if set.old().any(ServerInstance::dead) {
                 // An old server died meanwhile: it is dealt with first, then this gate again.
-                return Ok(Look::Open(false));
+                return Ok(Look::SetAside(
+                    false,
+                    "an old server died: it goes first, then this gate again".to_string(),
+                ));
             }
-            if !version_checked {
-                if let Some(version) = set
-                    .find(&instance.instance_id)
-                    .and_then(|s| s.agent.as_ref())
-                    .and_then(|a| a.version.clone())
-                {
-                    roll.check_new_version("server", &instance, &version, &old_versions)?;
-                    version_checked = true;
-                }
+            if let Some(version) = set
+                .find(&instance.instance_id)
+                .and_then(|s| s.agent.as_ref())
+                .and_then(|a| a.version.clone())
+            {
+                roll.check_new_version("server", &instance, &version, &old_versions)?;
             }
             match gates::new_server(&set, &instance.instance_id) {
                 Err(missing) => {
@@ -197,7 +202,12 @@ impl Roll<'_> {
             }
         });
         match result {
-            Ok(_) => Ok(()),
+            Ok(passed) => {
+                if passed {
+                    self.gated.push(instance_key(&instance));
+                }
+                Ok(())
+            }
             Err(stop @ (Stop::Timeout { .. } | Stop::Unsafe { .. })) => {
                 Err(self.discard_new_server(spec, &instance, stop))
             }
@@ -205,7 +215,8 @@ impl Roll<'_> {
         }
     }
 
-    /// The new agent's version against every old one's (and `--nomad-version`).
+    /// The new agent's version against every old one's (and `--nomad-version`), once per
+    /// instance.
     pub(super) fn check_new_version(
         &mut self,
         role: &str,
@@ -213,6 +224,10 @@ impl Roll<'_> {
         version: &str,
         old: &[(String, Version)],
     ) -> Result<(), Stop> {
+        let key = instance_key(instance);
+        if self.versions_checked.contains(&key) {
+            return Ok(());
+        }
         let new = Version::parse(version)
             .map_err(|e| Stop::unsafe_state(format!("the new {role} {}: {e}", instance.label())))?;
         if let Some(target) = &self.options.target_version {
@@ -237,6 +252,7 @@ impl Roll<'_> {
         }
         steps.sort();
         steps.dedup();
+        self.versions_checked.push(key);
         self.events.emit(
             "version",
             format!(
@@ -389,7 +405,7 @@ impl Roll<'_> {
         self.events.emit(
             "delete",
             format!(
-                "servers: deleting old instance {} ({}{}); the terminate notification makes its agent leave Raft",
+                "servers: deleting old instance {}, member {}{}; the terminate notification makes its agent leave Raft",
                 victim.instance.label(),
                 agent.member,
                 if agent.leader { ", the leader" } else { "" }
@@ -432,6 +448,19 @@ impl Roll<'_> {
                 (Some(MemberStatus::Alive | MemberStatus::Leaving), _) => Ok(Look::Closed(
                     format!("still {} in gossip", status_word(status)),
                 )),
+                (Some(MemberStatus::Failed), None) => {
+                    // Its VM is gone: gossip may forget it (force-leave is for failed members).
+                    roll.nomad.force_leave_failed(&member, true)?;
+                    roll.changed(format!("force-left the failed member {member} (pruned)"));
+                    roll.events.emit(
+                        "left",
+                        format!(
+                            "servers: {member} was failed and is out of Raft: force-left and pruned from gossip"
+                        ),
+                        json!({ "member": member, "status": "failed", "peer_removed": removed, "force_left": true }),
+                    );
+                    Ok(Look::Open(()))
+                }
                 (_, None) => {
                     roll.events.emit(
                         "left",
@@ -448,7 +477,11 @@ impl Roll<'_> {
                 )),
                 (_, Some(peer)) if !removed => {
                     let id = peer.id.clone();
-                    roll.nomad.remove_dead_raft_peer(&id)?;
+                    match roll.nomad.remove_dead_raft_peer(&id) {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_a_peer() => {}
+                        Err(e) => return Err(e.into()),
+                    }
                     removed = true;
                     roll.events.emit(
                         "peer-removed",
@@ -465,6 +498,11 @@ impl Roll<'_> {
             }
         })
     }
+}
+
+/// `<scale set>/<instance id>`: an instance, across scale sets.
+pub(super) fn instance_key(instance: &Instance) -> String {
+    format!("{}/{}", instance.scale_set, instance.instance_id)
 }
 
 fn status_word(status: Option<MemberStatus>) -> &'static str {
