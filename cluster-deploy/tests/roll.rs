@@ -503,3 +503,77 @@ fn without_leadership_transfer_the_leaders_leave_starts_an_election() {
     assert_eq!(arm_requests(&rig, "PATCH", CLIENTS), 0);
     rig.assert_properties(false);
 }
+
+#[test]
+fn clients_go_in_bounded_batches() {
+    let rig = Rig::new(RigOptions::default());
+    let most_draining = Arc::new(std::sync::Mutex::new(0usize));
+    {
+        let most = most_draining.clone();
+        rig.sim.observe(move |view| {
+            let draining = view.nodes.iter().filter(|n| n.draining).count();
+            let mut m = most.lock().unwrap();
+            *m = (*m).max(draining);
+        });
+    }
+    let outcome = rig.roll(&["--clients-only", "--client-batch-size", "4"]);
+    outcome.ok();
+    // Two batches: four, then the last two.
+    let surges: Vec<(u64, u64)> = outcome
+        .of("surge")
+        .iter()
+        .map(|s| (s["from"].as_u64().unwrap(), s["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(surges, [(6, 10), (6, 8)]);
+    assert_eq!(*most_draining.lock().unwrap(), 4);
+    // Never more than the pool's count plus a batch.
+    let mut live = 6i64;
+    let mut most = 6i64;
+    for (_, e) in rig.sim.journal().into_iter().skip_while(|(_, e)| {
+        !matches!(e, SimEvent::InstanceCreated { name, .. } if !rig.old_clients.contains(name) && !rig.old_servers.contains(name))
+    }) {
+        match e {
+            SimEvent::InstanceCreated { .. } => live += 1,
+            SimEvent::InstanceDeleted { .. } => live -= 1,
+            _ => {}
+        }
+        most = most.max(live);
+    }
+    assert_eq!(most, 10);
+    assert_eq!(
+        rig.old_instances_left().len(),
+        3,
+        "the servers were left alone"
+    );
+    rig.assert_properties(false);
+}
+
+#[test]
+fn a_new_client_that_never_starts_is_removed_and_the_old_ones_stay() {
+    let rig = Rig::new(RigOptions::default());
+    rig.sim.inject(SimFault::NewClientsNeverStart { count: 1 });
+    let outcome = rig.roll(&["--clients-only", "--client-gate-timeout", "4m"]);
+    let error = outcome.error();
+    assert!(error.contains("new clients ready"), "{error}");
+    let stopped = outcome.stopped();
+    assert_eq!(stopped["kind"], "gate-timeout");
+    assert!(stopped["done"][0]
+        .as_str()
+        .unwrap()
+        .contains("deleted the new instance"));
+    // No old node was touched: all eligible, none draining, all six still there.
+    let view = rig.sim.view();
+    for name in &rig.old_clients {
+        let node = view.nodes.iter().find(|n| &n.name == name).unwrap();
+        assert!(
+            node.eligible && !node.draining && node.agent_running,
+            "{node:?}"
+        );
+    }
+    assert_eq!(rig.deploy.arm.instances(CLIENTS).len(), 6);
+    assert!(nomad_writes(&rig).is_empty(), "{:?}", nomad_writes(&rig));
+    // Fixed (the fault is spent): a re-run replaces them all.
+    rig.roll(&["--clients-only"]).ok();
+    assert_eq!(rig.old_instances_left().len(), 3);
+    rig.assert_properties(false);
+}

@@ -194,7 +194,8 @@ impl Rig {
         ]))
     }
 
-    /// The command line of a roll against the doubles, with `extra` flags.
+    /// The command line of a roll against the doubles, with `extra` flags (which replace the
+    /// defaults of `--check-interval` and `--soak` when given).
     pub fn args(&self, extra: &[&str]) -> Vec<String> {
         let run = {
             let mut runs = self.runs.lock().unwrap();
@@ -227,17 +228,17 @@ impl Rig {
             "1",
             "--nomad-address",
             self.nomad.url(),
-            "--json",
-            "--check-interval",
-            "10s",
-            "--soak",
-            "30s",
             "--snapshot",
             snapshot.to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for (flag, default) in [("--check-interval", "10s"), ("--soak", "30s")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_string(), default.to_string()]);
+            }
+        }
         if !extra.contains(&"--dry-run") {
             args.push("--yes".to_string());
         }
@@ -247,7 +248,9 @@ impl Rig {
 
     /// Runs `roll` in-process on virtual time; `interrupt` is the SIGINT flag.
     pub fn roll_with(&self, extra: &[&str], interrupt: Arc<AtomicBool>) -> Outcome {
-        let cli = Cli::try_parse_from(self.args(extra)).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = self.args(extra);
+        args.push("--json".to_string());
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
         let hooks = Hooks {
             clock: Arc::new(SimClock(self.sim.clone())),
             interrupted: interrupt,

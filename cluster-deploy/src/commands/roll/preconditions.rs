@@ -266,35 +266,35 @@ fn version(servers: &ServerSet, pools: &[ClientSet], options: &RollOptions) -> C
             }
         }
     }
+    // Nomad's upgrade guide: "While it is possible to upgrade Nomad client nodes before
+    // servers, this guide recommends upgrading servers first": a note, not a refusal.
+    let mut notes = Vec::new();
     if options.scope == Scope::ClientsOnly {
-        // Nomad's upgrade guide: servers first; clients newer than the servers they talk to
-        // are not a supported combination.
-        for s in &servers.instances {
-            if let Some(Ok(v)) = s
-                .agent
-                .as_ref()
-                .and_then(|a| a.version.as_deref())
-                .map(Version::parse)
-            {
-                if target.precedence(&v).is_gt()
-                    && (target.major, target.minor) != (v.major, v.minor)
-                {
-                    problems.push(format!(
-                        "server {} runs {v}: upgrade the servers before the clients (Nomad's upgrade guide)",
-                        s.instance.instance_id
-                    ));
-                }
-            }
+        let behind: Vec<String> = servers
+            .instances
+            .iter()
+            .filter_map(|s| {
+                let v = Version::parse(s.agent.as_ref()?.version.as_deref()?).ok()?;
+                ((target.major, target.minor) > (v.major, v.minor))
+                    .then(|| format!("{} runs {v}", s.instance.instance_id))
+            })
+            .collect();
+        if !behind.is_empty() {
+            notes.push(format!(
+                "note: the clients would be newer than servers {} (Nomad recommends upgrading the servers first)",
+                behind.join(", ")
+            ));
         }
     }
     running.sort();
     running.dedup();
     if problems.is_empty() {
-        check(
-            "version",
-            true,
-            format!("{} -> {target}: a step Nomad supports", running.join(", ")),
-        )
+        let mut detail = format!("{} -> {target}: a step Nomad supports", running.join(", "));
+        for note in notes {
+            detail.push_str("; ");
+            detail.push_str(&note);
+        }
+        check("version", true, detail)
     } else {
         check("version", false, problems.join("; "))
     }
@@ -438,10 +438,11 @@ mod tests {
         o.target_version = Some(Version::parse("1.10.0").unwrap());
         o.scope = Scope::ClientsOnly;
         let found = checks(&set, &[], &o);
+        assert!(failed(&found).is_empty(), "{found:?}");
         assert!(
             found[5]
                 .detail
-                .contains("upgrade the servers before the clients"),
+                .contains("recommends upgrading the servers first"),
             "{:?}",
             found[5]
         );

@@ -88,10 +88,11 @@ impl Roll<'_> {
             let order = server_order(&set);
             let Some(victim) = order.first() else { break };
             let victim = (*victim).clone();
-            if victim.leader() && self.options.transfer_leadership {
-                if self.move_leadership(&set, &victim)? {
-                    continue;
-                }
+            if victim.leader()
+                && self.options.transfer_leadership
+                && self.move_leadership(&set, &victim)?
+            {
+                continue;
             }
             self.delete_server(&spec, &victim)?;
         }

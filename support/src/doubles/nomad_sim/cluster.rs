@@ -53,6 +53,7 @@ pub struct Cluster {
     pub(crate) frozen: bool,
     /// Faults armed for servers not yet created.
     pub(crate) next_servers_never_voters: usize,
+    pub(crate) next_clients_never_start: usize,
     pub(crate) all_drains_stuck: bool,
     pub(crate) pending: Vec<Pending>,
     pub(crate) journal: Vec<(SimTime, SimEvent)>,
@@ -124,6 +125,7 @@ impl Cluster {
             last_autopilot_run: None,
             frozen: false,
             next_servers_never_voters: 0,
+            next_clients_never_start: 0,
             all_drains_stuck: false,
             pending: Vec::new(),
             journal: Vec::new(),

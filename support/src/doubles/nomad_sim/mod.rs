@@ -169,6 +169,9 @@ pub enum Fault {
     /// The next `count` servers to be created join Raft but never catch up with the leader,
     /// so autopilot never finds them healthy and never promotes them to voters.
     NewServersNeverVoters { count: usize },
+    /// The next `count` clients to be created never start their agent (a broken image or
+    /// boot script): their node never registers.
+    NewClientsNeverStart { count: usize },
     /// Drains of this node never migrate anything: only their deadline ends them.
     DrainNeverFinishes { node: String },
     /// The same for every node.
@@ -362,6 +365,7 @@ impl Simulation {
         let mut cluster = self.lock();
         match fault {
             Fault::NewServersNeverVoters { count } => cluster.next_servers_never_voters += count,
+            Fault::NewClientsNeverStart { count } => cluster.next_clients_never_start += count,
             Fault::DrainNeverFinishes { node } => {
                 if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
                     n.drain_stuck = true;
@@ -526,8 +530,16 @@ impl Cluster {
         running: bool,
     ) -> String {
         let id = uuid("node", name);
+        let never = self.next_clients_never_start > 0 && !running;
+        if never {
+            self.next_clients_never_start -= 1;
+        }
         let life = if running {
             ClientLife::Running
+        } else if never {
+            ClientLife::Booting {
+                ready_at: SimTime(u64::MAX),
+            }
         } else {
             ClientLife::Booting {
                 ready_at: self.now.plus(self.config.boot_delay),
