@@ -577,3 +577,37 @@ fn a_new_client_that_never_starts_is_removed_and_the_old_ones_stay() {
     assert_eq!(rig.old_instances_left().len(), 3);
     rig.assert_properties(false);
 }
+
+#[test]
+fn a_drain_canceled_by_someone_else_stops_the_roll_and_a_rerun_drains_again() {
+    let rig = Rig::new(RigOptions::default());
+    let first = rig.old_clients[0].clone();
+    let target = first.clone();
+    rig.sim.when(
+        Trigger::Event(Box::new(
+            move |e| matches!(e, SimEvent::DrainStarted { node, .. } if *node == target),
+        )),
+        Action::CancelDrain(first.clone()),
+    );
+    let outcome = rig.roll(&["--clients-only"]);
+    let error = outcome.error();
+    assert!(error.contains("was canceled (not by this roll)"), "{error}");
+    let stopped = outcome.stopped();
+    assert_eq!(stopped["kind"], "unsafe");
+    // It was not deleted, and it is still there, ineligible, running its allocations.
+    assert!(!rig.deleted().contains(&first));
+    let view = rig.sim.view();
+    let node = view.nodes.iter().find(|n| n.name == first).unwrap();
+    assert!(
+        !node.draining && !node.eligible && node.live_allocs > 0,
+        "{node:?}"
+    );
+    assert!(stopped["next_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s.as_str().unwrap().contains("ineligible")));
+    rig.roll(&["--clients-only"]).ok();
+    assert_eq!(rig.old_instances_left().len(), 3);
+    rig.assert_properties(false);
+}

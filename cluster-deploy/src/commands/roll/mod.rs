@@ -371,10 +371,18 @@ impl Roll<'_> {
         &self.cluster.resource_group
     }
 
+    /// The instances of a scale set the roll works with: those Azure is deleting are on their
+    /// way out and count as gone (a delete with a terminate notification takes minutes).
+    fn instances(&self, scale_set: &str) -> Result<Vec<state::Instance>, Stop> {
+        let mut instances = azure::instances(&self.arm, self.group(), scale_set)?;
+        instances.retain(|i| !i.deleting());
+        Ok(instances)
+    }
+
     /// The server scale set with its agents.
     pub(super) fn read_servers(&self) -> Result<ServerSet, Stop> {
         let spec = &self.cluster.servers;
-        let instances = azure::instances(&self.arm, self.group(), &spec.name)?;
+        let instances = self.instances(&spec.name)?;
         let facts = state::read_servers(&self.nomad)?;
         Ok(state::join_servers(
             &spec.name,
@@ -386,7 +394,7 @@ impl Roll<'_> {
 
     /// A client pool's scale set with its nodes.
     pub(super) fn read_pool(&self, spec: &ScaleSet) -> Result<ClientSet, Stop> {
-        let instances = azure::instances(&self.arm, self.group(), &spec.name)?;
+        let instances = self.instances(&spec.name)?;
         let facts = state::read_clients(&self.nomad)?;
         Ok(state::join_clients(
             &spec.name,

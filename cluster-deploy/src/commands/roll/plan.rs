@@ -244,6 +244,7 @@ mod tests {
             eligible,
             draining,
             drained: false,
+            drain_canceled: false,
             version: "1.9.7".into(),
             allocations: 1,
         };

@@ -32,6 +32,11 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Azure is deleting it (`provisioningState` "Deleting"): it is on its way out.
+    pub fn deleting(&self) -> bool {
+        self.provisioning_state.eq_ignore_ascii_case("Deleting")
+    }
+
     /// From a VirtualMachineScaleSetVM; `instanceId`, `vmId` and `latestModelApplied` are
     /// required (without them an instance cannot be matched or judged).
     pub fn from_arm(scale_set: &str, value: &Value) -> Result<Self> {
@@ -383,6 +388,8 @@ pub struct ClientNode {
     pub draining: bool,
     /// The last drain finished (`LastDrain.Status` "complete" and no drain running).
     pub drained: bool,
+    /// The last drain was canceled (`LastDrain.Status` "canceled", no drain running).
+    pub drain_canceled: bool,
     pub version: String,
     /// Pending or running allocations there.
     pub allocations: usize,
@@ -484,6 +491,10 @@ pub fn join_clients(
                         && n.last_drain
                             .as_ref()
                             .is_some_and(|d| d.status == "complete"),
+                    drain_canceled: !n.drain
+                        && n.last_drain
+                            .as_ref()
+                            .is_some_and(|d| d.status == "canceled"),
                     version: n.version.clone(),
                     allocations: facts.live_allocations.get(&n.id).copied().unwrap_or(0),
                 });

@@ -219,6 +219,16 @@ impl Cluster {
             }
             Action::Kill(name) => self.vanish(&name),
             Action::Terminate(name) => self.terminate(&name),
+            Action::CancelDrain(name) => {
+                if let Some(id) = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| n.id.clone())
+                {
+                    let _ = self.set_drain(&id, None, false, Default::default(), "");
+                }
+            }
         }
     }
 

@@ -161,6 +161,9 @@ pub enum Action {
     Kill(String),
     /// This agent gets a terminate notification and shuts down gracefully.
     Terminate(String),
+    /// An operator cancels this node's drain (`nomad node drain -disable`; it stays
+    /// ineligible).
+    CancelDrain(String),
 }
 
 /// Faults armed ahead of time.
