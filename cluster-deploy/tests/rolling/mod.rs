@@ -22,7 +22,7 @@ use cluster_deploy::commands::{run_with_hooks, Clock, Hooks};
 use serde_json::Value;
 use support::doubles::nomad_api::NomadApiDouble;
 use support::doubles::nomad_sim::{
-    ClusterView, JobSpec, Role, ServerPhase, SimConfig, SimEvent, Simulation,
+    AutopilotSettings, ClusterView, JobSpec, Role, ServerPhase, SimConfig, SimEvent, Simulation,
 };
 
 use super::common::deploy::{Deploy, CLIENT_ID, CLIENT_SECRET};
@@ -136,6 +136,11 @@ impl Rig {
             version: options.old_version.to_string(),
             // A request takes a little virtual time, as a real one takes real time.
             advance_per_request: options.advance_per_request,
+            // What run-nomad configures: autopilot never prunes below cluster_size voters.
+            autopilot: AutopilotSettings {
+                min_quorum: 3,
+                ..AutopilotSettings::default()
+            },
             ..SimConfig::default()
         });
         sim.map_scale_set(SERVERS, Role::Server);

@@ -244,52 +244,35 @@ pub(super) fn drained(set: &ClientSet, batch: &[String]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::join_servers;
-    use super::super::state::tests::{facts, instance};
+    use super::super::state::tests::surged;
     use super::*;
-
-    fn four(new: (&'static str, bool, bool)) -> ServerSet {
-        let mut instances: Vec<_> = (0..3).map(|i| instance("s", i, false)).collect();
-        instances.push(instance("s", 3, true));
-        join_servers(
-            "s",
-            3,
-            instances,
-            &facts(&[
-                ("vm-s-0", "alive", true, true),
-                ("vm-s-1", "alive", true, true),
-                ("vm-s-2", "alive", true, true),
-                ("vm-s-3", new.0, new.1, new.2),
-            ]),
-        )
-    }
 
     #[test]
     fn a_new_server_must_be_a_caught_up_healthy_voter() {
-        assert_eq!(new_server(&four(("alive", true, true)), "3"), Ok(()));
-        let joining = new_server(&four(("alive", false, false)), "3").unwrap_err();
+        assert_eq!(new_server(&surged(("alive", true, true)), "3"), Ok(()));
+        let joining = new_server(&surged(("alive", false, false)), "3").unwrap_err();
         assert!(joining.contains("behind the leader"), "{joining}");
-        let mut caught_up = four(("alive", false, true));
+        let mut caught_up = surged(("alive", false, true));
         caught_up.autopilot_healthy = Some(false);
         let err = new_server(&caught_up, "3").unwrap_err();
         assert!(err.contains("non-voter"), "{err}");
-        let mut booting = four(("alive", true, true));
+        let mut booting = surged(("alive", true, true));
         booting.instances[3].agent = None;
         assert!(new_server(&booting, "3")
             .unwrap_err()
             .starts_with("booting"));
-        let mut leaderless = four(("alive", true, true));
+        let mut leaderless = surged(("alive", true, true));
         leaderless.leader = None;
         assert!(new_server(&leaderless, "3")
             .unwrap_err()
             .contains("no leader"));
-        assert!(new_server(&four(("alive", true, true)), "9").is_err());
+        assert!(new_server(&surged(("alive", true, true)), "9").is_err());
     }
 
     #[test]
     fn the_servers_are_healthy_only_when_every_one_is() {
-        assert_eq!(servers_healthy(&four(("alive", true, true))), Ok(()));
-        let err = servers_healthy(&four(("failed", true, false))).unwrap_err();
+        assert_eq!(servers_healthy(&surged(("alive", true, true))), Ok(()));
+        let err = servers_healthy(&surged(("failed", true, false))).unwrap_err();
         assert!(err.contains("3 (s000003, vm vm-s-3) is failed"), "{err}");
     }
 }

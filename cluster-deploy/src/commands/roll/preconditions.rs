@@ -329,7 +329,7 @@ fn pool_count(pool: &ClientSet, options: &RollOptions) -> Check {
 #[cfg(test)]
 mod tests {
     use super::super::state::join_servers;
-    use super::super::state::tests::{facts, instance};
+    use super::super::state::tests::{facts, instance, surged};
     use super::*;
     use std::time::Duration;
 
@@ -402,19 +402,7 @@ mod tests {
 
     #[test]
     fn a_joining_new_server_from_an_earlier_run_is_allowed() {
-        let mut instances: Vec<_> = (0..3).map(|i| instance("s", i, false)).collect();
-        instances.push(instance("s", 3, true));
-        let set = join_servers(
-            "s",
-            3,
-            instances,
-            &facts(&[
-                ("vm-s-0", "alive", true, true),
-                ("vm-s-1", "alive", true, true),
-                ("vm-s-2", "alive", true, true),
-                ("vm-s-3", "alive", false, false),
-            ]),
-        );
+        let set = surged(("alive", false, false));
         let found = checks(&set, &[], &options());
         assert!(failed(&found).is_empty(), "{found:?}");
         assert!(found[2].detail.contains("joining"), "{:?}", found[2]);

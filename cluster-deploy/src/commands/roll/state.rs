@@ -607,6 +607,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// Three old healthy voters (the first leads) and a new server in the state `new`
+    /// (gossip status, voter, healthy).
+    pub(crate) fn surged(new: (&str, bool, bool)) -> ServerSet {
+        let mut instances: Vec<_> = (0..3).map(|i| instance("s", i, false)).collect();
+        instances.push(instance("s", 3, true));
+        join_servers(
+            "s",
+            3,
+            instances,
+            &facts(&[
+                ("vm-s-0", "alive", true, true),
+                ("vm-s-1", "alive", true, true),
+                ("vm-s-2", "alive", true, true),
+                ("vm-s-3", new.0, new.1, new.2),
+            ]),
+        )
+    }
+
     #[test]
     fn servers_join_by_vm_id() {
         let instances = vec![
@@ -669,6 +687,9 @@ pub(crate) mod tests {
         .to_string();
         assert!(err.contains("latestModelApplied"), "{err}");
         assert!(Instance::from_arm("s", &serde_json::json!({"instanceId": "4"})).is_err());
+        let mut deleting = i.clone();
+        deleting.provisioning_state = "Deleting".to_string();
+        assert!(deleting.deleting() && !i.deleting());
     }
 
     #[test]
