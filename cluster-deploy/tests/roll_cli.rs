@@ -179,3 +179,67 @@ fn status_shows_each_instance_with_its_agent_and_the_failure_tolerance() {
     assert_eq!(clients[0]["latest_model_applied"], false);
     assert_eq!(status["nomad"]["autopilot_healthy"], true);
 }
+
+#[test]
+fn status_reaches_nomad_with_the_cli_variables_and_shows_what_the_token_may_read() {
+    use support::doubles::nomad_api::NomadApiDouble;
+    use support::doubles::tls::TestCa;
+    let rig = Rig::new(RigOptions::default());
+    // The same cluster behind mutual TLS, with a certificate for the region's server name
+    // only (as `nomad tls cert create -server` makes it) and a token without operator:read.
+    let ca = TestCa::new("nomad-agent-ca");
+    let server = ca.server_cert(&["server.global.nomad"]);
+    let tls = NomadApiDouble::serve_tls(&rig.sim, server.server_config(Some(&ca)));
+    let token = "6c1f3a52-0b7e-4d2a-9e51-3f0c7d8b9a14";
+    tls.add_token(token, &["node:read", "agent:read", "namespace:read-job"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_cert(dir.path(), "nomad-agent-ca.pem");
+    let (cert, key) = ca.client_cert("global-cli-nomad").write(dir.path(), "cli");
+    let out = run({
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cluster-deploy"));
+        cmd.env_clear()
+            .env("ARM_TENANT_ID", "contoso.onmicrosoft.com")
+            .env("ARM_CLIENT_ID", CLIENT_ID)
+            .env("ARM_CLIENT_SECRET", CLIENT_SECRET)
+            .env("ARM_SUBSCRIPTION_ID", rig.deploy.arm.subscription())
+            .env("NOMAD_ADDR", tls.url())
+            .env("NOMAD_TOKEN", token)
+            .env("NOMAD_CACERT", &ca_file)
+            .env("NOMAD_CLIENT_CERT", &cert)
+            .env("NOMAD_CLIENT_KEY", &key)
+            .env("NOMAD_TLS_SERVER_NAME", "server.global.nomad")
+            .args(["status", "--config"])
+            .arg(&rig.deploy.config)
+            .args(["--arm-endpoint", rig.deploy.arm.url()])
+            .args(["--login-endpoint", rig.deploy.login.url()])
+            .args([
+                "--imds-endpoint",
+                "http://127.0.0.1:9",
+                "--az-program",
+                "/nonexistent/az",
+            ])
+            .args(["--poll-interval-ms", "1", "--retry-delay-ms", "1"]);
+        cmd
+    });
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let text = &out.stdout;
+    assert!(text.contains(&format!("nomad at {}/", tls.url())), "{text}");
+    assert!(
+        text.contains("OLD MODEL     alive raft unknown nomad 1.9.7"),
+        "{text}"
+    );
+    assert!(text.contains("OLD MODEL     node ready eligible"), "{text}");
+    assert!(
+        text.contains("note: reading the Raft configuration at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("raft/configuration: 403: Permission denied"),
+        "{text}"
+    );
+    assert!(!text.contains(token) && !out.stderr.contains(token));
+    assert!(tls
+        .requests()
+        .iter()
+        .all(|r| r.header("x-nomad-token") == Some(token)));
+}

@@ -85,27 +85,70 @@ fn read_nomad(settings: NomadSettings, notes: &mut Vec<String>) -> Option<NomadV
             return None;
         }
     };
-    let servers = match state::read_servers(&client) {
-        Ok(facts) => Some(facts),
-        Err(e) => {
+    let members = match client.members() {
+        Ok(m) => m,
+        Err(e) if e.status().is_none() => {
             notes.push(format!("the Nomad API at {address} is not reachable: {e}"));
             return None;
         }
-    };
-    let clients = match state::read_clients(&client) {
-        Ok(facts) => Some(facts),
         Err(e) => {
-            notes.push(format!(
-                "reading Nomad's nodes and allocations at {address}: {e}"
-            ));
-            None
+            notes.push(format!("the Nomad API at {address} refused: {e}"));
+            return None;
         }
     };
+    // What a token may not read (operator:read for Raft and autopilot, node:read for nodes)
+    // is a note; the rest is still shown.
+    let leader = part(notes, &address, "the leader", client.leader()).flatten();
+    let (raft, autopilot) = if leader.is_some() {
+        (
+            part(
+                notes,
+                &address,
+                "the Raft configuration",
+                client.raft_configuration(),
+            ),
+            part(
+                notes,
+                &address,
+                "autopilot's health",
+                client.autopilot_health(),
+            ),
+        )
+    } else {
+        (None, None)
+    };
+    let clients = part(
+        notes,
+        &address,
+        "the nodes and allocations",
+        state::read_clients(&client),
+    );
     Some(NomadView {
         address,
-        servers,
+        servers: Some(ServerFacts {
+            members,
+            leader,
+            raft,
+            autopilot,
+        }),
         clients,
     })
+}
+
+/// One read's answer, or a note saying what could not be read.
+fn part<T>(
+    notes: &mut Vec<String>,
+    address: &str,
+    what: &str,
+    result: Result<T, crate::nomad::NomadError>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) => {
+            notes.push(format!("reading {what} at {address}: {e}"));
+            None
+        }
+    }
 }
 
 fn set_json(set: &ScaleSet, instances: Vec<Value>) -> Value {

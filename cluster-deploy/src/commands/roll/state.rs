@@ -139,6 +139,8 @@ pub struct ServerAgent {
     pub raft_id: Option<String>,
     /// Nomad version (serf tag `build`).
     pub version: Option<String>,
+    /// The Raft configuration could be read (there is a leader, the token may read it).
+    pub raft_known: bool,
     pub in_raft: bool,
     pub voter: bool,
     pub leader: bool,
@@ -166,10 +168,11 @@ impl ServerAgent {
     pub fn describe(&self) -> String {
         let mut words = vec![self.status.clone()];
         words.push(
-            match (self.in_raft, self.voter) {
-                (true, true) => "voter",
-                (true, false) => "non-voter",
-                (false, _) => "not in raft",
+            match (self.raft_known, self.in_raft, self.voter) {
+                (false, _, _) => "raft unknown",
+                (true, true, true) => "voter",
+                (true, true, false) => "non-voter",
+                (true, false, _) => "not in raft",
             }
             .to_string(),
         );
@@ -316,6 +319,7 @@ pub fn join_servers(
                     member: m.name.clone(),
                     status: m.status.clone(),
                     version: m.build().map(str::to_string),
+                    raft_known: facts.raft.is_some(),
                     in_raft: peer.is_some(),
                     voter: peer.is_some_and(|p| p.voter),
                     leader: peer.is_some_and(|p| p.leader),
