@@ -4,9 +4,9 @@
 //! line>", ...fields}`. Events go to stdout as they happen (flushed each), so a pipe or a CI log
 //! sees the roll move.
 //!
-//! Kinds: `state`, `check`, `plan`, `snapshot`, `surge`, `waiting`, `gate`, `version`,
-//! `leadership`, `delete`, `left`, `peer-removed`, `eligibility`, `drain`, `drained`, `note`,
-//! `done`, `stopped`.
+//! Kinds: `start`, `state` (every instance, before and after), `check`, `plan`, `snapshot`,
+//! `surge`, `waiting`, `gate`, `version`, `leadership`, `delete`, `left`, `peer-removed`,
+//! `eligibility`, `drain`, `note`, `done`, `stopped` (with the report).
 
 use std::io::Write;
 use std::sync::Arc;

@@ -208,7 +208,7 @@ impl Roll<'_> {
     fn run(&mut self, input: &mut dyn BufRead) -> Result<()> {
         let address = self.nomad.settings().address.to_string();
         self.events.emit(
-            "state",
+            "start",
             format!(
                 "rolling cluster {} (resource group {}) through the Nomad API at {address}",
                 self.cluster.name, self.cluster.resource_group
@@ -244,6 +244,14 @@ impl Roll<'_> {
             ),
             json!({ "plan": plan }),
         );
+        if plan.is_empty() {
+            self.events.emit(
+                "done",
+                "nothing to roll: every instance runs its scale set's latest model",
+                json!({ "changed": false }),
+            );
+            return Ok(());
+        }
         let failed: Vec<&str> = checks
             .iter()
             .filter(|c| !c.ok)
@@ -255,14 +263,6 @@ impl Roll<'_> {
                 if failed.len() == 1 { "" } else { "s" },
                 failed.join(", ")
             );
-        }
-        if plan.is_empty() {
-            self.events.emit(
-                "done",
-                "nothing to roll: every instance runs its scale set's latest model",
-                json!({ "changed": false }),
-            );
-            return Ok(());
         }
         if self.options.dry_run {
             self.events.emit(
