@@ -176,10 +176,16 @@ impl Roll<'_> {
                 ))
             }
         };
+        // A new node that never took work goes; one that did (a version problem found late,
+        // on a re-run) holds allocations that would be lost: it stays, and the report says so.
         let version_problem = matches!(stop, Stop::Unsafe { .. });
         let failed: Vec<&ClientInstance> = set
             .new_model()
-            .filter(|c| version_problem || !c.node.as_ref().is_some_and(|n| n.in_service()))
+            .filter(|c| match &c.node {
+                None => true,
+                Some(n) if !n.in_service() => n.allocations == 0,
+                Some(n) => version_problem && n.allocations == 0,
+            })
             .collect();
         if failed.is_empty() {
             return stop;
