@@ -1,6 +1,7 @@
 //! Command-line arguments of `cluster-deploy`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -66,15 +67,16 @@ pub enum Command {
     },
     /// The load balancer address, scale set names and server private IPs.
     Outputs,
-    /// Scale set instances and their provisioning state; Nomad's servers, leader and nodes.
+    /// Every scale set instance with its model and its Nomad agent (member status, voter and
+    /// leader, node eligibility and drain, allocations), and the cluster's failure tolerance.
     Status {
-        /// The Nomad API address [default: the load balancer's, when there is one].
-        #[arg(long, value_name = "URL", env = "NOMAD_ADDR")]
-        nomad_address: Option<String>,
-        /// A CA certificate to trust for a TLS Nomad API.
-        #[arg(long, value_name = "FILE", env = "NOMAD_CACERT")]
-        nomad_ca_cert: Option<PathBuf>,
+        #[command(flatten)]
+        nomad: NomadArgs,
     },
+    /// Replace every instance not on its scale set's latest model: servers one at a time
+    /// (surge first, the leader last), then clients in batches (surge, drain, delete). Stops
+    /// safely on anything unexpected; a re-run resumes from what Azure and Nomad report.
+    Roll(RollArgs),
     /// Delete what the cluster's template declares (after confirmation); list what else the
     /// resource group holds and leave it.
     Destroy {
@@ -82,6 +84,95 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// How to reach the Nomad API. The token, client certificate and TLS server name follow the
+/// Nomad CLI's variables (`NOMAD_TOKEN`, `NOMAD_CLIENT_CERT`/`NOMAD_CLIENT_KEY`,
+/// `NOMAD_TLS_SERVER_NAME`, `NOMAD_REGION`, ...).
+#[derive(Debug, Clone, Args)]
+pub struct NomadArgs {
+    /// The Nomad API address [default: NOMAD_ADDR, else the load balancer's].
+    #[arg(long, value_name = "URL", env = "NOMAD_ADDR")]
+    pub nomad_address: Option<String>,
+    /// A CA certificate to trust for a TLS Nomad API.
+    #[arg(long, value_name = "FILE", env = "NOMAD_CACERT")]
+    pub nomad_ca_cert: Option<PathBuf>,
+}
+
+/// `roll`: what to replace, how fast, and how long to wait for each gate.
+#[derive(Debug, Clone, Args)]
+pub struct RollArgs {
+    #[command(flatten)]
+    pub nomad: NomadArgs,
+
+    /// Replace the servers only.
+    #[arg(long, conflicts_with = "clients_only")]
+    pub servers_only: bool,
+    /// Replace the clients only (the servers must already be on their latest model, or be
+    /// left for later knowingly).
+    #[arg(long)]
+    pub clients_only: bool,
+    /// Read the cluster, check the preconditions and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+
+    /// The Nomad version the new image runs, checked against every running agent before
+    /// anything changes. Without it, the first new agent's version is checked before any
+    /// old instance goes.
+    #[arg(long, value_name = "VERSION")]
+    pub nomad_version: Option<String>,
+    /// Roll even when the cluster tolerates no server failure (a single server, or one
+    /// already down): losing one more server during the roll loses quorum.
+    #[arg(long)]
+    pub accept_no_failure_tolerance: bool,
+    /// Let the old leader's graceful leave start an election instead of transferring
+    /// leadership to a new server first (servers before Nomad 1.7 cannot transfer; roll falls
+    /// back to this by itself).
+    #[arg(long)]
+    pub no_leadership_transfer: bool,
+
+    /// Old client instances replaced at a time (per pool), with as many new ones surged first.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub client_batch_size: u32,
+    /// Drain deadline: allocations still on an old client after this long are stopped by Nomad.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = positive_duration)]
+    pub drain_deadline: Duration,
+    /// How long a new server must stay an alive, caught-up, healthy voter before an old one goes.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub soak: Duration,
+    /// Longest wait for a new server to boot and become a healthy voter, and for the servers
+    /// to be healthy again after one left.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = positive_duration)]
+    pub server_gate_timeout: Duration,
+    /// Longest wait for new clients to be ready and eligible.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = positive_duration)]
+    pub client_gate_timeout: Duration,
+    /// Longest wait for a deleted server to leave the gossip pool and Raft.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_duration)]
+    pub leave_timeout: Duration,
+    /// How often gates read Nomad again.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
+    pub check_interval: Duration,
+    /// Where to save the Raft snapshot taken before any change [default:
+    /// nomad-<cluster>-<unix time>.snap in the current directory]. Never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+}
+
+/// A Go-style duration (`90s`, `1m30s`, `1h`), as Nomad's CLI takes them.
+fn duration(text: &str) -> Result<Duration, String> {
+    support::go_duration::parse(text.trim())
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 30s, 5m, 1h30m)"))
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err(format!("{text:?}: must be more than zero")),
+        d => Ok(d),
+    }
 }
 
 /// How to reach and authenticate to Azure.

@@ -6,8 +6,8 @@
 //! - [`template`]: the model as an ARM deployment template, pure.
 //! - [`auth`]: client secret, Azure CLI and managed identity tokens.
 //! - [`arm`]: the ARM REST client (retries, long-running operations).
-//! - [`nomad`]: the Nomad HTTP API reads behind `status`.
-//! - [`commands`]: plan, apply, outputs, status, destroy.
+//! - [`nomad`]: the Nomad HTTP API client behind `status` and `roll`.
+//! - [`commands`]: plan, apply, outputs, status, roll, destroy.
 
 pub mod arm;
 pub mod auth;

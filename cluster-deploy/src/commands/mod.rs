@@ -1,6 +1,6 @@
-//! The five commands (and [`preflight`], the checks before any write). Each reads the cluster file, talks to ARM (or not, for an offline plan)
-//! and prints text or, with `--json`, one JSON document on stdout. Progress and notes that are
-//! not the answer go to the log (stderr).
+//! The six commands (and [`preflight`], the checks before any write). Each reads the cluster file, talks to ARM (or not, for an offline plan)
+//! and prints text or, with `--json`, one JSON document on stdout (`roll`: one JSON event per
+//! line as it goes). Progress and notes that are not the answer go to the log (stderr).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ mod existing;
 mod outputs;
 mod plan;
 mod preflight;
+mod roll;
 mod status;
 
 use apply::apply;
@@ -28,10 +29,29 @@ use connect::connect_required;
 use destroy::destroy;
 use outputs::{outputs, print_outputs};
 use plan::plan;
+pub use roll::{Clock, Hooks, WallClock};
 use status::status;
 
-/// Runs a parsed command line, printing to `out`.
+/// Runs a parsed command line, printing to `out`. `roll` waits on the wall clock and stops at
+/// a safe point on SIGINT or SIGTERM.
 pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, input: &mut dyn BufRead) -> Result<()> {
+    let hooks = match &cli.command {
+        Command::Roll(_) => Hooks::for_process()
+            .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM handlers: {e}"))?,
+        _ => Hooks::wall_clock(),
+    };
+    run_with_hooks(cli, env, out, input, hooks)
+}
+
+/// [`run`] with the clock, interruption flag and `NOMAD_*` variables `roll` uses given (tests
+/// pass a simulated cluster's virtual clock).
+pub fn run_with_hooks(
+    cli: Cli,
+    env: &Env,
+    out: &mut dyn Write,
+    input: &mut dyn BufRead,
+    hooks: Hooks,
+) -> Result<()> {
     let loaded = Loaded::read(&cli.config)?;
     match &cli.command {
         Command::Plan { out: path, offline } => {
@@ -43,17 +63,8 @@ pub fn run(cli: Cli, env: &Env, out: &mut dyn Write, input: &mut dyn BufRead) ->
             let outputs = outputs(&arm, &loaded.cluster)?;
             print_outputs(cli.json, &outputs, out)
         }
-        Command::Status {
-            nomad_address,
-            nomad_ca_cert,
-        } => status(
-            &cli,
-            env,
-            &loaded,
-            nomad_address.as_deref(),
-            nomad_ca_cert.as_deref(),
-            out,
-        ),
+        Command::Status { nomad } => status(&cli, env, &loaded, nomad, out),
+        Command::Roll(args) => roll::roll(&cli, env, &loaded, args, out, input, hooks),
         Command::Destroy { yes } => destroy(&cli, env, &loaded, *yes, out, input),
     }
 }

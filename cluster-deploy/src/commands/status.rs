@@ -1,170 +1,353 @@
-//! `status`: each scale set's instances from ARM (the servers and every client pool, with its
-//! size, node class, node pool and Spot priority), and Nomad's leader, servers and clients.
+//! `status`: every scale set (the servers and each client pool, with its size, node class,
+//! node pool and Spot priority) instance by instance: provisioning state, latest model or not,
+//! and its Nomad agent, joined by the VM id run-nomad names it after (a server's member status,
+//! voter and leader, autopilot's verdict; a client's node status, eligibility, drain and live
+//! allocations); then the cluster's leader, voters and failure tolerance.
+//!
+//! Nomad is reached as `roll` reaches it ([`nomad_settings`]): `--nomad-address`, else
+//! `NOMAD_ADDR`, else the load balancer; the token, TLS files, client certificate and TLS server
+//! name from the Nomad CLI's variables. An unreachable or refusing API is a note, not a failure:
+//! the scale sets are still shown.
 
 use std::io::Write;
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
-use support::http::Url;
 
-use crate::auth::{Env, Secret};
-use crate::cli::Cli;
+use crate::arm::ArmClient;
+use crate::auth::Env;
+use crate::cli::{Cli, NomadArgs};
+use crate::model::{Cluster, Role, ScaleSet};
+use crate::nomad::settings::parse_address;
+use crate::nomad::{NomadClient, NomadSettings};
 
 use super::connect::*;
 use super::outputs::*;
+use super::roll::report::{client_line, server_line, server_summary};
+use super::roll::state::{self, ClientFacts, Instance, ServerFacts};
 use super::{write_json, Loaded};
 
-pub(super) fn status(
-    cli: &Cli,
-    env: &Env,
-    loaded: &Loaded,
-    nomad_address: Option<&str>,
-    ca: Option<&Path>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let cluster = &loaded.cluster;
-    let arm = connect_required(&cli.azure, env)?;
-    let mut sets = Vec::new();
-    for set in cluster.scale_sets() {
-        let instances = arm
-            .scale_set_instances(&cluster.resource_group, &set.name)
-            .with_context(|| format!("listing the instances of scale set {}", set.name))?;
-        let rows: Vec<Value> = instances
-            .iter()
-            .map(|vm| {
-                json!({
-                    "instance_id": vm["instanceId"],
-                    "name": vm["name"],
-                    "computer_name": vm["properties"]["osProfile"]["computerName"],
-                    "provisioning_state": vm["properties"]["provisioningState"],
-                    "latest_model_applied": vm["properties"]["latestModelApplied"],
-                })
-            })
-            .collect();
-        sets.push(json!({
-            "name": set.name,
-            "role": set.role_name(),
-            "pool": set.pool,
-            "vm_size": set.vm_size,
-            "node_class": set.node_class,
-            "node_pool": set.node_pool,
-            "spot": set.spot.is_some(),
-            "wanted": set.capacity,
-            "instances": rows,
-        }));
-    }
-    let address = match nomad_address {
-        Some(a) => Some(a.to_string()),
+/// How to reach the cluster's Nomad API: `--nomad-address` (clap folds `NOMAD_ADDR` into it),
+/// else `NOMAD_ADDR` from `var`, else the load balancer's public address (`https` with TLS);
+/// everything else from the `NOMAD_*` variables. `None` when there is no address at all.
+pub(super) fn nomad_settings(
+    arm: &ArmClient,
+    cluster: &Cluster,
+    args: &NomadArgs,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<NomadSettings>> {
+    let mut settings = NomadSettings::from_vars(&var)?;
+    let given = args
+        .nomad_address
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| var("NOMAD_ADDR").filter(|a| !a.trim().is_empty()));
+    let address = match given {
+        Some(a) => Some((a, "--nomad-address")),
         None => match &cluster.load_balancer {
-            Some(lb) => public_ip_address(&arm, cluster, &lb.public_ip)?.map(|ip| {
+            Some(lb) => public_ip_address(arm, cluster, &lb.public_ip)?.map(|ip| {
                 let scheme = if cluster.nomad.tls.is_some() {
                     "https"
                 } else {
                     "http"
                 };
-                format!("{scheme}://{ip}:{}", cluster.http_port)
+                (
+                    format!("{scheme}://{ip}:{}", cluster.http_port),
+                    "the load balancer's address",
+                )
             }),
             None => None,
         },
     };
-    let token = std::env::var("NOMAD_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .map(Secret::new);
-    let (nomad, nomad_note) = match &address {
-        None => (
-            None,
-            Some("no Nomad address: the cluster has no public load balancer; pass --nomad-address (e.g. over a VPN)".to_string()),
-        ),
-        Some(a) => {
-            let url = Url::parse(a).with_context(|| format!("--nomad-address {a:?} is not a URL"))?;
-            let client = crate::nomad::NomadClient::new(url, ca, token)?;
-            match client.health() {
-                Ok(h) => (Some(h), None),
-                Err(e) => (None, Some(format!("the Nomad API at {a} is not reachable: {e}"))),
-            }
+    let Some((address, what)) = address else {
+        return Ok(None);
+    };
+    settings.address = parse_address(&address, what)?;
+    if let Some(ca) = &args.nomad_ca_cert {
+        settings.tls.ca_cert = Some(ca.clone());
+    }
+    Ok(Some(settings))
+}
+
+/// What Nomad said, with a note for each part it would not tell.
+struct NomadView {
+    address: String,
+    servers: Option<ServerFacts>,
+    clients: Option<ClientFacts>,
+}
+
+fn read_nomad(settings: NomadSettings, notes: &mut Vec<String>) -> Option<NomadView> {
+    let address = settings.address.to_string();
+    let client = match NomadClient::with_settings(settings) {
+        Ok(c) => c,
+        Err(e) => {
+            notes.push(format!("the Nomad API at {address}: {e}"));
+            return None;
         }
     };
+    let members = match client.members() {
+        Ok(m) => m,
+        Err(e) if e.status().is_none() => {
+            notes.push(format!("the Nomad API at {address} is not reachable: {e}"));
+            return None;
+        }
+        Err(e) => {
+            notes.push(format!("the Nomad API at {address} refused: {e}"));
+            return None;
+        }
+    };
+    // What a token may not read (operator:read for Raft and autopilot, node:read for nodes)
+    // is a note; the rest is still shown.
+    let leader = part(notes, &address, "the leader", client.leader()).flatten();
+    let (raft, autopilot) = if leader.is_some() {
+        (
+            part(
+                notes,
+                &address,
+                "the Raft configuration",
+                client.raft_configuration(),
+            ),
+            part(
+                notes,
+                &address,
+                "autopilot's health",
+                client.autopilot_health(),
+            ),
+        )
+    } else {
+        (None, None)
+    };
+    let clients = part(
+        notes,
+        &address,
+        "the nodes and allocations",
+        state::read_clients(&client),
+    );
+    Some(NomadView {
+        address,
+        servers: Some(ServerFacts {
+            members,
+            leader,
+            raft,
+            autopilot,
+        }),
+        clients,
+    })
+}
+
+/// One read's answer, or a note saying what could not be read.
+fn part<T>(
+    notes: &mut Vec<String>,
+    address: &str,
+    what: &str,
+    result: Result<T, crate::nomad::NomadError>,
+) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) => {
+            notes.push(format!("reading {what} at {address}: {e}"));
+            None
+        }
+    }
+}
+
+fn set_json(set: &ScaleSet, instances: Vec<Value>) -> Value {
+    json!({
+        "name": set.name,
+        "role": set.role_name(),
+        "pool": set.pool,
+        "vm_size": set.vm_size,
+        "node_class": set.node_class,
+        "node_pool": set.node_pool,
+        "spot": set.spot.is_some(),
+        "wanted": set.capacity,
+        "instances": instances,
+    })
+}
+
+fn instance_json(i: &Instance, nomad: Value) -> Value {
+    json!({
+        "instance_id": i.instance_id,
+        "name": i.name,
+        "computer_name": i.computer_name,
+        "vm_id": i.vm_id,
+        "provisioning_state": i.provisioning_state,
+        "latest_model_applied": i.latest_model,
+        "nomad": nomad,
+    })
+}
+
+fn header(set: &ScaleSet, count: usize) -> String {
+    let mut about = vec![match &set.pool {
+        Some(pool) => format!("client pool {pool}"),
+        None => "servers".to_string(),
+    }];
+    about.push(set.vm_size.clone());
+    if let Some(class) = &set.node_class {
+        about.push(format!("node class {class}"));
+    }
+    if let Some(pool) = &set.node_pool {
+        about.push(format!("node pool {pool}"));
+    }
+    if set.spot.is_some() {
+        about.push("Spot".to_string());
+    }
+    format!(
+        "scale set {} ({count} of {} instances): {}",
+        set.name,
+        set.capacity,
+        about.join(", ")
+    )
+}
+
+pub(super) fn status(
+    cli: &Cli,
+    env: &Env,
+    loaded: &Loaded,
+    args: &NomadArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let cluster = &loaded.cluster;
+    let arm = connect_required(&cli.azure, env)?;
+    let mut notes = Vec::new();
+    let nomad = match nomad_settings(&arm, cluster, args, |n| std::env::var(n).ok())? {
+        Some(settings) => read_nomad(settings, &mut notes),
+        None => {
+            notes.push("no Nomad address: the cluster has no public load balancer; pass --nomad-address (e.g. over a VPN)".to_string());
+            None
+        }
+    };
+    let server_facts = nomad.as_ref().and_then(|n| n.servers.clone());
+    let client_facts = nomad.as_ref().and_then(|n| n.clients.clone());
+    let mut text = Vec::new();
+    let mut sets = Vec::new();
+    let mut server_set = None;
+    for set in cluster.scale_sets() {
+        let instances = super::roll::azure::instances(&arm, &cluster.resource_group, &set.name)?;
+        text.push(header(set, instances.len()));
+        let rows: Vec<Value> = match set.role {
+            Role::Server => {
+                let joined = state::join_servers(
+                    &set.name,
+                    set.capacity,
+                    instances,
+                    &server_facts.clone().unwrap_or_default(),
+                );
+                let rows = joined
+                    .instances
+                    .iter()
+                    .map(|s| {
+                        text.push(if server_facts.is_some() {
+                            server_line(s)
+                        } else {
+                            bare_line(&s.instance)
+                        });
+                        instance_json(&s.instance, json!(s.agent))
+                    })
+                    .collect();
+                server_set = Some(joined);
+                rows
+            }
+            Role::Client => {
+                let joined = state::join_clients(
+                    &set.name,
+                    set.pool.as_deref(),
+                    set.capacity,
+                    instances,
+                    &client_facts.clone().unwrap_or_default(),
+                );
+                joined
+                    .instances
+                    .iter()
+                    .map(|c| {
+                        text.push(if client_facts.is_some() {
+                            client_line(c)
+                        } else {
+                            bare_line(&c.instance)
+                        });
+                        instance_json(&c.instance, json!(c.node))
+                    })
+                    .collect()
+            }
+        };
+        sets.push(set_json(set, rows));
+    }
+    let nomad_json = nomad.as_ref().map(|n| {
+        let servers = server_facts.as_ref();
+        json!({
+            "address": n.address,
+            "leader": servers.and_then(|s| s.leader.clone()),
+            "servers": servers.map(|s| s.members.clone()).unwrap_or_default(),
+            "nodes": client_facts.as_ref().map(|c| c.nodes.clone()).unwrap_or_default(),
+            "voters": server_set.as_ref().map(|s| s.voters),
+            "autopilot_healthy": servers.and_then(|s| s.autopilot.as_ref()).map(|a| a.healthy),
+            "failure_tolerance": servers.and_then(|s| s.autopilot.as_ref()).map(|a| a.failure_tolerance),
+        })
+    });
     if cli.json {
         return write_json(
             out,
-            &json!({ "scale_sets": sets, "nomad": nomad, "notes": nomad_note.into_iter().collect::<Vec<_>>() }),
+            &json!({ "scale_sets": sets, "nomad": nomad_json, "notes": notes }),
         );
     }
-    for set in &sets {
-        let instances = set["instances"].as_array().cloned().unwrap_or_default();
-        let mut about = vec![match set["pool"].as_str() {
-            Some(pool) => format!("client pool {pool}"),
-            None => "servers".to_string(),
-        }];
-        about.push(set["vm_size"].as_str().unwrap_or("?").to_string());
-        if let Some(class) = set["node_class"].as_str() {
-            about.push(format!("node class {class}"));
-        }
-        if let Some(pool) = set["node_pool"].as_str() {
-            about.push(format!("node pool {pool}"));
-        }
-        if set["spot"] == true {
-            about.push("Spot".to_string());
-        }
-        writeln!(
-            out,
-            "scale set {} ({} of {} instances): {}",
-            set["name"].as_str().unwrap_or(""),
-            instances.len(),
-            set["wanted"],
-            about.join(", ")
-        )?;
-        for vm in instances {
-            writeln!(
-                out,
-                "  {:<4} {:<24} {:<12} {}",
-                vm["instance_id"].as_str().unwrap_or("?"),
-                vm["computer_name"]
-                    .as_str()
-                    .or(vm["name"].as_str())
-                    .unwrap_or("?"),
-                vm["provisioning_state"].as_str().unwrap_or("?"),
-                match vm["latest_model_applied"].as_bool() {
-                    Some(true) => "latest model",
-                    Some(false) => "OLD MODEL (roll it: see the README)",
-                    None => "",
-                }
-            )?;
-        }
+    for line in text {
+        writeln!(out, "{line}")?;
     }
-    if let Some(h) = &nomad {
-        writeln!(out, "nomad at {}", h.address)?;
+    if let (Some(n), Some(facts)) = (&nomad, &server_facts) {
+        writeln!(out, "nomad at {}", n.address)?;
         writeln!(
             out,
             "  leader: {}",
-            h.leader.as_deref().unwrap_or("NONE (no quorum?)")
+            facts.leader.as_deref().unwrap_or("NONE (no quorum?)")
         )?;
-        for m in &h.servers {
+        if let Some(set) = &server_set {
+            writeln!(out, "  servers: {}", server_summary(set))?;
+        }
+        for m in &facts.members {
             writeln!(
                 out,
                 "  server {:<24} {}:{} {}",
                 m.name, m.addr, m.port, m.status
             )?;
         }
-        for n in &h.nodes {
+        for node in client_facts.iter().flat_map(|c| c.nodes.iter()) {
+            let allocations = client_facts
+                .as_ref()
+                .and_then(|c| c.live_allocations.get(&node.id))
+                .copied()
+                .unwrap_or(0);
             writeln!(
                 out,
-                "  client {:<24} {} {} {}",
-                n.name,
-                n.status,
-                n.scheduling_eligibility,
-                if n.node_class.is_empty() {
+                "  client {:<24} {} {}{} {} {allocations} allocs",
+                node.name,
+                node.status,
+                node.scheduling_eligibility,
+                if node.drain { " draining" } else { "" },
+                if node.node_class.is_empty() {
                     "-"
                 } else {
-                    &n.node_class
+                    &node.node_class
                 }
             )?;
         }
     }
-    if let Some(note) = nomad_note {
+    for note in notes {
         writeln!(out, "note: {note}")?;
     }
     Ok(())
+}
+
+/// An instance line without Nomad's side (the API could not be read).
+fn bare_line(i: &Instance) -> String {
+    format!(
+        "  {:<4} {:<16} {:<10} {}",
+        i.instance_id,
+        i.computer_name,
+        i.provisioning_state,
+        if i.latest_model {
+            "latest model"
+        } else {
+            "OLD MODEL (roll it: cluster-deploy roll)"
+        }
+    )
 }

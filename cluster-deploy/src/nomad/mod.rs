@@ -94,6 +94,18 @@ impl NomadError {
         }
     }
 
+    /// The Raft configuration does not hold the peer: the guard found none
+    /// ([`NomadClient::remove_dead_raft_peer`]), or Nomad answered `id "..." was not found in
+    /// the Raft configuration` (500 from raft/peer, 400 from transfer-leadership).
+    pub fn is_not_a_peer(&self) -> bool {
+        match self {
+            NomadError::Refused { reason, .. } => reason.contains("not in the Raft configuration"),
+            _ => self
+                .body()
+                .is_some_and(|b| b.contains("was not found in the Raft configuration")),
+        }
+    }
+
     /// "No cluster leader": the cluster has no leader (500 after the server's 5 s hold, or
     /// 503 from transfer-leadership).
     pub fn is_no_leader(&self) -> bool {

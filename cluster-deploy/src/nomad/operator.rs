@@ -106,7 +106,8 @@ impl NomadClient {
     }
 
     /// `DELETE /v1/operator/raft/peer?id=` (management; `?id=` is the only form 1.10.1+
-    /// accepts) for a server that is gone. Refused, without sending anything, for the leader
+    /// accepts) for a server that is gone. A peer that disappears between the check and the
+    /// removal (Nomad: `id "..." was not found in the Raft configuration`) counts as removed. Refused, without sending anything, for the leader
     /// and for a peer whose gossip member is alive or leaving (the leader would add a live one
     /// back; a leaving one is on its way out by itself). A peer gossip marks failed or left, or
     /// no longer knows, may go.
@@ -141,8 +142,13 @@ impl NomadClient {
             }
         }
         let call = Call::write(Method::DELETE, "v1/operator/raft/peer").query("id", raft_id);
-        self.send(&call, false, &[200])?;
-        Ok(())
+        match self.send(&call, false, &[200]) {
+            Ok(_) => Ok(()),
+            // Gone between the check and the removal (autopilot's dead-server cleanup, or the
+            // leader reconciling a member that left): what was asked for holds.
+            Err(e) if e.is_not_a_peer() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -53,6 +53,7 @@ pub struct Cluster {
     pub(crate) frozen: bool,
     /// Faults armed for servers not yet created.
     pub(crate) next_servers_never_voters: usize,
+    pub(crate) next_clients_never_start: usize,
     pub(crate) all_drains_stuck: bool,
     pub(crate) pending: Vec<Pending>,
     pub(crate) journal: Vec<(SimTime, SimEvent)>,
@@ -124,6 +125,7 @@ impl Cluster {
             last_autopilot_run: None,
             frozen: false,
             next_servers_never_voters: 0,
+            next_clients_never_start: 0,
             all_drains_stuck: false,
             pending: Vec::new(),
             journal: Vec::new(),
@@ -217,6 +219,16 @@ impl Cluster {
             }
             Action::Kill(name) => self.vanish(&name),
             Action::Terminate(name) => self.terminate(&name),
+            Action::CancelDrain(name) => {
+                if let Some(id) = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| n.id.clone())
+                {
+                    let _ = self.set_drain(&id, None, false, Default::default(), "");
+                }
+            }
         }
     }
 

@@ -161,6 +161,9 @@ pub enum Action {
     Kill(String),
     /// This agent gets a terminate notification and shuts down gracefully.
     Terminate(String),
+    /// An operator cancels this node's drain (`nomad node drain -disable`; it stays
+    /// ineligible).
+    CancelDrain(String),
 }
 
 /// Faults armed ahead of time.
@@ -169,6 +172,9 @@ pub enum Fault {
     /// The next `count` servers to be created join Raft but never catch up with the leader,
     /// so autopilot never finds them healthy and never promotes them to voters.
     NewServersNeverVoters { count: usize },
+    /// The next `count` clients to be created never start their agent (a broken image or
+    /// boot script): their node never registers.
+    NewClientsNeverStart { count: usize },
     /// Drains of this node never migrate anything: only their deadline ends them.
     DrainNeverFinishes { node: String },
     /// The same for every node.
@@ -189,7 +195,34 @@ pub struct ServerView {
     pub healthy: bool,
     /// The agent process runs (it may still be unknown to Raft).
     pub running: bool,
+    /// Where the agent is in its life (booting, running, leaving, left, vanished).
+    pub phase: ServerPhase,
     pub version: String,
+}
+
+/// A server agent's life as a property check sees it ([`ServerLife`] without its times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerPhase {
+    /// The VM exists; the agent has not started yet.
+    Booting,
+    Running,
+    /// Terminated: leaving Raft and the gossip pool.
+    Leaving,
+    Left,
+    /// The VM vanished without leaving.
+    Vanished,
+}
+
+impl ServerPhase {
+    fn of(life: ServerLife) -> Self {
+        match life {
+            ServerLife::Booting { .. } => ServerPhase::Booting,
+            ServerLife::Running => ServerPhase::Running,
+            ServerLife::Leaving { .. } => ServerPhase::Leaving,
+            ServerLife::Left => ServerPhase::Left,
+            ServerLife::Vanished { .. } => ServerPhase::Vanished,
+        }
+    }
 }
 
 /// One client node at one step.
@@ -335,6 +368,7 @@ impl Simulation {
         let mut cluster = self.lock();
         match fault {
             Fault::NewServersNeverVoters { count } => cluster.next_servers_never_voters += count,
+            Fault::NewClientsNeverStart { count } => cluster.next_clients_never_start += count,
             Fault::DrainNeverFinishes { node } => {
                 if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
                     n.drain_stuck = true;
@@ -499,8 +533,16 @@ impl Cluster {
         running: bool,
     ) -> String {
         let id = uuid("node", name);
+        let never = self.next_clients_never_start > 0 && !running;
+        if never {
+            self.next_clients_never_start -= 1;
+        }
         let life = if running {
             ClientLife::Running
+        } else if never {
+            ClientLife::Booting {
+                ready_at: SimTime(u64::MAX),
+            }
         } else {
             ClientLife::Booting {
                 ready_at: self.now.plus(self.config.boot_delay),
@@ -588,6 +630,7 @@ impl Cluster {
                     leader: self.leader.as_deref() == Some(s.id.as_str()),
                     healthy: s.healthy && raft.is_some(),
                     running: s.life == ServerLife::Running,
+                    phase: ServerPhase::of(s.life),
                     version: s.version.clone(),
                 }
             })

@@ -667,3 +667,35 @@ fn the_same_calls_give_the_same_cluster() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_client_that_never_starts_registers_no_node_and_a_canceled_drain_stays_ineligible() {
+    let sim = sim();
+    sim.start_running(&["s0", "s1", "s2"], &["c0"]);
+    sim.add_job(JobSpec::service("web", 2));
+    sim.inject(Fault::NewClientsNeverStart { count: 1 });
+    sim.instance_created(&instance("clients", 1));
+    sim.instance_created(&instance("clients", 2));
+    sim.advance(Duration::from_secs(120));
+    let view = sim.view();
+    assert!(
+        view.nodes.iter().all(|n| n.name != "clients-vm-1"),
+        "never registers"
+    );
+    assert!(
+        view.nodes.iter().any(|n| n.name == "clients-vm-2"),
+        "the next one does"
+    );
+
+    let c0 = sim.node_named("c0").unwrap().id;
+    sim.lock()
+        .set_drain(&c0, Some((0, false)), false, Default::default(), "")
+        .unwrap();
+    sim.act(Action::CancelDrain("c0".to_string()));
+    let view = sim.view();
+    let c0 = node(&view, "c0");
+    assert!(!c0.draining && !c0.eligible);
+    assert!(events(&sim)
+        .iter()
+        .any(|e| matches!(e, SimEvent::DrainCanceled { node } if node == "c0")));
+}
