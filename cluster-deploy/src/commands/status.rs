@@ -58,16 +58,17 @@ pub(super) fn status(
         Some(a) => Some(a.to_string()),
         None => match &cluster.load_balancer {
             Some(lb) => public_ip_address(&arm, cluster, &lb.public_ip)?.map(|ip| {
-                let scheme = if cluster.nomad.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{scheme}://{ip}:{}", cluster.http_port)
+                format!("{}://{ip}:{}", cluster.security.scheme(), cluster.http_port)
             }),
             None => None,
         },
     };
+    // The CA `cluster-deploy env` wrote, unless one is given.
+    let env_ca = crate::secrets::local::cluster_dir(env, &cluster.name)
+        .ok()
+        .map(|dir| crate::secrets::local::LocalFiles::at(&dir).ca_cert)
+        .filter(|p| cluster.security.tls() && p.is_file());
+    let ca = ca.map(Path::to_path_buf).or(env_ca);
     let token = std::env::var("NOMAD_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
@@ -79,7 +80,14 @@ pub(super) fn status(
         ),
         Some(a) => {
             let url = Url::parse(a).with_context(|| format!("--nomad-address {a:?} is not a URL"))?;
-            let client = crate::nomad::NomadClient::new(url, ca, token)?;
+            let mut settings = crate::nomad::NomadSettings::new(url);
+            settings.tls.ca_cert = ca.clone();
+            settings.token = token;
+            if cluster.security.tls() && a.starts_with("https://") {
+                // The load balancer's address is not on the servers' certificate; its name is.
+                settings.tls.server_name = Some(cluster.security.server_name());
+            }
+            let client = crate::nomad::NomadClient::with_settings(settings)?;
             match client.health() {
                 Ok(h) => (Some(h), None),
                 Err(e) => (None, Some(format!("the Nomad API at {a} is not reachable: {e}"))),
