@@ -368,8 +368,7 @@ mod tests {
 
     /// Runs a rendered script under `root`, its fixed paths moved there.
     fn run_script(root: &Path, text: &str) -> std::process::Output {
-        let text = text
-            .replace(BOOT_COMMANDS_DIR, &root.join("boot").display().to_string());
+        let text = text.replace(BOOT_COMMANDS_DIR, &root.join("boot").display().to_string());
         std::process::Command::new("sh")
             .args(["-c", &text])
             .output()

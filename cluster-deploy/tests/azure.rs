@@ -272,7 +272,11 @@ fn apply_creates_the_group_and_deploys_incrementally() {
     assert_eq!(group["tags"]["nomad-cluster"], "nomad-example");
     let deployments = env.arm.deployments();
     let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["nomad-example-vault", "nomad-example"], "the vault first");
+    assert_eq!(
+        names,
+        ["nomad-example-vault", "nomad-example"],
+        "the vault first"
+    );
     let d = &deployments[1];
     assert_eq!(d.name, "nomad-example");
     assert_eq!(d.state, "Succeeded");
@@ -691,11 +695,14 @@ fn the_azure_cli_login_is_used_when_asked() {
                 "account get-access-token --resource {}/ --output json",
                 env.arm.url()
             ),
-            "account get-access-token --resource https://vault.azure.net --output json"
-                .to_string()
+            "account get-access-token --resource https://vault.azure.net --output json".to_string()
         ]
     );
-    assert_eq!(env.arm.deployments().len(), 2, "the vault's, then the main one");
+    assert_eq!(
+        env.arm.deployments().len(),
+        2,
+        "the vault's, then the main one"
+    );
     // A failing CLI is an error naming the command.
     let bad = write_script(
         env.dir.path(),

@@ -81,7 +81,13 @@ fn each_pool_is_its_own_scale_set_with_its_own_boot_script() {
         .collect();
     let on_group = assignments
         .iter()
-        .filter(|a| a["properties"]["scope"] == format!("/subscriptions/{}/resourceGroups/nomad-example", env.arm.subscription()))
+        .filter(|a| {
+            a["properties"]["scope"]
+                == format!(
+                    "/subscriptions/{}/resourceGroups/nomad-example",
+                    env.arm.subscription()
+                )
+        })
         .count();
     assert_eq!(on_group, 3, "servers, web and batch each read the group");
     // And each pool's identity reads the client secrets, each on its own.

@@ -374,7 +374,12 @@ fn check_template(template: &Value, cluster_name: &str) -> Vec<String> {
         let name = resource["name"].as_str().expect("name");
         let label = format!("{kind} {name}");
         if let Some((spec, definition)) = rest_definition_of(kind) {
-            problems.extend(check_against_rest_spec(resource, &spec, definition, cluster_name));
+            problems.extend(check_against_rest_spec(
+                resource,
+                &spec,
+                definition,
+                cluster_name,
+            ));
             continue;
         }
         let (file, definition) = definition_of(kind);
@@ -598,8 +603,10 @@ fn variants_validate_too() {
             std::fs::write(&path, &text).unwrap();
         }
         if what.starts_with("TLS, gossip and ACLs off") {
-            text = text
-                .replace("node_class = \"general\"", "node_class = \"general\"\nacl = false\ngossip_encryption = false");
+            text = text.replace(
+                "node_class = \"general\"",
+                "node_class = \"general\"\nacl = false\ngossip_encryption = false",
+            );
             std::fs::write(&path, &text).unwrap();
         }
         if what.starts_with("own gossip key") {

@@ -278,7 +278,10 @@ fn bake_deploy_boot_operate() {
     let server_data = arm.custom_data(SERVERS).expect("server custom data");
     let client_data = arm.custom_data(CLIENTS).expect("client custom data");
     for data in [&server_data, &client_data] {
-        assert!(!data.contains("--key-vault"), "every vault item is opted out");
+        assert!(
+            !data.contains("--key-vault"),
+            "every vault item is opted out"
+        );
     }
 
     // 3. Boot one server and one client from their custom data.
@@ -319,7 +322,10 @@ fn bake_deploy_boot_operate() {
         );
     }
     assert!(server_hcl.contains("acl {"), "{server_hcl}");
-    assert!(!server_hcl.contains("encrypt"), "gossip encryption opted out");
+    assert!(
+        !server_hcl.contains("encrypt"),
+        "gossip encryption opted out"
+    );
     let config_file = server.join("opt/nomad/config/default.hcl");
     assert_eq!(mode(&config_file), 0o640);
     assert_eq!(fs::metadata(&config_file).unwrap().uid(), 0);

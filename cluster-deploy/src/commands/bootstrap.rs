@@ -41,7 +41,12 @@ pub(super) struct Reach {
     pub(super) poll: Duration,
 }
 
-fn settings(cluster: &Cluster, plan: &Plan, address: &Url, dir: &LocalFiles) -> Result<NomadSettings> {
+fn settings(
+    cluster: &Cluster,
+    plan: &Plan,
+    address: &Url,
+    dir: &LocalFiles,
+) -> Result<NomadSettings> {
     let mut settings = NomadSettings::new(address.clone());
     // Each probe is one attempt: the wait loop below is the retry.
     settings.timeouts = Timeouts {
@@ -58,9 +63,7 @@ fn settings(cluster: &Cluster, plan: &Plan, address: &Url, dir: &LocalFiles) -> 
     };
     if cluster.security.tls() {
         if address.scheme() != "https" {
-            bail!(
-                "the cluster's Nomad API serves TLS: give an https:// address, not {address}"
-            );
+            bail!("the cluster's Nomad API serves TLS: give an https:// address, not {address}");
         }
         let get = |item: SecretItem| {
             plan.values
@@ -114,7 +117,10 @@ pub(super) fn bootstrap(cluster: &Cluster, plan: &Plan, reach: &Reach) -> Result
         }
         std::thread::sleep(reach.poll);
     }
-    match client.acl_bootstrap(token).context("bootstrapping Nomad's ACLs")? {
+    match client
+        .acl_bootstrap(token)
+        .context("bootstrapping Nomad's ACLs")?
+    {
         BootstrapOutcome::Bootstrapped(_) => {
             tracing::info!(
                 "Nomad ACLs bootstrapped; the management token is in the cluster's Key Vault \

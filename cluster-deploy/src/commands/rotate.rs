@@ -103,7 +103,12 @@ pub(super) fn rotate(
             }),
         );
     }
-    writeln!(out, "Key Vault {}: {} new secret versions", kv.name, uploaded.len())?;
+    writeln!(
+        out,
+        "Key Vault {}: {} new secret versions",
+        kv.name,
+        uploaded.len()
+    )?;
     for u in &uploaded {
         writeln!(out, "  {:<28} version {} ({})", u.secret, u.version, u.why)?;
     }

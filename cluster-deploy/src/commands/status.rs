@@ -57,9 +57,8 @@ pub(super) fn status(
     let address = match nomad_address {
         Some(a) => Some(a.to_string()),
         None => match &cluster.load_balancer {
-            Some(lb) => public_ip_address(&arm, cluster, &lb.public_ip)?.map(|ip| {
-                format!("{}://{ip}:{}", cluster.security.scheme(), cluster.http_port)
-            }),
+            Some(lb) => public_ip_address(&arm, cluster, &lb.public_ip)?
+                .map(|ip| format!("{}://{ip}:{}", cluster.security.scheme(), cluster.http_port)),
             None => None,
         },
     };

@@ -233,9 +233,8 @@ pub(super) fn operator(args: &AzureArgs, env: &Env) -> Result<(String, TokenProv
             }
             id
         }
-        None => data::object_id(&token).context(
-            "the Key Vault token names no object id (`oid`): pass --operator-object-id",
-        )?,
+        None => data::object_id(&token)
+            .context("the Key Vault token names no object id (`oid`): pass --operator-object-id")?,
     };
     Ok((operator, tokens))
 }
@@ -314,14 +313,16 @@ fn inputs(loaded: &Loaded, rotation: Rotation, now: SystemTime) -> Result<Inputs
             };
             let cert = read(cert_file)?;
             let key = Secret::new(read(key_file)?);
-            Some(CertificateAuthority::from_pem(&cert, &key, now).with_context(|| {
-                format!(
-                    "cluster file {}: `nomad.tls.ca_cert_file` {} and `ca_key_file` {}",
-                    loaded.path.display(),
-                    cert_file.display(),
-                    key_file.display()
-                )
-            })?)
+            Some(
+                CertificateAuthority::from_pem(&cert, &key, now).with_context(|| {
+                    format!(
+                        "cluster file {}: `nomad.tls.ca_cert_file` {} and `ca_key_file` {}",
+                        loaded.path.display(),
+                        cert_file.display(),
+                        key_file.display()
+                    )
+                })?,
+            )
         }
         _ => None,
     };

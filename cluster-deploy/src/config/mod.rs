@@ -789,10 +789,15 @@ subnet_address = "10.0.1.0/24"
             assert!(text.contains("10 to 90"), "{text}");
         }
         // The VMs fetch their secrets at boot: the grace period covers the vault's wait.
-        let text = problem(&minimal_with("[health]\nrepair_grace_period_minutes = 15\n"));
+        let text = problem(&minimal_with(
+            "[health]\nrepair_grace_period_minutes = 15\n",
+        ));
         assert!(text.contains("at least 20"), "{text}");
         assert!(text.contains("Key Vault"), "{text}");
-        assert!(load_text(&minimal_with("[health]\nrepair_grace_period_minutes = 20\n")).is_ok());
+        assert!(load_text(&minimal_with(
+            "[health]\nrepair_grace_period_minutes = 20\n"
+        ))
+        .is_ok());
         // Without anything to fetch, Azure's floor is the only one.
         assert!(load_text(&minimal_with(
             "[health]\nrepair_grace_period_minutes = 15\n\

@@ -418,7 +418,10 @@ mod tests {
         for (tables, names) in [
             ("[nomad.tls]\nenabled = false\n", vec!["nomad.tls.enabled"]),
             ("[nomad]\nacl = false\n", vec!["nomad.acl"]),
-            ("[nomad]\nacl_bootstrap = false\n", vec!["nomad.acl_bootstrap"]),
+            (
+                "[nomad]\nacl_bootstrap = false\n",
+                vec!["nomad.acl_bootstrap"],
+            ),
             (
                 "[nomad]\nacl = false\n[nomad.tls]\nenabled = false\n",
                 vec!["nomad.tls.enabled", "nomad.acl"],
@@ -475,7 +478,10 @@ mod tests {
                 "[nomad.tls]\nca_cert_file = \"ca.pem\"\n",
                 "nomad.tls.ca_cert_file",
             ),
-            ("[nomad.tls]\nca_key_file = \"ca.key\"\n", "nomad.tls.ca_key_file"),
+            (
+                "[nomad.tls]\nca_key_file = \"ca.key\"\n",
+                "nomad.tls.ca_key_file",
+            ),
             (
                 "[nomad]\ngossip_encryption = false\ngossip_key_file = \"k\"\n",
                 "nomad.gossip_key_file",

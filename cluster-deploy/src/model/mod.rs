@@ -12,7 +12,9 @@ mod summary;
 pub use security::{GossipSource, KeyVault, Security, TlsSource};
 pub use summary::ResourceSummary;
 
-use crate::config::{BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot};
+use crate::config::{
+    BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot,
+};
 
 /// The tag every resource carries, with the cluster name as its value. `destroy` deletes only
 /// what carries it.

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use support::cluster_secrets::{AgentRole, SecretItem};
 
 use super::Role;
-use crate::config::security::{default_vault_name, uses_vault, vault_cidrs, DEFAULT_RETENTION_DAYS};
+use crate::config::security::{
+    default_vault_name, uses_vault, vault_cidrs, DEFAULT_RETENTION_DAYS,
+};
 use crate::config::ClusterFile;
 
 /// Where the TLS CA comes from.
@@ -19,7 +21,10 @@ pub enum TlsSource {
     Generated,
     /// The operator's own CA, read from these files on this machine at each apply; its key is
     /// never uploaded.
-    OwnCa { cert_file: PathBuf, key_file: PathBuf },
+    OwnCa {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
 }
 
 /// Where the gossip key comes from.
@@ -73,33 +78,28 @@ impl Security {
             Some(file) => GossipSource::OwnKey(file.clone()),
             None => GossipSource::Generated,
         };
-        let key_vault = uses_vault(f).then(|| {
-            let (allowed_cidrs, open) = vault_cidrs(f);
-            KeyVault {
-                name: f
-                    .key_vault
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| default_vault_name(&f.cluster_name, &f.resource_group_name)),
-                purge_protection: f.key_vault.purge_protection,
-                retention_days: f
-                    .key_vault
-                    .soft_delete_retention_days
-                    .unwrap_or(DEFAULT_RETENTION_DAYS),
-                allowed_cidrs,
-                open,
-            }
-        });
+        let key_vault =
+            uses_vault(f).then(|| {
+                let (allowed_cidrs, open) = vault_cidrs(f);
+                KeyVault {
+                    name: f.key_vault.name.clone().unwrap_or_else(|| {
+                        default_vault_name(&f.cluster_name, &f.resource_group_name)
+                    }),
+                    purge_protection: f.key_vault.purge_protection,
+                    retention_days: f
+                        .key_vault
+                        .soft_delete_retention_days
+                        .unwrap_or(DEFAULT_RETENTION_DAYS),
+                    allowed_cidrs,
+                    open,
+                }
+            });
         Self {
             tls,
             gossip,
             acl: f.nomad.acl,
             acl_bootstrap: f.nomad.acl && f.nomad.acl_bootstrap,
-            region: f
-                .nomad
-                .region
-                .clone()
-                .unwrap_or_else(|| f.location.clone()),
+            region: f.nomad.region.clone().unwrap_or_else(|| f.location.clone()),
             key_vault,
         }
     }
@@ -188,8 +188,8 @@ mod tests {
         assert_eq!(s.server_name(), "server.eu.nomad");
         assert!(!s.items().contains(&SecretItem::GossipKey));
         assert_eq!(s.items_for(Role::Server).len(), 3);
-        let s = example_with("[nomad]\nacl_bootstrap = false\n[nomad.tls]\nenabled = false\n")
-            .security;
+        let s =
+            example_with("[nomad]\nacl_bootstrap = false\n[nomad.tls]\nenabled = false\n").security;
         assert_eq!(s.items(), [SecretItem::GossipKey]);
         assert!(s.items_for(Role::Client).is_empty());
         assert_eq!(s.scheme(), "http");
@@ -198,9 +198,13 @@ mod tests {
         )
         .security;
         assert!(s.items().is_empty() && s.key_vault.is_none());
-        let s = example_with("[nomad.tls]\nca_cert_file = \"ca.pem\"\nca_key_file = \"ca-key.pem\"\n")
-            .security;
+        let s =
+            example_with("[nomad.tls]\nca_cert_file = \"ca.pem\"\nca_key_file = \"ca-key.pem\"\n")
+                .security;
         assert!(matches!(s.tls, TlsSource::OwnCa { .. }));
-        assert!(!s.items().contains(&SecretItem::CaKey), "an own CA key is not uploaded");
+        assert!(
+            !s.items().contains(&SecretItem::CaKey),
+            "an own CA key is not uploaded"
+        );
     }
 }

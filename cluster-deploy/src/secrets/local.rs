@@ -117,7 +117,10 @@ mod tests {
             cluster_dir(&env(&[("XDG_CONFIG_HOME", "rel")]), "c"),
             Err(LocalError::RelativeConfigHome(_))
         ));
-        assert!(matches!(cluster_dir(&env(&[]), "c"), Err(LocalError::NoHome)));
+        assert!(matches!(
+            cluster_dir(&env(&[]), "c"),
+            Err(LocalError::NoHome)
+        ));
     }
 
     #[test]

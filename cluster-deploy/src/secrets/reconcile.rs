@@ -167,7 +167,11 @@ pub fn reconcile(
             ),
             (None, Some(current)) => {
                 GossipKey::parse(current).map_err(|e| {
-                    broken(item, e, "`cluster-deploy rotate --gossip-key` makes a new one")
+                    broken(
+                        item,
+                        e,
+                        "`cluster-deploy rotate --gossip-key` makes a new one",
+                    )
                 })?;
                 set(&mut plan, item, current.clone(), None)
             }
@@ -292,10 +296,7 @@ fn tls(
             }
         },
     };
-    let until = ca
-        .not_after()
-        .duration_since(now)
-        .unwrap_or(Duration::ZERO);
+    let until = ca.not_after().duration_since(now).unwrap_or(Duration::ZERO);
     if until < Duration::from_secs(90 * 86_400) {
         plan.notes.push(format!(
             "the cluster's CA expires in {} days: plan a CA rotation (`cluster-deploy rotate --ca`, then roll every node)",
@@ -322,7 +323,12 @@ fn tls(
             SecretItem::ClientKey,
             &[][..],
         ),
-        (Role::Cli, SecretItem::CliCertificate, SecretItem::CliKey, &[][..]),
+        (
+            Role::Cli,
+            SecretItem::CliCertificate,
+            SecretItem::CliKey,
+            &[][..],
+        ),
     ] {
         let lifetime = match role {
             Role::Cli => inputs.pki.lifetimes.cli,
@@ -530,7 +536,11 @@ mod tests {
         other.pki.region = "eu".into();
         let plan = reconcile(&stored, &other).unwrap();
         assert_eq!(changed(&plan).len(), 6);
-        assert!(plan.changes[0].why.contains("server.eu.nomad"), "{:?}", plan.changes);
+        assert!(
+            plan.changes[0].why.contains("server.eu.nomad"),
+            "{:?}",
+            plan.changes
+        );
         // A DNS name for the load balancer: only the server certificate.
         let mut named = inputs();
         named.pki.server_sans = vec![ExtraSan::Dns("nomad.westeurope.cloudapp.azure.com".into())];
@@ -539,7 +549,11 @@ mod tests {
             changed(&plan),
             [SecretItem::ServerCertificate, SecretItem::ServerKey]
         );
-        assert!(plan.changes[0].why.contains("lacks the name"), "{:?}", plan.changes);
+        assert!(
+            plan.changes[0].why.contains("lacks the name"),
+            "{:?}",
+            plan.changes
+        );
         // An operator's own gossip key replaces the generated one, once.
         let own = Secret::new("kGBHU6u7XuB0vq9Y3zT0l2tZ7yV3p3hKx5m9bJ8rG2c=".into());
         let mut with_key = inputs();
@@ -562,7 +576,10 @@ mod tests {
         let plan = reconcile(&BTreeMap::new(), &with_ca).unwrap();
         assert!(!plan.values.contains_key(&SecretItem::CaKey));
         assert!(!changed(&plan).contains(&SecretItem::CaKey));
-        assert_eq!(plan.values[&SecretItem::CaCertificate].expose(), own.cert_pem());
+        assert_eq!(
+            plan.values[&SecretItem::CaCertificate].expose(),
+            own.cert_pem()
+        );
         own.check(
             Role::Server,
             "global",
@@ -574,8 +591,10 @@ mod tests {
         // A generated CA stored before is replaced, with everything it signed.
         let generated = stored_after(&reconcile(&BTreeMap::new(), &inputs()).unwrap());
         let plan = reconcile(&generated, &with_ca).unwrap();
-        assert!(plan.changes.iter().any(|c| c.item == SecretItem::CaCertificate
-            && c.why.contains("changed")));
+        assert!(plan
+            .changes
+            .iter()
+            .any(|c| c.item == SecretItem::CaCertificate && c.why.contains("changed")));
         assert!(changed(&plan).contains(&SecretItem::ClientKey));
         // Rotating an own CA is the operator's job.
         with_ca.rotation.ca = true;
@@ -589,11 +608,17 @@ mod tests {
         let mut half = stored.clone();
         half.remove(&SecretItem::CaKey);
         let e = reconcile(&half, &inputs()).unwrap_err().to_string();
-        assert!(e.contains("nomad-ca-key") && e.contains("rotate --ca"), "{e}");
+        assert!(
+            e.contains("nomad-ca-key") && e.contains("rotate --ca"),
+            "{e}"
+        );
         let mut bad_key = stored.clone();
         bad_key.insert(SecretItem::GossipKey, Secret::new("short".into()));
         let e = reconcile(&bad_key, &inputs()).unwrap_err().to_string();
-        assert!(e.contains("nomad-gossip-key") && e.contains("rotate --gossip-key"), "{e}");
+        assert!(
+            e.contains("nomad-gossip-key") && e.contains("rotate --gossip-key"),
+            "{e}"
+        );
         assert!(!e.contains("short"), "the value stays out: {e}");
         // A missing or broken leaf is simply issued again.
         let mut no_cli = stored.clone();
@@ -613,7 +638,9 @@ mod tests {
         let plan = reconcile(&stored, &inputs()).unwrap();
         assert!(plan.changes.is_empty());
         assert!(
-            plan.notes.iter().any(|n| n.contains("server certificate expires in")),
+            plan.notes
+                .iter()
+                .any(|n| n.contains("server certificate expires in")),
             "{:?}",
             plan.notes
         );

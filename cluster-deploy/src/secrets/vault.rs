@@ -40,15 +40,10 @@ impl VaultTokens {
 /// assignment; the service verifies it when we use it.
 pub fn object_id(token: &Secret) -> Option<String> {
     let payload = token.expose().split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let oid = claims["oid"].as_str()?;
-    let well_formed = oid.len() == 36
-        && oid
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == '-');
+    let well_formed = oid.len() == 36 && oid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     well_formed.then(|| oid.to_ascii_lowercase())
 }
 

@@ -339,10 +339,11 @@ mod tests {
                 .map(|s| format!("{prefix}{s}"))
         );
         // The operator writes, on the vault.
-        let officer: Vec<&Value> = resources_of(&template, "Microsoft.Authorization/roleAssignments")
-            .into_iter()
-            .filter(|r| r["scope"] == format!("Microsoft.KeyVault/vaults/{kv}"))
-            .collect();
+        let officer: Vec<&Value> =
+            resources_of(&template, "Microsoft.Authorization/roleAssignments")
+                .into_iter()
+                .filter(|r| r["scope"] == format!("Microsoft.KeyVault/vaults/{kv}"))
+                .collect();
         assert_eq!(officer.len(), 1);
         assert_eq!(
             officer[0]["properties"]["principalId"],

@@ -128,7 +128,10 @@ pub fn render(cluster: &Cluster) -> Value {
     );
     resources.extend(network::resources(cluster));
     if cluster.security.key_vault.is_some() {
-        parameters.insert(OPERATOR_PARAMETER.to_string(), key_vault::operator_parameter());
+        parameters.insert(
+            OPERATOR_PARAMETER.to_string(),
+            key_vault::operator_parameter(),
+        );
     }
     resources.extend(key_vault::resources(cluster));
 

@@ -96,7 +96,11 @@ pub fn operator_address(cluster: &Cluster) -> Ipv4Addr {
         .unwrap_or_else(|| "203.0.113.0/24".into());
     let net = cluster_deploy::config::parse_cidr(&first).unwrap();
     let base = u32::from(net.network());
-    Ipv4Addr::from(if net.prefix_len() >= 31 { base } else { base + 10 })
+    Ipv4Addr::from(if net.prefix_len() >= 31 {
+        base
+    } else {
+        base + 10
+    })
 }
 
 impl Stack {
@@ -122,7 +126,13 @@ impl Stack {
         });
         let nomad = match (&security.tls, security.acl_bootstrap) {
             (_, false) => None,
-            (TlsSource::OwnCa { cert_file, key_file }, true) => {
+            (
+                TlsSource::OwnCa {
+                    cert_file,
+                    key_file,
+                },
+                true,
+            ) => {
                 let ca = CertificateAuthority::from_pem(
                     &std::fs::read_to_string(cert_file).unwrap(),
                     &Secret::new(std::fs::read_to_string(key_file).unwrap()),
@@ -189,7 +199,10 @@ impl Stack {
 
     /// Fails when `text` holds a PEM block or any of the vault's values.
     pub fn assert_no_secret(&self, what: &str, text: &str) {
-        assert!(!text.contains("-----BEGIN"), "a PEM block in {what}:\n{text}");
+        assert!(
+            !text.contains("-----BEGIN"),
+            "a PEM block in {what}:\n{text}"
+        );
         for value in self.secret_values() {
             let probe = value.lines().find(|l| l.len() > 20).unwrap_or(&value);
             assert!(!text.contains(probe), "a vault secret in {what}:\n{text}");
