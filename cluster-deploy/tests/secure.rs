@@ -365,7 +365,7 @@ fn env_writes_0600_files_and_prints_the_exports() {
             .env("ARM_SUBSCRIPTION_ID", env.arm.subscription())
             .env("XDG_CONFIG_HOME", env.stack.config_home.path())
             .env("NOMAD_TOKEN", &token)
-            .args(&cmd)
+            .args(cmd)
             .arg("--config")
             .arg(&env.config)
             .args([
@@ -451,8 +451,7 @@ fn destroy_soft_deletes_the_vault_and_a_recreated_cluster_recovers_or_purges_it(
         .arm
         .deployments()
         .into_iter()
-        .filter(|d| d.name == "nomad-example-vault")
-        .next_back()
+        .rfind(|d| d.name == "nomad-example-vault")
         .unwrap();
     assert_eq!(
         recovered.request["properties"]["template"]["resources"][0]["properties"]["createMode"],
