@@ -120,7 +120,14 @@ pub(super) fn apply(
         (Some(kv), Some(operator)) => {
             let step = vault::prepare(&arm, cluster, kv, vault_args)?;
             vault::deploy_vault(&arm, cluster, kv, step, &operator.0)?;
-            let session = vault::open(&cli.azure, &arm, cluster, kv, operator)?;
+            let session = vault::open(
+                &cli.azure,
+                &arm,
+                cluster,
+                kv,
+                operator,
+                vault::Patience::NewRole,
+            )?;
             let (plan, uploaded) = vault::sync(&session, loaded, kv, Rotation::default())?;
             tracing::info!(
                 "Key Vault {}: {} new secret versions, {} kept",

@@ -73,6 +73,7 @@ pub(super) fn env(
             cluster,
             kv,
             vault::operator(&cli.azure, env)?,
+            vault::Patience::ExistingRole,
         )?;
         let values = read_items(&session.client, &items)
             .map_err(|e| vault::explain(e, kv, "reading the CLI's certificate and the CA"))?;

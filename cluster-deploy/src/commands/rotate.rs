@@ -89,6 +89,7 @@ pub(super) fn rotate(
         cluster,
         kv,
         vault::operator(&cli.azure, env)?,
+        vault::Patience::ExistingRole,
     )?;
     let (plan, uploaded) = vault::sync(&session, loaded, kv, rotation)?;
     let steps = next_steps(rotation, &kv.name);

@@ -204,10 +204,26 @@ pub(super) fn deploy_vault(
     }
 }
 
+/// How long a command waits for a role assignment to propagate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Patience {
+    /// apply: it has just made the operator's role (`--key-vault-timeout-secs`).
+    NewRole,
+    /// env, rotate: the role is old if it exists at all; a missing one should fail soon.
+    ExistingRole,
+}
+
+/// The longest wait for an existing role (env, rotate) before a 403 is the answer.
+const EXISTING_ROLE_WAIT: Duration = Duration::from_secs(120);
+
 /// Key Vault options from the command line (a deadline for each call, retry delays).
-fn options(args: &AzureArgs) -> Options {
+fn options(args: &AzureArgs, patience: Patience) -> Options {
+    let deadline = Duration::from_secs(args.key_vault_timeout_secs);
     Options {
-        deadline: Duration::from_secs(args.key_vault_timeout_secs),
+        deadline: match patience {
+            Patience::NewRole => deadline,
+            Patience::ExistingRole => deadline.min(EXISTING_ROLE_WAIT),
+        },
         initial_delay: Duration::from_millis(args.retry_delay_ms),
         ..Options::default()
     }
@@ -247,6 +263,7 @@ pub(super) fn open(
     cluster: &Cluster,
     vault: &KeyVault,
     (_, tokens): (String, TokenProvider),
+    patience: Patience,
 ) -> Result<Session> {
     let url = match &args.key_vault_url {
         Some(url) => url.clone(),
@@ -264,7 +281,7 @@ pub(super) fn open(
             }
         }
     };
-    let client = KeyVaultClient::new(&url, VaultTokens(tokens).shared(), options(args))
+    let client = KeyVaultClient::new(&url, VaultTokens(tokens).shared(), options(args, patience))
         .with_context(|| format!("Key Vault {}", vault.name))?;
     Ok(Session { client })
 }

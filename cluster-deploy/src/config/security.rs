@@ -26,7 +26,6 @@
 //! ACLs whose bootstrap is left to whoever calls first; the `[nomad.tls]` paths on the VMs of
 //! earlier versions. [`warnings`] lists every opt-out, which `plan` prints.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -333,11 +332,19 @@ pub(super) fn warnings(f: &ClusterFile) -> Vec<Warning> {
              that file",
         );
     }
-    if matches!(&f.key_vault.allowed_cidr_blocks, Some(b) if b.iter().any(|c| is_everywhere(c))) {
+    let (blocks, open) = vault_cidrs(f);
+    if uses_vault(f) && open {
         warn(
             "key_vault.allowed_cidr_blocks",
-            "admits every address (0.0.0.0/0): the vault's firewall is off and only Azure RBAC \
-             guards it",
+            "admits every address (0.0.0.0/0, given or taken from allowed_inbound_cidr_blocks): \
+             the vault's firewall is off and only Azure RBAC guards it",
+        );
+    } else if uses_vault(f) && blocks.is_empty() {
+        warn(
+            "key_vault.allowed_cidr_blocks",
+            "admits no public address (allowed_inbound_cidr_blocks has none): apply, env and \
+             rotate cannot reach the vault from outside the cluster's subnet; list the public \
+             addresses they run from",
         );
     }
     out
@@ -369,14 +376,6 @@ pub fn read_gossip_key(
         )));
     }
     Ok(crate::auth::Secret::new(key.to_string()))
-}
-
-/// The IPv4 address of a `/32` block or a bare address (for messages).
-pub fn single_address(cidr: &str) -> Option<Ipv4Addr> {
-    parse_cidr(cidr)
-        .ok()
-        .filter(|n| n.prefix_len() == 32)
-        .map(|n| n.addr())
 }
 
 #[cfg(test)]
@@ -456,6 +455,11 @@ mod tests {
         .unwrap();
         assert_eq!(vault_cidrs(&f), (vec![], true));
         assert_eq!(f.warnings[0].field, "key_vault.allowed_cidr_blocks");
+        let f = load_text(&minimal_with(
+            "allowed_inbound_cidr_blocks = [\"10.8.0.0/16\"]\n",
+        ))
+        .unwrap();
+        assert!(f.warnings[0].message.contains("admits no public address"));
         let text = problem(&minimal_with(
             "[key_vault]\nallowed_cidr_blocks = [\"192.168.1.0/24\"]\n",
         ));
