@@ -67,14 +67,7 @@ pub(super) fn env(
         items.push(SecretItem::BootstrapToken);
     }
     if let (Some(kv), false) = (&security.key_vault, items.is_empty()) {
-        let session = vault::open(
-            &cli.azure,
-            &arm,
-            cluster,
-            kv,
-            vault::operator(&cli.azure, env)?,
-            vault::Patience::ExistingRole,
-        )?;
+        let session = vault::open_existing(&cli.azure, env, &arm, cluster, kv)?;
         let values = read_items(&session.client, &items)
             .map_err(|e| vault::explain(e, kv, "reading the CLI's certificate and the CA"))?;
         files.prepare()?;

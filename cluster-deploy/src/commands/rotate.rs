@@ -83,14 +83,7 @@ pub(super) fn rotate(
     }
     vault::check_local_material(loaded)?;
     let arm = connect_required(&cli.azure, env)?;
-    let session = vault::open(
-        &cli.azure,
-        &arm,
-        cluster,
-        kv,
-        vault::operator(&cli.azure, env)?,
-        vault::Patience::ExistingRole,
-    )?;
+    let session = vault::open_existing(&cli.azure, env, &arm, cluster, kv)?;
     let (plan, uploaded) = vault::sync(&session, loaded, kv, rotation)?;
     let steps = next_steps(rotation, &kv.name);
     if cli.json {

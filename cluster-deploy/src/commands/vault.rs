@@ -286,6 +286,25 @@ pub(super) fn open(
     Ok(Session { client })
 }
 
+/// The data plane of a vault that apply made before (env, rotate): its `vaultUri`, a role
+/// that should exist already.
+pub(super) fn open_existing(
+    args: &AzureArgs,
+    env: &Env,
+    arm: &ArmClient,
+    cluster: &Cluster,
+    vault: &KeyVault,
+) -> Result<Session> {
+    open(
+        args,
+        arm,
+        cluster,
+        vault,
+        operator(args, env)?,
+        Patience::ExistingRole,
+    )
+}
+
 /// Adds the remedy to a data-plane failure the operator can fix.
 pub(super) fn explain(e: KeyVaultError, vault: &KeyVault, doing: &str) -> anyhow::Error {
     let text = e.to_string();
