@@ -252,6 +252,29 @@ mod tests {
     }
 
     #[test]
+    fn the_secrets_commands_parse() {
+        let cli = Cli::try_parse_from(["cluster-deploy", "rotate", "--all"]).unwrap();
+        assert!(matches!(cli.command, Command::Rotate { all: true, .. }));
+        let cli = Cli::try_parse_from(["cluster-deploy", "env", "--token", "--json"]).unwrap();
+        assert!(cli.json && matches!(cli.command, Command::Env { token: true, .. }));
+        assert!(Cli::try_parse_from([
+            "cluster-deploy",
+            "apply",
+            "--recover-vault",
+            "--purge-deleted-vault"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["cluster-deploy", "destroy", "--purge-vault"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Destroy {
+                purge_vault: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn the_readme_command_parses() {
         let cli = Cli::try_parse_from([
             "cluster-deploy",

@@ -91,7 +91,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The items to upload with their values, CA before what it signs (SecretItem order).
+    /// The items to upload with their values, in [`SecretItem::ALL`]'s order: the CA before what
+    /// it signs, each certificate just before its key. A run cut between a certificate and its
+    /// key leaves a pair that does not match: the next apply finds it so and issues the pair
+    /// again (for the CA it stops and asks for `rotate --ca`).
     pub fn uploads(&self) -> Vec<(SecretItem, &Secret, &str)> {
         SecretItem::ALL
             .into_iter()
@@ -391,14 +394,12 @@ fn tls(
                 } = ca.issue(role, region, sans, lifetime, now)?;
                 plan.values.insert(cert_item, Secret::new(cert_pem));
                 plan.values.insert(key_item, key_pem);
-                // The key first: a certificate never sits in the vault beside a key it does
-                // not belong to for longer than one upload.
                 plan.changes.push(Change {
-                    item: key_item,
+                    item: cert_item,
                     why: why.clone(),
                 });
                 plan.changes.push(Change {
-                    item: cert_item,
+                    item: key_item,
                     why,
                 });
             }

@@ -73,8 +73,7 @@ pub struct Uploaded {
     pub why: String,
 }
 
-/// Uploads what `plan` changes, in order (a CA before what it signs, a key before its
-/// certificate). A secret someone soft-deleted is recovered first, then overwritten: its name
+/// Uploads what `plan` changes, in [`Plan::uploads`]'s order (a CA before what it signs). A secret someone soft-deleted is recovered first, then overwritten: its name
 /// cannot be set again otherwise (409 `ObjectIsDeletedButRecoverable`).
 pub fn upload(client: &KeyVaultClient, plan: &Plan) -> Result<Vec<Uploaded>, KeyVaultError> {
     let mut done = Vec::new();
