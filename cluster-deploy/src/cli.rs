@@ -64,6 +64,8 @@ pub enum Command {
         /// interactively on a terminal; refused without one unless given).
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        vault: ApplyVaultArgs,
     },
     /// The load balancer address, scale set names and server private IPs.
     Outputs,
@@ -78,12 +80,63 @@ pub enum Command {
     /// safely on anything unexpected; a re-run resumes from what Azure and Nomad report.
     Roll(RollArgs),
     /// Delete what the cluster's template declares (after confirmation); list what else the
-    /// resource group holds and leave it.
+    /// resource group holds and leave it. The Key Vault is soft-deleted (recoverable) unless
+    /// --purge-vault.
     Destroy {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Purge the soft-deleted Key Vault afterwards: its secrets are gone for good and its
+        /// name is free (refused while the vault has purge protection).
+        #[arg(long)]
+        purge_vault: bool,
     },
+    /// Print the shell exports for the Nomad CLI (NOMAD_ADDR, NOMAD_CACERT, NOMAD_CLIENT_CERT,
+    /// NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME; NOMAD_TOKEN with --token), after writing the
+    /// files they name, 0600, under $XDG_CONFIG_HOME/nomad-azure/<cluster>/.
+    Env {
+        /// Also export NOMAD_TOKEN: the ACL bootstrap (management) token, read from its file.
+        #[arg(long)]
+        token: bool,
+        /// The Nomad API address [default: the load balancer's].
+        #[arg(long, value_name = "URL")]
+        nomad_address: Option<String>,
+    },
+    /// Issue new secret material into the cluster's Key Vault (new secret versions). Running
+    /// agents keep what they loaded: roll the nodes afterwards (see the README).
+    Rotate {
+        /// New server, client and CLI certificates from the current CA.
+        #[arg(long)]
+        certificates: bool,
+        /// A new CA, and new certificates from it (every node must be rolled).
+        #[arg(long)]
+        ca: bool,
+        /// A new gossip key (follow Nomad's keyring steps, see the README).
+        #[arg(long)]
+        gossip_key: bool,
+        /// --certificates and --gossip-key.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `apply`'s Key Vault and ACL bootstrap options.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyVaultArgs {
+    /// The cluster's vault name is held by a soft-deleted vault (a destroyed cluster): bring
+    /// it back with its secrets (createMode recover).
+    #[arg(long, conflicts_with = "purge_deleted_vault")]
+    pub recover_vault: bool,
+    /// The cluster's vault name is held by a soft-deleted vault: purge it (its secrets are
+    /// gone for good) and create a new one.
+    #[arg(long)]
+    pub purge_deleted_vault: bool,
+    /// The Nomad API address for the ACL bootstrap [default: the load balancer's].
+    #[arg(long, value_name = "URL")]
+    pub nomad_address: Option<String>,
+    /// How long to wait for the servers to elect a leader before bootstrapping ACLs.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub bootstrap_timeout_secs: u64,
 }
 
 /// How to reach the Nomad API. The token, client certificate and TLS server name follow the
@@ -217,6 +270,27 @@ pub struct AzureArgs {
     #[arg(long, global = true, value_name = "URI")]
     pub token_audience: Option<String>,
 
+    /// The cluster's Key Vault data plane [default: the vault's vaultUri, as ARM reports it].
+    /// https unless loopback.
+    #[arg(long, global = true, value_name = "URL")]
+    pub key_vault_url: Option<String>,
+
+    /// The object id of the principal that uploads the secrets and gets Key Vault Secrets
+    /// Officer on the vault [default: the `oid` of this credential's Key Vault token].
+    #[arg(long, global = true, value_name = "ID")]
+    pub operator_object_id: Option<String>,
+
+    /// Give up on a Key Vault call after this long (a new role assignment takes minutes to
+    /// propagate; calls are retried meanwhile).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 600,
+        hide = true
+    )]
+    pub key_vault_timeout_secs: u64,
+
     /// The Azure CLI program.
     #[arg(
         long,
@@ -266,6 +340,29 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_secrets_commands_parse() {
+        let cli = Cli::try_parse_from(["cluster-deploy", "rotate", "--all"]).unwrap();
+        assert!(matches!(cli.command, Command::Rotate { all: true, .. }));
+        let cli = Cli::try_parse_from(["cluster-deploy", "env", "--token", "--json"]).unwrap();
+        assert!(cli.json && matches!(cli.command, Command::Env { token: true, .. }));
+        assert!(Cli::try_parse_from([
+            "cluster-deploy",
+            "apply",
+            "--recover-vault",
+            "--purge-deleted-vault"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["cluster-deploy", "destroy", "--purge-vault"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Destroy {
+                purge_vault: true,
+                ..
+            }
+        ));
     }
 
     #[test]

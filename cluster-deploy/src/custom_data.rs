@@ -7,18 +7,34 @@
 //! commands (`custom_data`, `custom_data_file`, a pool's own) are carried base64-encoded inside a
 //! quoted here-document and decoded to a root-only file, so no byte of them (quotes, `$`, a line
 //! that looks like a delimiter, CRLF) is ever read by our script's shell; the file then runs
-//! with its own `#!` interpreter, or `/bin/sh`. The gossip key is never part of what this module
-//! renders: a server script is split into a head and a tail, and the template joins
-//! `head + key + tail` at deployment time from a `securestring` parameter (see
-//! [`crate::template`]), so the key is in neither the written template nor the plan.
+//! with its own `#!` interpreter, or `/bin/sh`.
+//!
+//! No secret is ever part of what this module renders. The cluster's secrets live in its Key
+//! Vault, and custom data only names the vault: run-nomad fetches them at boot with the VM's
+//! managed identity. The flags, the contract between cluster-deploy and run-nomad:
+//!
+//! - `--key-vault <NAME>`: the cluster's vault (3-24 of `a-z A-Z 0-9 -`), reached at
+//!   `https://<NAME>.vault.azure.net/` (data plane api-version 7.6) with an IMDS token for the
+//!   audience `https://vault.azure.net`. Present only when this scale set reads something from
+//!   the vault; never alone (one of the next two comes with it).
+//! - `--tls-from-key-vault`: TLS for HTTP and RPC with `verify_server_hostname`, from the
+//!   vault's `nomad-ca-cert` and this role's `nomad-server-cert`/`nomad-server-key` (servers)
+//!   or `nomad-client-cert`/`nomad-client-key` (clients). Excludes `--tls-*-file`.
+//! - `--gossip-key-from-key-vault` (servers only): `server.encrypt` from `nomad-gossip-key`.
+//!   Excludes `--gossip-key` and `--gossip-key-file`.
+//! - `--acl`, as before (the bootstrap token never reaches a VM).
+//!
+//! The secret names and who may read which are [`support::cluster_secrets::SecretItem`]; each
+//! scale set's identity is granted exactly its role's items, one role assignment per secret.
+//! The VM may have to wait: a new identity's role assignments take minutes to propagate
+//! (403 `ForbiddenByRbac` until then); run-nomad's fetch gives up after
+//! [`KEY_VAULT_WAIT_SECS`], and starts nothing then. With every item opted out none of these
+//! flags appears and the line is what it was before the vault existed.
 
 use base64::Engine;
 use support::shell;
 
 use crate::model::{Cluster, Role, ScaleSet};
-
-/// Where the server script writes the gossip key on the VM (0640, directory 0750).
-pub const GOSSIP_KEY_PATH: &str = "/opt/nomad/secrets/gossip.key";
 
 /// Where the operator's boot commands are written on the VM (directory 0700, files 0700).
 pub const BOOT_COMMANDS_DIR: &str = "/var/lib/cluster-deploy";
@@ -26,43 +42,13 @@ pub const BOOT_COMMANDS_DIR: &str = "/var/lib/cluster-deploy";
 /// Azure's limit on custom data: 64 KB of base64 (Compute API, `osProfile.customData`).
 pub const MAX_CUSTOM_DATA_BASE64: usize = 65536;
 
-/// A standard gossip key is base64 of 32 bytes: 44 characters.
-pub const GOSSIP_KEY_LEN: usize = 44;
-
-/// How long the script waits for TLS files another mechanism (image, VM extension) provides.
-pub const TLS_WAIT_SECS: u32 = 600;
-
-/// The here-document delimiter around the gossip key.
-const KEY_DELIMITER: &str = "CLUSTER_DEPLOY_GOSSIP_KEY";
+/// How long run-nomad waits for the vault at boot (its default deadline, part of the flag
+/// contract above): role assignments of a new scale set identity propagate within minutes.
+/// The repairs grace period leaves room for it (`config::check_health`).
+pub const KEY_VAULT_WAIT_SECS: u32 = 600;
 
 /// The here-document delimiter around base64 boot commands (base64 never contains `_`).
 const COMMANDS_DELIMITER: &str = "CLUSTER_DEPLOY_BOOT_COMMANDS";
-
-/// A rendered boot script.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Script {
-    /// The whole script: no secret in it.
-    Plain(String),
-    /// The script around the gossip key, which the deployment puts between `head` and `tail`.
-    AroundKey { head: String, tail: String },
-}
-
-impl Script {
-    /// The script with `key` in place (the deployment does this with ARM functions; tests and
-    /// the size check do it here).
-    pub fn with_key(&self, key: &str) -> String {
-        match self {
-            Script::Plain(text) => text.clone(),
-            Script::AroundKey { head, tail } => format!("{head}{key}{tail}"),
-        }
-    }
-
-    /// The base64 length of the final custom data, with a key of standard length.
-    pub fn encoded_len(&self) -> usize {
-        let len = self.with_key(&"k".repeat(GOSSIP_KEY_LEN)).len();
-        len.div_ceil(3) * 4
-    }
-}
 
 /// base64, as `osProfile.customData` wants it.
 pub fn encode(text: &str) -> String {
@@ -89,13 +75,17 @@ pub fn run_nomad_args(cluster: &Cluster, set: &ScaleSet) -> Vec<String> {
     // Cloud auto-join of the servers' Uniform scale set; run-nomad takes the resource group
     // and subscription from IMDS, which is why every scale set shares one resource group.
     flag("--scale-set-name", Some(&cluster.servers.name));
-    if set.role == Role::Server && nomad.gossip {
-        flag("--gossip-key-file", Some(GOSSIP_KEY_PATH));
-    }
-    if let Some(tls) = &nomad.tls {
-        flag("--tls-ca-file", Some(&tls.ca_file));
-        flag("--tls-cert-file", Some(&tls.cert_file));
-        flag("--tls-key-file", Some(&tls.key_file));
+    let security = &cluster.security;
+    if let Some(vault) = &security.key_vault {
+        if !security.items_for(set.role).is_empty() {
+            flag("--key-vault", Some(&vault.name));
+            if security.tls() {
+                flag("--tls-from-key-vault", None);
+            }
+            if set.role == Role::Server && security.gossip() {
+                flag("--gossip-key-from-key-vault", None);
+            }
+        }
     }
     if nomad.acl {
         flag("--acl", None);
@@ -190,73 +180,38 @@ fn boot_commands_block(n: usize, field: &str, script: &str) -> String {
 }
 
 /// The boot script for a scale set.
-pub fn script(cluster: &Cluster, set: &ScaleSet) -> Script {
-    let mut head = format!(
+pub fn script(cluster: &Cluster, set: &ScaleSet) -> String {
+    let mut text = format!(
         "#!/bin/sh\n\
          # Written by cluster-deploy for Nomad cluster {cluster} (scale set {set}).\n\
-         # Runs once, at provisioning; run-nomad reads the rest from Instance Metadata.\n\
+         # Runs once, at provisioning; run-nomad reads the rest from Instance Metadata and\n\
+         # the cluster's secrets from its Key Vault.\n\
          set -eu\n\
          umask 027\n",
         cluster = cluster.name,
         set = set.name,
     );
     for (n, commands) in set.boot_commands.iter().enumerate() {
-        head.push_str(&boot_commands_block(
+        text.push_str(&boot_commands_block(
             n + 1,
             &commands.field,
             &commands.script,
         ));
     }
-    if let Some(tls) = &cluster.nomad.tls {
-        // The files come from the image, a VM extension (Key Vault) or the boot commands above;
-        // an extension may finish after custom data starts: wait for them rather than start
-        // Nomad without TLS.
-        head.push_str(&format!(
-            "waited=0\n\
-             for f in {files}; do\n\
-             \x20 while [ ! -s \"$f\" ]; do\n\
-             \x20   if [ \"$waited\" -ge {TLS_WAIT_SECS} ]; then\n\
-             \x20     echo \"cluster-deploy: $f did not appear within {TLS_WAIT_SECS}s\" >&2\n\
-             \x20     exit 1\n\
-             \x20   fi\n\
-             \x20   sleep 5\n\
-             \x20   waited=$((waited + 5))\n\
-             \x20 done\n\
-             done\n",
-            files = shell::join([
-                tls.ca_file.as_str(),
-                tls.cert_file.as_str(),
-                tls.key_file.as_str()
-            ]),
-        ));
-    }
-    let run = format!("exec {}\n", run_nomad_line(cluster, set));
-    if set.role == Role::Server && cluster.nomad.gossip {
-        let dir = GOSSIP_KEY_PATH.rsplit_once('/').map_or("/", |(dir, _)| dir);
-        head.push_str(&format!(
-            "install -d -m 0750 {dir}\n\
-             cat > {path} <<'{KEY_DELIMITER}'\n",
-            dir = shell::quote(dir),
-            path = shell::quote(GOSSIP_KEY_PATH),
-        ));
-        let tail = format!(
-            "\n{KEY_DELIMITER}\n\
-             chmod 0640 {path}\n\
-             {run}",
-            path = shell::quote(GOSSIP_KEY_PATH),
-        );
-        Script::AroundKey { head, tail }
-    } else {
-        head.push_str(&run);
-        Script::Plain(head)
-    }
+    text.push_str(&format!("exec {}\n", run_nomad_line(cluster, set)));
+    text
+}
+
+/// The base64 length of a script as custom data.
+pub fn encoded_len(script: &str) -> usize {
+    script.len().div_ceil(3) * 4
 }
 
 /// Every scale set's boot script fits Azure's custom data limit; `Err` names the one that does
 /// not, by how much, and what makes it large.
 pub fn check_fits(cluster: &Cluster) -> Result<(), String> {
     for set in cluster.scale_sets() {
-        let size = script(cluster, set).encoded_len();
+        let size = encoded_len(&script(cluster, set));
         if size > MAX_CUSTOM_DATA_BASE64 {
             let commands: Vec<String> = set
                 .boot_commands
@@ -292,16 +247,21 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
+    fn vault(cluster: &Cluster) -> String {
+        cluster.security.key_vault.as_ref().unwrap().name.clone()
+    }
+
     #[test]
     fn servers_run_run_nomad_with_the_server_count_and_scale_set() {
         let cluster = example();
+        let kv = vault(&cluster);
         assert_eq!(
             run_nomad_line(&cluster, &cluster.servers),
-            "/opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-test-servers"
+            format!("/opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-test-servers --key-vault {kv} --tls-from-key-vault --gossip-key-from-key-vault --acl")
         );
         assert_eq!(
             run_nomad_line(&cluster, &cluster.client_pools[0]),
-            "/opt/nomad/bin/run-nomad --client --scale-set-name nomad-test-servers"
+            format!("/opt/nomad/bin/run-nomad --client --scale-set-name nomad-test-servers --key-vault {kv} --tls-from-key-vault --acl")
         );
     }
 
@@ -313,13 +273,17 @@ mod tests {
              [[client_pool]]\nname = \"gpu\"\ncount = 1\nnode_class = \"gpu\"\nnode_pool = \"accelerated\"\n\
              [client_pool.meta]\nteam = \"ml\"\n",
         );
+        let common = format!(
+            "/opt/nomad/bin/run-nomad --client --scale-set-name nomad-test-servers --key-vault {} --tls-from-key-vault --acl",
+            vault(&cluster)
+        );
         assert_eq!(
             run_nomad_line(&cluster, cluster.pool("web").unwrap()),
-            "/opt/nomad/bin/run-nomad --client --scale-set-name nomad-test-servers --node-class general --meta 'team=infra'"
+            format!("{common} --node-class general --meta 'team=infra'")
         );
         assert_eq!(
             run_nomad_line(&cluster, cluster.pool("gpu").unwrap()),
-            "/opt/nomad/bin/run-nomad --client --scale-set-name nomad-test-servers --node-class gpu --node-pool accelerated --meta 'team=ml'"
+            format!("{common} --node-class gpu --node-pool accelerated --meta 'team=ml'")
         );
     }
 
@@ -347,21 +311,47 @@ mod tests {
         assert_eq!(words, run_nomad_args(&cluster, &set));
     }
 
-    #[test]
-    fn the_gossip_key_sits_between_head_and_tail() {
-        let mut cluster = example();
-        cluster.nomad.gossip = true;
-        let Script::AroundKey { head, tail } = script(&cluster, &cluster.servers) else {
-            panic!("a server with a gossip key needs the key spliced in");
+    /// The run-nomad flags of the servers and the first pool, after the scale set name.
+    fn flags(cluster: &Cluster) -> (String, String) {
+        let after = |set: &ScaleSet| {
+            let line = run_nomad_line(cluster, set);
+            line.split_once("nomad-test-servers")
+                .map(|(_, rest)| rest.trim().to_string())
+                .unwrap()
         };
-        assert!(head.ends_with("<<'CLUSTER_DEPLOY_GOSSIP_KEY'\n"), "{head}");
-        assert!(tail.starts_with("\nCLUSTER_DEPLOY_GOSSIP_KEY\n"), "{tail}");
-        assert!(tail.contains("--gossip-key-file /opt/nomad/secrets/gossip.key"));
-        // Clients never get the key.
-        assert!(matches!(
-            script(&cluster, &cluster.client_pools[0]),
-            Script::Plain(_)
-        ));
+        (after(&cluster.servers), after(&cluster.client_pools[0]))
+    }
+
+    #[test]
+    fn the_vault_flags_follow_each_opt_out_and_old_lines_stay_without_them() {
+        // TLS off: the servers still fetch the gossip key; the clients need nothing from it.
+        let c = example_with("[nomad.tls]\nenabled = false\n");
+        let kv = vault(&c);
+        assert_eq!(
+            flags(&c),
+            (
+                format!("--key-vault {kv} --gossip-key-from-key-vault --acl"),
+                "--acl".to_string()
+            )
+        );
+        // Gossip off: TLS for both.
+        let c = example_with("[nomad]\ngossip_encryption = false\n");
+        let kv = vault(&c);
+        assert_eq!(
+            flags(&c),
+            (
+                format!("--key-vault {kv} --tls-from-key-vault --acl"),
+                format!("--key-vault {kv} --tls-from-key-vault --acl")
+            )
+        );
+        // Only the ACL token in the vault: no VM reads anything, the line is the old one.
+        let c = example_with("[nomad]\ngossip_encryption = false\n[nomad.tls]\nenabled = false\n");
+        assert!(c.security.key_vault.is_some());
+        assert_eq!(flags(&c), ("--acl".to_string(), "--acl".to_string()));
+        let c = example_with(
+            "[nomad]\nacl = false\ngossip_encryption = false\n[nomad.tls]\nenabled = false\n",
+        );
+        assert_eq!(flags(&c), (String::new(), String::new()));
     }
 
     /// A stand-in run-nomad under `root` that records its arguments in `root/args`.
@@ -378,12 +368,7 @@ mod tests {
 
     /// Runs a rendered script under `root`, its fixed paths moved there.
     fn run_script(root: &Path, text: &str) -> std::process::Output {
-        let text = text
-            .replace(
-                "/opt/nomad/secrets",
-                &root.join("secrets").display().to_string(),
-            )
-            .replace(BOOT_COMMANDS_DIR, &root.join("boot").display().to_string());
+        let text = text.replace(BOOT_COMMANDS_DIR, &root.join("boot").display().to_string());
         std::process::Command::new("sh")
             .args(["-c", &text])
             .output()
@@ -391,29 +376,27 @@ mod tests {
     }
 
     #[test]
-    fn the_script_writes_the_key_0640_and_runs_run_nomad() {
+    fn the_script_names_the_vault_and_runs_run_nomad() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut cluster = example();
-        cluster.nomad.gossip = true;
         cluster.nomad.run_nomad = stand_in_run_nomad(root);
-        let key = "kGBHU6u7XuB0vq9Y3zT0l2tZ7yV3p3hKx5m9bJ8rG2c=";
-        let out = run_script(root, &script(&cluster, &cluster.servers).with_key(key));
+        let text = script(&cluster, &cluster.servers);
+        assert!(!text.contains("-----BEGIN"), "{text}");
+        let out = run_script(root, &text);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let written = root.join("secrets/gossip.key");
-        assert_eq!(
-            std::fs::read_to_string(&written).unwrap(),
-            format!("{key}\n")
-        );
-        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
         let args = std::fs::read_to_string(root.join("args")).unwrap();
-        assert!(args.contains("--gossip-key-file\n"), "{args}");
-        assert!(!args.contains(key), "the key is never on a command line");
+        assert!(
+            args.contains(&format!(
+                "--key-vault\n{}\n--tls-from-key-vault\n--gossip-key-from-key-vault\n",
+                vault(&cluster)
+            )),
+            "{args}"
+        );
     }
 
     fn commands(field: &str, script: &str) -> BootCommands {
@@ -448,7 +431,7 @@ mod tests {
             ),
         ];
         let set = cluster.client_pools[0].clone();
-        let out = run_script(root, &script(&cluster, &set).with_key(""));
+        let out = run_script(root, &script(&cluster, &set));
         assert!(
             out.status.success(),
             "{}",
@@ -482,7 +465,7 @@ mod tests {
         cluster.nomad.run_nomad = stand_in_run_nomad(root);
         cluster.client_pools[0].boot_commands = vec![commands("custom_data", "false\n")];
         let set = cluster.client_pools[0].clone();
-        let out = run_script(root, &script(&cluster, &set).with_key(""));
+        let out = run_script(root, &script(&cluster, &set));
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -515,7 +498,7 @@ mod tests {
         let mut cluster = example();
         check_fits(&cluster).unwrap();
         for set in cluster.scale_sets() {
-            assert!(script(&cluster, set).encoded_len() <= MAX_CUSTOM_DATA_BASE64);
+            assert!(encoded_len(&script(&cluster, set)) <= MAX_CUSTOM_DATA_BASE64);
         }
         cluster.client_pools[0].boot_commands =
             vec![commands("custom_data", &"echo x\n".repeat(7000))];

@@ -6,8 +6,10 @@
 //! - [`template`]: the model as an ARM deployment template, pure.
 //! - [`auth`]: client secret, Azure CLI and managed identity tokens.
 //! - [`arm`]: the ARM REST client (retries, long-running operations).
-//! - [`nomad`]: the Nomad HTTP API client behind `status` and `roll`.
-//! - [`commands`]: plan, apply, outputs, status, roll, destroy.
+//! - [`nomad`]: the Nomad HTTP API client behind `status`, `roll` and the ACL bootstrap.
+//! - [`secrets`]: the cluster's TLS PKI, gossip key and ACL token, what its Key Vault keeps,
+//!   the vault's data plane, the operator's local copies.
+//! - [`commands`]: plan, apply, outputs, status, roll, env, rotate, destroy.
 
 pub mod arm;
 pub mod auth;
@@ -22,7 +24,13 @@ pub mod template;
 
 /// Runs the tool for parsed command-line arguments, answering on stdout.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let env = auth::Env::from_process();
+    let mut env = auth::Env::from_process();
+    // Where `env` writes the Nomad CLI's files (and `status` finds its CA).
+    for name in ["XDG_CONFIG_HOME", "HOME"] {
+        if let Ok(value) = std::env::var(name) {
+            env.0.insert(name.to_string(), value);
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let stdin = std::io::stdin();

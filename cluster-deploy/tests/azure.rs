@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use support::doubles::arm::{ArmDouble, Fault, FaultKind, LoginDouble, OperationFailure};
 use support::doubles::nomad_api::{Member, NodeStub, NomadApiDouble};
 
+use common::secure::{with_own_ca, Stack};
+
 const CLIENT_ID: &str = "00000000-0000-0000-0000-00000000c1d0";
 const CLIENT_SECRET: &str = "client-secret-never-printed~1";
 
@@ -19,29 +21,25 @@ struct Env {
     login: LoginDouble,
     dir: tempfile::TempDir,
     config: PathBuf,
+    stack: Stack,
 }
 
-/// The doubles and a copy of the example cluster file with a gossip key.
+/// The doubles (ARM, login, the Key Vault data plane and a Nomad for the ACL bootstrap) and a
+/// copy of the example cluster file with an own CA (see `common::secure`).
 fn setup() -> Env {
     let arm = ArmDouble::start();
     let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, arm.token());
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gossip.key"),
-        format!("{}\n", common::GOSSIP_KEY),
-    )
-    .unwrap();
     let config = common::variant(dir.path(), &[], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "# gossip_key_file = \"secrets/gossip.key\"",
-        "gossip_key_file = \"gossip.key\"",
-    );
-    std::fs::write(&config, text).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, with_own_ca(dir.path(), &text)).unwrap();
+    let stack = Stack::start(&arm, &config);
     Env {
         arm,
         login,
         dir,
         config,
+        stack,
     }
 }
 
@@ -82,7 +80,9 @@ impl Env {
                 "--principal-retry-ms",
                 "5",
                 "-v",
-            ]);
+            ])
+            .args(self.stack.args(args))
+            .env("XDG_CONFIG_HOME", self.stack.config_home.path());
         cmd
     }
 
@@ -97,8 +97,11 @@ impl Env {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         };
-        // Never, in any command: the client secret, the bearer token, the gossip key.
-        for secret in [CLIENT_SECRET, &self.arm.token(), common::GOSSIP_KEY] {
+        // Never, in any command: the client secret, the bearer token, a PEM block, any value of
+        // the vault (the gossip key, the ACL token, every key).
+        self.stack.assert_no_secret("stdout", &run.stdout);
+        self.stack.assert_no_secret("stderr", &run.stderr);
+        for secret in [CLIENT_SECRET, &self.arm.token()] {
             assert!(
                 !run.stdout.contains(secret),
                 "a secret on stdout:\n{}",
@@ -207,7 +210,7 @@ fn plan_with_credentials_runs_what_if() {
     );
     assert!(
         run.stdout
-            .contains("12 to create, 0 to modify, 0 to delete"),
+            .contains("21 to create, 0 to modify, 0 to delete"),
         "{}",
         run.stdout
     );
@@ -268,23 +271,29 @@ fn apply_creates_the_group_and_deploys_incrementally() {
     assert_eq!(group["location"], "westeurope");
     assert_eq!(group["tags"]["nomad-cluster"], "nomad-example");
     let deployments = env.arm.deployments();
-    assert_eq!(deployments.len(), 1);
-    let d = &deployments[0];
+    let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["nomad-example-vault", "nomad-example"],
+        "the vault first"
+    );
+    let d = &deployments[1];
     assert_eq!(d.name, "nomad-example");
     assert_eq!(d.state, "Succeeded");
     assert_eq!(d.request["properties"]["mode"], "Incremental");
-    // The template sent is the one plan writes, and the key travels only as the parameter.
+    // The template sent is the one plan writes; its only parameters are not secrets.
     let file = cluster_deploy::config::load(&env.config).unwrap();
     let expected =
         cluster_deploy::template::render(&cluster_deploy::model::Cluster::from_file(&file));
     assert_eq!(d.request["properties"]["template"], expected);
     assert_eq!(
-        d.request["properties"]["parameters"]["gossipKey"]["value"],
-        common::GOSSIP_KEY
+        d.request["properties"]["parameters"]["operatorObjectId"]["value"],
+        support::doubles::arm::CALLER_OBJECT_ID
     );
-    assert!(!d.request["properties"]["template"]
-        .to_string()
-        .contains(common::GOSSIP_KEY));
+    for d in &deployments {
+        env.stack
+            .assert_no_secret("the deployment request", &d.request.to_string());
+    }
     // Every call carried the token and an api-version.
     for r in env.arm.requests() {
         assert_eq!(
@@ -295,18 +304,13 @@ fn apply_creates_the_group_and_deploys_incrementally() {
         );
         assert!(r.query_param("api-version").is_some(), "{}", r.path);
     }
-    // The servers' boot script, as ARM assembled it: the key in a 0640 file, then run-nomad.
+    // The servers' boot script, as ARM has it: it names the vault, nothing more.
+    let kv = env.stack.vault.clone().unwrap();
     let server = env.arm.custom_data("nomad-example-servers").unwrap();
-    assert!(
-        server.contains(&format!(
-            "<<'CLUSTER_DEPLOY_GOSSIP_KEY'\n{}\nCLUSTER_DEPLOY_GOSSIP_KEY\n",
-            common::GOSSIP_KEY
-        )),
-        "{server}"
-    );
-    assert!(server.ends_with("exec /opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-example-servers --gossip-key-file /opt/nomad/secrets/gossip.key --acl --datacenter dc1 --region global\n"), "{server}");
+    assert!(server.ends_with(&format!("exec /opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-example-servers --key-vault {kv} --tls-from-key-vault --gossip-key-from-key-vault --acl --datacenter dc1 --region global\n")), "{server}");
     let client = env.arm.custom_data("nomad-example-clients").unwrap();
-    assert!(!client.contains(common::GOSSIP_KEY));
+    env.stack.assert_no_secret("server custom data", &server);
+    env.stack.assert_no_secret("client custom data", &client);
     // The Reader assignments name the scale sets' identities.
     let vmss = env
         .arm
@@ -319,7 +323,13 @@ fn apply_creates_the_group_and_deploys_incrementally() {
         .arm
         .resources()
         .into_iter()
-        .filter(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
+        .filter(|r| {
+            r["type"] == "Microsoft.Authorization/roleAssignments"
+                && !r["properties"]["scope"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Microsoft.KeyVault")
+        })
         .collect();
     assert_eq!(assignments.len(), 2);
     assert!(assignments
@@ -416,13 +426,16 @@ fn apply_survives_throttling_server_errors_conflicts_and_dropped_connections() {
             run.stderr
         );
     }
-    // Three deployment PUTs reached the double (the dropped one, the 409, the accepted one).
-    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 3);
+    // Four deployment PUTs reached the double: the dropped one, the 409 and the accepted one
+    // of the vault's deployment (the first), then the main one.
+    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 4);
 }
 
 #[test]
 fn a_failed_deployment_shows_each_failed_resource() {
     let env = setup();
+    // The vault's deployment comes first and succeeds; the main one fails.
+    env.arm.fail_next_deployment(vec![]);
     env.arm.fail_next_deployment(vec![
         OperationFailure::new(
             "Microsoft.Compute/virtualMachineScaleSets",
@@ -448,6 +461,7 @@ fn a_failed_deployment_shows_each_failed_resource() {
     assert!(run.stderr.contains("Microsoft.Compute/virtualMachineScaleSets nomad-example-clients: OperationNotAllowed: Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota."), "{}", run.stderr);
     assert!(run.stderr.contains("Microsoft.Compute/virtualMachineScaleSets nomad-example-servers: SkuNotAvailable: The requested VM size"), "{}", run.stderr);
     // Machine-readable too.
+    env.arm.fail_next_deployment(vec![]);
     env.arm.fail_next_deployment(vec![OperationFailure::new(
         "Microsoft.Network/loadBalancers",
         None,
@@ -472,11 +486,19 @@ fn principal_not_found_is_retried() {
         "PrincipalNotFound",
         "Principal 1111 does not exist in the directory.",
     );
+    // The vault's deployment first (its operator exists), then the main one, retried.
+    env.arm.fail_next_deployment(vec![]);
     env.arm.fail_next_deployment(vec![principal.clone()]);
     env.arm.fail_next_deployment(vec![principal]);
     let run = env.apply();
     assert!(run.stderr.contains("PrincipalNotFound"), "{}", run.stderr);
-    let states: Vec<String> = env.arm.deployments().into_iter().map(|d| d.state).collect();
+    let states: Vec<String> = env
+        .arm
+        .deployments()
+        .into_iter()
+        .filter(|d| d.name == "nomad-example")
+        .map(|d| d.state)
+        .collect();
     assert_eq!(states, ["Failed", "Failed", "Succeeded"]);
 }
 
@@ -501,10 +523,13 @@ fn outputs_and_status_read_back_the_cluster() {
     assert_eq!(
         outputs["nomad_api"],
         format!(
-            "http://{}:4646",
+            "https://{}:4646",
             lb["properties"]["ipAddress"].as_str().unwrap()
-        )
+        ),
+        "TLS is on"
     );
+    assert_eq!(outputs["nomad_tls_server_name"], "server.global.nomad");
+    assert_eq!(outputs["key_vault"], env.stack.vault.clone().unwrap());
 
     let nomad = NomadApiDouble::start();
     nomad.require_token("nomad-acl-token");
@@ -588,12 +613,24 @@ fn destroy_asks_first_and_leaves_another_clusters_resources() {
     assert_eq!(left, [other], "only the other cluster's address is left");
     // The group held something else, so it stays.
     assert!(env.arm.resource_group("nomad-example").is_some());
-    // Nine tagged resources and the two Reader assignments of the scale sets' identities.
+    // Ten tagged resources (the Key Vault among them), the two Reader assignments of the
+    // scale sets' identities, the operator's Secrets Officer assignment on the vault and the
+    // seven per-secret Secrets User assignments (servers 4, clients 3).
     assert!(
-        run.stdout.contains("deleted 11 resources"),
+        run.stdout.contains("deleted 20 resources"),
         "{}",
         run.stdout
     );
+    // The vault is soft-deleted, and the operator is told how to get it back or purge it.
+    let kv = env.stack.vault.clone().unwrap();
+    assert!(env.arm.deleted_vault(&kv).is_some());
+    for line in [
+        format!("Key Vault {kv} is soft-deleted"),
+        "cluster-deploy apply --recover-vault".to_string(),
+        "cluster-deploy destroy --purge-vault".to_string(),
+    ] {
+        assert!(run.stdout.contains(&line), "{line}: {}", run.stdout);
+    }
 }
 
 #[test]
@@ -625,8 +662,16 @@ fn the_azure_cli_login_is_used_when_asked() {
         &format!(
             // `az account get-access-token` and `az account show`, answering the JSON the CLI
             // documents for each (the subscription comes from `account show`'s `id`).
-            "#!/bin/sh\nif [ \"$1 $2\" = 'account show' ]; then printf '{{\"id\": \"{sub}\", \"isDefault\": true, \"name\": \"Dev\", \"state\": \"Enabled\", \"tenantId\": \"t\"}}'; exit 0; fi\n[ \"$1 $2\" = 'account get-access-token' ] || exit 2\necho \"$@\" > \"$(dirname \"$0\")/az-args\"\nprintf '{{\"accessToken\": \"{token}\", \"expires_on\": 4102444800, \"subscription\": \"{sub}\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}}'\n",
+            "#!/bin/sh\nif [ \"$1 $2\" = 'account show' ]; then printf '{{\"id\": \"{sub}\", \"isDefault\": true, \"name\": \"Dev\", \"state\": \"Enabled\", \"tenantId\": \"t\"}}'; exit 0; fi\n[ \"$1 $2\" = 'account get-access-token' ] || exit 2\necho \"$@\" >> \"$(dirname \"$0\")/az-args\"\ntoken='{token}'\ncase \"$*\" in *vault.azure.net*) token='{vault_token}';; esac\nprintf '{{\"accessToken\": \"%s\", \"expires_on\": 4102444800, \"subscription\": \"{sub}\", \"tenant\": \"t\", \"tokenType\": \"Bearer\"}}' \"$token\"\n",
             token = env.arm.token(),
+            // What the CLI gives for `--resource https://vault.azure.net`: a token naming the
+            // signed-in principal (`oid`), whom apply makes Secrets Officer.
+            vault_token = support::doubles::tokens::Claims::new(
+                support::keyvault::RESOURCE,
+                support::doubles::arm::CALLER_OBJECT_ID,
+                support::doubles::arm::TENANT
+            )
+            .issue(),
             sub = env.arm.subscription()
         ),
     );
@@ -636,18 +681,28 @@ fn the_azure_cli_login_is_used_when_asked() {
         .arg(&env.config)
         .arg("--az-program")
         .arg(&az)
-        .args(["--arm-endpoint", env.arm.url(), "--poll-interval-ms", "5"]);
+        .args(["--arm-endpoint", env.arm.url(), "--poll-interval-ms", "5"])
+        .args(["--retry-delay-ms", "5"])
+        .args(env.stack.args(&["apply"]))
+        .env("XDG_CONFIG_HOME", env.stack.config_home.path());
     let run = env.run_with(cmd);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let args = std::fs::read_to_string(env.dir.path().join("az-args")).unwrap();
     assert_eq!(
-        args.trim(),
-        format!(
-            "account get-access-token --resource {}/ --output json",
-            env.arm.url()
-        )
+        args.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "account get-access-token --resource {}/ --output json",
+                env.arm.url()
+            ),
+            "account get-access-token --resource https://vault.azure.net --output json".to_string()
+        ]
     );
-    assert_eq!(env.arm.deployments().len(), 1);
+    assert_eq!(
+        env.arm.deployments().len(),
+        2,
+        "the vault's, then the main one"
+    );
     // A failing CLI is an error naming the command.
     let bad = write_script(
         env.dir.path(),
@@ -837,7 +892,7 @@ fn destroy_removes_what_the_template_declares_and_lists_the_rest() {
     expected.sort();
     assert_eq!(left, expected, "exactly the template's resources are gone");
     assert!(
-        run.stdout.contains("deleted 11 resources"),
+        run.stdout.contains("deleted 20 resources"),
         "{}",
         run.stdout
     );
@@ -1005,5 +1060,6 @@ fn apply_warns_before_removing_what_the_operator_added() {
         "the warning is still shown: {}",
         run.stderr
     );
-    assert_eq!(env.arm.deployments().len(), before + 1);
+    // The vault's deployment (the operator's role), then the main one.
+    assert_eq!(env.arm.deployments().len(), before + 2);
 }

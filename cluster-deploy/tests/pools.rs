@@ -42,8 +42,9 @@ fn each_pool_is_its_own_scale_set_with_its_own_boot_script() {
     let env = pools_cluster();
     env.ok(&["apply"]);
     let web = env.arm.custom_data("nomad-example-web").unwrap();
+    let kv = env.stack.vault.clone().unwrap();
     assert!(
-        web.ends_with("exec /opt/nomad/bin/run-nomad --client --scale-set-name nomad-example-servers --acl --datacenter dc1 --region global --node-class web --meta 'pool=general'\n"),
+        web.ends_with(&format!("exec /opt/nomad/bin/run-nomad --client --scale-set-name nomad-example-servers --key-vault {kv} --tls-from-key-vault --acl --datacenter dc1 --region global --node-class web --meta 'pool=general'\n")),
         "{web}"
     );
     let batch = env.arm.custom_data("nomad-example-batch").unwrap();
@@ -72,13 +73,50 @@ fn each_pool_is_its_own_scale_set_with_its_own_boot_script() {
             "nomad-example-clients"
         )
         .is_none());
-    let assignments = env
+    let assignments: Vec<Value> = env
         .arm
         .resources()
         .into_iter()
         .filter(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
+        .collect();
+    let on_group = assignments
+        .iter()
+        .filter(|a| {
+            a["properties"]["scope"]
+                == format!(
+                    "/subscriptions/{}/resourceGroups/nomad-example",
+                    env.arm.subscription()
+                )
+        })
         .count();
-    assert_eq!(assignments, 3, "servers, web and batch each read the group");
+    assert_eq!(on_group, 3, "servers, web and batch each read the group");
+    // And each pool's identity reads the client secrets, each on its own.
+    for pool in ["web", "batch"] {
+        let principal = env
+            .arm
+            .resource_named(
+                "Microsoft.Compute/virtualMachineScaleSets",
+                &format!("nomad-example-{pool}"),
+            )
+            .unwrap()["identity"]["principalId"]
+            .clone();
+        let mut secrets: Vec<String> = assignments
+            .iter()
+            .filter(|a| a["properties"]["principalId"] == principal)
+            .filter_map(|a| {
+                a["properties"]["scope"]
+                    .as_str()
+                    .and_then(|s| s.split("/secrets/").nth(1))
+                    .map(str::to_string)
+            })
+            .collect();
+        secrets.sort();
+        assert_eq!(
+            secrets,
+            ["nomad-ca-cert", "nomad-client-cert", "nomad-client-key"],
+            "{pool}"
+        );
+    }
 }
 
 #[test]
@@ -112,7 +150,7 @@ fn outputs_name_every_pool_and_keep_the_module_names() {
     );
     assert_eq!(
         o["nomad_api"],
-        "http://nomad-example-api.westeurope.cloudapp.azure.com:4646"
+        "https://nomad-example-api.westeurope.cloudapp.azure.com:4646"
     );
     let text = env.ok(&["outputs"]).stdout;
     assert!(

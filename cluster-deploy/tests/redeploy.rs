@@ -98,7 +98,12 @@ fn apply_again_keeps_rules_and_subnets_added_out_of_band() {
         second.request["properties"]["parameters"]["createNetworkSecurityGroup"]["value"],
         false
     );
-    let first = &env.arm.deployments()[0];
+    let first = env
+        .arm
+        .deployments()
+        .into_iter()
+        .find(|d| d.name == "nomad-example")
+        .unwrap();
     assert_eq!(
         first.request["properties"]["parameters"]["createNetworkSecurityGroup"]["value"],
         true

@@ -6,6 +6,12 @@
 //! one would otherwise pass and be ignored, or refused, by Azure).
 //!
 //! Each schema is compiled once per test binary ([`Schemas::get`]).
+//!
+//! `shared/azure-schemas/` has no Microsoft.KeyVault schema, so the Key Vault is checked
+//! against Microsoft's REST specification of the same api-version instead
+//! (`azure-rest-specs/.../Microsoft.KeyVault/stable/2025-05-01/keyvault.json`,
+//! `VaultCreateOrUpdateParameters`, the body ARM sends the provider): the same schema
+//! validation and unknown-property walk, with the spec's `$ref`s between its files resolved.
 
 mod common;
 
@@ -34,6 +40,13 @@ impl Retrieve for LocalSchemas {
         uri: &Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let text = uri.as_str();
+        if let Some(path) = text.strip_prefix("file://") {
+            let path = path.split('#').next().unwrap_or(path);
+            if !path.starts_with(&rest_specs_dir().display().to_string()) {
+                return Err(format!("{text} is outside the shared REST specifications").into());
+            }
+            return Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?);
+        }
         let relative = text
             .strip_prefix(SCHEMA_BASE)
             .ok_or_else(|| format!("no network: refusing to fetch {text}"))?;
@@ -68,6 +81,28 @@ impl Retrieve for LocalSchemas {
             return Ok(json!({ "resourceDefinitions": defs }));
         }
         Err(format!("{text} is not in {}", self.dir.display()).into())
+    }
+}
+
+/// `../shared/azure-rest-specs/specification`.
+fn rest_specs_dir() -> PathBuf {
+    common::manifest_dir()
+        .join("../../shared/azure-rest-specs/specification")
+        .canonicalize()
+        .expect("the shared REST specifications")
+}
+
+/// The REST specification that stands in for a missing ARM schema: (spec file, definition of
+/// the request body).
+fn rest_definition_of(resource_type: &str) -> Option<(PathBuf, &'static str)> {
+    match resource_type {
+        "Microsoft.KeyVault/vaults" => Some((
+            rest_specs_dir().join(
+                "keyvault/resource-manager/Microsoft.KeyVault/stable/2025-05-01/keyvault.json",
+            ),
+            "VaultCreateOrUpdateParameters",
+        )),
+        _ => None,
     }
 }
 
@@ -118,13 +153,17 @@ impl Schemas {
         leaked
     }
 
-    /// A schema file as JSON, read once.
+    /// A schema file as JSON, read once (an absolute path: a REST specification file).
     fn doc(&self, file: &str) -> &'static Value {
         let mut docs = self.docs.lock().unwrap();
         if let Some(d) = docs.get(file) {
             return d;
         }
-        let path = common::schemas_dir().join(file);
+        let path = if file.starts_with('/') {
+            PathBuf::from(file)
+        } else {
+            common::schemas_dir().join(file)
+        };
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let doc: &'static Value = Box::leak(Box::new(serde_json::from_str(&text).unwrap()));
@@ -175,14 +214,36 @@ fn leaf_errors(error: &jsonschema::ValidationError<'_>, out: &mut Vec<String>) {
 fn resolve(file: &str, reference: &str) -> Option<(String, &'static Value)> {
     let (target_file, pointer) = match reference.split_once('#') {
         Some(("", pointer)) => (file.to_string(), pointer),
-        Some((url, pointer)) => (url.strip_prefix(SCHEMA_BASE)?.to_string(), pointer),
-        None => (reference.strip_prefix(SCHEMA_BASE)?.to_string(), ""),
+        Some((url, pointer)) => (target(file, url)?, pointer),
+        None => (target(file, reference)?, ""),
     };
     if target_file.starts_with("common/") {
         return None;
     }
     let node = schemas().doc(&target_file).pointer(pointer)?;
     Some((target_file, node))
+}
+
+/// The file a `$ref` names: a schema URL, or a path relative to a REST specification file.
+fn target(file: &str, url: &str) -> Option<String> {
+    if let Some(relative) = url.strip_prefix(SCHEMA_BASE) {
+        return Some(relative.to_string());
+    }
+    if !file.starts_with('/') {
+        return None;
+    }
+    let mut path = PathBuf::from(file);
+    path.pop();
+    for part in url.split('/') {
+        match part {
+            "." | "" => {}
+            ".." => {
+                path.pop();
+            }
+            other => path.push(other),
+        }
+    }
+    Some(path.display().to_string())
 }
 
 /// The property schemas an object may have under `schema` (its `properties`, through `$ref`,
@@ -312,6 +373,15 @@ fn check_template(template: &Value, cluster_name: &str) -> Vec<String> {
         let kind = resource["type"].as_str().expect("type");
         let name = resource["name"].as_str().expect("name");
         let label = format!("{kind} {name}");
+        if let Some((spec, definition)) = rest_definition_of(kind) {
+            problems.extend(check_against_rest_spec(
+                resource,
+                &spec,
+                definition,
+                cluster_name,
+            ));
+            continue;
+        }
         let (file, definition) = definition_of(kind);
         let url = format!("{SCHEMA_BASE}{file}#/resourceDefinitions/{definition}");
         let validator = s.get(&url);
@@ -362,6 +432,70 @@ fn check_template(template: &Value, cluster_name: &str) -> Vec<String> {
     problems
 }
 
+/// A resource checked against the REST specification's request body: schema errors, unknown
+/// properties, the api-version the spec declares, location and tag. `[subscription().tenantId]`
+/// stands for the tenant's GUID (what ARM evaluates it to).
+fn check_against_rest_spec(
+    resource: &Value,
+    spec: &std::path::Path,
+    definition: &str,
+    cluster_name: &str,
+) -> Vec<String> {
+    let s = schemas();
+    let kind = resource["type"].as_str().unwrap_or_default();
+    let label = format!("{kind} {}", resource["name"].as_str().unwrap_or_default());
+    let file = spec.display().to_string();
+    let doc = s.doc(&file);
+    let mut problems = Vec::new();
+    if resource["apiVersion"] != doc["info"]["version"] {
+        problems.push(format!(
+            "{label}: apiVersion {} is not the spec's {}",
+            resource["apiVersion"], doc["info"]["version"]
+        ));
+    }
+    let mut body = json!({
+        "location": resource["location"],
+        "tags": resource["tags"],
+        "properties": resource["properties"],
+    });
+    if body["properties"]["tenantId"] == "[subscription().tenantId]" {
+        body["properties"]["tenantId"] = json!("00000000-0000-0000-0000-0000000000b2");
+    }
+    let validator = s.get(&format!("file://{file}#/definitions/{definition}"));
+    problems.extend(
+        errors(validator, &body)
+            .into_iter()
+            .map(|e| format!("{label}: {e}")),
+    );
+    let mut unknown = Vec::new();
+    unknown_properties(
+        &body,
+        &file,
+        &doc["definitions"][definition],
+        "",
+        &mut unknown,
+    );
+    problems.extend(
+        unknown
+            .into_iter()
+            .map(|p| format!("{label}: unknown property {}", p.trim_start_matches('.'))),
+    );
+    for key in resource.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if !["properties", "location", "tags"].contains(&key.as_str())
+            && !TEMPLATE_RESOURCE_KEYS.contains(&key.as_str())
+        {
+            problems.push(format!("{label}: unknown property {key}"));
+        }
+    }
+    if resource["location"].as_str().is_none_or(str::is_empty) {
+        problems.push(format!("{label}: no location"));
+    }
+    if resource["tags"][CLUSTER_TAG] != cluster_name {
+        problems.push(format!("{label}: not tagged {CLUSTER_TAG}={cluster_name}"));
+    }
+    problems
+}
+
 fn assert_valid(template: &Value, cluster_name: &str) {
     let problems = check_template(template, cluster_name);
     assert!(
@@ -382,9 +516,19 @@ fn the_example_template_validates() {
 fn variants_validate_too() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gossip.key"), common::GOSSIP_KEY).unwrap();
-    let tls = "\n[nomad.tls]\nca_file = \"/opt/nomad/tls/ca.pem\"\ncert_file = \"/opt/nomad/tls/agent.pem\"\nkey_file = \"/opt/nomad/tls/agent-key.pem\"\n";
+    let own_ca = common::secure::with_own_ca(dir.path(), "");
+    let vault = "\n[key_vault]\npurge_protection = true\nsoft_delete_retention_days = 7\nallowed_cidr_blocks = [\"198.51.100.7\", \"203.0.113.0/24\"]\n";
     let variants: Vec<(&str, Vec<&str>, String)> = vec![
-        ("gossip and TLS", vec!["egress = \"load-balancer\""], tls.to_string()),
+        (
+            "own gossip key and CA, purge protection",
+            vec!["egress = \"load-balancer\""],
+            format!("{own_ca}{vault}"),
+        ),
+        (
+            "TLS, gossip and ACLs off: no vault",
+            vec![],
+            "\n[nomad.tls]\nenabled = false\n".to_string(),
+        ),
         (
             "no load balancer, no zones",
             vec!["associate_public_ip_address_load_balancer = false", "zones = []"],
@@ -458,7 +602,14 @@ fn variants_validate_too() {
             assert!(text.contains("automatic_repairs = false"));
             std::fs::write(&path, &text).unwrap();
         }
-        if what == "gossip and TLS" {
+        if what.starts_with("TLS, gossip and ACLs off") {
+            text = text.replace(
+                "node_class = \"general\"",
+                "node_class = \"general\"\nacl = false\ngossip_encryption = false",
+            );
+            std::fs::write(&path, &text).unwrap();
+        }
+        if what.starts_with("own gossip key") {
             text = text.replace(
                 "# gossip_key_file = \"secrets/gossip.key\"",
                 "gossip_key_file = \"gossip.key\"",
@@ -507,7 +658,20 @@ fn the_checks_catch_what_they_claim_to() {
         .find(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
         .unwrap();
     assignment["properties"]["principalKind"] = json!("ServicePrincipal");
+    let vault = resources
+        .iter_mut()
+        .find(|r| r["type"] == "Microsoft.KeyVault/vaults")
+        .unwrap();
+    vault["properties"]["sku"]["name"] = json!("gold");
+    vault["properties"]["networkAcls"]["allowedAddresses"] = json!(["203.0.113.7"]);
+    vault["apiVersion"] = json!("2023-07-01");
     let problems = check_template(&template, "nomad-example").join("\n");
+    assert!(problems.contains("/properties/sku/name"), "{problems}");
+    assert!(
+        problems.contains("unknown property properties.networkAcls.allowedAddresses"),
+        "{problems}"
+    );
+    assert!(problems.contains("apiVersion \"2023-07-01\""), "{problems}");
     assert!(
         problems.contains("securityRules/1/properties/protocol"),
         "{problems}"

@@ -20,7 +20,12 @@ fn microsofts_python_sdks_read_every_answer_of_the_double() {
     arm.set_polls(2);
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("azuredeploy.json");
-    std::fs::write(&template, common::example_template().to_string()).unwrap();
+    // The SDK script sends no parameters: the operator's object id (the one parameter without
+    // a default) gets the caller's as its default here, as apply would pass it.
+    let mut example = common::example_template();
+    example["parameters"]["operatorObjectId"]["defaultValue"] =
+        serde_json::json!(support::doubles::arm::CALLER_OBJECT_ID);
+    std::fs::write(&template, example.to_string()).unwrap();
     let output = common::sdk_command("check_arm_double.py")
         .args([arm.url(), arm.subscription(), &arm.token()])
         .arg(&template)

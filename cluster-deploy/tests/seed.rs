@@ -45,7 +45,7 @@ fn a_seed_tfvars_with_every_module_variable_loads() {
     assert_eq!(cluster.client_pools.len(), 1);
     // The boot commands run on every VM before run-nomad.
     for set in cluster.scale_sets() {
-        let script = cluster_deploy::custom_data::script(&cluster, set).with_key("k");
+        let script = cluster_deploy::custom_data::script(&cluster, set);
         let commands = script.find("Boot commands from `custom_data`").unwrap();
         let run_nomad = script.find("exec /opt/nomad/bin/run-nomad").unwrap();
         assert!(commands < run_nomad, "{script}");

@@ -60,17 +60,25 @@ fn custom_data_decodes_to_the_run_nomad_line() {
                 .unwrap(),
         )
     };
+    let kv = common::cluster_from(&common::example_config())
+        .security
+        .key_vault
+        .unwrap()
+        .name;
     let server = script(sets[0]);
     assert!(server.starts_with("#!/bin/sh\n"), "{server}");
     assert_eq!(
         server.lines().last().unwrap(),
-        "exec /opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-example-servers --acl --datacenter dc1 --region global"
+        format!("exec /opt/nomad/bin/run-nomad --server --num-servers 3 --scale-set-name nomad-example-servers --key-vault {kv} --tls-from-key-vault --gossip-key-from-key-vault --acl --datacenter dc1 --region global")
     );
     let client = script(sets[1]);
     assert_eq!(
         client.lines().last().unwrap(),
-        "exec /opt/nomad/bin/run-nomad --client --scale-set-name nomad-example-servers --acl --datacenter dc1 --region global --node-class general --meta 'pool=general'"
+        format!("exec /opt/nomad/bin/run-nomad --client --scale-set-name nomad-example-servers --key-vault {kv} --tls-from-key-vault --acl --datacenter dc1 --region global --node-class general --meta 'pool=general'")
     );
+    for text in [&server, &client] {
+        assert!(!text.contains("-----BEGIN"), "{text}");
+    }
 }
 
 #[test]
@@ -200,7 +208,7 @@ fn every_resource_carries_the_cluster_tag() {
 }
 
 #[test]
-fn the_gossip_key_never_reaches_the_template_or_the_plan() {
+fn an_own_gossip_key_and_ca_never_reach_the_template_or_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gossip.key"), common::GOSSIP_KEY).unwrap();
     let path = common::variant(dir.path(), &[], "");
@@ -208,7 +216,9 @@ fn the_gossip_key_never_reaches_the_template_or_the_plan() {
         "# gossip_key_file = \"secrets/gossip.key\"",
         "gossip_key_file = \"gossip.key\"",
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, common::secure::with_own_ca(dir.path(), &text)).unwrap();
+    let ca_key = std::fs::read_to_string(dir.path().join("ca-key.pem")).unwrap();
+    let ca_key_line = ca_key.lines().nth(1).unwrap().to_string();
     let out_file = dir.path().join("out/azuredeploy.json");
     let output = assert_cmd::Command::cargo_bin("cluster-deploy")
         .unwrap()
@@ -237,9 +247,16 @@ fn the_gossip_key_never_reaches_the_template_or_the_plan() {
             !text.contains(common::GOSSIP_KEY),
             "the gossip key is in the {what}"
         );
+        assert!(!text.contains("-----BEGIN"), "a PEM block in the {what}");
+        assert!(!text.contains(&ca_key_line), "the CA key is in the {what}");
     }
-    assert!(written.contains("\"securestring\""));
-    assert!(stdout.contains("gossipKey"), "{stdout}");
+    assert!(!written.contains("\"securestring\""), "no secret parameter");
+    assert!(stdout.contains("uploaded to Key Vault"), "{stdout}");
+    // The own key is named as an opt-in of its own, not silently used.
+    assert!(
+        stdout.contains("warning: `nomad.gossip_key_file` gives your own gossip key"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,20 +1,32 @@
 //! `apply`: create the resource group if needed, check permissions and quota, warn about what
-//! what-if says would be removed, deploy, retry PrincipalNotFound, name each failed resource
-//! with ARM's whole error.
+//! what-if says would be removed, make (or recover) the cluster's Key Vault and keep its
+//! secrets there, deploy, retry PrincipalNotFound, name each failed resource with ARM's whole
+//! error, then bootstrap Nomad's ACLs once the servers have a leader.
+//!
+//! Two deployments when the cluster has a vault: `<cluster>-vault` (the vault and the
+//! operator's Secrets Officer role) and, once the secrets are uploaded through the data plane,
+//! `<cluster>` (everything, each scale set's identity granted its role's secrets). So no VM
+//! boots before its secrets exist, and no role is granted on a secret that does not.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use support::http::Url;
 
 use crate::arm::{ArmClient, CloudError, Outcome, Progress};
 use crate::auth::Env;
-use crate::cli::Cli;
+use crate::cli::{ApplyVaultArgs, Cli};
 use crate::model::CLUSTER_TAG;
+use crate::secrets::reconcile::Rotation;
+use crate::template;
 
+use super::bootstrap::{bootstrap, Reach};
 use super::connect::*;
 use super::outputs::*;
 use super::preflight;
+use super::vault;
 use super::{write_json, Loaded};
 
 pub(super) fn apply(
@@ -22,12 +34,23 @@ pub(super) fn apply(
     env: &Env,
     loaded: &Loaded,
     yes: bool,
+    vault_args: &ApplyVaultArgs,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
 ) -> Result<()> {
     let cluster = &loaded.cluster;
-    let parameters = loaded.parameters()?;
+    let key_vault = cluster.security.key_vault.as_ref();
+    if key_vault.is_some() {
+        // The operator's own CA and gossip key files, before anything is deployed.
+        vault::check_local_material(loaded)?;
+    }
     let arm = connect_required(&cli.azure, env)?;
+    // Who uploads the secrets: a parameter of the template (Secrets Officer on the vault).
+    let operator = match key_vault {
+        Some(_) => Some(vault::operator(&cli.azure, env)?),
+        None => None,
+    };
+    let parameters = template::parameters(cluster, operator.as_ref().map(|(id, _)| id.as_str()));
     let (_, principal_retry) = timing(&cli.azure);
     let group = &cluster.resource_group;
     match arm.resource_group(group)? {
@@ -92,6 +115,30 @@ pub(super) fn apply(
             }
         }
     }
+    // The vault and its secrets first, so they exist before any VM boots.
+    let secrets = match (key_vault, operator) {
+        (Some(kv), Some(operator)) => {
+            let step = vault::prepare(&arm, cluster, kv, vault_args)?;
+            vault::deploy_vault(&arm, cluster, kv, step, &operator.0)?;
+            let session = vault::open(
+                &cli.azure,
+                &arm,
+                cluster,
+                kv,
+                operator,
+                vault::Patience::NewRole,
+            )?;
+            let (plan, uploaded) = vault::sync(&session, loaded, kv, Rotation::default())?;
+            tracing::info!(
+                "Key Vault {}: {} new secret versions, {} kept",
+                kv.name,
+                uploaded.len(),
+                plan.values.len() - uploaded.len()
+            );
+            Some(plan)
+        }
+        _ => None,
+    };
     // A new identity may not have replicated when its role assignment is made: ARM answers
     // PrincipalNotFound, and the documented remedy is to try again (REFERENCE.md).
     const PRINCIPAL_ATTEMPTS: u32 = 4;
@@ -166,6 +213,34 @@ pub(super) fn apply(
     }
     tracing::info!("deployment {name} succeeded");
     let outputs = outputs(&arm, cluster)?;
+    if let (Some(plan), true) = (&secrets, cluster.security.acl_bootstrap) {
+        let address = vault_args
+            .nomad_address
+            .clone()
+            .or_else(|| outputs.nomad_api.clone());
+        match address {
+            Some(address) => {
+                let address = Url::parse(&address)
+                    .with_context(|| format!("--nomad-address {address:?} is not a URL"))?;
+                let (timing, _) = timing(&cli.azure);
+                bootstrap(
+                    cluster,
+                    plan,
+                    &Reach {
+                        address,
+                        timeout: Duration::from_secs(vault_args.bootstrap_timeout_secs),
+                        poll: timing.poll_interval,
+                    },
+                )?;
+            }
+            None => tracing::warn!(
+                "ACLs are not bootstrapped yet: the cluster has no public load balancer, so run \
+                 `cluster-deploy apply --nomad-address https://<a server>:{}` from a machine \
+                 that reaches the servers",
+                cluster.http_port
+            ),
+        }
+    }
     print_outputs(cli.json, &outputs, out)
 }
 

@@ -58,13 +58,7 @@ pub(super) fn connect(args: &AzureArgs, env: &Env) -> Result<Option<ArmClient>> 
         .clone()
         .unwrap_or_else(|| format!("{}/", arm.as_str().trim_end_matches('/')));
     let (timing, _) = timing(args);
-    let token_retry = Policy {
-        what: "token request",
-        max_attempts: 5,
-        initial_delay: timing.retry.initial_delay,
-        max_delay: Duration::from_secs(30),
-        deadline: Some(Duration::from_secs(120)),
-    };
+    let token_retry = token_retry(args);
     let is_managed = matches!(method, auth::Method::ManagedIdentity { .. });
     let tokens = TokenProvider::new(
         method,
@@ -94,6 +88,35 @@ pub(super) fn connect(args: &AzureArgs, env: &Env) -> Result<Option<ArmClient>> 
         bail!("subscription {subscription:?} is not a subscription id");
     }
     Ok(Some(ArmClient::new(arm, tokens, subscription, timing)?))
+}
+
+fn token_retry(args: &AzureArgs) -> Policy {
+    Policy {
+        what: "token request",
+        max_attempts: 5,
+        initial_delay: Duration::from_millis(args.retry_delay_ms),
+        max_delay: Duration::from_secs(30),
+        deadline: Some(Duration::from_secs(120)),
+    }
+}
+
+/// Tokens for the Key Vault data plane (audience `https://vault.azure.net`) from the same
+/// credential as ARM's.
+pub(super) fn key_vault_tokens(args: &AzureArgs, env: &Env) -> Result<TokenProvider> {
+    let login = endpoint("--login-endpoint", &args.login_endpoint)?;
+    let imds = imds_endpoint(&args.imds_endpoint)?;
+    let Some(method) = auth::choose(args.auth, env, &args.az_program)? else {
+        bail!("no Azure credentials for the Key Vault");
+    };
+    Ok(TokenProvider::new(
+        method,
+        TokenEndpoints {
+            login,
+            imds,
+            audience: support::keyvault::RESOURCE.to_string(),
+        },
+        token_retry(args),
+    )?)
 }
 
 pub(super) fn connect_required(args: &AzureArgs, env: &Env) -> Result<ArmClient> {

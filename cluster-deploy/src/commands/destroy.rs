@@ -9,6 +9,12 @@
 //! record is gone, from the assignments of the scale sets' identities at exactly this group
 //! (a `principalId` filter also returns assignments above the group, which are not ours). A
 //! resource already gone is skipped, so a re-run after a partial destroy finishes it.
+//!
+//! The Key Vault is deleted like the rest, which soft-deletes it (Key Vault has no other
+//! delete): its secrets stay recoverable for its retention period, and its name stays taken.
+//! Destroy then says so and how to get it back (`apply --recover-vault`), or, with
+//! `--purge-vault`, purges it (refused by Azure under purge protection). A re-run with
+//! `--purge-vault` purges a vault an earlier destroy left soft-deleted.
 
 use std::io::{BufRead, Write};
 
@@ -21,7 +27,7 @@ use crate::cli::Cli;
 use crate::model::CLUSTER_TAG;
 
 use super::connect::*;
-use super::{write_json, Loaded};
+use super::{vault, write_json, Loaded};
 
 /// One template resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,23 +211,35 @@ pub(super) fn destroy(
     env: &Env,
     loaded: &Loaded,
     yes: bool,
+    purge_vault: bool,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
 ) -> Result<()> {
     let cluster = &loaded.cluster;
     let arm = connect_required(&cli.azure, env)?;
     let group = &cluster.resource_group;
+    let key_vault = cluster.security.key_vault.as_ref();
+    if purge_vault && key_vault.is_none() {
+        bail!("--purge-vault: the cluster has no Key Vault (nothing is kept in one)");
+    }
     let Some(rg) = arm.resource_group(group)? else {
+        let vault_state = match key_vault {
+            Some(kv) => Some(vault::after_destroy(&arm, cluster, kv, purge_vault)?),
+            None => None,
+        };
         if cli.json {
             write_json(
                 out,
-                &json!({ "deleted": [], "already_gone": [], "kept": [], "resource_group_deleted": false }),
+                &json!({ "deleted": [], "already_gone": [], "kept": [], "resource_group_deleted": false, "key_vault": vault_state }),
             )?;
         } else {
             writeln!(
                 out,
                 "resource group {group} does not exist: nothing to destroy"
             )?;
+            if let Some(state) = &vault_state {
+                print_vault_state(state, out)?;
+            }
         }
         return Ok(());
     };
@@ -339,6 +357,10 @@ pub(super) fn destroy(
             ),
         }
     }
+    let vault_state = match key_vault {
+        Some(kv) => Some(vault::after_destroy(&arm, cluster, kv, purge_vault)?),
+        None => None,
+    };
     let mut group_deleted = false;
     if created_group {
         if kept.is_empty() && arm.resources_in_group(group)?.is_empty() {
@@ -364,6 +386,7 @@ pub(super) fn destroy(
                 "already_gone": gone,
                 "kept": kept,
                 "resource_group_deleted": group_deleted,
+                "key_vault": vault_state,
             }),
         );
     }
@@ -383,6 +406,42 @@ pub(super) fn destroy(
             "left {} resources that are not the cluster's",
             kept.len()
         )?;
+    }
+    if let Some(state) = &vault_state {
+        print_vault_state(state, out)?;
+    }
+    Ok(())
+}
+
+/// What destroy left of the Key Vault, and the operator's choices.
+fn print_vault_state(state: &Value, out: &mut dyn Write) -> Result<()> {
+    let name = state["name"].as_str().unwrap_or("?");
+    match state["state"].as_str() {
+        Some("soft-deleted") => {
+            writeln!(
+                out,
+                "Key Vault {name} is soft-deleted: its secrets (CA, certificates, gossip key, ACL \
+                 token) are recoverable until {}{}.",
+                state["scheduled_purge_date"].as_str().unwrap_or("?"),
+                if state["purge_protection"] == true {
+                    " (purge protection: it cannot be purged before)"
+                } else {
+                    ""
+                }
+            )?;
+            writeln!(
+                out,
+                "  re-create the cluster with them: cluster-deploy apply --recover-vault"
+            )?;
+            if state["purge_protection"] != true {
+                writeln!(
+                    out,
+                    "  delete them for good:           cluster-deploy destroy --purge-vault"
+                )?;
+            }
+        }
+        Some("purged") => writeln!(out, "Key Vault {name} purged: its secrets are gone")?,
+        _ => {}
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! The six commands (and [`preflight`], the checks before any write). Each reads the cluster file, talks to ARM (or not, for an offline plan)
-//! and prints text or, with `--json`, one JSON document on stdout (`roll`: one JSON event per
-//! line as it goes). Progress and notes that are not the answer go to the log (stderr).
+//! The commands (and [`preflight`], the checks before any write; [`vault`], the Key Vault side;
+//! [`bootstrap`], the ACL bootstrap after apply). Each reads the cluster file, talks to ARM (or
+//! not, for an offline plan) and prints text or, with `--json`, one JSON document on stdout
+//! (`roll`: one JSON event per line as it goes). Progress and notes that are not the answer go
+//! to the log (stderr). No secret value reaches either: only `env` writes them, to 0600 files.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -8,21 +10,25 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde_json::Value;
 
-use crate::auth::{Env, Secret};
+use crate::auth::Env;
 use crate::cli::{Cli, Command};
 use crate::config::{self, ClusterFile};
 use crate::model::Cluster;
 use crate::template;
 
 mod apply;
+mod bootstrap;
 mod connect;
 mod destroy;
+mod env;
 mod existing;
 mod outputs;
 mod plan;
 mod preflight;
 mod roll;
+mod rotate;
 mod status;
+mod vault;
 
 use apply::apply;
 use connect::connect_required;
@@ -57,7 +63,7 @@ pub fn run_with_hooks(
         Command::Plan { out: path, offline } => {
             plan(&cli, env, &loaded, path.as_deref(), *offline, out)
         }
-        Command::Apply { yes } => apply(&cli, env, &loaded, *yes, out, input),
+        Command::Apply { yes, vault } => apply(&cli, env, &loaded, *yes, vault, out, input),
         Command::Outputs => {
             let arm = connect_required(&cli.azure, env)?;
             let outputs = outputs(&arm, &loaded.cluster)?;
@@ -65,7 +71,29 @@ pub fn run_with_hooks(
         }
         Command::Status { nomad } => status(&cli, env, &loaded, nomad, out),
         Command::Roll(args) => roll::roll(&cli, env, &loaded, args, out, input, hooks),
-        Command::Destroy { yes } => destroy(&cli, env, &loaded, *yes, out, input),
+        Command::Destroy { yes, purge_vault } => {
+            destroy(&cli, env, &loaded, *yes, *purge_vault, out, input)
+        }
+        Command::Env {
+            token,
+            nomad_address,
+        } => env::env(&cli, env, &loaded, *token, nomad_address.as_deref(), out),
+        Command::Rotate {
+            certificates,
+            ca,
+            gossip_key,
+            all,
+        } => rotate::rotate(
+            &cli,
+            env,
+            &loaded,
+            crate::secrets::reconcile::Rotation {
+                ca: *ca,
+                certificates: *certificates || *all,
+                gossip_key: *gossip_key || *all,
+            },
+            out,
+        ),
     }
 }
 
@@ -91,15 +119,6 @@ impl Loaded {
             cluster,
             template,
         })
-    }
-
-    /// The deployment parameters (the gossip key, read from its file now).
-    pub(super) fn parameters(&self) -> Result<Value> {
-        let key: Option<Secret> = match &self.file.nomad.gossip_key_file {
-            Some(file) => Some(config::read_gossip_key(&self.path, file)?),
-            None => None,
-        };
-        Ok(template::parameters(key.as_ref()))
     }
 }
 

@@ -43,6 +43,10 @@ pub(super) struct Outputs {
     pub(super) server_private_ips: Vec<String>,
     pub(super) nat_gateway_address: Option<String>,
     pub(super) network_security_group_id: String,
+    /// The Key Vault that keeps the cluster's secrets.
+    pub(super) key_vault: Option<String>,
+    /// The name the servers' certificate carries (`NOMAD_TLS_SERVER_NAME`), with TLS.
+    pub(super) nomad_tls_server_name: Option<String>,
     // The Terraform module's output names (modules/nomad-cluster/outputs.tf, the root
     // example's outputs.tf and README).
     pub(super) num_servers: u32,
@@ -91,11 +95,7 @@ pub(super) fn outputs(arm: &ArmClient, cluster: &Cluster) -> Result<Outputs> {
         Some(_) => public_ip_address(arm, cluster, &cluster.names.nat_ip)?,
         None => None,
     };
-    let scheme = if cluster.nomad.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = cluster.security.scheme();
     let nics = arm
         .scale_set_nics(&cluster.resource_group, &cluster.servers.name)
         .with_context(|| format!("listing the NICs of scale set {}", cluster.servers.name))?;
@@ -158,6 +158,11 @@ pub(super) fn outputs(arm: &ArmClient, cluster: &Cluster) -> Result<Outputs> {
         server_private_ips: ips,
         nat_gateway_address: nat_address,
         network_security_group_id: nsg_id.clone(),
+        key_vault: cluster.security.key_vault.as_ref().map(|k| k.name.clone()),
+        nomad_tls_server_name: cluster
+            .security
+            .tls()
+            .then(|| cluster.security.server_name()),
         num_servers: cluster.servers.capacity,
         scale_set_name_servers: cluster.servers.name.clone(),
         // One load balancer fronts the servers (API) and every node (SSH).
@@ -224,5 +229,11 @@ pub(super) fn print_outputs(json_out: bool, o: &Outputs, out: &mut dyn Write) ->
         or_none(&o.nat_gateway_address)
     )?;
     writeln!(out, "security_group_id      {}", o.security_group_id)?;
+    writeln!(out, "key_vault              {}", or_none(&o.key_vault))?;
+    writeln!(
+        out,
+        "nomad_tls_server_name  {}",
+        or_none(&o.nomad_tls_server_name)
+    )?;
     Ok(())
 }

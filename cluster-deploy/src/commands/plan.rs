@@ -24,8 +24,11 @@ pub(super) fn plan(
     out: &mut dyn Write,
 ) -> Result<()> {
     let cluster = &loaded.cluster;
-    // The key is checked even offline, so a bad key file shows up before apply.
-    let parameters = loaded.parameters()?;
+    // The own CA and gossip key files are checked even offline, so a bad file shows up before
+    // apply.
+    if cluster.security.key_vault.is_some() {
+        super::vault::check_local_material(loaded)?;
+    }
     if let Some(path) = out_path {
         let text = template::to_pretty(&loaded.template);
         let dir = support::files::parent_dir(path);
@@ -35,18 +38,18 @@ pub(super) fn plan(
     }
     let summary = cluster.summary();
     let mut notes = Vec::new();
-    if cluster.nomad.gossip {
+    if let Some(kv) = &cluster.security.key_vault {
         notes.push(format!(
-            "the gossip key from {} is passed to ARM as the securestring parameter `{}` at apply \
-             time; it is not in the template",
-            loaded
-                .file
-                .nomad
-                .gossip_key_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            template::GOSSIP_KEY_PARAMETER
+            "secrets ({}) are made by apply and uploaded to Key Vault {} through its data plane; \
+             none is in the template, its parameters or custom data",
+            cluster
+                .security
+                .items()
+                .iter()
+                .map(|i| i.vault_name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            kv.name
         ));
     }
     for (name, cidrs) in [
@@ -118,6 +121,11 @@ pub(super) fn plan(
                 cluster.resource_group
             ));
         } else {
+            let operator = match &cluster.security.key_vault {
+                Some(_) => Some(super::vault::operator(&cli.azure, env)?.0),
+                None => None,
+            };
+            let parameters = template::parameters(cluster, operator.as_deref());
             let parameters = super::existing::deployment_parameters(arm, cluster, parameters)?;
             let outcome = arm.what_if(
                 &cluster.resource_group,

@@ -33,6 +33,7 @@ use super::{write_json, Loaded};
 pub(super) fn nomad_settings(
     arm: &ArmClient,
     cluster: &Cluster,
+    env: &Env,
     args: &NomadArgs,
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<NomadSettings>> {
@@ -46,13 +47,12 @@ pub(super) fn nomad_settings(
         Some(a) => Some((a, "--nomad-address")),
         None => match &cluster.load_balancer {
             Some(lb) => public_ip_address(arm, cluster, &lb.public_ip)?.map(|ip| {
-                let scheme = if cluster.nomad.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
                 (
-                    format!("{scheme}://{ip}:{}", cluster.http_port),
+                    format!(
+                        "{}://{ip}:{}",
+                        cluster.security.scheme(),
+                        cluster.http_port
+                    ),
                     "the load balancer's address",
                 )
             }),
@@ -65,6 +65,19 @@ pub(super) fn nomad_settings(
     settings.address = parse_address(&address, what)?;
     if let Some(ca) = &args.nomad_ca_cert {
         settings.tls.ca_cert = Some(ca.clone());
+    }
+    if cluster.security.tls() {
+        // The CA `cluster-deploy env` wrote, unless one is given.
+        if settings.tls.ca_cert.is_none() {
+            settings.tls.ca_cert = crate::secrets::local::cluster_dir(env, &cluster.name)
+                .ok()
+                .map(|dir| crate::secrets::local::LocalFiles::at(&dir).ca_cert)
+                .filter(|p| p.is_file());
+        }
+        // The load balancer's address is not on the servers' certificate; their name is.
+        if settings.address.scheme() == "https" && settings.tls.server_name.is_none() {
+            settings.tls.server_name = Some(cluster.security.server_name());
+        }
     }
     Ok(Some(settings))
 }
@@ -210,7 +223,7 @@ pub(super) fn status(
     let cluster = &loaded.cluster;
     let arm = connect_required(&cli.azure, env)?;
     let mut notes = Vec::new();
-    let nomad = match nomad_settings(&arm, cluster, args, |n| std::env::var(n).ok())? {
+    let nomad = match nomad_settings(&arm, cluster, env, args, |n| std::env::var(n).ok())? {
         Some(settings) => read_nomad(settings, &mut notes),
         None => {
             notes.push("no Nomad address: the cluster has no public load balancer; pass --nomad-address (e.g. over a VPN)".to_string());

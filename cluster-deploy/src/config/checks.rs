@@ -250,20 +250,6 @@ pub(super) fn check_nomad(n: &NomadOptions) -> Result<(), Problem> {
     for key in n.meta.keys() {
         check_meta_key(&format!("nomad.meta.{key}"), key)?;
     }
-    if let Some(tls) = &n.tls {
-        for (field, path) in [
-            ("nomad.tls.ca_file", &tls.ca_file),
-            ("nomad.tls.cert_file", &tls.cert_file),
-            ("nomad.tls.key_file", &tls.key_file),
-        ] {
-            if !path.starts_with('/') || path.contains(['\n', '\0']) {
-                return Err(bad(
-                    field,
-                    format!("is {path:?}: give the absolute path of the file on the VMs"),
-                ));
-            }
-        }
-    }
     Ok(())
 }
 

@@ -12,12 +12,13 @@
 //! - [`raw`]: the TOML as written; [`resolve`]: the module's variables and aliases mapped,
 //!   custom data read, warnings collected; [`pools`]: client pools and their Azure limits.
 //! - [`checks`], [`network`], [`ssh_key`]: the field checks.
+//! - [`security`]: TLS, gossip encryption and ACLs (on unless opted out), the Key Vault that
+//!   keeps their material, and the refusal of an internet-facing API without them.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use serde::Deserialize;
 
 mod checks;
@@ -25,10 +26,12 @@ mod network;
 mod pools;
 mod raw;
 mod resolve;
+pub mod security;
 pub mod ssh_key;
 
 pub use network::parse_cidr;
 pub use pools::{scale_set_limit, single_placement_group, ImageKind, DEFAULT_POOL};
+pub use security::{read_gossip_key, KeyVaultOptions, TlsOptions};
 
 /// How the instances reach the internet (Azure's management endpoint for cloud auto-join, the
 /// package mirrors). Network api-version 2025-07-01 creates subnets without default outbound
@@ -135,6 +138,8 @@ pub struct ClusterFile {
     /// Extra tags on every resource (the cluster tag is always added).
     pub tags: BTreeMap<String, String>,
     pub nomad: NomadOptions,
+    /// The Key Vault that keeps the cluster's secrets.
+    pub key_vault: KeyVaultOptions,
     pub health: HealthOptions,
     /// Extra boot commands for every VM, run before run-nomad (`custom_data`,
     /// `custom_data_file`, or the README's `user_data`).
@@ -257,17 +262,29 @@ pub struct NomadOptions {
     pub run_nomad: String,
     pub datacenter: Option<String>,
     pub region: Option<String>,
-    /// A file (on this machine) holding the gossip encryption key, base64 of 32 bytes.
+    /// Serf gossip encryption on the servers (on unless set to false).
+    #[serde(default = "yes")]
+    pub gossip_encryption: bool,
+    /// The operator's own gossip key (a file on this machine, base64 of 32 bytes), uploaded
+    /// to the cluster's Key Vault instead of a generated key.
     pub gossip_key_file: Option<PathBuf>,
-    /// Enable Nomad's ACL system.
-    #[serde(default)]
+    /// Nomad's ACL system (on unless set to false).
+    #[serde(default = "yes")]
     pub acl: bool,
+    /// `apply` bootstraps ACLs with a pre-generated token kept in the vault (unless false).
+    #[serde(default = "yes")]
+    pub acl_bootstrap: bool,
     /// The clients' node class (a pool's own `node_class` wins).
     pub node_class: Option<String>,
     /// Client node metadata (a pool's own `meta` keys win).
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
-    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub tls: TlsOptions,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for NomadOptions {
@@ -276,22 +293,15 @@ impl Default for NomadOptions {
             run_nomad: default_run_nomad(),
             datacenter: None,
             region: None,
+            gossip_encryption: true,
             gossip_key_file: None,
-            acl: false,
+            acl: true,
+            acl_bootstrap: true,
             node_class: None,
             meta: BTreeMap::new(),
-            tls: None,
+            tls: TlsOptions::default(),
         }
     }
-}
-
-/// Paths ON THE VMS of Nomad's TLS files (see the README: they are not carried by custom data).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub ca_file: String,
-    pub cert_file: String,
-    pub key_file: String,
 }
 
 fn default_run_nomad() -> String {
@@ -350,13 +360,11 @@ pub fn parse(path: &Path, text: &str) -> Result<ClusterFile, ConfigError> {
     };
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut file = resolve::resolve(base, raw).map_err(invalid)?;
-    // A relative key file is relative to the cluster file, not to wherever the tool runs.
-    if let Some(key) = &file.nomad.gossip_key_file {
-        if key.is_relative() {
-            file.nomad.gossip_key_file = Some(base.join(key));
-        }
-    }
+    // Relative key and CA files are relative to the cluster file, not to wherever the tool runs.
+    security::anchor_paths(base, &mut file);
     validate(&file).map_err(invalid)?;
+    let opt_outs = security::warnings(&file);
+    file.warnings.extend(opt_outs);
     Ok(file)
 }
 
@@ -432,6 +440,7 @@ fn validate(f: &ClusterFile) -> Result<(), Problem> {
         ));
     }
     checks::check_nomad(&f.nomad)?;
+    security::check(f)?;
     check_health(f)?;
     Ok(())
 }
@@ -446,9 +455,9 @@ pub const DISK_TYPES: &[&str] = &[
 ];
 
 /// Azure's bounds on the repairs grace period (`AutomaticRepairsPolicy.gracePeriod`, Compute
-/// 2024-11-01: PT10M to PT90M), and, with TLS, room for the boot script's TLS wait (10
-/// minutes) and run-nomad's Instance Metadata wait (5 minutes): a VM still booting must not be
-/// repaired.
+/// 2024-11-01: PT10M to PT90M), and, when the VMs fetch secrets from the Key Vault at boot, room
+/// for run-nomad's wait on the vault (role assignments take minutes to propagate) and on
+/// Instance Metadata: a VM still booting must not be repaired.
 fn check_health(f: &ClusterFile) -> Result<(), Problem> {
     let minutes = f.health.repair_grace_period_minutes;
     let field = "health.repair_grace_period_minutes";
@@ -458,15 +467,17 @@ fn check_health(f: &ClusterFile) -> Result<(), Problem> {
             format!("is {minutes}: Azure allows a grace period of 10 to 90 minutes"),
         ));
     }
-    let floor = 5 + (crate::custom_data::TLS_WAIT_SECS + RUN_NOMAD_IMDS_WAIT_SECS).div_ceil(60);
-    if f.nomad.tls.is_some() && minutes < floor {
+    let vault_wait = crate::custom_data::KEY_VAULT_WAIT_SECS;
+    let floor = 5 + (vault_wait + RUN_NOMAD_IMDS_WAIT_SECS).div_ceil(60);
+    let fetches = f.nomad.tls.enabled || f.nomad.gossip_encryption;
+    if fetches && minutes < floor {
         return Err(bad(
             field,
             format!(
-                "is {minutes}: with [nomad.tls] a booting VM may wait {} minutes for its TLS \
-                 files and run-nomad {} for Instance Metadata; give at least {floor}, or a VM \
-                 still booting is repaired",
-                crate::custom_data::TLS_WAIT_SECS / 60,
+                "is {minutes}: a booting VM may wait {} minutes for the Key Vault (its role \
+                 assignments propagate) and run-nomad {} for Instance Metadata; give at least \
+                 {floor}, or a VM still booting is repaired",
+                vault_wait / 60,
                 RUN_NOMAD_IMDS_WAIT_SECS / 60
             ),
         ));
@@ -476,39 +487,6 @@ fn check_health(f: &ClusterFile) -> Result<(), Problem> {
 
 /// run-nomad's default `--imds-timeout` (seconds).
 pub const RUN_NOMAD_IMDS_WAIT_SECS: u32 = 300;
-
-/// Reads and checks the gossip key file: standard base64 of exactly 32 bytes, as Nomad's
-/// `server.encrypt` requires. The key itself never appears in the error.
-pub fn read_gossip_key(
-    config_path: &Path,
-    file: &Path,
-) -> Result<crate::auth::Secret, ConfigError> {
-    let err = |problem: String| ConfigError::GossipKey {
-        path: config_path.to_path_buf(),
-        file: file.to_path_buf(),
-        problem,
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
-    let key = text.trim();
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map_err(|_| {
-            err("is not standard base64 (generate one with `nomad operator gossip keyring generate`)"
-                .to_string())
-        })?;
-    if decoded.len() != 32 {
-        return Err(err(format!(
-            "decodes to {} bytes; Nomad's gossip key is 32 bytes",
-            decoded.len()
-        )));
-    }
-    // Checked so the key can sit inside a quoted here-document in custom data (see
-    // custom_data): standard base64 has only these characters.
-    debug_assert!(key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')));
-    Ok(crate::auth::Secret::new(key.to_string()))
-}
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -736,6 +714,8 @@ subnet_address = "10.0.1.0/24"
             minimal()
         ));
         assert!(text.contains("`nomad.tls.ca_file`"), "{text}");
+        let text = problem(&format!("{}\n[nomad.tls]\nenable = true\n", minimal()));
+        assert!(text.contains("enable"), "{text}");
     }
 
     #[test]
@@ -762,7 +742,8 @@ subnet_address = "10.0.1.0/24"
         let f = parse(
             Path::new("/srv/clusters/prod.toml"),
             &format!(
-                "{}\n[nomad]\ngossip_key_file = \"secrets/gossip.key\"\n",
+                "{}\n[nomad]\ngossip_key_file = \"secrets/gossip.key\"\n\
+                 [nomad.tls]\nca_cert_file = \"pki/ca.pem\"\nca_key_file = \"/etc/pki/ca-key.pem\"\n",
                 minimal()
             ),
         )
@@ -770,6 +751,14 @@ subnet_address = "10.0.1.0/24"
         assert_eq!(
             f.nomad.gossip_key_file.unwrap(),
             PathBuf::from("/srv/clusters/secrets/gossip.key")
+        );
+        assert_eq!(
+            f.nomad.tls.ca_cert_file.unwrap(),
+            PathBuf::from("/srv/clusters/pki/ca.pem")
+        );
+        assert_eq!(
+            f.nomad.tls.ca_key_file.unwrap(),
+            PathBuf::from("/etc/pki/ca-key.pem")
         );
     }
 
@@ -799,14 +788,21 @@ subnet_address = "10.0.1.0/24"
             );
             assert!(text.contains("10 to 90"), "{text}");
         }
-        let tls = "[nomad.tls]\nca_file = \"/t/ca\"\ncert_file = \"/t/c\"\nkey_file = \"/t/k\"\n";
-        let text = problem(&minimal_with(&format!(
-            "[health]\nrepair_grace_period_minutes = 15\n{tls}"
-        )));
+        // The VMs fetch their secrets at boot: the grace period covers the vault's wait.
+        let text = problem(&minimal_with(
+            "[health]\nrepair_grace_period_minutes = 15\n",
+        ));
         assert!(text.contains("at least 20"), "{text}");
-        assert!(load_text(&minimal_with(&format!(
-            "[health]\nrepair_grace_period_minutes = 20\n{tls}"
-        )))
+        assert!(text.contains("Key Vault"), "{text}");
+        assert!(load_text(&minimal_with(
+            "[health]\nrepair_grace_period_minutes = 20\n"
+        ))
+        .is_ok());
+        // Without anything to fetch, Azure's floor is the only one.
+        assert!(load_text(&minimal_with(
+            "[health]\nrepair_grace_period_minutes = 15\n\
+             [nomad]\ngossip_encryption = false\n[nomad.tls]\nenabled = false\n"
+        ))
         .is_ok());
     }
 }

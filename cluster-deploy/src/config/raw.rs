@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Egress, NomadOptions};
+use super::{Egress, KeyVaultOptions, NomadOptions};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,8 @@ pub(super) struct RawClusterFile {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub nomad: NomadOptions,
+    #[serde(default)]
+    pub key_vault: KeyVaultOptions,
     #[serde(default)]
     pub health: RawHealth,
     /// `[[client_pool]]` tables.

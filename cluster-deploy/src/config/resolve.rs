@@ -106,6 +106,7 @@ pub(super) fn resolve(base: &Path, raw: RawClusterFile) -> Result<ClusterFile, P
         nat_gateway_sku,
         tags: raw.tags,
         nomad: raw.nomad,
+        key_vault: raw.key_vault,
         health,
         custom_data,
         warnings,

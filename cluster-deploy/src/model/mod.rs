@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 mod rules;
+mod security;
 mod summary;
 
+pub use security::{GossipSource, KeyVault, Security, TlsSource};
 pub use summary::ResourceSummary;
 
 use crate::config::{
-    BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot, TlsFiles,
+    BootCommands, ClusterFile, Egress, HealthOptions, ImageKind, NatGatewaySku, Spot,
 };
 
 /// The tag every resource carries, with the cluster name as its value. `destroy` deletes only
@@ -239,15 +241,14 @@ pub struct Health {
     pub grace_period: String,
 }
 
-/// The values run-nomad is given; rendered by [`crate::custom_data`].
+/// The values run-nomad is given; rendered by [`crate::custom_data`] (TLS, gossip and the
+/// vault come from [`Cluster::security`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NomadSettings {
     pub run_nomad: String,
     pub datacenter: Option<String>,
     pub region: Option<String>,
-    pub gossip: bool,
     pub acl: bool,
-    pub tls: Option<TlsFiles>,
 }
 
 /// The whole cluster.
@@ -283,6 +284,7 @@ pub struct Cluster {
     pub serf_port: u16,
     pub ssh_port: u16,
     pub nomad: NomadSettings,
+    pub security: Security,
 }
 
 impl Cluster {
@@ -309,7 +311,8 @@ impl Cluster {
             },
         });
         let lb = f.associate_public_ip_address_load_balancer;
-        let tls = f.nomad.tls.is_some();
+        let security = Security::from_file(f);
+        let tls = security.tls();
         let load_balancer = lb.then(|| LoadBalancer {
             name: names.load_balancer.clone(),
             public_ip: names.lb_ip.clone(),
@@ -395,11 +398,18 @@ impl Cluster {
                 run_nomad: f.nomad.run_nomad.clone(),
                 datacenter: f.nomad.datacenter.clone(),
                 region: f.nomad.region.clone(),
-                gossip: f.nomad.gossip_key_file.is_some(),
                 acl: f.nomad.acl,
-                tls: f.nomad.tls.clone(),
             },
+            security,
         }
+    }
+
+    /// The DNS name of the load balancer's address, when it has a label (Azure's
+    /// `<label>.<region>.cloudapp.azure.com`): a name on the servers' certificate, so a client
+    /// may connect by it.
+    pub fn load_balancer_fqdn(&self) -> Option<String> {
+        let label = self.load_balancer.as_ref()?.domain_name_label.as_ref()?;
+        Some(format!("{label}.{}.cloudapp.azure.com", self.location))
     }
 
     /// Every scale set: the servers first, then each client pool. The one iterator for

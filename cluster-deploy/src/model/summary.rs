@@ -145,6 +145,46 @@ impl Cluster {
             }
             add("load balancer", &lb.name, details);
         }
+        if let Some(kv) = &self.security.key_vault {
+            let items: Vec<&str> = self
+                .security
+                .items()
+                .iter()
+                .map(|i| i.vault_name())
+                .collect();
+            add(
+                "Key Vault",
+                &kv.name,
+                vec![
+                    format!(
+                        "RBAC authorization, soft delete ({} days), purge protection {}",
+                        kv.retention_days,
+                        if kv.purge_protection { "on" } else { "off" }
+                    ),
+                    if kv.open {
+                        "firewall off (0.0.0.0/0): RBAC alone guards it".to_string()
+                    } else {
+                        format!(
+                            "firewall: only {} and the cluster's subnet (service endpoint \
+                             Microsoft.KeyVault); no trusted-service bypass",
+                            if kv.allowed_cidrs.is_empty() {
+                                "nobody else".to_string()
+                            } else {
+                                kv.allowed_cidrs.join(", ")
+                            }
+                        )
+                    },
+                    format!("keeps {}", items.join(", ")),
+                    "secrets uploaded by apply through the data plane; none in the template"
+                        .to_string(),
+                ],
+            );
+            add(
+                "role assignment",
+                "Key Vault Secrets Officer for the operator",
+                vec!["on the vault, for whoever runs apply (uploads, rotation, env)".into()],
+            );
+        }
         for set in self.scale_sets() {
             let mut details = vec![
                 format!(
@@ -225,6 +265,19 @@ impl Cluster {
                 &format!("Reader for {}", set.name),
                 vec!["on the resource group, so the identity can do cloud auto-join".into()],
             );
+            let reads: Vec<&str> = self
+                .security
+                .items_for(set.role)
+                .iter()
+                .map(|i| i.vault_name())
+                .collect();
+            if !reads.is_empty() {
+                add(
+                    "role assignments",
+                    &format!("Key Vault Secrets User for {}", set.name),
+                    vec![format!("one per secret, on {} only", reads.join(", "))],
+                );
+            }
         }
         out
     }

@@ -1,12 +1,17 @@
-//! The cluster's secrets (issue 10, groundwork): what cluster-deploy generates and keeps in the
-//! cluster's Key Vault, and checks when it reads it back.
+//! The cluster's secrets (issue 10): what cluster-deploy generates and keeps in the cluster's
+//! Key Vault, checks when it reads it back, and uploads.
 //!
 //! - [`pki`]: the TLS CA and the server, client and CLI certificates Nomad's TLS guide
 //!   prescribes (rcgen on ring).
 //! - [`material`]: the gossip key, the ACL bootstrap token, and all of it as the Key Vault items
-//!   of [`support::cluster_secrets::SecretItem`] (upload with [`support::keyvault`]).
-//!
-//! Not wired yet: the cluster file, template, custom data and commands do not use this module.
+//!   of [`support::cluster_secrets::SecretItem`].
+//! - [`reconcile`]: what the vault must hold after a run (keep, make, converge, rotate), pure.
+//! - [`vault`]: the vault's data plane: tokens, reading the items, uploading new versions.
+//! - [`local`]: the operator's copies for the Nomad CLI (`cluster-deploy env`), 0600 under the
+//!   user's configuration directory.
 
+pub mod local;
 pub mod material;
 pub mod pki;
+pub mod reconcile;
+pub mod vault;

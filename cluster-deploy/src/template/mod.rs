@@ -27,14 +27,18 @@
 //!   health states, `typeHandlerVersion` 1.0: HTTP 200 is healthy), probing Nomad on the HTTP
 //!   port over `https` when Nomad serves TLS, and has automatic repairs with a grace period
 //!   that covers boot.
+//! - The cluster's Key Vault and its role assignments ([`key_vault`]). No secret is in the
+//!   template, its parameters or custom data: the secrets go to the vault through its data
+//!   plane, and custom data only names the vault.
 
 use serde_json::{json, Map, Value};
 
+pub mod key_vault;
 mod network;
 mod scale_set;
 
-use crate::custom_data::{self, Script};
-use crate::model::{Cluster, Role};
+use crate::custom_data;
+use crate::model::Cluster;
 
 pub const SCHEMA: &str =
     "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
@@ -42,12 +46,14 @@ pub const COMPUTE_API: &str = "2024-11-01";
 pub const NETWORK_API: &str = "2025-07-01";
 pub const AUTHORIZATION_API: &str = "2022-04-01";
 pub const RESOURCES_API: &str = "2025-04-01";
+/// Microsoft.KeyVault management (keyvault.json 2025-05-01).
+pub const KEY_VAULT_API: &str = "2025-05-01";
 
 /// Azure's built-in Reader role (REFERENCE.md).
 pub const READER_ROLE_ID: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
-/// The securestring parameter that carries the gossip key into the deployment.
-pub const GOSSIP_KEY_PARAMETER: &str = "gossipKey";
+/// The string parameter naming the principal that uploads the secrets (not a secret).
+pub const OPERATOR_PARAMETER: &str = "operatorObjectId";
 
 /// The bool parameter that says whether the NSG is to be created with its rules (true, the
 /// default) or already exists, its rules then deployed one by one (false).
@@ -107,7 +113,7 @@ fn id_expression(kind: &str, names: &[&str]) -> String {
 pub fn render(cluster: &Cluster) -> Value {
     let n = &cluster.names;
     let mut resources = Vec::new();
-    let mut variables = Map::new();
+    let variables = Map::new();
     let mut parameters = Map::new();
 
     parameters.insert(
@@ -121,37 +127,23 @@ pub fn render(cluster: &Cluster) -> Value {
         }),
     );
     resources.extend(network::resources(cluster));
+    if cluster.security.key_vault.is_some() {
+        parameters.insert(
+            OPERATOR_PARAMETER.to_string(),
+            key_vault::operator_parameter(),
+        );
+    }
+    resources.extend(key_vault::resources(cluster));
 
     for set in cluster.scale_sets() {
-        let custom_data = match custom_data::script(cluster, set) {
-            Script::Plain(text) => custom_data::encode(&text),
-            Script::AroundKey { head, tail } => {
-                let (head_var, tail_var) = match set.role {
-                    Role::Server => ("serverCustomDataHead", "serverCustomDataTail"),
-                    Role::Client => unreachable!("only servers get the gossip key"),
-                };
-                variables.insert(head_var.to_string(), json!(head));
-                variables.insert(tail_var.to_string(), json!(tail));
-                parameters.insert(
-                    GOSSIP_KEY_PARAMETER.to_string(),
-                    json!({
-                        "type": "securestring",
-                        "minLength": custom_data::GOSSIP_KEY_LEN,
-                        "maxLength": custom_data::GOSSIP_KEY_LEN,
-                        "metadata": {
-                            "description": "Nomad's gossip encryption key (base64 of 32 bytes). Given at deployment time, never stored in the template."
-                        },
-                    }),
-                );
-                format!(
-                    "[base64(concat(variables('{head_var}'), parameters('{GOSSIP_KEY_PARAMETER}'), variables('{tail_var}')))]"
-                )
-            }
-        };
+        let custom_data = custom_data::encode(&custom_data::script(cluster, set));
         resources.push(scale_set::scale_set(cluster, set, custom_data));
     }
     for set in cluster.scale_sets() {
         resources.push(scale_set::reader_assignment(cluster, set));
+    }
+    for set in cluster.scale_sets() {
+        resources.extend(key_vault::secret_assignments(cluster, set));
     }
 
     let mut outputs = Map::new();
@@ -179,6 +171,12 @@ pub fn render(cluster: &Cluster) -> Value {
             "value": resource_id("Microsoft.Network/networkSecurityGroups", &[&n.nsg]),
         }),
     );
+    if let Some(kv) = &cluster.security.key_vault {
+        outputs.insert(
+            "keyVaultName".into(),
+            json!({ "type": "string", "value": kv.name }),
+        );
+    }
     if let Some(lb) = &cluster.load_balancer {
         outputs.insert(
             "loadBalancerAddress".into(),
@@ -209,16 +207,13 @@ pub fn render(cluster: &Cluster) -> Value {
     Value::Object(template)
 }
 
-/// The deployment parameters: the gossip key when the cluster has one. This value goes only to
-/// ARM (in the request body), never to a file or a log. `createNetworkSecurityGroup` keeps its
-/// default (true) unless [`with_existing_nsg`] says otherwise.
-pub fn parameters(gossip_key: Option<&crate::auth::Secret>) -> Value {
+/// The deployment parameters: the operator's object id when the cluster has a vault (an id,
+/// not a secret). `createNetworkSecurityGroup` keeps its default (true) unless
+/// [`with_existing_nsg`] says otherwise.
+pub fn parameters(cluster: &Cluster, operator_object_id: Option<&str>) -> Value {
     let mut p = Map::new();
-    if let Some(key) = gossip_key {
-        p.insert(
-            GOSSIP_KEY_PARAMETER.into(),
-            json!({ "value": key.expose() }),
-        );
+    if let (Some(_), Some(id)) = (&cluster.security.key_vault, operator_object_id) {
+        p.insert(OPERATOR_PARAMETER.into(), json!({ "value": id }));
     }
     Value::Object(p)
 }
@@ -272,34 +267,21 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn without_gossip_there_is_no_key_parameter_and_custom_data_is_literal() {
+    fn no_secret_parameter_and_custom_data_is_literal() {
         let template = render(&example());
         let names: Vec<&String> = template["parameters"].as_object().unwrap().keys().collect();
-        assert_eq!(names, [CREATE_NSG_PARAMETER]);
-        let set = resources_of(&template, "Microsoft.Compute/virtualMachineScaleSets")[0];
-        let data = set["properties"]["virtualMachineProfile"]["osProfile"]["customData"]
-            .as_str()
-            .unwrap();
-        assert!(!data.starts_with('['));
-    }
-
-    #[test]
-    fn with_gossip_custom_data_is_joined_at_deployment_time() {
-        let mut cluster = example();
-        cluster.nomad.gossip = true;
-        let template = render(&cluster);
-        assert_eq!(
-            template["parameters"][GOSSIP_KEY_PARAMETER]["type"],
-            "securestring"
-        );
-        let sets = resources_of(&template, "Microsoft.Compute/virtualMachineScaleSets");
-        let server = sets[0]["properties"]["virtualMachineProfile"]["osProfile"]["customData"]
-            .as_str()
-            .unwrap();
-        assert_eq!(
-            server,
-            "[base64(concat(variables('serverCustomDataHead'), parameters('gossipKey'), variables('serverCustomDataTail')))]"
-        );
-        assert!(template["variables"]["serverCustomDataHead"].is_string());
+        assert_eq!(names, [CREATE_NSG_PARAMETER, OPERATOR_PARAMETER]);
+        assert!(template["parameters"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|p| p["type"] != "securestring" && p["type"] != "secureObject"));
+        assert_eq!(template["variables"], json!({}));
+        for set in resources_of(&template, "Microsoft.Compute/virtualMachineScaleSets") {
+            let data = set["properties"]["virtualMachineProfile"]["osProfile"]["customData"]
+                .as_str()
+                .unwrap();
+            assert!(!data.starts_with('['), "no expression assembles it");
+        }
     }
 }

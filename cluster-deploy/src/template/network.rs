@@ -73,6 +73,11 @@ pub(super) fn resources(cluster: &Cluster) -> Vec<Value> {
             // Explicitly private: egress is the NAT gateway or the outbound rule.
             "defaultOutboundAccess": false,
         });
+        if cluster.security.key_vault.is_some() {
+            // The VMs reach the cluster's Key Vault through this endpoint: the vault's
+            // firewall admits the subnet by a virtual network rule (see `key_vault`).
+            subnet_properties["serviceEndpoints"] = json!([{ "service": "Microsoft.KeyVault" }]);
+        }
         let mut depends = vec![resource_id("Microsoft.Network/virtualNetworks", &[&n.vnet])];
         if cluster.nat_gateway.is_some() {
             let id = resource_id("Microsoft.Network/natGateways", &[&n.nat_gateway]);
@@ -387,7 +392,7 @@ mod tests {
         assert!(second.contains(&json!(
             "[resourceId('Microsoft.Network/networkSecurityGroups/securityRules', 'nomad-test-nsg', 'nomad-http')]"
         )));
-        let p = with_existing_nsg(parameters(None), true);
+        let p = with_existing_nsg(parameters(&example(), None), true);
         assert_eq!(p[CREATE_NSG_PARAMETER]["value"], false);
     }
 

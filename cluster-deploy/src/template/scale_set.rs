@@ -263,20 +263,20 @@ mod tests {
             assert_eq!(ext["publisher"], "Microsoft.ManagedServices");
             assert_eq!(ext["type"], "ApplicationHealthLinux");
             assert_eq!(ext["typeHandlerVersion"], "1.0");
-            assert_eq!(ext["settings"]["protocol"], "http");
+            assert_eq!(ext["settings"]["protocol"], "https", "TLS is on by default");
             assert_eq!(ext["settings"]["port"], 4646);
             assert_eq!(ext["settings"]["requestPath"], path, "{name}");
         }
-        // With TLS the probe speaks https; repairs can be switched off.
+        // Without TLS the probe speaks http; repairs can be switched off.
         let template = render(&example_with(
-            "[nomad.tls]\nca_file = \"/t/ca.pem\"\ncert_file = \"/t/c.pem\"\nkey_file = \"/t/k.pem\"\n\
+            "[nomad.tls]\nenabled = false\n\
              [health]\nautomatic_repairs = false\nrepair_grace_period_minutes = 45\n",
         ));
         let set = scale_set_named(&template, "nomad-test-clients");
         assert_eq!(
             set["properties"]["virtualMachineProfile"]["extensionProfile"]["extensions"][0]
                 ["properties"]["settings"]["protocol"],
-            "https"
+            "http"
         );
         let repairs = &set["properties"]["automaticRepairsPolicy"];
         assert_eq!(repairs["enabled"], false);
@@ -313,9 +313,12 @@ mod tests {
             template["outputs"]["clientScaleSets"]["value"],
             json!(["nomad-test-batch", "nomad-test-web"])
         );
-        // Both pools have a Reader assignment of their own.
+        // Both pools have a Reader assignment of their own (on the group: no `scope`).
         assert_eq!(
-            resources_of(&template, "Microsoft.Authorization/roleAssignments").len(),
+            resources_of(&template, "Microsoft.Authorization/roleAssignments")
+                .into_iter()
+                .filter(|r| r.get("scope").is_none())
+                .count(),
             3
         );
     }

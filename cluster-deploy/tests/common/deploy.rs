@@ -1,10 +1,14 @@
 //! The binary against the ARM and token doubles on 127.0.0.1, for tests that deploy: a
-//! cluster file in a temporary directory, the command with client-secret credentials and
-//! short waits, and every output searched for the secrets.
+//! cluster file in a temporary directory (with an own CA, see [`super::secure`]), the Key
+//! Vault and Nomad doubles beside them, the command with client-secret credentials and short
+//! waits, and every output searched for the secrets (the credential, the token, and every value
+//! the vault holds).
 
 use std::path::PathBuf;
 
 use support::doubles::arm::{ArmDouble, LoginDouble};
+
+use super::secure::{with_own_ca, Stack};
 
 pub const CLIENT_ID: &str = "00000000-0000-0000-0000-00000000c1d0";
 pub const CLIENT_SECRET: &str = "client-secret-never-printed~2";
@@ -14,6 +18,7 @@ pub struct Deploy {
     pub login: LoginDouble,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    pub stack: Stack,
 }
 
 pub struct Run {
@@ -29,12 +34,14 @@ impl Deploy {
         let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, arm.token());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, with_own_ca(dir.path(), text)).unwrap();
+        let stack = Stack::start(&arm, &config);
         Self {
             arm,
             login,
             dir,
             config,
+            stack,
         }
     }
 
@@ -60,7 +67,9 @@ impl Deploy {
             .args(["--imds-endpoint", "http://127.0.0.1:9"])
             .args(["--az-program", "/nonexistent/az"])
             .args(["--poll-interval-ms", "5", "--retry-delay-ms", "5"])
-            .args(["--principal-retry-ms", "5"]);
+            .args(["--principal-retry-ms", "5"])
+            .args(self.stack.args(args))
+            .env("XDG_CONFIG_HOME", self.stack.config_home.path());
         let output = cmd.output().unwrap();
         let run = Run {
             code: output.status.code().unwrap_or(-1),
@@ -70,6 +79,8 @@ impl Deploy {
         for secret in [CLIENT_SECRET.to_string(), self.arm.token()] {
             assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
         }
+        self.stack.assert_no_secret("stdout", &run.stdout);
+        self.stack.assert_no_secret("stderr", &run.stderr);
         run
     }
 

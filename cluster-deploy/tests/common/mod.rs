@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod secure;
 
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,7 @@ import sys
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
@@ -25,6 +26,7 @@ SKUS = "2021-07-01"
 NETWORK = "2025-07-01"
 VMSS_NETWORK = "2017-03-30"
 AUTHORIZATION = "2022-04-01"
+KEYVAULT = "2025-05-01"
 
 
 class StaticBearer(SansIOHTTPPolicy):
@@ -60,6 +62,7 @@ def main():
     compute = ComputeManagementClient(cred, subscription, **common)
     network = NetworkManagementClient(cred, subscription, **common)
     auth = AuthorizationManagementClient(cred, subscription, api_version=AUTHORIZATION, **common)
+    keyvault = KeyVaultManagementClient(cred, subscription, api_version=KEYVAULT, **common)
 
     rg = resources.resource_groups.create_or_update(group, {"location": "westeurope", "tags": {"nomad-cluster": "sdk"}})
     check(rg.name == group and rg.properties.provisioning_state == "Succeeded", "ResourceGroups_CreateOrUpdate")
@@ -143,6 +146,13 @@ def main():
         if r.type == "Microsoft.Compute/virtualMachineScaleSets":
             compute.virtual_machine_scale_sets.begin_delete(group, r.name, api_version=COMPUTE).result()
     check(True, "VirtualMachineScaleSets_Delete (202, polled)")
+    # The vault before the network: its firewall rule names the subnet.
+    for r in [r for r in listed if r.type == "Microsoft.KeyVault/vaults"]:
+        vault = keyvault.vaults.get(group, r.name)
+        check(vault.properties.enable_rbac_authorization and vault.properties.network_acls.default_action == "Deny",
+              "Vaults_Get (the template's vault: RBAC, a firewall)")
+        keyvault.vaults.delete(group, r.name)
+        check(keyvault.vaults.get_deleted(r.name, vault.location).name == r.name, "Vaults_Delete (soft delete)")
     deletes = [
         ("Microsoft.Network/loadBalancers", network.load_balancers.begin_delete),
         ("Microsoft.Network/virtualNetworks", network.virtual_networks.begin_delete),
@@ -159,7 +169,8 @@ def main():
                 if "InUseResourceCannotBeDeleted" not in str(e):
                     raise
         check(True, kind.split("/")[1] + "_Delete (202 + Location, polled)")
-    check(not list(resources.resources.list_by_resource_group(group)), "everything deleted")
+    left = [r.id for r in resources.resources.list_by_resource_group(group)]
+    check(not left, "everything deleted (left: %s)" % left)
     resources.resource_groups.begin_delete(group).result()
     check(True, "ResourceGroups_Delete")
 

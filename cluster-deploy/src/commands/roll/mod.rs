@@ -181,7 +181,7 @@ pub(super) fn roll(
     let options = RollOptions::from_args(args)?;
     let cluster = &loaded.cluster;
     let arm = connect_required(&cli.azure, env)?;
-    let settings = super::status::nomad_settings(&arm, cluster, &args.nomad, |name| {
+    let settings = super::status::nomad_settings(&arm, cluster, env, &args.nomad, |name| {
         hooks.nomad_var(name)
     })?
     .context(

@@ -130,6 +130,8 @@ impl Context<'_> {
                         Some(Value::Bool(b)) => Ok(json!(!b)),
                         _ => Err("The template function 'not' expects a boolean argument.".into()),
                     },
+                    // ARM's string functions ("Template functions - string").
+                    "tolower" => Ok(json!(text(0)?.to_lowercase())),
                     "base64" => {
                         use base64::Engine;
                         Ok(json!(base64::engine::general_purpose::STANDARD.encode(text(0)?)))
