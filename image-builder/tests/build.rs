@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use support::doubles::arm::LoginDouble;
-use support::doubles::images::{ImageDouble, ImageFault};
+use support::doubles::arm::{ArmDouble, Fault, FaultKind, LoginDouble};
 use support::doubles::imds::{self, ImdsDouble};
 
 const SUB: &str = "11111111-2222-3333-4444-555555555555";
@@ -59,12 +58,13 @@ EOT"#,
 }
 
 /// The Azure endpoints image-builder itself calls, as loopback doubles: IMDS (the managed
-/// identity's token and its VM's subscription), ARM's image reads, and the Microsoft identity
-/// platform's token endpoint (for `CLIENT_ID` with `CLIENT_SECRET`). All hand out, or accept,
-/// the same token.
+/// identity's token and its VM's subscription), ARM (the image reads, matched against
+/// Microsoft's REST specs, every request checked when the double drops), and the Microsoft
+/// identity platform's token endpoint (for `CLIENT_ID` with `CLIENT_SECRET`). All hand out, or
+/// accept, the same token.
 struct AzureDoubles {
     imds: ImdsDouble,
-    arm: ImageDouble,
+    arm: ArmDouble,
     login: LoginDouble,
 }
 
@@ -75,21 +75,15 @@ impl AzureDoubles {
     /// The images `azure_success_body` reports, as Azure would hold them after the build.
     fn add_recorded_images(&self) {
         self.arm
-            .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
-        self.arm.add_gallery_image_version(
-            GALLERY_SUB,
-            "nomad-images",
-            "nomad_gallery",
-            "nomad",
-            "1.10.5",
-            "westeurope",
-            "Succeeded",
-        );
+            .add_image(&managed_image_id(), "westeurope", "Succeeded");
+        self.arm
+            .add_image(&gallery_version_id(), "westeurope", "Succeeded");
     }
 
     fn start() -> Self {
         let imds = ImdsDouble::start(imds::fixture("instance.json"));
-        let arm = ImageDouble::start(&imds_token());
+        let arm = ArmDouble::start();
+        arm.set_token(&imds_token());
         let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, imds_token());
         Self { imds, arm, login }
     }
@@ -256,6 +250,17 @@ fn an_azure_build_is_recorded_then_skipped_then_forced() {
             (managed_image_id(), "2024-11-01".to_string(), bearer),
         ]
     );
+    // Each is the operation of Microsoft's spec it is meant to be.
+    assert_eq!(
+        azure.arm.operations_used(),
+        [
+            (
+                "GalleryImageVersions_Get".to_string(),
+                "2024-03-03".to_string()
+            ),
+            ("Images_Get".to_string(), "2024-11-01".to_string()),
+        ]
+    );
 
     // --force builds again and asks Packer to replace the existing image.
     let forced = run(build_cmd(&azure, &spec, &packer, &state).arg("--force"));
@@ -308,7 +313,7 @@ fn client_secret_builds_keep_the_secret_out_of_files_logs_and_command_lines() {
     // login for ARM, and the token it gave.
     azure
         .arm
-        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+        .add_image(&managed_image_id(), "westeurope", "Succeeded");
     let again = build();
     assert!(again.ok(), "{again:?}");
     assert!(again.stderr.contains("were built already"), "{again:?}");
@@ -552,7 +557,7 @@ fn a_recorded_image_deleted_since_is_built_again() {
     let (dir, state, packer) = recorded_gallery_build(&azure);
     azure.add_recorded_images();
     // Someone deleted the gallery version; the managed image is still there.
-    azure.arm.remove(&gallery_version_id());
+    azure.arm.remove_resource(&gallery_version_id());
     let again = run(&mut build_cmd(
         &azure,
         &fixture("specs/gallery.toml"),
@@ -578,16 +583,10 @@ fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
     let (dir, state, packer) = recorded_gallery_build(&azure);
     azure
         .arm
-        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
-    azure.arm.add_gallery_image_version(
-        GALLERY_SUB,
-        "nomad-images",
-        "nomad_gallery",
-        "nomad",
-        "1.10.5",
-        "westeurope",
-        "Failed",
-    );
+        .add_image(&managed_image_id(), "westeurope", "Succeeded");
+    azure
+        .arm
+        .add_image(&gallery_version_id(), "westeurope", "Failed");
     let out = run(&mut build_cmd(
         &azure,
         &fixture("specs/gallery.toml"),
@@ -612,10 +611,10 @@ fn arm_throttling_while_checking_is_retried() {
     let azure = AzureDoubles::start();
     let (dir, state, packer) = recorded_gallery_build(&azure);
     azure.add_recorded_images();
-    azure.arm.inject(ImageFault::Throttle {
+    azure.arm.inject(Fault::any(FaultKind::Throttle {
         retry_after_secs: 0,
-    });
-    azure.arm.inject(ImageFault::Status(503));
+    }));
+    azure.arm.inject(Fault::any(FaultKind::ServerError(503)));
     let out = run(&mut build_cmd(
         &azure,
         &fixture("specs/gallery.toml"),
@@ -735,7 +734,7 @@ fn the_cli_subscription_is_part_of_the_inputs_and_goes_to_packer() {
     std::fs::write(dir.path().join("az-subscription"), SUB).unwrap();
     azure
         .arm
-        .add_managed_image(SUB, "nomad-images", "nomad-1.10.5", "westeurope");
+        .add_image(&managed_image_id(), "westeurope", "Succeeded");
     let third = build(&["--json"]);
     assert!(third.ok(), "{third:?}");
     let report: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
@@ -888,15 +887,7 @@ EOT"#
     assert_eq!(regions, ["\"westeurope\"", "\"northeurope\""]);
 
     // Skipped while the version exists; only the gallery version is read back.
-    azure.arm.add_gallery_image_version(
-        SUB,
-        "nomad-images",
-        "nomad_gallery",
-        "nomad-arm64",
-        "1.10.5",
-        "westeurope",
-        "Succeeded",
-    );
+    azure.arm.add_image(&gallery, "westeurope", "Succeeded");
     let second = build();
     assert!(second.ok(), "{second:?}");
     let report: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();

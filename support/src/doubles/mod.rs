@@ -8,23 +8,21 @@
 //!   test generates.
 //! - [`imds`]: Azure Instance Metadata Service with scripted response sequences.
 //! - [`imds_events`]: its Scheduled Events endpoint (events, incarnations, approvals).
-//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection, and
-//!   Key Vault management (vaults, soft delete, purge).
-//! - [`images`]: the two ARM reads of images (managed image, gallery image version) that
-//!   image-builder makes before it trusts a build record.
+//! - [`arm`]: Azure Resource Manager with long-running operations and fault injection, Key
+//!   Vault management (vaults, soft delete, purge), and the two image reads (managed image,
+//!   gallery image version) image-builder makes before it trusts a build record.
 //! - [`keyvault`]: the Key Vault data plane (secrets), with RBAC, propagation and soft delete.
 //! - [`tokens`]: the JWT-shaped bearer tokens the identity doubles issue (principal and audience).
 //! - [`nomad_api`]: the parts of Nomad's HTTP API the tools read.
 //! - [`nomad_sim`]: the simulated Nomad cluster behind [`nomad_api`], driven in virtual time
 //!   and by the ARM double through [`instance_events`].
 //! - [`tls`]: test CAs and certificates, and the rustls configuration of an HTTPS double.
-//! - [`server`]: the loopback HTTP/1.1 server all four run on (requests recorded as
+//! - [`server`]: the loopback HTTP/1.1 server every double runs on (requests recorded as
 //!   [`server::RecordedRequest`]; answers, cut-short bodies and dropped connections as
 //!   [`server::Reply`]).
 
 pub mod arm;
 pub mod bins;
-pub mod images;
 pub mod imds;
 pub mod imds_events;
 pub mod instance_events;

@@ -25,6 +25,9 @@
 //!     "Microsoft.Compute/virtualMachineScaleSets", None, "BadRequest", "quota exceeded")]);
 //! arm.set_caller_permissions(support::doubles::arm::rbac::contributor());
 //! arm.set_usage("westeurope", "standardDSv5Family", 8, 10);
+//! let image = "/subscriptions/66666666-7777-8888-9999-000000000000/resourceGroups/images/providers/Microsoft.Compute/images/nomad-1.10.5";
+//! arm.add_image(image, "westeurope", "Succeeded"); // Images_Get answers 200
+//! arm.remove_resource(image); // ... and now 404 ResourceNotFound
 //! let used = arm.operations_used(); // [("Deployments_CreateOrUpdate", "2025-04-01"), ...]
 //! ```
 //!
@@ -38,6 +41,9 @@
 //!   ([`ArmDouble::set_retry_after`], default 0 seconds).
 //! - Lists page after [`ArmDouble::set_page_size`] items (default 100) with `nextLink`
 //!   (`x-ms-pageable`, `nextLinkName: nextLink`, INDEX.md fact 7).
+//! - It serves [`SUBSCRIPTION`] (404 `SubscriptionNotFound` for any other), plus the
+//!   subscription of each image added with [`ArmDouble::add_image`].
+//! - [`ArmDouble::remove_resource`] deletes a resource out of band, as an operator would.
 //!
 //! # What it models, by domain
 //!
@@ -58,13 +64,16 @@
 //! - [`rbac`]: role assignments (a `principalId` filter returns those at, above and below the
 //!   scope; RoleAssignments_Create at any scope, a vault's or a secret's included) and
 //!   Permissions_ListForResourceGroup for the caller.
+//! - [`images`]: the managed image and Compute Gallery image version reads (`Images_Get`,
+//!   `GalleryImageVersions_Get`) image-builder makes before it trusts a build record; the test
+//!   adds each image, in the provisioning state it wants, with [`ArmDouble::add_image`].
 //! - `keyvault`: Key Vault management (vaults, soft delete, recovery, purge, name
 //!   availability); [`ArmDouble::key_vault_directory`] lets the Key Vault data-plane double
 //!   ([`super::keyvault`]) serve a vault made here, with the role assignments made here.
 //!
 //! [`LoginDouble`] serves `POST /{tenant}/oauth2/v2.0/token` (client credentials).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
@@ -78,6 +87,7 @@ mod children;
 pub mod compute;
 mod deploy;
 mod expr;
+pub mod images;
 mod keyvault;
 mod login;
 pub mod lro;
@@ -258,6 +268,8 @@ pub(crate) struct State {
     polls: u32,
     retry_after: u64,
     page_size: usize,
+    /// Lower-cased subscription ids: [`SUBSCRIPTION`], and those [`images::add`] adds.
+    pub(crate) subscriptions: BTreeSet<String>,
     pub(crate) groups: BTreeMap<String, Value>,
     /// By lower-cased id.
     pub(crate) resources: BTreeMap<String, resources::Stored>,
@@ -287,6 +299,7 @@ impl State {
             polls: 1,
             retry_after: 0,
             page_size: 100,
+            subscriptions: BTreeSet::from([SUBSCRIPTION.to_ascii_lowercase()]),
             groups: BTreeMap::new(),
             resources: BTreeMap::new(),
             deployments: Vec::new(),
@@ -465,6 +478,19 @@ impl ArmDouble {
         }
         resources::materialize(&mut state, group, &id, resource);
         id
+    }
+
+    /// Adds a managed image or a Compute Gallery image version at `id` (any id `Images_Get` or
+    /// `GalleryImageVersions_Get` matches, in any subscription), answered as the spec's
+    /// examples, in `provisioning_state` (`Succeeded`, `Failed`, `Creating`...). See [`images`].
+    pub fn add_image(&self, id: &str, location: &str, provisioning_state: &str) {
+        images::add(&mut lock(&self.state), id, location, provisioning_state);
+    }
+
+    /// Deletes a resource out of band, as an operator in the portal would (a scale set takes
+    /// its instances with it, a vault goes to soft delete).
+    pub fn remove_resource(&self, id: &str) {
+        resources::remove(&mut lock(&self.state), id);
     }
 
     /// Adds a role assignment at any scope (`/subscriptions/{s}` for one above the group);
@@ -767,7 +793,7 @@ fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Reply {
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
     if segments
         .get(1)
-        .is_some_and(|s| !s.eq_ignore_ascii_case(SUBSCRIPTION))
+        .is_some_and(|s| !state.subscriptions.contains(&s.to_ascii_lowercase()))
         && segments
             .first()
             .is_some_and(|s| s.eq_ignore_ascii_case("subscriptions"))
@@ -824,6 +850,7 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
             compute::list_nics(state, call)
         }
         "Usage_List" => compute::usages(state, call),
+        "Images_Get" | "GalleryImageVersions_Get" => images::get(state, call),
         "ResourceSkus_List" => compute::skus(state, call),
         "RoleAssignments_ListForScope"
         | "RoleAssignments_ListForResourceGroup"

@@ -88,18 +88,47 @@ pub struct ExtraOperation {
 }
 
 /// The one table of operations taken from upstream rather than `shared/`.
-pub const EXTRA_OPERATIONS: &[ExtraOperation] = &[ExtraOperation {
-    // Resource SKUs: a VM size's family (the quota name Usage_List reports) and its vCPUs
-    // (capability `vCPUs`), plus `restrictions` (SkuNotAvailable in a location or zone).
-    // `$filter` "Only **location** filter is supported currently."; pageable nextLink.
-    provider: "Microsoft.Compute",
-    operation_id: "ResourceSkus_List",
-    method: "GET",
-    path: "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus",
-    api_versions: &["2021-07-01"],
-    file: "specification/compute/resource-manager/Microsoft.Compute/Skus/stable/2021-07-01/skus.json @ 3e2e7cb59d6cfaa39716d4319d2d9683a2269748",
-    next_link_name: Some("nextLink"),
-}];
+pub const EXTRA_OPERATIONS: &[ExtraOperation] = &[
+    ExtraOperation {
+        // Resource SKUs: a VM size's family (the quota name Usage_List reports) and its vCPUs
+        // (capability `vCPUs`), plus `restrictions` (SkuNotAvailable in a location or zone).
+        // `$filter` "Only **location** filter is supported currently."; pageable nextLink.
+        provider: "Microsoft.Compute",
+        operation_id: "ResourceSkus_List",
+        method: "GET",
+        path: "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus",
+        api_versions: &["2021-07-01"],
+        file: "specification/compute/resource-manager/Microsoft.Compute/Skus/stable/2021-07-01/skus.json @ 3e2e7cb59d6cfaa39716d4319d2d9683a2269748",
+        next_link_name: Some("nextLink"),
+    },
+    ExtraOperation {
+        // A managed image (image-builder's azure-arm output). api-version: common-types v1
+        // `ApiVersionParameter`, i.e. the file's info.version; not long-running, not pageable;
+        // optional `$expand`. Example: `examples/imageExamples/Image_Get.json` @
+        // 91785a4af396a66765626bfd99889ff3d8eb0ab5.
+        provider: "Microsoft.Compute",
+        operation_id: "Images_Get",
+        method: "GET",
+        path: "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/images/{imageName}",
+        api_versions: &["2024-11-01"],
+        file: "specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-11-01/image.json @ 720adf860b6bc31f3be6964393e59b16e722da68",
+        next_link_name: None,
+    },
+    ExtraOperation {
+        // A Compute Gallery image version (image-builder's shared_image_gallery_destination).
+        // api-version: common-types resource-management v3 `ApiVersionParameter` (info.version
+        // 2024-03-03); not long-running, not pageable; `$expand` enum `ReplicationStatus`,
+        // `UefiSettings`. Example: `examples/galleryExamples/GalleryImageVersion_Get.json` @
+        // 752a096a35fcea4eb34f8e4dcb0b2d5ce3f08e36.
+        provider: "Microsoft.Compute",
+        operation_id: "GalleryImageVersions_Get",
+        method: "GET",
+        path: "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/galleries/{galleryName}/images/{galleryImageName}/versions/{galleryImageVersionName}",
+        api_versions: &["2024-03-03"],
+        file: "specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2024-03-03/GalleryRP.json @ f5ec61419fff5b65e7a5f6a38782172d07b14ec4",
+        next_link_name: None,
+    },
+];
 
 /// Every operation, with the lookups matching needs.
 pub struct Table {
@@ -563,6 +592,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(usage.operation.operation_id, "Usage_List");
+        // The two image reads, each at its own file's api-version only.
+        let image = format!("{RG}/providers/Microsoft.Compute/images/nomad");
+        let m = resolve("GET", &image, "2024-11-01").unwrap();
+        assert_eq!(m.operation.operation_id, "Images_Get");
+        assert_eq!(m.param("imageName"), "nomad");
+        assert_eq!(
+            resolve("GET", &image, "2024-03-03").unwrap_err().code,
+            "NoRegisteredProviderFound"
+        );
+        let version =
+            format!("{RG}/providers/Microsoft.Compute/galleries/g/images/nomad/versions/1.0.0");
+        let m = resolve("GET", &version, "2024-03-03").unwrap();
+        assert_eq!(m.operation.operation_id, "GalleryImageVersions_Get");
+        assert_eq!(m.param("galleryImageVersionName"), "1.0.0");
+        assert!(resolve("GET", &version, "2024-11-01").is_err());
         assert_eq!(
             resolve("PATCH", &format!("{RG}/resources"), "2025-04-01")
                 .unwrap_err()
