@@ -48,11 +48,7 @@ pub(super) fn nomad_settings(
         None => match &cluster.load_balancer {
             Some(lb) => public_ip_address(arm, cluster, &lb.public_ip)?.map(|ip| {
                 (
-                    format!(
-                        "{}://{ip}:{}",
-                        cluster.security.scheme(),
-                        cluster.http_port
-                    ),
+                    format!("{}://{ip}:{}", cluster.security.scheme(), cluster.http_port),
                     "the load balancer's address",
                 )
             }),
