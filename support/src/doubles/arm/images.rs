@@ -112,15 +112,9 @@ pub(super) fn add(state: &mut State, id: &str, location: &str, provisioning_stat
         .entry(group.to_ascii_lowercase())
         .or_insert_with(|| resources::group_value(&group, location, &Value::Null));
     let value = answer(&matched, id, location, provisioning_state);
-    state.resources.insert(
-        id.to_ascii_lowercase(),
-        Stored {
-            value,
-            group,
-            custom_data: None,
-            scale_set: None,
-        },
-    );
+    state
+        .resources
+        .insert(id.to_ascii_lowercase(), Stored::plain(value, group));
 }
 
 /// Images_Get and GalleryImageVersions_Get: the stored image, or ARM's 404.

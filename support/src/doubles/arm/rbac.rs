@@ -134,15 +134,9 @@ pub(crate) fn add(
             "principalType": "ServicePrincipal",
         },
     });
-    state.resources.insert(
-        id.to_ascii_lowercase(),
-        Stored {
-            value,
-            group,
-            custom_data: None,
-            scale_set: None,
-        },
-    );
+    state
+        .resources
+        .insert(id.to_ascii_lowercase(), Stored::plain(value, group));
     id
 }
 

@@ -30,6 +30,18 @@ pub(crate) struct Stored {
     pub(crate) scale_set: Option<compute::ScaleSetState>,
 }
 
+impl Stored {
+    /// A resource with no custom data and no instances (a role assignment, an image).
+    pub(crate) fn plain(value: Value, group: String) -> Self {
+        Self {
+            value,
+            group,
+            custom_data: None,
+            scale_set: None,
+        }
+    }
+}
+
 pub(crate) fn group_value(name: &str, location: &str, tags: &Value) -> Value {
     json!({
         "id": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"),
