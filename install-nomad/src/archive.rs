@@ -97,6 +97,21 @@ pub fn extract_zip_file(
     let file = File::open(archive).map_err(|e| corrupt(e.to_string()))?;
     let mut zip = zip::ZipArchive::new(io::BufReader::with_capacity(1 << 20, file))
         .map_err(|e| corrupt(e.to_string()))?;
+    // The zip crate indexes entries by name and keeps the last of a repeated name, so a second
+    // `nomad` would silently replace the first. Two entries of one name are refused, whichever
+    // name it is.
+    if zip.has_duplicate_names() {
+        let start = zip.central_directory_start();
+        let (entry, count) = File::open(archive)
+            .and_then(|file| repeated_central_name(&mut io::BufReader::new(file), start))
+            .map_err(|e| corrupt(format!("reading its central directory: {e}")))?
+            .unwrap_or_else(|| ("(unknown)".to_string(), 2));
+        return Err(ArchiveError::Duplicate {
+            archive: archive.to_path_buf(),
+            entry,
+            count,
+        });
+    }
     let mut found = Vec::new();
     for index in 0..zip.len() {
         let item = zip
@@ -164,6 +179,47 @@ pub fn extract_zip_file(
         size,
         executable,
     })
+}
+
+/// Central directory file header signature (APPNOTE.TXT 4.3.12, "central file header
+/// signature 0x02014b50") and the offsets of its name fields.
+const CENTRAL_HEADER_SIGNATURE: u32 = 0x0201_4b50;
+const CENTRAL_HEADER_LEN: usize = 46;
+
+/// The first name that appears more than once in the central directory starting at `start`, and
+/// how many times: the zip crate says *that* names repeat, not which. Walks the fixed 46-byte
+/// headers (name length at offset 28, extra field length at 30, comment length at 32,
+/// APPNOTE.TXT 4.3.12) until the signature stops.
+fn repeated_central_name(
+    reader: &mut (impl Read + io::Seek),
+    start: u64,
+) -> io::Result<Option<(String, usize)>> {
+    reader.seek(io::SeekFrom::Start(start))?;
+    let mut counts: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    loop {
+        let mut header = [0u8; CENTRAL_HEADER_LEN];
+        if reader.read_exact(&mut header).is_err() {
+            break;
+        }
+        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]) as usize;
+        if u32::from_le_bytes([header[0], header[1], header[2], header[3]])
+            != CENTRAL_HEADER_SIGNATURE
+        {
+            break;
+        }
+        let mut name = vec![0u8; field(28)];
+        reader.read_exact(&mut name)?;
+        reader.seek(io::SeekFrom::Current((field(30) + field(32)) as i64))?;
+        let count = counts.entry(name.clone()).or_insert(0);
+        *count += 1;
+        if *count == 2 {
+            order.push(name);
+        }
+    }
+    Ok(order
+        .first()
+        .map(|name| (String::from_utf8_lossy(name).into_owned(), counts[name])))
 }
 
 /// Extracts every regular file of a gzip-compressed tarball into `dest_dir` (which must exist
@@ -448,6 +504,97 @@ mod tests {
             assert!(err.to_string().contains(&format!("bad{i}.zip")), "{err}");
             assert!(!dest.exists());
         }
+    }
+
+    /// A zip whose entries `from` are renamed `to` afterwards (same length): `ZipWriter` refuses
+    /// to write a repeated name itself.
+    fn renamed(mut bytes: Vec<u8>, renames: &[(&str, &str)]) -> Vec<u8> {
+        for (from, to) in renames {
+            let mut at = 0;
+            while let Some(i) = bytes[at..]
+                .windows(from.len())
+                .position(|w| w == from.as_bytes())
+            {
+                bytes[at + i..at + i + to.len()].copy_from_slice(to.as_bytes());
+                at += i + to.len();
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn refuses_zips_with_a_repeated_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            // The binary twice: the zip crate would keep the second.
+            (
+                renamed(
+                    zip_with(&[("nomad", b"genuine"), ("NOMAD", b"foreign")], None),
+                    &[("NOMAD", "nomad")],
+                ),
+                "nomad",
+                2,
+            ),
+            // Another name three times is refused as well.
+            (
+                renamed(
+                    zip_with(
+                        &[
+                            ("nomad", b"x"),
+                            ("LICENSE.txt", b"a"),
+                            ("LICENSE.tx1", b"b"),
+                            ("LICENSE.tx2", b"c"),
+                        ],
+                        None,
+                    ),
+                    &[
+                        ("LICENSE.tx1", "LICENSE.txt"),
+                        ("LICENSE.tx2", "LICENSE.txt"),
+                    ],
+                ),
+                "LICENSE.txt",
+                3,
+            ),
+        ];
+        for (i, (bytes, name, times)) in cases.into_iter().enumerate() {
+            let archive = write(dir.path(), &format!("dup{i}.zip"), &bytes);
+            let dest = dir.path().join(format!("out{i}"));
+            let err =
+                extract_zip_file(&archive, "nomad", &dest, FileSpec::mode(0o755)).unwrap_err();
+            match &err {
+                ArchiveError::Duplicate { entry, count, .. } => {
+                    assert_eq!((entry.as_str(), *count), (name, times), "case {i}")
+                }
+                other => panic!("case {i}: {other}"),
+            }
+            assert!(
+                err.to_string()
+                    .contains(&format!("dup{i}.zip has {times} entries named {name:?}")),
+                "{err}"
+            );
+            assert!(!dest.exists());
+        }
+    }
+
+    #[test]
+    fn refuses_tarballs_with_a_repeated_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = write(
+            dir.path(),
+            "cni.tgz",
+            &tgz(&[
+                ("./plugin-a", tar::EntryType::Regular, b"first", None),
+                ("plugin-a", tar::EntryType::Regular, b"second", None),
+            ]),
+        );
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let err = extract_tgz_files(&archive, &out, |_| FileSpec::mode(0o755)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cni.tgz has 2 entries named \"plugin-a\""),
+            "{err}"
+        );
     }
 
     #[test]

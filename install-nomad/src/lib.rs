@@ -1,13 +1,14 @@
 //! Resolve, download, verify (signed SHA256SUMS) and atomically install a Nomad release, the
 //! run-nomad binary, and optionally Consul and the CNI plugins.
 //!
-//! Modules, one domain each: [`release`] (names, URLs, `latest`), [`verify`] (signature and
+//! Modules, one domain each: [`boundary`] (rPGP's panics and error text kept from the user), [`release`] (names, URLs, `latest`), [`verify`] (signature and
 //! checksum rules), [`download`] (HTTP/file fetching with retries and resume), [`archive`]
 //! (safe extraction), [`cni`] (CNI names and pinned hashes), [`layout`] (where files go under a
 //! root), [`users`] (the service account in the target's user database), [`receipt`] (what was
 //! installed), [`transaction`] (all-or-nothing file placement), [`install`] (the whole run).
 
 pub mod archive;
+pub mod boundary;
 pub mod cli;
 pub mod cni;
 pub mod download;

@@ -72,6 +72,8 @@ impl Env {
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("ALL_PROXY")
+            // Set as a user debugging a failure might have it: no error may show a backtrace.
+            .env("RUST_BACKTRACE", "1")
             .timeout(std::time::Duration::from_secs(120));
         cmd
     }
@@ -142,4 +144,22 @@ pub fn owner_mode(path: &Path) -> (u32, u32, u32) {
 
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails when a log shows Rust internals instead of an error for a user: a panic message, a
+/// backtrace (the CLI runs with `RUST_BACKTRACE=1`), or a debug dump.
+pub fn assert_no_rust_internals(log: &str) {
+    for marker in [
+        "panicked",
+        "backtrace",
+        "Backtrace",
+        "RUST_BACKTRACE",
+        "snafu",
+        ".rs:",
+    ] {
+        assert!(
+            !log.contains(marker),
+            "{marker:?} in a user-facing error:\n{log}"
+        );
+    }
 }
