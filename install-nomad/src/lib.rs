@@ -2,7 +2,8 @@
 //! run-nomad binary, and optionally Consul and the CNI plugins.
 //!
 //! Modules, one domain each: [`boundary`] (rPGP's panics and error text kept from the user), [`release`] (names, URLs, `latest`), [`verify`] (signature and
-//! checksum rules), [`download`] (HTTP/file fetching with retries and resume), [`archive`]
+//! checksum rules), [`download`] (HTTP/file fetching with retries and resume), [`limits`] (per-file deadline and
+//! stall detection), [`archive`]
 //! (safe extraction), [`cni`] (CNI names and pinned hashes), [`layout`] (where files go under a
 //! root), [`users`] (the service account in the target's user database), [`receipt`] (what was
 //! installed), [`transaction`] (all-or-nothing file placement), [`install`] (the whole run).
@@ -14,6 +15,7 @@ pub mod cni;
 pub mod download;
 pub mod install;
 pub mod layout;
+pub mod limits;
 pub mod receipt;
 pub mod release;
 pub mod transaction;
@@ -98,6 +100,11 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
             attempts: cli.download_attempts,
             progress_bar: !cli.quiet && std::io::stderr().is_terminal(),
             no_proxy: local_mirrors,
+            limits: crate::limits::Limits {
+                timeout: cli.download_timeout,
+                stall_window: cli.stall_timeout,
+                min_speed: cli.stall_min_speed,
+            },
         },
     })
 }
