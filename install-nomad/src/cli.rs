@@ -118,6 +118,12 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 1024)]
     pub stall_min_speed: u64,
 
+    /// Print the result as one JSON document on stdout: what changed, and what is installed
+    /// (each component's version, arch, archive and file hashes, run-nomad, the symlinks, the
+    /// user). The log still goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,

@@ -18,11 +18,12 @@ pub mod layout;
 pub mod limits;
 pub mod receipt;
 pub mod release;
+pub mod stage;
 pub mod transaction;
 pub mod users;
 pub mod verify;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -36,8 +37,15 @@ use crate::verify::TrustedKeys;
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let request = request(&cli)?;
     let outcome = install::install(&request)?;
-    for line in &outcome.lines {
+    for line in &outcome.actions {
         tracing::info!("{line}");
+    }
+    if cli.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &outcome)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout))
+            .context("writing the result to stdout")?;
     }
     Ok(())
 }
@@ -106,6 +114,7 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
                 min_speed: cli.stall_min_speed,
             },
         },
+        commit_hook: None,
     })
 }
 
