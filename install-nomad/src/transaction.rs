@@ -12,8 +12,8 @@
 //!    after a crash at any point completes exactly the missing steps. A file placed over an
 //!    old one is hard-linked to `.<name>.install-nomad-backup` first, so the name never
 //!    disappears and the old bytes can be put back. The receipt is the last file placed.
-//! 3. The journal is removed (the commit point), then the backups, then the staging
-//!    directories.
+//! 3. Every directory whose entries changed is fsynced once, then the journal is removed (the
+//!    commit point), then the backups, then the staging directories.
 //!
 //! The next run, under the install lock, replays a journal it finds ([`recover`]) before doing
 //! anything else, then removes leftover backups and staging directories wherever the layout
@@ -241,6 +241,9 @@ pub fn commit(
         }
         point(i + 2, &step.to_string())?;
     }
+    if let Err(error) = sync_changed_dirs(&done) {
+        return Err(undo(root, journal_path, journal, done, error, journaled));
+    }
     let created_dirs = done
         .iter()
         .flat_map(|a| match a {
@@ -278,14 +281,17 @@ pub fn recover(root: &Path, journal_path: &Path) -> anyhow::Result<Option<String
         journal.what,
         journal_path.display()
     );
+    let cannot = |e: StepError| {
+        anyhow::anyhow!(
+            "cannot complete the interrupted install recorded in {}: {e}",
+            journal_path.display()
+        )
+    };
+    let mut done = Vec::new();
     for step in &journal.steps {
-        apply(root, step, true).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot complete the interrupted install recorded in {}: {e}",
-                journal_path.display()
-            )
-        })?;
+        done.push(apply(root, step, true).map_err(cannot)?);
     }
+    sync_changed_dirs(&done).map_err(cannot)?;
     finish(root, journal_path, &journal, true, |_, _| Ok(()))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Some(journal.what))
@@ -396,7 +402,7 @@ impl Applied {
                 if let Some(backup) = backup {
                     fs::rename(&backup, &target).map_err(step_error("restoring", &target))?;
                 }
-                sync_parent(&target)
+                Ok(())
             }
             Applied::Linked { at, backup } => {
                 match backup {
@@ -405,7 +411,7 @@ impl Applied {
                     }
                     None => fs::remove_file(&at).map_err(step_error("removing", &at))?,
                 }
-                sync_parent(&at)
+                Ok(())
             }
         }
     }
@@ -488,7 +494,6 @@ fn place(staged: &Path, target: &Path, want: &str, replaying: bool) -> Result<Ap
     }
     let backup = keep_backup(target)?;
     fs::rename(staged, target).map_err(step_error("renaming into place", target))?;
-    sync_parent(target)?;
     Ok(Applied::Placed {
         staged: staged.to_path_buf(),
         target: target.to_path_buf(),
@@ -537,7 +542,6 @@ fn symlink(value: &Path, at: &Path) -> Result<Applied, StepError> {
         remove_if_there(&temp);
         return Err(step_error("renaming into place", at)(e));
     }
-    sync_parent(at)?;
     Ok(Applied::Linked {
         at: at.to_path_buf(),
         backup,
@@ -593,9 +597,6 @@ pub fn ensure_dir(
             // The umask may have narrowed the mode.
             fs::set_permissions(path, fs::Permissions::from_mode(mode))
                 .map_err(step_error("setting the mode of", path))?;
-        }
-        if let Some(parent) = path.parent() {
-            let _ = sync_dir(parent);
         }
     }
     Ok(missing)
@@ -664,11 +665,26 @@ fn remove_if_there(path: &Path) {
     }
 }
 
-fn sync_parent(path: &Path) -> Result<(), StepError> {
-    match path.parent() {
-        Some(parent) => sync_dir(parent).map_err(step_error("syncing the directory of", path)),
-        None => Ok(()),
+/// fsyncs, once each, the directories whose entries the steps changed (the parent of every
+/// file placed, symlink made and directory created), so every rename and creation is on disk
+/// before the journal that could redo them is removed. One pass at the end instead of an
+/// fsync per step: until the journal goes, a step lost to a power cut is simply replayed.
+fn sync_changed_dirs(applied: &[Applied]) -> Result<(), StepError> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for step in applied {
+        match step {
+            Applied::Nothing => {}
+            Applied::CreatedDirs(created) => {
+                dirs.extend(created.iter().filter_map(|d| d.parent()));
+            }
+            Applied::Placed { target, .. } => dirs.extend(target.parent()),
+            Applied::Linked { at, .. } => dirs.extend(at.parent()),
+        }
     }
+    for dir in dirs {
+        sync_dir(dir).map_err(step_error("syncing the directory", dir))?;
+    }
+    Ok(())
 }
 
 fn sibling(target: &Path, suffix: &str) -> PathBuf {
