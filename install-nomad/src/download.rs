@@ -33,7 +33,7 @@ use url::Url;
 use crate::limits::{cut_of, Cut, Limits, Watched};
 
 /// How much of the body is gathered before it is hashed and written: large enough to keep
-/// syscalls and hashing calls few, small enough to keep memory flat.
+/// syscalls, hand-overs and hashing calls few, small enough to keep memory flat.
 const BUFFER: usize = 1 << 20;
 
 /// How often a plain log line reports progress when stderr is not a terminal.
@@ -539,39 +539,77 @@ impl CopyError {
     }
 }
 
-/// Copies a body into the sink in large blocks: each block is gathered from as many reads as it
-/// takes, then hashed and written once.
+/// Blocks in flight between the reading thread and the one hashing and writing.
+const BLOCKS: usize = 4;
+
+/// Copies a body into the sink in large blocks, on two threads: this one reads from the
+/// network (gathering each block from as many reads as it takes), a second hashes and writes,
+/// so SHA-256 no longer waits for the socket nor the socket for SHA-256. Memory stays at
+/// [`BLOCKS`] blocks whatever the file's size. Whatever arrived before a read error is still
+/// written, so a resumed download does not fetch it again.
 fn copy_body(
     body: &mut dyn Read,
     sink: &mut Sink<'_>,
     progress: &mut Progress,
 ) -> Result<(), CopyError> {
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let mut filled = 0;
-        let mut end = false;
-        while filled < BUFFER / 2 {
-            match body.read(&mut buffer[filled..]) {
-                Ok(0) => {
-                    end = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Keep what arrived so a resumed download does not fetch it again.
-                    sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
-                    progress.update(sink.written);
-                    return Err(CopyError::Read(e));
+    let (full, full_blocks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS);
+    let (empty, empty_blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOCKS);
+    for _ in 0..BLOCKS {
+        empty
+            .send(vec![0u8; BUFFER])
+            .expect("the receiver is alive");
+    }
+    let start = sink.written;
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (block, len) in full_blocks {
+                sink.write(&block[..len])?;
+                // The reader may have stopped; then the block is simply dropped.
+                let _ = empty.send(block);
+            }
+            Ok(())
+        });
+        let mut read = 0u64;
+        let read_result = loop {
+            // No block back means the writer stopped on an error, reported below.
+            let Ok(mut block) = empty_blocks.recv() else {
+                break Ok(());
+            };
+            let mut filled = 0;
+            let mut outcome = None;
+            while filled < BUFFER {
+                match body.read(&mut block[filled..]) {
+                    Ok(0) => {
+                        outcome = Some(Ok(()));
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        break;
+                    }
                 }
             }
+            read += filled as u64;
+            progress.update(start + read);
+            if full.send((block, filled)).is_err() {
+                break Ok(());
+            }
+            if let Some(outcome) = outcome {
+                break outcome;
+            }
+        };
+        drop(full);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (written, read_result) {
+            (Err(e), _) => Err(CopyError::Write(e)),
+            (Ok(()), Err(e)) => Err(CopyError::Read(e)),
+            (Ok(()), Ok(())) => Ok(()),
         }
-        sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
-        progress.update(sink.written);
-        if end {
-            return Ok(());
-        }
-    }
+    })
 }
 
 /// Progress of one download: a bar on a terminal, or a log line every [`LOG_EVERY`].
