@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use support::files::{apply_spec, FileSpec};
@@ -54,6 +55,39 @@ pub struct Extracted {
     pub size: u64,
     /// Whether the archive marked it executable.
     pub executable: bool,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Where the time of one extraction went: the inflating thread (inflating, and waiting for a
+/// free block when the writer is behind), the writing thread (writing, hashing), the flushing
+/// thread, and the final fsync. `-v` logs it; the benchmark prints it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    pub total: Duration,
+    pub inflating: Duration,
+    pub waiting_for_writer: Duration,
+    pub writing: Duration,
+    pub hashing: Duration,
+    pub background_syncs: Duration,
+    pub final_sync: Duration,
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+        write!(
+            f,
+            "{} in all: inflating {} (plus {} waiting for the writer); writing {}, hashing {} and fdatasync {} on other threads; final fsync {}",
+            s(self.total),
+            s(self.inflating),
+            s(self.waiting_for_writer),
+            s(self.writing),
+            s(self.hashing),
+            s(self.background_syncs),
+            s(self.final_sync)
+        )
+    }
 }
 
 /// Why an entry name is unsafe, if it is: empty, absolute, `..`, NUL or backslash (a Windows
@@ -164,7 +198,7 @@ pub fn extract_zip_file(
     let executable = item.unix_mode().is_some_and(|m| m & 0o111 != 0);
     // The zip reader checks the entry's CRC-32 when it reaches the end, so a read error here
     // can be a corrupt entry as well as an I/O failure.
-    let (sha256, size) = write_new_file(&mut item, dest, spec).map_err(|e| match e {
+    let (sha256, size, timings) = write_new_file(&mut item, dest, spec).map_err(|e| match e {
         CopyError::Read(e) => corrupt(format!("{entry}: {e}")),
         CopyError::Write(source) => ArchiveError::Write {
             archive: archive.to_path_buf(),
@@ -178,6 +212,7 @@ pub fn extract_zip_file(
         sha256,
         size,
         executable,
+        timings,
     })
 }
 
@@ -286,7 +321,7 @@ pub fn extract_tgz_files(
         }
         let executable = item.header().mode().is_ok_and(|m| m & 0o111 != 0);
         let dest = dest_dir.join(&file_name);
-        let (sha256, size) =
+        let (sha256, size, timings) =
             write_new_file(&mut item, &dest, spec(executable)).map_err(|e| match e {
                 CopyError::Read(e) => corrupt(format!("{file_name}: {e}")),
                 CopyError::Write(source) => ArchiveError::Write {
@@ -301,6 +336,7 @@ pub fn extract_tgz_files(
             sha256,
             size,
             executable,
+            timings,
         });
     }
     Ok(extracted)
@@ -317,17 +353,21 @@ fn write_new_file(
     reader: &mut dyn Read,
     dest: &Path,
     spec: FileSpec,
-) -> Result<(String, u64), CopyError> {
+) -> Result<(String, u64, Timings), CopyError> {
+    let started = Instant::now();
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(dest)
         .map_err(CopyError::Write)?;
-    let result = copy_hashing(reader, &mut file).and_then(|done| {
+    let result = copy_hashing(reader, &mut file).and_then(|(sha256, size, mut timings)| {
         apply_spec(&file, spec).map_err(CopyError::Write)?;
+        let syncing = Instant::now();
         file.sync_all().map_err(CopyError::Write)?;
-        Ok(done)
+        timings.final_sync = syncing.elapsed();
+        timings.total = started.elapsed();
+        Ok((sha256, size, timings))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
@@ -351,7 +391,10 @@ const BLOCKS: usize = 8;
 /// still being inflated and the caller's final fsync has little left to wait for (a flush
 /// request is dropped while the previous one runs). Memory stays at [`BLOCKS`] blocks whatever
 /// the file's size. The README's benchmark section has the numbers.
-fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64), CopyError> {
+fn copy_hashing(
+    reader: &mut dyn Read,
+    file: &mut File,
+) -> Result<(String, u64, Timings), CopyError> {
     let flusher_file = file.try_clone().map_err(CopyError::Write)?;
     let (flush, flush_requests) = std::sync::mpsc::sync_channel::<()>(1);
     let (full, full_blocks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS);
@@ -360,19 +403,28 @@ fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64),
         empty.send(vec![0u8; BLOCK]).expect("the receiver is alive");
     }
     std::thread::scope(|scope| {
-        scope.spawn(move || {
+        let flusher = scope.spawn(move || {
+            let mut syncing = Duration::ZERO;
             while flush_requests.recv().is_ok() {
                 // A failure here shows again in the caller's final sync_all.
+                let started = Instant::now();
                 let _ = flusher_file.sync_data();
+                syncing += started.elapsed();
             }
+            syncing
         });
-        let writer = scope.spawn(move || -> io::Result<(String, u64)> {
+        let writer = scope.spawn(move || -> io::Result<(String, u64, Timings)> {
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             let mut flushed_at = 0u64;
+            let mut timings = Timings::default();
             for (block, len) in full_blocks {
+                let started = Instant::now();
                 file.write_all(&block[..len])?;
+                let written = Instant::now();
                 hasher.update(&block[..len]);
+                timings.writing += written - started;
+                timings.hashing += written.elapsed();
                 size += len as u64;
                 if size - flushed_at >= FLUSH_EVERY {
                     flushed_at = size;
@@ -381,14 +433,20 @@ fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64),
                 // The reader may have stopped; then the block is simply dropped.
                 let _ = empty.send(block);
             }
-            Ok((support::hash::hex(&hasher.finalize()), size))
+            Ok((support::hash::hex(&hasher.finalize()), size, timings))
         });
+        let (mut inflating, mut waiting) = (Duration::ZERO, Duration::ZERO);
         let read_result = loop {
             // No block back means the writer stopped on an error, reported below.
+            let started = Instant::now();
             let Ok(mut block) = empty_blocks.recv() else {
                 break Ok(());
             };
-            let len = match read_full(reader, &mut block) {
+            let got_block = Instant::now();
+            waiting += got_block - started;
+            let read = read_full(reader, &mut block);
+            inflating += got_block.elapsed();
+            let len = match read {
                 Ok(0) => break Ok(()),
                 Ok(len) => len,
                 Err(e) => break Err(e),
@@ -401,10 +459,22 @@ fn copy_hashing(reader: &mut dyn Read, file: &mut File) -> Result<(String, u64),
         let written = writer
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let syncing = flusher
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match (read_result, written) {
             (Err(e), _) => Err(CopyError::Read(e)),
             (Ok(()), Err(e)) => Err(CopyError::Write(e)),
-            (Ok(()), Ok(done)) => Ok(done),
+            (Ok(()), Ok((sha256, size, timings))) => Ok((
+                sha256,
+                size,
+                Timings {
+                    inflating,
+                    waiting_for_writer: waiting,
+                    background_syncs: syncing,
+                    ..timings
+                },
+            )),
         }
     })
 }

@@ -141,6 +141,12 @@ pub fn stage_release(
     let extracted =
         archive::extract_zip_file(&archive_path, product.name, &staged_binary, ROOT_EXEC)
             .map_err(|e| archive_failure(e, &archive_url))?;
+    tracing::debug!(
+        "extracted {} ({}): {}",
+        product.name,
+        support::files::human_size(extracted.size),
+        extracted.timings
+    );
     let _ = fs::remove_file(&archive_path);
     Ok(Staged {
         key: product.name,
