@@ -283,7 +283,7 @@ pub fn recover(root: &Path, journal_path: &Path) -> anyhow::Result<Option<String
     );
     let cannot = |e: StepError| {
         anyhow::anyhow!(
-            "cannot complete the interrupted install recorded in {}: {e}",
+            "cannot complete the interrupted install recorded in {}: {e}; nothing else was changed (remove that file to install from scratch: files that do not match the receipt are then installed again)",
             journal_path.display()
         )
     };
