@@ -27,6 +27,7 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
+use support::files::human_size;
 use support::retry::{Attempt, AttemptInfo, Policy, RetryError};
 use url::Url;
 
@@ -641,7 +642,7 @@ impl Progress {
             bar
         });
         match total {
-            Some(total) => tracing::info!("downloading {url} ({})", human_bytes(total)),
+            Some(total) => tracing::info!("downloading {url} ({})", human_size(total)),
             None => tracing::info!("downloading {url}"),
         }
         Progress {
@@ -662,10 +663,10 @@ impl Progress {
                     "{}: {}% ({} of {})",
                     self.url,
                     done * 100 / total,
-                    human_bytes(done),
-                    human_bytes(total)
+                    human_size(done),
+                    human_size(total)
                 ),
-                _ => tracing::info!("{}: {}", self.url, human_bytes(done)),
+                _ => tracing::info!("{}: {}", self.url, human_size(done)),
             }
         }
     }
@@ -679,25 +680,9 @@ impl Progress {
         tracing::info!(
             "downloaded {} ({}) in {secs:.1}s ({}/s)",
             self.url,
-            human_bytes(done),
-            human_bytes(rate as u64)
+            human_size(done),
+            human_size(rate as u64)
         );
-    }
-}
-
-/// `1.5 MiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -720,13 +705,6 @@ mod tests {
         assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(parse_content_range_start("bytes */200"), None);
         assert_eq!(parse_content_range_start("items 1-2/3"), None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(200 * 1024 * 1024), "200.0 MiB");
     }
 
     fn urls(list: &[&str]) -> Vec<Url> {

@@ -112,16 +112,13 @@ pub fn stage_release(
     let destination = r.layout.bin_dir(product);
     let title = release.to_string();
 
-    let previous = ctx.receipt.components.get(product.name);
-    if receipt::is_current(
-        previous,
+    if let Some(installed) = already_installed(
+        ctx,
+        product.name,
         release.version.as_str(),
-        r.arch.as_str(),
         &expected,
-        |inside| support::hash::sha256_file(&r.layout.host(Path::new(inside))).ok(),
+        &archive_url,
     ) {
-        let mut installed = previous.cloned().expect("is_current needs a receipt");
-        installed.url = archive_url.to_string();
         return Ok(Staged {
             key: product.name,
             title,
@@ -266,16 +263,9 @@ pub fn stage_cni(ctx: &Run<'_>, cni: &CniRequest, staging: &Path) -> anyhow::Res
     let archive_name = release.archive_name();
     let title = format!("CNI plugins v{} (linux_{})", release.version, r.arch);
     let destination = r.layout.cni_path.clone();
-    let previous = ctx.receipt.components.get("cni");
-    if receipt::is_current(
-        previous,
-        release.version.as_str(),
-        r.arch.as_str(),
-        &expected,
-        |inside| support::hash::sha256_file(&r.layout.host(Path::new(inside))).ok(),
-    ) {
-        let mut installed = previous.cloned().expect("is_current needs a receipt");
-        installed.url = url.to_string();
+    if let Some(installed) =
+        already_installed(ctx, "cni", release.version.as_str(), &expected, &url)
+    {
         return Ok(Staged {
             key: "cni",
             title,
@@ -335,6 +325,31 @@ pub fn stage_cni(ctx: &Run<'_>, cni: &CniRequest, staging: &Path) -> anyhow::Res
         },
         files,
         destination,
+    })
+}
+
+/// The receipt's entry for `key` when it describes exactly this archive with every file intact
+/// ([`receipt::is_current`]), with the URL it is vouched for at now.
+fn already_installed(
+    ctx: &Run<'_>,
+    key: &str,
+    version: &str,
+    archive_sha256: &str,
+    url: &Url,
+) -> Option<Installed> {
+    let r = ctx.request;
+    let previous = ctx.receipt.components.get(key);
+    let current = receipt::is_current(
+        previous,
+        version,
+        r.arch.as_str(),
+        archive_sha256,
+        |inside| support::hash::sha256_file(&r.layout.host(Path::new(inside))).ok(),
+    );
+    current.then(|| {
+        let mut installed = previous.cloned().expect("is_current needs a receipt");
+        installed.url = url.to_string();
+        installed
     })
 }
 

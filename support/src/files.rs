@@ -275,7 +275,9 @@ mod tests {
         assert_eq!(disk_full(&path, &other), None);
         assert_eq!(disk_full(&path, &io::Error::other("x")), None);
         assert_eq!(mount_point(Path::new("/")), PathBuf::from("/"));
+        assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(200 * 1024 * 1024), "200.0 MiB");
     }
 
     #[test]
