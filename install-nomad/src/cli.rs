@@ -2,6 +2,7 @@
 //! original bash script's; the rest extend it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -103,6 +104,26 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub download_attempts: u32,
 
+    /// Longest time one file may take to download, every attempt and wait included: seconds,
+    /// or a number with s, m or h (`90`, `90s`, `15m`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub download_timeout: Duration,
+
+    /// An attempt counts as stalled, and is cut off and retried, when this long brings less
+    /// than --stall-min-speed (or nothing at all).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+
+    /// The slowest transfer that is not a stall, in bytes per second.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub stall_min_speed: u64,
+
+    /// Print the result as one JSON document on stdout: what changed, and what is installed
+    /// (each component's version, arch, archive and file hashes, run-nomad, the symlinks, the
+    /// user). The log still goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -110,4 +131,46 @@ pub struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// A duration flag: seconds (`90`, `0.5`) or a number with a unit (`90s`, `15m`, `1h`); more
+/// than zero and at most a day.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90, 90s, 15m or 1h"))?;
+    let secs = value * scale;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{text:?}: must be more than 0 and at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "0", "-1", "10d", "abc", "25h", "1.5.2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

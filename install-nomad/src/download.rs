@@ -8,8 +8,13 @@
 //! - The SHA-256 is computed in the same pass that writes the file, so the archive is read once.
 //! - Progress: an indicatif bar when stderr is a terminal, otherwise a log line every few
 //!   seconds.
-//! - Redirects are followed (GitHub's CNI downloads redirect), but never from https to plain
-//!   http unless the target is loopback.
+//! - Redirects are followed (GitHub's CNI downloads redirect), and every hop must pass the rule
+//!   the first URL passed: https, or plain http only to a loopback host; and once on https,
+//!   never plain http again ([`redirect_refusal`]).
+//! - Time: an overall deadline per file and stall detection ([`crate::limits`]); a stalled
+//!   attempt is retried (and resumed) like a dropped connection, the deadline ends the file.
+//! - An error answer's body is read only up to a small prefix (`support::http::error_body`): a
+//!   mirror answering 500 with an endless body cannot fill memory or hang the run.
 //! - Every error names the URL.
 
 use std::fs::File;
@@ -22,11 +27,14 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use support::retry::{Attempt, Policy, RetryError};
+use support::files::human_size;
+use support::retry::{Attempt, AttemptInfo, Policy, RetryError};
 use url::Url;
 
+use crate::limits::{cut_of, Cut, Limits, Watched};
+
 /// How much of the body is gathered before it is hashed and written: large enough to keep
-/// syscalls and hashing calls few, small enough to keep memory flat.
+/// syscalls, hand-overs and hashing calls few, small enough to keep memory flat.
 const BUFFER: usize = 1 << 20;
 
 /// How often a plain log line reports progress when stderr is not a terminal.
@@ -68,6 +76,16 @@ pub enum FetchError {
         secs: f64,
         last: Box<FetchError>,
     },
+    /// A stall or the deadline ended the transfer.
+    #[error("downloading {url} was cut off: {cut}")]
+    Cut { url: String, cut: Cut },
+    #[error("gave up on {url} after {attempts} attempt(s): no time is left of the {secs:.0}s --download-timeout; the last attempt failed with: {last}")]
+    OutOfTime {
+        url: String,
+        attempts: u32,
+        secs: f64,
+        last: Box<FetchError>,
+    },
 }
 
 impl FetchError {
@@ -75,8 +93,19 @@ impl FetchError {
     pub fn is_not_found(&self) -> bool {
         match self {
             FetchError::NotFound { .. } => true,
-            FetchError::GaveUp { last, .. } => last.is_not_found(),
+            FetchError::GaveUp { last, .. } | FetchError::OutOfTime { last, .. } => {
+                last.is_not_found()
+            }
             _ => false,
+        }
+    }
+
+    /// The local I/O error behind a failed write into the destination file, if that is what
+    /// failed (a full disk, most often).
+    pub fn write_error(&self) -> Option<(&Path, &io::Error)> {
+        match self {
+            FetchError::Write { path, source, .. } => Some((path, source)),
+            _ => None,
         }
     }
 }
@@ -98,6 +127,8 @@ pub struct Options {
     /// Ignore `HTTP(S)_PROXY`: set when every mirror is on this machine, which a proxy could
     /// only get wrong.
     pub no_proxy: bool,
+    /// `--download-timeout`, `--stall-timeout`, `--stall-min-speed`.
+    pub limits: Limits,
 }
 
 /// Fetches files with retries, resumption and progress reporting.
@@ -106,21 +137,15 @@ pub struct Downloader {
     client: Client,
     policy: Policy,
     progress_bar: bool,
+    limits: Limits,
 }
 
 impl Downloader {
     pub fn new(options: &Options) -> anyhow::Result<Downloader> {
         let redirects = reqwest::redirect::Policy::custom(|attempt| {
-            let downgrade = attempt.url().scheme() != "https"
-                && !(attempt.url().scheme() == "http" && support::http::is_loopback(attempt.url()))
-                && attempt.previous().iter().any(|u| u.scheme() == "https");
-            if downgrade {
-                let to = attempt.url().to_string();
-                attempt.error(format!("refusing a redirect from https to {to}"))
-            } else if attempt.previous().len() >= 10 {
-                attempt.error("more than 10 redirects")
-            } else {
-                attempt.follow()
+            match redirect_refusal(attempt.previous(), attempt.url()) {
+                Some(reason) => attempt.error(reason),
+                None => attempt.follow(),
             }
         });
         let mut builder = Client::builder();
@@ -130,9 +155,10 @@ impl Downloader {
         let client = builder
             .user_agent(support::http::USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
-            // reqwest's blocking client applies this per wait (headers, then each body read), so
-            // a large download is not cut off while a stalled one is.
-            .timeout(Duration::from_secs(60))
+            // reqwest's blocking client applies this per wait (the head, then each body read):
+            // one stall window without a byte ends the wait. Slow trickles are the
+            // [`Watched`] body's job.
+            .timeout(options.limits.stall_window)
             .redirect(redirects)
             .build()?;
         Ok(Downloader {
@@ -142,9 +168,10 @@ impl Downloader {
                 max_attempts: options.attempts.max(1),
                 initial_delay: Duration::from_secs(1),
                 max_delay: Duration::from_secs(30),
-                deadline: None,
+                deadline: Some(options.limits.timeout),
             },
             progress_bar: options.progress_bar,
+            limits: options.limits,
         })
     }
 
@@ -167,8 +194,9 @@ impl Downloader {
             }
             return Ok(bytes);
         }
-        self.with_retries(url, |_| {
-            let response = self.get(url, None)?;
+        let deadline = Instant::now() + self.limits.timeout;
+        self.with_retries(url, |info| {
+            let response = self.get(url, None, info)?;
             if response.content_length().is_some_and(|len| len > limit) {
                 return Err(Attempt::Fail(FetchError::TooLarge {
                     url: url.to_string(),
@@ -176,10 +204,9 @@ impl Downloader {
                 }));
             }
             let mut bytes = Vec::new();
-            response
-                .take(limit + 1)
+            Watched::new(response.take(limit + 1), &self.limits, deadline)
                 .read_to_end(&mut bytes)
-                .map_err(|e| Attempt::retry(transport(url, &e)))?;
+                .map_err(|e| read_failure(url, &e))?;
             if bytes.len() as u64 > limit {
                 return Err(Attempt::Fail(FetchError::TooLarge {
                     url: url.to_string(),
@@ -216,9 +243,10 @@ impl Downloader {
             progress.finish(sink.written, started);
         } else {
             let mut progress: Option<Progress> = None;
+            let deadline = started + self.limits.timeout;
             self.with_retries(url, |info| {
                 let resume_from = sink.written;
-                let response = self.get(url, (resume_from > 0).then_some(resume_from))?;
+                let response = self.get(url, (resume_from > 0).then_some(resume_from), info)?;
                 let resumed = response.status() == StatusCode::PARTIAL_CONTENT
                     && content_range_start(&response) == Some(resume_from);
                 if resume_from > 0 && !resumed {
@@ -232,10 +260,10 @@ impl Downloader {
                 }
                 let total = response.content_length().map(|len| len + sink.written);
                 let progress = progress.get_or_insert_with(|| Progress::start(url, total, self.progress_bar));
-                let mut body = response;
+                let mut body = Watched::new(response, &self.limits, deadline);
                 match copy_body(&mut body, &mut sink, progress) {
                     Ok(()) => {}
-                    Err(CopyError::Read(e)) => return Err(Attempt::retry(transport(url, &e))),
+                    Err(CopyError::Read(e)) => return Err(read_failure(url, &e)),
                     Err(CopyError::Write(e)) => return Err(Attempt::Fail(write_error(e))),
                 }
                 if let Some(total) = total {
@@ -266,7 +294,25 @@ impl Downloader {
 
     /// Sends a GET (with a Range header when resuming) and sorts the answer: a body to read,
     /// a failure to retry, or a permanent failure.
-    fn get(&self, url: &Url, range_from: Option<u64>) -> Result<Response, Attempt<FetchError>> {
+    ///
+    /// Each wait (the head, then each read of the body) lasts at most one stall window: the
+    /// client's timeout. A per-request timeout would not do: reqwest applies that one to the
+    /// whole transfer, body included, so it would cut off every large download. The file's
+    /// deadline can therefore be overrun by at most one stall window.
+    fn get(
+        &self,
+        url: &Url,
+        range_from: Option<u64>,
+        info: AttemptInfo,
+    ) -> Result<Response, Attempt<FetchError>> {
+        if info.remaining.is_some_and(|left| left.is_zero()) {
+            return Err(Attempt::Fail(FetchError::Cut {
+                url: url.to_string(),
+                cut: Cut::Deadline {
+                    timeout: self.limits.timeout,
+                },
+            }));
+        }
         let mut request = self.client.get(url.clone());
         if let Some(from) = range_from {
             request = request.header(RANGE, format!("bytes={from}-"));
@@ -289,10 +335,11 @@ impl Downloader {
             }));
         }
         let after = support::http::retry_after(response.headers());
-        let body = response
-            .text()
-            .map(|t| support::http::body_excerpt(&t))
-            .unwrap_or_default();
+        // A bounded prefix, on one line: it goes into a log line or an error.
+        let body = support::http::error_body(response)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let error = FetchError::Status {
             url: url.to_string(),
             status: status.as_u16(),
@@ -312,10 +359,20 @@ impl Downloader {
     fn with_retries<T>(
         &self,
         url: &Url,
-        op: impl FnMut(support::retry::AttemptInfo) -> Result<T, Attempt<FetchError>>,
+        op: impl FnMut(AttemptInfo) -> Result<T, Attempt<FetchError>>,
     ) -> Result<T, FetchError> {
+        let max_attempts = self.policy.max_attempts;
         self.policy.run(op).map_err(|e| match e {
             RetryError::Fatal(e) => e,
+            // Attempts were left, so the deadline is what ran out.
+            RetryError::Exhausted { attempts, last, .. } if attempts < max_attempts => {
+                FetchError::OutOfTime {
+                    url: url.to_string(),
+                    attempts,
+                    secs: self.limits.timeout.as_secs_f64(),
+                    last: Box::new(last),
+                }
+            }
             RetryError::Exhausted {
                 attempts: 1, last, ..
             } => last,
@@ -330,6 +387,51 @@ impl Downloader {
                 last: Box::new(last),
             },
         })
+    }
+}
+
+/// Why a redirect from the chain `previous` (the requested URL first) to `next` is refused, if
+/// it is. Every hop is held to the rule the first URL was: https, or plain http only to a
+/// loopback host (so a loopback mirror cannot send us to plain http elsewhere); once the chain
+/// has been on https, plain http is refused even to loopback (a downgrade); and at most 10 hops.
+pub fn redirect_refusal(previous: &[Url], next: &Url) -> Option<String> {
+    let from = previous
+        .last()
+        .map(Url::as_str)
+        .unwrap_or("the requested URL");
+    if previous.len() >= 10 {
+        return Some(format!(
+            "refusing more than 10 redirects (the last to {next})"
+        ));
+    }
+    match next.scheme() {
+        "https" => None,
+        "http" if previous.iter().any(|u| u.scheme() == "https") => Some(format!(
+            "refusing the redirect from {from} to {next}: it downgrades https to plain http"
+        )),
+        "http" if support::http::is_loopback(next) => None,
+        "http" => Some(format!(
+            "refusing the redirect from {from} to {next}: plain http is only allowed to a loopback host"
+        )),
+        other => Some(format!(
+            "refusing the redirect from {from} to {next}: scheme {other} is not allowed"
+        )),
+    }
+}
+
+/// A failed body read, sorted: a stall or a dropped connection is worth another attempt, the
+/// file's deadline is not.
+fn read_failure(url: &Url, error: &io::Error) -> Attempt<FetchError> {
+    match cut_of(error) {
+        Some(cut @ Cut::Deadline { .. }) => Attempt::Fail(FetchError::Cut {
+            url: url.to_string(),
+            cut: cut.clone(),
+        }),
+        Some(cut) => Attempt::retry(FetchError::Cut {
+            url: url.to_string(),
+            cut: cut.clone(),
+        }),
+        None => Attempt::retry(transport(url, error)),
     }
 }
 
@@ -438,39 +540,77 @@ impl CopyError {
     }
 }
 
-/// Copies a body into the sink in large blocks: each block is gathered from as many reads as it
-/// takes, then hashed and written once.
+/// Blocks in flight between the reading thread and the one hashing and writing.
+const BLOCKS: usize = 4;
+
+/// Copies a body into the sink in large blocks, on two threads: this one reads from the
+/// network (gathering each block from as many reads as it takes), a second hashes and writes,
+/// so SHA-256 no longer waits for the socket nor the socket for SHA-256. Memory stays at
+/// [`BLOCKS`] blocks whatever the file's size. Whatever arrived before a read error is still
+/// written, so a resumed download does not fetch it again.
 fn copy_body(
     body: &mut dyn Read,
     sink: &mut Sink<'_>,
     progress: &mut Progress,
 ) -> Result<(), CopyError> {
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let mut filled = 0;
-        let mut end = false;
-        while filled < BUFFER / 2 {
-            match body.read(&mut buffer[filled..]) {
-                Ok(0) => {
-                    end = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Keep what arrived so a resumed download does not fetch it again.
-                    sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
-                    progress.update(sink.written);
-                    return Err(CopyError::Read(e));
+    let (full, full_blocks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS);
+    let (empty, empty_blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOCKS);
+    for _ in 0..BLOCKS {
+        empty
+            .send(vec![0u8; BUFFER])
+            .expect("the receiver is alive");
+    }
+    let start = sink.written;
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (block, len) in full_blocks {
+                sink.write(&block[..len])?;
+                // The reader may have stopped; then the block is simply dropped.
+                let _ = empty.send(block);
+            }
+            Ok(())
+        });
+        let mut read = 0u64;
+        let read_result = loop {
+            // No block back means the writer stopped on an error, reported below.
+            let Ok(mut block) = empty_blocks.recv() else {
+                break Ok(());
+            };
+            let mut filled = 0;
+            let mut outcome = None;
+            while filled < BUFFER {
+                match body.read(&mut block[filled..]) {
+                    Ok(0) => {
+                        outcome = Some(Ok(()));
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        break;
+                    }
                 }
             }
+            read += filled as u64;
+            progress.update(start + read);
+            if full.send((block, filled)).is_err() {
+                break Ok(());
+            }
+            if let Some(outcome) = outcome {
+                break outcome;
+            }
+        };
+        drop(full);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (written, read_result) {
+            (Err(e), _) => Err(CopyError::Write(e)),
+            (Ok(()), Err(e)) => Err(CopyError::Read(e)),
+            (Ok(()), Ok(())) => Ok(()),
         }
-        sink.write(&buffer[..filled]).map_err(CopyError::Write)?;
-        progress.update(sink.written);
-        if end {
-            return Ok(());
-        }
-    }
+    })
 }
 
 /// Progress of one download: a bar on a terminal, or a log line every [`LOG_EVERY`].
@@ -502,7 +642,7 @@ impl Progress {
             bar
         });
         match total {
-            Some(total) => tracing::info!("downloading {url} ({})", human_bytes(total)),
+            Some(total) => tracing::info!("downloading {url} ({})", human_size(total)),
             None => tracing::info!("downloading {url}"),
         }
         Progress {
@@ -523,10 +663,10 @@ impl Progress {
                     "{}: {}% ({} of {})",
                     self.url,
                     done * 100 / total,
-                    human_bytes(done),
-                    human_bytes(total)
+                    human_size(done),
+                    human_size(total)
                 ),
-                _ => tracing::info!("{}: {}", self.url, human_bytes(done)),
+                _ => tracing::info!("{}: {}", self.url, human_size(done)),
             }
         }
     }
@@ -540,25 +680,9 @@ impl Progress {
         tracing::info!(
             "downloaded {} ({}) in {secs:.1}s ({}/s)",
             self.url,
-            human_bytes(done),
-            human_bytes(rate as u64)
+            human_size(done),
+            human_size(rate as u64)
         );
-    }
-}
-
-/// `1.5 MiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -583,11 +707,121 @@ mod tests {
         assert_eq!(parse_content_range_start("items 1-2/3"), None);
     }
 
+    fn urls(list: &[&str]) -> Vec<Url> {
+        list.iter().map(|u| Url::parse(u).unwrap()).collect()
+    }
+
     #[test]
-    fn sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(200 * 1024 * 1024), "200.0 MiB");
+    fn every_redirect_hop_is_held_to_the_scheme_rule() {
+        let allowed: &[(&[&str], &str)] = &[
+            (
+                &["https://releases.hashicorp.com/x"],
+                "https://cdn.example/x",
+            ),
+            (&["http://127.0.0.1:1/x"], "http://localhost:2/x"),
+            (&["http://127.0.0.1:1/x"], "https://cdn.example/x"),
+            (&["http://[::1]:1/x"], "http://127.0.0.2:3/x"),
+        ];
+        for (previous, next) in allowed {
+            let refusal = redirect_refusal(&urls(previous), &Url::parse(next).unwrap());
+            assert_eq!(refusal, None, "{previous:?} -> {next}");
+        }
+        let refused: &[(&[&str], &str, &str)] = &[
+            (
+                &["http://127.0.0.1:1/x"],
+                "http://10.0.0.5/x",
+                "plain http is only allowed to a loopback host",
+            ),
+            (
+                &["http://127.0.0.1:1/x"],
+                "http://0.0.0.0:1/x",
+                "plain http is only allowed to a loopback host",
+            ),
+            (
+                &["https://releases.hashicorp.com/x"],
+                "http://cdn.example/x",
+                "downgrades https to plain http",
+            ),
+            // Loopback does not excuse a downgrade once the chain was on https.
+            (
+                &["http://127.0.0.1:1/x", "https://cdn.example/x"],
+                "http://127.0.0.1:1/y",
+                "downgrades https to plain http",
+            ),
+            (
+                &["https://releases.hashicorp.com/x"],
+                "ftp://mirror.example/x",
+                "scheme ftp is not allowed",
+            ),
+        ];
+        for (previous, next, why) in refused {
+            let refusal = redirect_refusal(&urls(previous), &Url::parse(next).unwrap())
+                .unwrap_or_else(|| panic!("{previous:?} -> {next} was allowed"));
+            assert!(refusal.contains(why), "{refusal}");
+            assert!(refusal.contains(next), "{refusal}");
+            assert!(refusal.contains(previous.last().unwrap()), "{refusal}");
+        }
+        let eleven = vec!["https://a.example/x"; 10];
+        assert!(
+            redirect_refusal(&urls(&eleven), &Url::parse("https://a.example/y").unwrap())
+                .unwrap()
+                .contains("more than 10 redirects")
+        );
+    }
+
+    /// A server answering every request with `head` and then an endless body, returning how
+    /// many body bytes it managed to send before the client went away.
+    fn endless_server(head: &'static str) -> (Url, std::thread::JoinHandle<usize>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/sums", listener.local_addr().unwrap())).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(head.as_bytes());
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            while stream.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            sent
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn only_a_prefix_of_an_error_body_is_read() {
+        for head in [
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 10000000000\r\n\r\n",
+            "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n",
+        ] {
+            let (url, server) = endless_server(head);
+            let downloader = Downloader::new(&Options {
+                attempts: 1,
+                progress_bar: false,
+                no_proxy: true,
+                limits: Limits::default(),
+            })
+            .unwrap();
+            let started = Instant::now();
+            let err = downloader.fetch_bytes(&url, 1 << 20).unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(10), "{head}");
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("{url} answered HTTP ")), "{text}");
+            assert!(text.contains("xxxx"), "{text}");
+            assert!(text.len() < 3000, "{} bytes of error", text.len());
+            drop(downloader);
+            let sent = server.join().unwrap();
+            assert!(
+                sent < 64 << 20,
+                "the client read {sent} bytes of an error body"
+            );
+        }
     }
 
     #[test]
@@ -600,6 +834,7 @@ mod tests {
             attempts: 1,
             progress_bar: false,
             no_proxy: true,
+            limits: Limits::default(),
         })
         .unwrap();
         let dest = dir.path().join("dest.partial");

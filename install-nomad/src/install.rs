@@ -1,54 +1,45 @@
-//! The install transaction: resolve, download, verify and extract everything into staging
-//! directories first; only then create the user and move files into place, all or nothing.
+//! One run of the installer, start to end.
 //!
 //! 1. Check what can be checked without the network: the root, the user database (the user must
 //!    exist with `--skip-user`), the run-nomad binary.
-//! 2. Lock `<path>` (one install at a time) and remove stale staging directories of a crashed run.
-//! 3. For each product (Nomad, then Consul if asked): resolve `latest` from the signed-over
-//!    index, fetch `SHA256SUMS` and its signature (`.<KEYID>.sig`, then `.sig`), verify the
-//!    signature (fail closed), read the archive's hash from the sums. If the receipt says this
-//!    very archive is installed and intact, skip it. Otherwise download to
-//!    `<staging>/<archive>.partial` hashing on the way, compare, rename, extract the binary by
-//!    name (root:root 0755, fsynced). CNI the same way, checked against the pinned hash.
-//! 4. Create the user if missing; then, in one [`Transaction`]: the directories (bin dirs
-//!    root:root 0755, data dirs owned by the user), the binaries, run-nomad, the symlinks in
-//!    `--system-bin-dir`, and the receipt. Any failure rolls all of it back.
-//! 5. Staging directories live next to the final directories (same filesystem, so the renames
-//!    are atomic) and are removed whatever happens.
+//! 2. Lock `<path>` (one install at a time). Complete an install a killed run left journaled
+//!    ([`transaction::recover`]), then remove what interrupted runs leave: staging directories,
+//!    backups and half-made symlinks, wherever this layout puts files.
+//! 3. Stage every component ([`crate::stage`]): resolve, verify the signed sums, download and
+//!    extract into staging directories beside the final directories (same filesystem).
+//! 4. Create the user if missing. Then plan the changes as [`Step`]s (directories, files,
+//!    symlinks, the receipt last) and run them as one journaled, crash-consistent
+//!    [`transaction::commit`]: a failure undoes every step, a kill is completed by the next run.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 use support::files::{FileSpec, Ownership};
-use url::Url;
 
-use crate::archive;
-use crate::cni::CniRelease;
 use crate::download::{self, Downloader};
 use crate::layout::Layout;
-use crate::receipt::{self, Installed, Receipt};
-use crate::release::{self, Arch, Product, Release, Source, Version, VersionRequest};
-use crate::transaction::Transaction;
+use crate::receipt::{Installed, Receipt};
+use crate::release::{self, Arch, Source, VersionRequest};
+use crate::stage::{self, Run, Staged};
+use crate::transaction::{self, CommitError, CommitHook, CreatedDirs, Journal, Step};
 use crate::users;
-use crate::verify::{self, TrustedKeys};
+use crate::verify::TrustedKeys;
 
-/// Largest `index.json` accepted (HashiCorp's Consul index is a few MB).
-const INDEX_LIMIT: u64 = 64 << 20;
-/// Largest SHA256SUMS or signature file accepted.
-const SMALL_FILE_LIMIT: u64 = 1 << 20;
 /// Staging directories start with this, so a later run can recognise and remove stale ones.
 const STAGING_PREFIX: &str = ".install-nomad-staging.";
 
 /// Binaries and the directories holding them: root's, not writable by the service user.
-const ROOT_EXEC: FileSpec = FileSpec {
+pub(crate) const ROOT_EXEC: FileSpec = FileSpec {
     mode: 0o755,
     owner: Ownership {
         uid: Some(0),
         gid: Some(0),
     },
 };
-const ROOT_FILE: FileSpec = FileSpec {
+pub(crate) const ROOT_FILE: FileSpec = FileSpec {
     mode: 0o644,
     owner: Ownership {
         uid: Some(0),
@@ -73,6 +64,9 @@ pub struct Request {
     /// The run-nomad binary to install beside nomad.
     pub run_nomad: PathBuf,
     pub download: download::Options,
+    /// Called at each point of the commit (tests stop it there as a kill would); `None` in
+    /// production.
+    pub commit_hook: Option<CommitHook>,
 }
 
 /// `--cni-version` and `--cni-sha256`.
@@ -82,31 +76,46 @@ pub struct CniRequest {
     pub sha256: Option<String>,
 }
 
-/// What an install did, one line per component, for the final report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What an install did and what is installed now: the log lines, and (for `--json`) the
+/// receipt, the run-nomad binary, the symlinks and the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
+    /// Whether anything on the system changed.
     pub changed: bool,
-    pub lines: Vec<String>,
+    /// What an interrupted earlier run was installing, when this run completed it first.
+    pub recovered: Option<String>,
+    /// The receipt's path, inside the target.
+    pub receipt: PathBuf,
+    /// The receipt's components (`nomad`, `consul`, `cni`), each with `changed`.
+    pub components: BTreeMap<String, ComponentOutcome>,
+    pub run_nomad: FileOutcome,
+    /// Symlink (inside the target) -> what it points at.
+    pub links: BTreeMap<PathBuf, PathBuf>,
+    pub user: UserOutcome,
+    /// One line per change, as logged.
+    pub actions: Vec<String>,
 }
 
-/// Shared by the staging steps.
-struct Run<'a> {
-    request: &'a Request,
-    downloader: Downloader,
-    receipt: Receipt,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentOutcome {
+    #[serde(flatten)]
+    pub installed: Installed,
+    pub changed: bool,
 }
 
-/// A component resolved and, unless already installed, downloaded, verified and extracted.
-struct Staged {
-    /// Receipt key: `nomad`, `consul`, `cni`.
-    key: &'static str,
-    title: String,
-    installed: Installed,
-    /// `(staged file, host target)` pairs; empty when it is already installed.
-    files: Vec<(PathBuf, PathBuf)>,
-    /// Where the files go (inside the target), for messages.
-    destination: PathBuf,
-    _staging: Option<tempfile::TempDir>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileOutcome {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserOutcome {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub created: bool,
 }
 
 /// Runs the install.
@@ -119,14 +128,22 @@ pub fn install(request: &Request) -> anyhow::Result<Outcome> {
     users::preflight(layout, &request.user, request.create_user)?;
     let run_nomad = read_run_nomad(&request.run_nomad)?;
 
-    // Declared first so it is dropped last: a failed run removes the directories it created
-    // after the staging directories inside them are gone.
-    let mut tx = Transaction::new();
+    // Declared first so it is dropped last: a run that fails before its commit removes the
+    // directories it created, after the staging directories inside them are gone.
+    let mut created = CreatedDirs::default();
     let install_dir = layout.host(&layout.nomad_path);
-    tx.ensure_dir(&install_dir, ROOT_EXEC, false)?;
+    created.ensure(&install_dir, ROOT_EXEC)?;
     let _lock = lock_dir(&install_dir)?;
-    let nomad_staging = new_staging(&install_dir)?;
+    let mut actions = Vec::new();
+    let recovered = transaction::recover(&layout.root, &journal_path(layout))?;
+    if let Some(what) = &recovered {
+        actions.push(format!(
+            "completed the install an interrupted run had begun: {what}"
+        ));
+    }
+    remove_leftovers(layout);
 
+    let nomad_staging = new_staging(&install_dir)?;
     let ctx = Run {
         request,
         downloader: Downloader::new(&request.download)?,
@@ -138,53 +155,37 @@ pub fn install(request: &Request) -> anyhow::Result<Outcome> {
         request.keys.origin(),
         request.keys.fingerprints().join(", ")
     );
-
-    let mut staged = vec![stage_release(
+    let mut staging = vec![nomad_staging];
+    let mut staged = vec![stage::stage_release(
         &ctx,
         release::NOMAD,
         &request.nomad,
-        &nomad_staging,
+        staging[0].path(),
     )?];
     if let Some(consul) = &request.consul {
         let consul_dir = layout.host(&layout.consul_path);
-        tx.ensure_dir(&consul_dir, ROOT_EXEC, false)?;
-        remove_stale_staging(&consul_dir);
-        let staging = new_staging(&consul_dir)?;
-        let mut component = stage_release(&ctx, release::CONSUL, consul, &staging)?;
-        component._staging = Some(staging);
-        staged.push(component);
+        created.ensure(&consul_dir, ROOT_EXEC)?;
+        staging.push(new_staging(&consul_dir)?);
+        let dir = staging.last().expect("just pushed").path();
+        staged.push(stage::stage_release(&ctx, release::CONSUL, consul, dir)?);
     }
     if let Some(cni) = &request.cni {
         let parent = layout.staging_parent(&layout.cni_path);
-        tx.ensure_dir(&parent, FileSpec::mode(0o755), false)?;
-        remove_stale_staging(&parent);
-        let staging = new_staging(&parent)?;
-        let mut component = stage_cni(&ctx, cni, &staging)?;
-        component._staging = Some(staging);
-        staged.push(component);
-    }
-
-    let run_nomad_target = layout.host(&layout.run_nomad());
-    let run_nomad_changed = support::hash::sha256_file(&run_nomad_target)
-        .ok()
-        .as_deref()
-        != Some(run_nomad.1.as_str());
-    let staged_run_nomad = nomad_staging.path().join("run-nomad");
-    if run_nomad_changed {
-        write_file(&staged_run_nomad, &run_nomad.0, ROOT_EXEC)?;
+        created.ensure(&parent, FileSpec::mode(0o755))?;
+        staging.push(new_staging(&parent)?);
+        let dir = staging.last().expect("just pushed").path();
+        staged.push(stage::stage_cni(&ctx, cni, dir)?);
     }
 
     // Everything is downloaded and verified: now change the system.
-    let mut outcome = Outcome::default();
-    let (account, created) = users::ensure_account(
+    let (account, user_created) = users::ensure_account(
         layout,
         &request.user,
         &layout.nomad_path,
         request.create_user,
     )?;
-    if created {
-        outcome.changed = true;
-        outcome.lines.push(format!(
+    if user_created {
+        actions.push(format!(
             "created system user {} (uid {}, gid {}) in {}",
             account.name,
             account.uid,
@@ -192,364 +193,268 @@ pub fn install(request: &Request) -> anyhow::Result<Outcome> {
             layout.etc("passwd").display()
         ));
     }
-    let service = FileSpec::owned(0o750, Ownership::new(account.uid, account.gid));
-
-    // Root's, whatever an older install left: a directory the service user can write to would
-    // let it swap the binaries root runs.
-    tx.ensure_dir(&install_dir, ROOT_EXEC, true)?;
-    tx.ensure_dir(
-        &layout.host(&layout.bin_dir(release::NOMAD)),
-        ROOT_EXEC,
-        true,
-    )?;
-    if request.consul.is_some() {
-        tx.ensure_dir(&layout.host(&layout.consul_path), ROOT_EXEC, true)?;
-    }
-    for (dir, data) in layout.data_dirs() {
-        let spec = FileSpec {
-            mode: data.mode,
-            ..service
-        };
-        if tx.ensure_dir(&layout.host(&dir), spec, true)? {
-            outcome.changed = true;
-        }
-    }
-    let system_bin = layout.host(&layout.system_bin_dir);
-    tx.ensure_dir(&system_bin, FileSpec::mode(0o755), false)?;
-
+    let mut plan = Plan::new(layout);
+    plan.directories(request, &account);
     let mut receipt = ctx.receipt.clone();
+    let mut components = BTreeMap::new();
+    for component in &staged {
+        plan.component(component);
+        receipt
+            .components
+            .insert(component.key.to_string(), component.installed.clone());
+        components.insert(
+            component.key.to_string(),
+            ComponentOutcome {
+                installed: component.installed.clone(),
+                changed: !component.files.is_empty(),
+            },
+        );
+    }
+    let run_nomad_target = layout.run_nomad();
+    let run_nomad_changed = support::hash::sha256_file(&layout.host(&run_nomad_target))
+        .ok()
+        .as_deref()
+        != Some(run_nomad.1.as_str());
+    if run_nomad_changed {
+        let staged_file = staging[0].path().join("run-nomad");
+        write_file(&staged_file, &run_nomad.0, ROOT_EXEC)?;
+        plan.place(&staged_file, &run_nomad_target, &run_nomad.1);
+        plan.actions.push(format!(
+            "installed run-nomad from {} as {}",
+            request.run_nomad.display(),
+            run_nomad_target.display()
+        ));
+    }
+    let mut links = BTreeMap::new();
+    for product in [
+        Some(release::NOMAD),
+        request.consul.as_ref().map(|_| release::CONSUL),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let (link, value) = (layout.system_link(product), layout.binary(product));
+        plan.symlink(&link, &value);
+        links.insert(link, value);
+    }
+    if receipt != ctx.receipt {
+        let staged_file = staging[0].path().join("receipt.json");
+        let bytes = receipt.to_json();
+        write_file(&staged_file, &bytes, ROOT_FILE)?;
+        plan.place(
+            &staged_file,
+            &layout.nomad_path.join(crate::layout::RECEIPT_NAME),
+            &support::hash::sha256_hex(&bytes),
+        );
+    }
+
+    // From here the staging directories belong to the transaction: it removes them when it
+    // completes or undoes, and a kill leaves them for the journal's replay.
+    let staging_dirs: Vec<PathBuf> = staging
+        .into_iter()
+        .map(|dir| layout.inside(&dir.keep()))
+        .collect();
+    let journal = Journal {
+        what: staged
+            .iter()
+            .map(|c| c.title.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        steps: plan.steps,
+        staging: staging_dirs,
+    };
+    let committed = match transaction::commit(
+        &layout.root,
+        &journal_path(layout),
+        &journal,
+        request.commit_hook.as_ref(),
+    ) {
+        Ok(committed) => committed,
+        Err(error @ CommitError::Interrupted { .. }) => {
+            created.keep();
+            return Err(error.into());
+        }
+        Err(error) => return Err(commit_failure(error)),
+    };
+    created.keep();
+
+    let data_dirs_created = committed
+        .created_dirs
+        .iter()
+        .any(|dir| layout.data_dirs().iter().any(|(d, _)| d == dir));
     for component in &staged {
         if component.files.is_empty() {
-            outcome.lines.push(format!(
+            actions.push(format!(
                 "{} is already installed in {} with the same archive SHA-256 ({}): nothing to download",
                 component.title,
                 component.destination.display(),
                 short(&component.installed.archive_sha256)
             ));
-        } else {
-            let dir = component
-                .files
-                .first()
-                .and_then(|(_, target)| target.parent())
-                .map(Path::to_path_buf);
-            if let Some(dir) = dir {
-                tx.ensure_dir(&dir, ROOT_EXEC, true)?;
-            }
-            for (staged_file, target) in &component.files {
-                tx.place(staged_file, target)?;
-            }
-            outcome.changed = true;
-            outcome.lines.push(format!(
-                "installed {} in {} (archive SHA-256 {})",
-                component.title,
-                component.destination.display(),
-                short(&component.installed.archive_sha256)
-            ));
         }
-        receipt
-            .components
-            .insert(component.key.to_string(), component.installed.clone());
     }
-    if run_nomad_changed {
-        tx.place(&staged_run_nomad, &run_nomad_target)?;
-        outcome.changed = true;
-        outcome.lines.push(format!(
-            "installed run-nomad from {} as {}",
-            request.run_nomad.display(),
-            layout.run_nomad().display()
+    actions.extend(plan.actions);
+    let changed = recovered.is_some() || user_created || data_dirs_created || plan.changes > 0;
+    if !changed {
+        actions.push("nothing to do: everything is already in place".to_string());
+    }
+    Ok(Outcome {
+        changed,
+        recovered,
+        receipt: layout.nomad_path.join(crate::layout::RECEIPT_NAME),
+        components,
+        run_nomad: FileOutcome {
+            path: run_nomad_target,
+            sha256: run_nomad.1,
+            changed: run_nomad_changed,
+        },
+        links,
+        user: UserOutcome {
+            name: account.name,
+            uid: account.uid,
+            gid: account.gid,
+            created: user_created,
+        },
+        actions,
+    })
+}
+
+/// The steps of the commit, in order, with the log line for each change.
+struct Plan<'a> {
+    layout: &'a Layout,
+    steps: Vec<Step>,
+    actions: Vec<String>,
+    /// Files placed and symlinks changed.
+    changes: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn new(layout: &'a Layout) -> Self {
+        Plan {
+            layout,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            changes: 0,
+        }
+    }
+
+    /// The install directories, root's whatever an older install left (a directory the
+    /// service user can write to would let it swap the binaries root runs), and the data
+    /// directories, the service user's.
+    fn directories(&mut self, request: &Request, account: &users::Account) {
+        let layout = self.layout;
+        self.steps
+            .push(Step::dir(&layout.nomad_path, ROOT_EXEC, true));
+        self.steps
+            .push(Step::dir(&layout.bin_dir(release::NOMAD), ROOT_EXEC, true));
+        if request.consul.is_some() {
+            self.steps
+                .push(Step::dir(&layout.consul_path, ROOT_EXEC, true));
+        }
+        for (dir, data) in layout.data_dirs() {
+            let spec = FileSpec::owned(data.mode, Ownership::new(account.uid, account.gid));
+            self.steps.push(Step::dir(&dir, spec, true));
+        }
+        self.steps.push(Step::dir(
+            &layout.system_bin_dir,
+            FileSpec::mode(0o755),
+            false,
         ));
     }
-    let mut products = vec![release::NOMAD];
-    if request.consul.is_some() {
-        products.push(release::CONSUL);
-    }
-    for product in products {
-        let link = layout.system_link(product);
-        if tx.symlink(&layout.binary(product), &layout.host(&link))? {
-            outcome.changed = true;
-            outcome.lines.push(format!(
-                "linked {} -> {}",
-                link.display(),
-                layout.binary(product).display()
-            ));
+
+    fn component(&mut self, component: &Staged) {
+        if component.files.is_empty() {
+            return;
         }
+        let dir = component
+            .files
+            .first()
+            .and_then(|f| f.target.parent())
+            .map(Path::to_path_buf);
+        if let Some(dir) = dir {
+            self.steps.push(Step::dir(&dir, ROOT_EXEC, true));
+        }
+        for file in &component.files {
+            self.place(&file.staged, &file.target, &file.sha256);
+        }
+        self.actions.push(format!(
+            "installed {} in {} (archive SHA-256 {})",
+            component.title,
+            component.destination.display(),
+            short(&component.installed.archive_sha256)
+        ));
     }
-    if receipt != ctx.receipt {
-        let staged_receipt = nomad_staging.path().join("receipt.json");
-        write_file(&staged_receipt, &receipt.to_json(), ROOT_FILE)?;
-        tx.place(&staged_receipt, &layout.receipt())?;
-    }
-    tx.commit();
-    if !outcome.changed {
-        outcome
-            .lines
-            .push("nothing to do: everything is already in place".to_string());
-    }
-    Ok(outcome)
-}
 
-/// Resolves, verifies and (unless already installed) downloads and extracts one HashiCorp
-/// product into `staging`.
-fn stage_release(
-    ctx: &Run<'_>,
-    product: Product,
-    request: &VersionRequest,
-    staging: &tempfile::TempDir,
-) -> anyhow::Result<Staged> {
-    let r = ctx.request;
-    let version = match request {
-        VersionRequest::Exact(v) => v.clone(),
-        VersionRequest::Latest => resolve_latest(ctx, product)?,
-    };
-    let release = Release {
-        product,
-        version,
-        arch: r.arch,
-    };
-    let sums_url = release.file_url(&r.source, &release.sums_name());
-    let sums_bytes = ctx
-        .downloader
-        .fetch_bytes(&sums_url, SMALL_FILE_LIMIT)
-        .map_err(|e| {
-            if e.is_not_found() {
-                anyhow::anyhow!(
-                    "{product} version {} does not exist on the mirror {}: {e}",
-                    release.version,
-                    r.source
-                )
-            } else {
-                anyhow::Error::new(e)
-            }
-        })?;
-    let verified = verify_sums(ctx, &release, &sums_bytes, &sums_url)?;
-    tracing::info!(
-        "{} is signed by {} (key {}, made {})",
-        sums_url,
-        verified.primary,
-        verified.signer,
-        verified.created
-    );
-    let archive_name = release.archive_name();
-    let expected = verify::parse_sums(&sums_bytes)
-        .and_then(|sums| sums.sha256_of(&archive_name).map(str::to_string))
-        .with_context(|| {
-            format!(
-                "{sums_url} (signature verified) cannot vouch for {archive_name}: is there a linux_{} build of {product} {}?",
-                r.arch, release.version
-            )
-        })?;
-    let archive_url = release.file_url(&r.source, &archive_name);
-    let binary_inside = r.layout.binary(product);
-    let destination = r.layout.bin_dir(product);
-    let title = release.to_string();
-
-    let previous = ctx.receipt.components.get(product.name);
-    if receipt::is_current(
-        previous,
-        release.version.as_str(),
-        r.arch.as_str(),
-        &expected,
-        |inside| support::hash::sha256_file(&r.layout.host(Path::new(inside))).ok(),
-    ) {
-        let mut installed = previous.cloned().expect("is_current needs a receipt");
-        installed.url = archive_url.to_string();
-        return Ok(Staged {
-            key: product.name,
-            title,
-            installed,
-            files: Vec::new(),
-            destination,
-            _staging: None,
+    /// `staged` is a host path; `target` is inside the target.
+    fn place(&mut self, staged: &Path, target: &Path, sha256: &str) {
+        self.steps.push(Step::Place {
+            staged: self.layout.inside(staged),
+            target: target.to_path_buf(),
+            sha256: sha256.to_string(),
         });
+        self.changes += 1;
     }
 
-    let archive_path = download_verified(ctx, &archive_url, &archive_name, &expected, staging)?;
-    tracing::info!(
-        "{archive_name} matches the signed SHA-256 {}; extracting {}",
-        short(&expected),
-        product.name
-    );
-    let staged_binary = staging.path().join(product.name);
-    let extracted =
-        archive::extract_zip_file(&archive_path, product.name, &staged_binary, ROOT_EXEC)
-            .with_context(|| format!("refusing {archive_url}"))?;
-    let _ = fs::remove_file(&archive_path);
-    Ok(Staged {
-        key: product.name,
-        title,
-        installed: Installed {
-            version: release.version.to_string(),
-            arch: r.arch.to_string(),
-            archive: archive_name,
-            archive_sha256: expected,
-            url: archive_url.to_string(),
-            files: [(binary_inside.display().to_string(), extracted.sha256)]
-                .into_iter()
-                .collect(),
-        },
-        files: vec![(staged_binary, r.layout.host(&binary_inside))],
-        destination,
-        _staging: None,
-    })
-}
-
-/// `latest`: the newest stable version in `/<product>/index.json` with a build for our arch.
-fn resolve_latest(ctx: &Run<'_>, product: Product) -> anyhow::Result<Version> {
-    let r = ctx.request;
-    let url = release::index_url(&r.source, product);
-    let bytes = ctx
-        .downloader
-        .fetch_bytes(&url, INDEX_LIMIT)
-        .with_context(|| format!("resolving the latest {product} release"))?;
-    let index: release::ProductIndex =
-        serde_json::from_slice(&bytes).with_context(|| format!("{url} is not a release index"))?;
-    let version = release::latest_stable(&index, r.arch).with_context(|| {
-        format!(
-            "{url} lists no stable {product} release with a linux_{} build",
-            r.arch
-        )
-    })?;
-    tracing::info!("latest stable {product} on {} is {version}", r.source);
-    Ok(version)
-}
-
-/// Finds the sums' signature (`.<KEYID>.sig` for each trusted key, then `.sig`) and verifies
-/// it. The first signature file that exists decides: a bad one is never skipped for another.
-fn verify_sums(
-    ctx: &Run<'_>,
-    release: &Release,
-    sums: &[u8],
-    sums_url: &Url,
-) -> anyhow::Result<verify::Verified> {
-    let r = ctx.request;
-    let mut tried = Vec::new();
-    for name in release.signature_names(&r.keys.key_id_suffixes()) {
-        let url = release.file_url(&r.source, &name);
-        match ctx.downloader.fetch_bytes(&url, SMALL_FILE_LIMIT) {
-            Ok(signature) => {
-                return r.keys.verify(sums, &signature).with_context(|| {
-                    format!(
-                        "refusing {sums_url}: its signature {url} does not verify against {}",
-                        r.keys.origin()
-                    )
-                });
-            }
-            Err(e) if e.is_not_found() => tried.push(url.to_string()),
-            Err(e) => return Err(e).context("fetching the signature of the checksums"),
+    /// A symlink step, only when the link does not already point at `value`.
+    fn symlink(&mut self, link: &Path, value: &Path) {
+        if fs::read_link(self.layout.host(link)).is_ok_and(|current| current == value) {
+            return;
         }
-    }
-    bail!(
-        "refusing {sums_url}: no signature found (tried {})",
-        tried.join(", ")
-    )
-}
-
-/// Downloads `url` to `<staging>/<name>.partial`, compares its SHA-256 with `expected`, and
-/// renames it to `<staging>/<name>`.
-fn download_verified(
-    ctx: &Run<'_>,
-    url: &Url,
-    name: &str,
-    expected: &str,
-    staging: &tempfile::TempDir,
-) -> anyhow::Result<PathBuf> {
-    let partial = staging.path().join(format!("{name}.partial"));
-    let fetched = ctx.downloader.fetch_to_file(url, &partial)?;
-    if !fetched.sha256.eq_ignore_ascii_case(expected) {
-        bail!(
-            "refusing {url}: its SHA-256 is {} but {expected} was expected ({} bytes received); nothing was extracted",
-            fetched.sha256,
-            fetched.size
-        );
-    }
-    let done = staging.path().join(name);
-    fs::rename(&partial, &done)
-        .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
-    Ok(done)
-}
-
-/// Downloads the CNI tarball, checks it against the pinned (or given) SHA-256 and extracts its
-/// top-level files.
-fn stage_cni(
-    ctx: &Run<'_>,
-    cni: &CniRequest,
-    staging: &tempfile::TempDir,
-) -> anyhow::Result<Staged> {
-    let r = ctx.request;
-    let release = CniRelease::parse(&cni.version, r.arch)?;
-    let expected = release.expected_sha256(cni.sha256.as_deref())?;
-    let url = release.url(&r.cni_source);
-    let archive_name = release.archive_name();
-    let title = format!("CNI plugins v{} (linux_{})", release.version, r.arch);
-    let destination = r.layout.cni_path.clone();
-    let previous = ctx.receipt.components.get("cni");
-    if receipt::is_current(
-        previous,
-        release.version.as_str(),
-        r.arch.as_str(),
-        &expected,
-        |inside| support::hash::sha256_file(&r.layout.host(Path::new(inside))).ok(),
-    ) {
-        let mut installed = previous.cloned().expect("is_current needs a receipt");
-        installed.url = url.to_string();
-        return Ok(Staged {
-            key: "cni",
-            title,
-            installed,
-            files: Vec::new(),
-            destination,
-            _staging: None,
+        self.steps.push(Step::Symlink {
+            at: link.to_path_buf(),
+            value: value.to_path_buf(),
         });
+        self.changes += 1;
+        self.actions
+            .push(format!("linked {} -> {}", link.display(), value.display()));
     }
-    let archive_path =
-        download_verified(ctx, &url, &archive_name, &expected, staging).map_err(|e| {
-            if e.downcast_ref::<download::FetchError>()
-                .is_some_and(|f| f.is_not_found())
-            {
-                e.context(format!(
-                    "CNI plugins v{} do not exist on {}",
-                    release.version, r.cni_source
-                ))
-            } else {
-                e
-            }
-        })?;
-    let out = staging.path().join("plugins");
-    fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
-    let extracted = archive::extract_tgz_files(&archive_path, &out, |executable| {
-        if executable {
-            ROOT_EXEC
-        } else {
-            ROOT_FILE
+}
+
+/// `<path>/.install-nomad-journal.json`, host path.
+fn journal_path(layout: &Layout) -> PathBuf {
+    layout
+        .host(&layout.nomad_path)
+        .join(transaction::JOURNAL_NAME)
+}
+
+/// A failed commit, named by its real cause (a full disk says so).
+fn commit_failure(error: CommitError) -> anyhow::Error {
+    let full = match &error {
+        CommitError::RolledBack(step) | CommitError::Stuck { error: step, .. } => {
+            support::files::disk_full(&step.path, &step.source)
         }
-    })
-    .with_context(|| format!("refusing {url}"))?;
-    let _ = fs::remove_file(&archive_path);
-    if extracted.is_empty() {
-        bail!("refusing {url}: the archive holds no files");
+        CommitError::Journal { path, source } => support::files::disk_full(path, &source.source),
+        CommitError::Interrupted { .. } => None,
+    };
+    match full {
+        Some(full) => anyhow::Error::new(error).context(full),
+        None => anyhow::Error::new(error),
     }
-    let mut files = Vec::new();
-    let mut hashes = std::collections::BTreeMap::new();
-    for file in extracted {
-        let inside = r.layout.cni_path.join(&file.name);
-        hashes.insert(inside.display().to_string(), file.sha256);
-        files.push((file.path, r.layout.host(&inside)));
+}
+
+/// Removes what interrupted runs leave, now that no journal refers to it: staging directories
+/// beside the install, Consul and CNI directories, and backups or half-made symlinks in every
+/// directory this layout places files in. Run under the install lock, so none is in use.
+fn remove_leftovers(layout: &Layout) {
+    let staging_parents = [
+        layout.host(&layout.nomad_path),
+        layout.host(&layout.consul_path),
+        layout.staging_parent(&layout.cni_path),
+    ];
+    for parent in &staging_parents {
+        remove_stale_staging(parent);
     }
-    Ok(Staged {
-        key: "cni",
-        title,
-        installed: Installed {
-            version: release.version.to_string(),
-            arch: r.arch.to_string(),
-            archive: archive_name,
-            archive_sha256: expected,
-            url: url.to_string(),
-            files: hashes,
-        },
-        files,
-        destination,
-        _staging: None,
-    })
+    let file_dirs = [
+        layout.host(&layout.nomad_path),
+        layout.host(&layout.bin_dir(release::NOMAD)),
+        layout.host(&layout.bin_dir(release::CONSUL)),
+        layout.host(&layout.cni_path),
+        layout.host(&layout.system_bin_dir),
+    ];
+    for dir in &file_dirs {
+        for removed in transaction::remove_leftovers(dir) {
+            tracing::info!("removed {} left by an interrupted run", removed.display());
+        }
+    }
 }
 
 /// The run-nomad binary's bytes and SHA-256.
@@ -579,7 +484,10 @@ fn write_file(path: &Path, bytes: &[u8], spec: FileSpec) -> anyhow::Result<()> {
     file.write_all(bytes)
         .and_then(|()| support::files::apply_spec(&file, spec))
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(|e| match support::files::disk_full(path, &e) {
+            Some(full) => anyhow::Error::new(e).context(full),
+            None => anyhow::Error::new(e).context(format!("writing {}", path.display())),
+        })
 }
 
 /// A fresh staging directory in `parent` (same filesystem as the final files).
@@ -614,21 +522,53 @@ fn remove_stale_staging(parent: &Path) {
 }
 
 /// An exclusive `flock` on the install directory for the whole run, so two installs into the
-/// same path cannot interleave. Also clears the stale staging directories of a killed run.
+/// same path cannot interleave. A lock held by another run is an error that says so (and which
+/// process holds it, when `/proc/locks` tells); it is not waited for.
 fn lock_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
     let handle = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let lock = nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| {
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(handle, errno)| {
+            if errno != nix::errno::Errno::EWOULDBLOCK {
+                return anyhow::anyhow!("cannot lock {}: {errno}", dir.display());
+            }
+            let holder = lock_holder(&handle)
+                .map(|pid| format!(" (process {pid})"))
+                .unwrap_or_default();
             anyhow::anyhow!(
-                "another install-nomad is running on {} ({errno})",
+                "another install-nomad run{holder} holds the install lock on {}: wait for it to finish and run again",
                 dir.display()
             )
-        })?;
-    remove_stale_staging(dir);
-    Ok(lock)
+        },
+    )
 }
 
-fn short(sha: &str) -> &str {
+/// The process holding a `flock` on `file`, from `/proc/locks` (lines such as
+/// `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`, device as hex major:minor).
+fn lock_holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    parse_lock_holder(&locks, &id)
+}
+
+fn parse_lock_holder(locks: &str, id: &str) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, file, ..] if *file == id => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
@@ -637,27 +577,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_install_at_a_time_and_stale_staging_is_cleared() {
+    fn one_install_at_a_time_and_the_error_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path()).unwrap();
+        let err = lock_dir(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another install-nomad run (process {}) holds the install lock on {}: wait for it to finish and run again",
+                std::process::id(),
+                dir.path().display()
+            )
+        );
+        drop(held);
+        assert!(lock_dir(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn the_lock_holder_is_read_from_proc_locks() {
+        let locks = "1: POSIX  ADVISORY  WRITE 99 fd:01:5678 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 77 fd:01:9 0 EOF\n";
+        assert_eq!(parse_lock_holder(locks, "fd:01:5678"), Some(1234));
+        assert_eq!(parse_lock_holder(locks, "fd:01:1"), None);
+    }
+
+    #[test]
+    fn stale_staging_is_cleared_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join(format!("{STAGING_PREFIX}crashed"));
         fs::create_dir(&stale).unwrap();
         fs::write(stale.join("nomad_1.0.0_linux_amd64.zip.partial"), "half").unwrap();
         let other = dir.path().join("config");
         fs::create_dir(&other).unwrap();
-
-        let held = lock_dir(dir.path()).unwrap();
-        assert!(
-            !stale.exists(),
-            "a killed run's staging is removed under the lock"
-        );
+        remove_stale_staging(dir.path());
+        assert!(!stale.exists());
         assert!(other.exists(), "only our staging directories are removed");
-        let err = lock_dir(dir.path()).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("another install-nomad is running on"),
-            "{err}"
-        );
-        drop(held);
-        assert!(lock_dir(dir.path()).is_ok());
     }
 }

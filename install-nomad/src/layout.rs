@@ -8,6 +8,9 @@ use support::files::under_root;
 
 use crate::release::Product;
 
+/// The receipt's file name, in `<path>`.
+pub const RECEIPT_NAME: &str = ".install-nomad.json";
+
 /// A directory Nomad writes to, owned by the Nomad user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataDir {
@@ -96,7 +99,16 @@ impl Layout {
 
     /// What this tool installed last time (host path): `<path>/.install-nomad.json`.
     pub fn receipt(&self) -> PathBuf {
-        self.host(&self.nomad_path.join(".install-nomad.json"))
+        self.host(&self.nomad_path.join(RECEIPT_NAME))
+    }
+
+    /// A host path under the root as the target system sees it (`/mnt/img/opt/nomad` is
+    /// `/opt/nomad`); a path outside the root is returned as it is.
+    pub fn inside(&self, host: &Path) -> PathBuf {
+        match host.strip_prefix(&self.root) {
+            Ok(relative) => Path::new("/").join(relative),
+            Err(_) => host.to_path_buf(),
+        }
     }
 
     /// The directory a staging directory for files bound for `final_dir` is made in: the
@@ -167,6 +179,11 @@ mod tests {
             Path::new("/mnt/image/opt/cni")
         );
         assert_eq!(l.etc("passwd"), Path::new("/mnt/image/etc/passwd"));
+        assert_eq!(
+            l.inside(Path::new("/mnt/image/opt/nomad/.staging")),
+            Path::new("/opt/nomad/.staging")
+        );
+        assert_eq!(layout("/").inside(Path::new("/opt/x")), Path::new("/opt/x"));
         assert_eq!(layout("/").etc("group"), Path::new("/etc/group"));
         let dirs: Vec<_> = l
             .data_dirs()

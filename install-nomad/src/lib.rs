@@ -1,25 +1,29 @@
 //! Resolve, download, verify (signed SHA256SUMS) and atomically install a Nomad release, the
 //! run-nomad binary, and optionally Consul and the CNI plugins.
 //!
-//! Modules, one domain each: [`release`] (names, URLs, `latest`), [`verify`] (signature and
-//! checksum rules), [`download`] (HTTP/file fetching with retries and resume), [`archive`]
+//! Modules, one domain each: [`boundary`] (rPGP's panics and error text kept from the user), [`release`] (names, URLs, `latest`), [`verify`] (signature and
+//! checksum rules), [`download`] (HTTP/file fetching with retries and resume), [`limits`] (per-file deadline and
+//! stall detection), [`archive`]
 //! (safe extraction), [`cni`] (CNI names and pinned hashes), [`layout`] (where files go under a
 //! root), [`users`] (the service account in the target's user database), [`receipt`] (what was
 //! installed), [`transaction`] (all-or-nothing file placement), [`install`] (the whole run).
 
 pub mod archive;
+pub mod boundary;
 pub mod cli;
 pub mod cni;
 pub mod download;
 pub mod install;
 pub mod layout;
+pub mod limits;
 pub mod receipt;
 pub mod release;
+pub mod stage;
 pub mod transaction;
 pub mod users;
 pub mod verify;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -33,8 +37,15 @@ use crate::verify::TrustedKeys;
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let request = request(&cli)?;
     let outcome = install::install(&request)?;
-    for line in &outcome.lines {
+    for line in &outcome.actions {
         tracing::info!("{line}");
+    }
+    if cli.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &outcome)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout))
+            .context("writing the result to stdout")?;
     }
     Ok(())
 }
@@ -97,7 +108,13 @@ pub fn request(cli: &cli::Cli) -> anyhow::Result<Request> {
             attempts: cli.download_attempts,
             progress_bar: !cli.quiet && std::io::stderr().is_terminal(),
             no_proxy: local_mirrors,
+            limits: crate::limits::Limits {
+                timeout: cli.download_timeout,
+                stall_window: cli.stall_timeout,
+                min_speed: cli.stall_min_speed,
+            },
         },
+        commit_hook: None,
     })
 }
 

@@ -1,18 +1,46 @@
-//! A multi-file install that is all or nothing (after rustup's `transaction.rs`).
+//! Placing a verified install, crash-consistently: a journaled transaction whose steps can be
+//! counted, replayed and undone.
 //!
-//! Each step records how to undo itself: a file placed over an existing one first hard-links the
-//! old one to a hidden sibling (`.<name>.install-nomad-backup`), then renames the new file over
-//! it, so the target is never missing and the old bytes can be put back; a directory we create is
-//! removed again. Dropping the transaction without [`Transaction::commit`] undoes every step in
-//! reverse order. Ownership or mode fixes on directories that already existed are not undone:
-//! they only ever tighten them to root.
+//! Everything is downloaded, verified and extracted into staging directories first (beside the
+//! final directories, so every rename stays on one filesystem). Then the commit:
+//!
+//! 1. The plan, a list of [`Step`]s (directories to ensure, staged files to rename into place,
+//!    symlinks), is written as a journal, `<path>/.install-nomad-journal.json` (atomically,
+//!    fsynced). From here on the install is *decided*: a crash is completed by the next run.
+//! 2. Each step runs in order. Every step is idempotent and knows whether it already ran (a
+//!    staged file that is gone was renamed into place), so replaying the journal from the top
+//!    after a crash at any point completes exactly the missing steps. A file placed over an
+//!    old one is hard-linked to `.<name>.install-nomad-backup` first, so the name never
+//!    disappears and the old bytes can be put back. The receipt is the last file placed.
+//! 3. Every directory whose entries changed is fsynced once, then the journal is removed (the
+//!    commit point), then the backups, then the staging directories.
+//!
+//! The next run, under the install lock, replays a journal it finds ([`recover`]) before doing
+//! anything else, then removes leftover backups and staging directories wherever the layout
+//! puts files ([`remove_leftovers`]): an install is always found either as it was or as the
+//! interrupted run meant it, receipt included. A step that *fails* (rather than a kill) undoes
+//! the steps before it in reverse ([`commit`]); each undo is the exact inverse (a placed file
+//! goes back to staging, its backup back to its name), so a crash during the undo still leaves
+//! a journal that replays correctly.
+//!
+//! [`CommitHook`] is called at every point of the commit and can stop it there as a kill
+//! would: the tests use it to interrupt the commit after each step in turn.
 
+use std::fmt;
 use std::fs;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use support::files::{sync_dir, FileSpec};
+use serde::{Deserialize, Serialize};
+use support::files::{sync_dir, under_root, FileSpec, Ownership};
+
+/// The journal's file name, in the Nomad install directory.
+pub const JOURNAL_NAME: &str = ".install-nomad-journal.json";
+const BACKUP_SUFFIX: &str = ".install-nomad-backup";
+const NEW_LINK_SUFFIX: &str = ".install-nomad-new";
 
 /// A step that failed, naming the path.
 #[derive(Debug, thiserror::Error)]
@@ -35,211 +63,652 @@ fn step_error<'a>(
     }
 }
 
-#[derive(Debug)]
-enum Step {
-    CreatedDir(PathBuf),
-    Placed {
+/// One step of the plan. Paths are inside the target system (`/opt/nomad/bin/nomad`) and
+/// mapped under the root when the step runs, so a journal does not depend on where the root is
+/// mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Make sure a directory exists (missing parents 0755) with this mode and owner; an
+    /// existing one is given them only with `fix_existing`.
+    Dir {
+        path: PathBuf,
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        fix_existing: bool,
+    },
+    /// Rename a staged file (final mode and owner, fsynced) over `target`.
+    Place {
+        staged: PathBuf,
         target: PathBuf,
+        sha256: String,
+    },
+    /// Make `at` a symlink to `value`.
+    Symlink { at: PathBuf, value: PathBuf },
+}
+
+impl Step {
+    pub fn dir(path: &Path, spec: FileSpec, fix_existing: bool) -> Step {
+        Step::Dir {
+            path: path.to_path_buf(),
+            mode: spec.mode,
+            uid: spec.owner.uid,
+            gid: spec.owner.gid,
+            fix_existing,
+        }
+    }
+
+    /// The path the step changes, inside the target.
+    pub fn path(&self) -> &Path {
+        match self {
+            Step::Dir { path, .. } => path,
+            Step::Place { target, .. } => target,
+            Step::Symlink { at, .. } => at,
+        }
+    }
+
+    /// Whether the step replaces or creates a file (so the plan needs a journal).
+    fn writes_a_file(&self) -> bool {
+        !matches!(self, Step::Dir { .. })
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Dir { path, mode, .. } => write!(f, "directory {} ({mode:o})", path.display()),
+            Step::Place { target, .. } => write!(f, "place {}", target.display()),
+            Step::Symlink { at, value } => {
+                write!(f, "link {} -> {}", at.display(), value.display())
+            }
+        }
+    }
+}
+
+/// What the journal holds: the plan, the staging directories to remove at the end, and a line
+/// saying what is being installed (for the next run's message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub what: String,
+    pub steps: Vec<Step>,
+    /// Inside the target.
+    pub staging: Vec<PathBuf>,
+}
+
+/// A point of the commit, given to the [`CommitHook`] once it is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPoint<'a> {
+    /// 0 (everything staged, nothing changed yet) to `total - 1` (staging removed).
+    pub index: usize,
+    pub total: usize,
+    pub what: &'a str,
+}
+
+type HookFn = dyn Fn(&CommitPoint<'_>) -> ControlFlow<()> + Send + Sync;
+
+/// Called at every point of the commit; `Break` stops the run right there, with no undo and no
+/// clean-up, as a kill would. For tests of crash consistency; production runs pass none.
+#[derive(Clone)]
+pub struct CommitHook(pub Arc<HookFn>);
+
+impl CommitHook {
+    pub fn new(f: impl Fn(&CommitPoint<'_>) -> ControlFlow<()> + Send + Sync + 'static) -> Self {
+        CommitHook(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for CommitHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CommitHook")
+    }
+}
+
+/// Why the commit did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A step failed and every step before it was undone: the install is as it was.
+    #[error("{0} (every change was undone)")]
+    RolledBack(#[source] StepError),
+    /// A step failed and undoing failed too: the journal stays for the next run to complete.
+    #[error("{error}; undoing failed as well, so {journal} was kept: the next run completes the install")]
+    Stuck {
+        #[source]
+        error: StepError,
+        journal: PathBuf,
+    },
+    /// The journal could not be written: nothing was changed.
+    #[error("cannot write the install journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: support::files::WriteError,
+    },
+    /// The [`CommitHook`] stopped the run.
+    #[error("stopped at commit point {index} of {total} ({what})")]
+    Interrupted {
+        index: usize,
+        total: usize,
+        what: String,
+    },
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Directories it created, inside the target.
+    pub created_dirs: Vec<PathBuf>,
+}
+
+/// Runs the plan: journal, steps, journal removed, backups removed, staging removed, calling
+/// `hook` at each of these points. A plan without a file to place needs no journal.
+pub fn commit(
+    root: &Path,
+    journal_path: &Path,
+    journal: &Journal,
+    hook: Option<&CommitHook>,
+) -> Result<Committed, CommitError> {
+    let total = journal.steps.len() + 5;
+    let point = |index: usize, what: &str| -> Result<(), CommitError> {
+        match hook.map(|h| (h.0)(&CommitPoint { index, total, what })) {
+            Some(ControlFlow::Break(())) => Err(CommitError::Interrupted {
+                index,
+                total,
+                what: what.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    };
+    point(0, "staged; nothing changed yet")?;
+    let journaled = journal.steps.iter().any(Step::writes_a_file);
+    if journaled {
+        let json = serde_json::to_vec_pretty(journal).expect("a journal serializes");
+        support::files::write_atomic(journal_path, &json, FileSpec::mode(0o600)).map_err(
+            |source| CommitError::Journal {
+                path: journal_path.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    point(1, "journal written")?;
+    let mut done: Vec<Applied> = Vec::new();
+    for (i, step) in journal.steps.iter().enumerate() {
+        match apply(root, step, false) {
+            Ok(applied) => done.push(applied),
+            Err(error) => {
+                return Err(undo(root, journal_path, journal, done, error, journaled));
+            }
+        }
+        point(i + 2, &step.to_string())?;
+    }
+    if let Err(error) = sync_changed_dirs(&done) {
+        return Err(undo(root, journal_path, journal, done, error, journaled));
+    }
+    let created_dirs = done
+        .iter()
+        .flat_map(|a| match a {
+            Applied::CreatedDirs(dirs) => dirs.clone(),
+            _ => Vec::new(),
+        })
+        .map(|host| inside(root, &host))
+        .collect();
+    finish(root, journal_path, journal, journaled, |i, what| {
+        point(journal.steps.len() + 2 + i, what)
+    })?;
+    Ok(Committed { created_dirs })
+}
+
+/// Completes an install a killed run left journaled at `journal_path`, if there is one:
+/// replays every step (those already done are recognised and skipped) and cleans up. Returns
+/// what was being installed.
+pub fn recover(root: &Path, journal_path: &Path) -> anyhow::Result<Option<String>> {
+    let bytes = match fs::read(journal_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot read the install journal {}: {e}",
+            journal_path.display()
+        ),
+    };
+    let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the install journal {} of an interrupted run is unreadable ({e}); check the install and remove the file to go on",
+            journal_path.display()
+        )
+    })?;
+    tracing::warn!(
+        "completing an install that was interrupted: {} (journal {})",
+        journal.what,
+        journal_path.display()
+    );
+    let cannot = |e: StepError| {
+        anyhow::anyhow!(
+            "cannot complete the interrupted install recorded in {}: {e}; nothing else was changed (remove that file to install from scratch: files that do not match the receipt are then installed again)",
+            journal_path.display()
+        )
+    };
+    let mut done = Vec::new();
+    for step in &journal.steps {
+        done.push(apply(root, step, true).map_err(cannot)?);
+    }
+    sync_changed_dirs(&done).map_err(cannot)?;
+    finish(root, journal_path, &journal, true, |_, _| Ok(()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(journal.what))
+}
+
+/// The end of a commit: the journal goes (the commit point), then the backups, then staging.
+fn finish(
+    root: &Path,
+    journal_path: &Path,
+    journal: &Journal,
+    journaled: bool,
+    point: impl Fn(usize, &str) -> Result<(), CommitError>,
+) -> Result<(), CommitError> {
+    if journaled {
+        if let Err(e) = fs::remove_file(journal_path) {
+            tracing::warn!("could not remove {}: {e}", journal_path.display());
+        }
+        if let Some(dir) = journal_path.parent() {
+            let _ = sync_dir(dir);
+        }
+    }
+    point(0, "journal removed")?;
+    for step in &journal.steps {
+        if step.writes_a_file() {
+            let target = under_root(root, step.path());
+            for leftover in [backup_path(&target), new_link_path(&target)] {
+                remove_if_there(&leftover);
+            }
+        }
+    }
+    point(1, "backups removed")?;
+    for dir in &journal.staging {
+        let dir = under_root(root, dir);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("could not remove {}: {e}", dir.display()),
+        }
+    }
+    point(2, "staging removed")
+}
+
+/// Undoes `done` in reverse after `error`; removes the journal and staging when that worked.
+fn undo(
+    root: &Path,
+    journal_path: &Path,
+    journal: &Journal,
+    done: Vec<Applied>,
+    error: StepError,
+    journaled: bool,
+) -> CommitError {
+    tracing::warn!("install failed: undoing {} step(s)", done.len());
+    let mut clean = true;
+    for applied in done.into_iter().rev() {
+        if let Err(e) = applied.undo() {
+            tracing::error!("undoing failed: {e}");
+            clean = false;
+        }
+    }
+    if !clean && journaled {
+        return CommitError::Stuck {
+            error,
+            journal: journal_path.to_path_buf(),
+        };
+    }
+    let _ = finish(root, journal_path, journal, journaled, |_, _| Ok(()));
+    CommitError::RolledBack(error)
+}
+
+/// What a step did, so it can be undone.
+#[derive(Debug)]
+enum Applied {
+    Nothing,
+    CreatedDirs(Vec<PathBuf>),
+    /// `staged` was renamed to `target`; the old file (if any) is at `backup`.
+    Placed {
+        staged: PathBuf,
+        target: PathBuf,
+        backup: Option<PathBuf>,
+    },
+    Linked {
+        at: PathBuf,
         backup: Option<PathBuf>,
     },
 }
 
-/// The undo log of an install in progress.
-#[derive(Debug, Default)]
-pub struct Transaction {
-    steps: Vec<Step>,
-    committed: bool,
+impl Applied {
+    /// The exact inverse of the step, so a journal left by a crash during the undo still
+    /// replays: a placed file goes back to its staged name before its backup takes the target
+    /// name again.
+    fn undo(self) -> Result<(), StepError> {
+        match self {
+            Applied::Nothing => Ok(()),
+            Applied::CreatedDirs(dirs) => {
+                for dir in dirs.iter().rev() {
+                    if let Err(e) = fs::remove_dir(dir) {
+                        tracing::warn!("undo: could not remove {}: {e}", dir.display());
+                    }
+                }
+                Ok(())
+            }
+            Applied::Placed {
+                staged,
+                target,
+                backup,
+            } => {
+                fs::rename(&target, &staged).map_err(step_error("moving back", &target))?;
+                if let Some(backup) = backup {
+                    fs::rename(&backup, &target).map_err(step_error("restoring", &target))?;
+                }
+                Ok(())
+            }
+            Applied::Linked { at, backup } => {
+                match backup {
+                    Some(backup) => {
+                        fs::rename(&backup, &at).map_err(step_error("restoring", &at))?
+                    }
+                    None => fs::remove_file(&at).map_err(step_error("removing", &at))?,
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
-impl Transaction {
-    pub fn new() -> Transaction {
-        Transaction::default()
+/// Runs one step, recognising one that already ran. `replaying` (a journal from a killed run)
+/// also checks the staged file's SHA-256 before placing it and the target's when the staged
+/// file is gone, so a replay never places or accepts bytes that are not the planned ones.
+fn apply(root: &Path, step: &Step, replaying: bool) -> Result<Applied, StepError> {
+    match step {
+        Step::Dir {
+            path,
+            mode,
+            uid,
+            gid,
+            fix_existing,
+        } => {
+            let spec = FileSpec {
+                mode: *mode,
+                owner: Ownership {
+                    uid: *uid,
+                    gid: *gid,
+                },
+            };
+            ensure_dir(&under_root(root, path), spec, *fix_existing).map(Applied::CreatedDirs)
+        }
+        Step::Place {
+            staged,
+            target,
+            sha256,
+        } => place(
+            &under_root(root, staged),
+            &under_root(root, target),
+            sha256,
+            replaying,
+        ),
+        Step::Symlink { at, value } => symlink(value, &under_root(root, at)),
     }
+}
 
-    /// Makes sure `dir` exists as a directory with `spec`'s owner and mode. Missing parents are
-    /// created 0755 (owned by whoever runs this, root in practice). When `dir` already exists its
-    /// owner and mode are set to `spec` only if `fix_existing`. Returns whether it was created.
-    pub fn ensure_dir(
-        &mut self,
-        dir: &Path,
-        spec: FileSpec,
-        fix_existing: bool,
-    ) -> Result<bool, StepError> {
-        match fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => {
-                if fix_existing {
-                    apply_to_path(dir, spec, &meta)?;
-                }
-                return Ok(false);
-            }
-            Ok(_) => {
-                return Err(StepError {
-                    action: "expected a directory at",
-                    path: dir.to_path_buf(),
-                    source: io::Error::new(io::ErrorKind::AlreadyExists, "it is not a directory"),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(step_error("checking", dir)(e)),
-        }
-        let mut missing = Vec::new();
-        let mut current = dir;
-        while !current.exists() {
-            missing.push(current.to_path_buf());
-            match current.parent() {
-                Some(parent) => current = parent,
-                None => break,
-            }
-        }
-        for path in missing.iter().rev() {
-            let mode = if path == dir { spec.mode } else { 0o755 };
-            fs::DirBuilder::new()
-                .mode(mode)
-                .create(path)
-                .map_err(step_error("creating directory", path))?;
-            self.steps.push(Step::CreatedDir(path.clone()));
-            if path == dir {
-                let meta = fs::metadata(path).map_err(step_error("checking", path))?;
-                apply_to_path(path, spec, &meta)?;
-            } else {
-                // The umask may have narrowed the mode.
-                fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                    .map_err(step_error("setting the mode of", path))?;
-            }
-            if let Some(parent) = path.parent() {
-                let _ = sync_dir(parent);
-            }
-        }
-        Ok(true)
+fn place(staged: &Path, target: &Path, want: &str, replaying: bool) -> Result<Applied, StepError> {
+    let staged_there = fs::symlink_metadata(staged).is_ok();
+    if !staged_there && !replaying {
+        return Err(StepError {
+            action: "placing",
+            path: target.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("its staged file {} is missing", staged.display()),
+            ),
+        });
     }
+    if !staged_there {
+        // Renamed into place before the crash; make sure it is what was planned.
+        let sha = support::hash::sha256_file(target).map_err(step_error("checking", target))?;
+        if sha != want {
+            return Err(StepError {
+                action: "completing",
+                path: target.to_path_buf(),
+                source: io::Error::other(format!(
+                    "its staged file {} is gone and it does not hold the planned bytes",
+                    staged.display()
+                )),
+            });
+        }
+        return Ok(Applied::Nothing);
+    }
+    if replaying {
+        let sha = support::hash::sha256_file(staged).map_err(step_error("checking", staged))?;
+        if sha != want {
+            return Err(StepError {
+                action: "completing",
+                path: target.to_path_buf(),
+                source: io::Error::other(format!(
+                    "the staged file {} changed since it was verified",
+                    staged.display()
+                )),
+            });
+        }
+    }
+    let backup = keep_backup(target)?;
+    fs::rename(staged, target).map_err(step_error("renaming into place", target))?;
+    Ok(Applied::Placed {
+        staged: staged.to_path_buf(),
+        target: target.to_path_buf(),
+        backup,
+    })
+}
 
-    /// Renames `staged` (already complete, with its final mode and owner, fsynced) over
-    /// `target`, keeping the old file (or symlink) for a rollback. Both must be on the same
-    /// filesystem.
-    pub fn place(&mut self, staged: &Path, target: &Path) -> Result<(), StepError> {
-        let backup = match fs::symlink_metadata(target) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(StepError {
-                    action: "replacing",
-                    path: target.to_path_buf(),
-                    source: io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "a directory is in the way",
-                    ),
-                })
-            }
-            Ok(_) => {
-                let backup = backup_path(target);
-                let _ = fs::remove_file(&backup);
-                // A hard link of the old file (or of the symlink itself: linkat does not follow
-                // symlinks) keeps it reachable while the new one takes its name.
+/// Hard-links what is at `target` (a file, or a symlink itself: linkat does not follow) to its
+/// backup name, unless a replayed step made that backup already. `None` when nothing is there.
+fn keep_backup(target: &Path) -> Result<Option<PathBuf>, StepError> {
+    match fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_dir() => Err(StepError {
+            action: "replacing",
+            path: target.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
+        }),
+        Ok(_) => {
+            let backup = backup_path(target);
+            if fs::symlink_metadata(&backup).is_err() {
                 fs::hard_link(target, &backup)
                     .map_err(step_error("keeping a backup of", target))?;
-                Some(backup)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(step_error("checking", target)(e)),
-        };
-        if let Err(e) = fs::rename(staged, target) {
-            if let Some(backup) = &backup {
-                let _ = fs::remove_file(backup);
+            Ok(Some(backup))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(step_error("checking", target)(e)),
+    }
+}
+
+fn symlink(value: &Path, at: &Path) -> Result<Applied, StepError> {
+    if fs::read_link(at).is_ok_and(|current| current == value) {
+        return Ok(Applied::Nothing);
+    }
+    if fs::symlink_metadata(at).is_ok_and(|meta| meta.is_file()) {
+        tracing::warn!(
+            "replacing the regular file {} with a symlink to {}",
+            at.display(),
+            value.display()
+        );
+    }
+    let temp = new_link_path(at);
+    remove_if_there(&temp);
+    std::os::unix::fs::symlink(value, &temp).map_err(step_error("creating symlink", &temp))?;
+    let backup = keep_backup(at)?;
+    if let Err(e) = fs::rename(&temp, at) {
+        remove_if_there(&temp);
+        return Err(step_error("renaming into place", at)(e));
+    }
+    Ok(Applied::Linked {
+        at: at.to_path_buf(),
+        backup,
+    })
+}
+
+/// Makes sure `dir` exists as a directory with `spec`'s owner and mode. Missing parents are
+/// created 0755 (owned by whoever runs this, root in practice). When `dir` already exists its
+/// owner and mode are set to `spec` only if `fix_existing`. Returns the directories created,
+/// outermost first.
+pub fn ensure_dir(
+    dir: &Path,
+    spec: FileSpec,
+    fix_existing: bool,
+) -> Result<Vec<PathBuf>, StepError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            if fix_existing {
+                apply_to_path(dir, spec, &meta)?;
             }
-            return Err(step_error("renaming into place", target)(e));
+            return Ok(Vec::new());
         }
-        self.steps.push(Step::Placed {
-            target: target.to_path_buf(),
-            backup,
-        });
-        if let Some(parent) = target.parent() {
-            sync_dir(parent).map_err(step_error("syncing the directory of", target))?;
+        Ok(_) => {
+            return Err(StepError {
+                action: "expected a directory at",
+                path: dir.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "it is not a directory"),
+            })
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(step_error("checking", dir)(e)),
+    }
+    let mut missing = Vec::new();
+    let mut current = dir;
+    while !current.exists() {
+        missing.push(current.to_path_buf());
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    missing.reverse();
+    for path in &missing {
+        let mode = if path == dir { spec.mode } else { 0o755 };
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(path)
+            .map_err(step_error("creating directory", path))?;
+        if path == dir {
+            let meta = fs::metadata(path).map_err(step_error("checking", path))?;
+            apply_to_path(path, spec, &meta)?;
+        } else {
+            // The umask may have narrowed the mode.
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(step_error("setting the mode of", path))?;
+        }
+    }
+    Ok(missing)
+}
+
+/// Directories made before the commit (the install directory to lock, the staging parents):
+/// removed again, innermost first, when the run fails before its commit, so a failed first
+/// install leaves nothing. A run stopped by the [`CommitHook`] calls [`CreatedDirs::keep`], as
+/// a kill would leave them.
+#[derive(Debug, Default)]
+pub struct CreatedDirs {
+    dirs: Vec<PathBuf>,
+}
+
+impl CreatedDirs {
+    pub fn ensure(&mut self, dir: &Path, spec: FileSpec) -> Result<(), StepError> {
+        self.dirs.extend(ensure_dir(dir, spec, false)?);
         Ok(())
     }
 
-    /// Makes `at` a symlink to `value` (written verbatim: a path inside the target system),
-    /// replacing what is there. Returns false when it already was exactly that symlink.
-    pub fn symlink(&mut self, value: &Path, at: &Path) -> Result<bool, StepError> {
-        if fs::read_link(at).is_ok_and(|current| current == value) {
-            return Ok(false);
-        }
-        if let Ok(meta) = fs::symlink_metadata(at) {
-            if meta.is_file() {
-                tracing::warn!(
-                    "replacing the regular file {} with a symlink to {}",
-                    at.display(),
-                    value.display()
-                );
-            }
-        }
-        let name = at
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = at.with_file_name(format!(".{name}.install-nomad-new"));
-        let _ = fs::remove_file(&temp);
-        std::os::unix::fs::symlink(value, &temp).map_err(step_error("creating symlink", &temp))?;
-        if let Err(e) = self.place(&temp, at) {
-            let _ = fs::remove_file(&temp);
-            return Err(e);
-        }
-        Ok(true)
-    }
-
-    /// Keeps every step: removes the backups.
-    pub fn commit(mut self) {
-        self.committed = true;
-        for step in &self.steps {
-            if let Step::Placed {
-                backup: Some(backup),
-                ..
-            } = step
-            {
-                if let Err(e) = fs::remove_file(backup) {
-                    tracing::warn!("could not remove backup {}: {e}", backup.display());
-                }
-            }
-        }
-    }
-
-    fn rollback(&mut self) {
-        for step in self.steps.drain(..).rev() {
-            let result = match &step {
-                Step::Placed {
-                    target,
-                    backup: Some(backup),
-                } => fs::rename(backup, target),
-                Step::Placed {
-                    target,
-                    backup: None,
-                } => fs::remove_file(target),
-                Step::CreatedDir(dir) => fs::remove_dir(dir),
-            };
-            match (&step, result) {
-                (_, Ok(())) => tracing::debug!("rolled back {step:?}"),
-                (Step::CreatedDir(dir), Err(e)) => {
-                    tracing::warn!("rollback: could not remove {}: {e}", dir.display())
-                }
-                (step, Err(e)) => tracing::error!("rollback of {step:?} failed: {e}"),
-            }
-        }
+    pub fn keep(mut self) {
+        self.dirs.clear();
     }
 }
 
-impl Drop for Transaction {
+impl Drop for CreatedDirs {
     fn drop(&mut self) {
-        if !self.committed && !self.steps.is_empty() {
-            tracing::warn!("install failed: undoing {} step(s)", self.steps.len());
-            self.rollback();
+        for dir in self.dirs.iter().rev() {
+            if let Err(e) = fs::remove_dir(dir) {
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
         }
     }
 }
 
-fn backup_path(target: &Path) -> PathBuf {
+/// Removes what an interrupted commit can leave in `dir` once no journal refers to it: backups
+/// (`.<name>.install-nomad-backup`), new symlinks not renamed yet (`.<name>.install-nomad-new`)
+/// and half-written journals. Returns what it removed.
+pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with('.')
+            && (name.ends_with(BACKUP_SUFFIX)
+                || name.ends_with(NEW_LINK_SUFFIX)
+                || (name.starts_with(&format!("{JOURNAL_NAME}.")) && name.ends_with(".tmp")));
+        if ours && entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
+            }
+        }
+    }
+    removed
+}
+
+fn remove_if_there(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
+    }
+}
+
+/// fsyncs, once each, the directories whose entries the steps changed (the parent of every
+/// file placed, symlink made and directory created), so every rename and creation is on disk
+/// before the journal that could redo them is removed. One pass at the end instead of an
+/// fsync per step: until the journal goes, a step lost to a power cut is simply replayed.
+fn sync_changed_dirs(applied: &[Applied]) -> Result<(), StepError> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for step in applied {
+        match step {
+            Applied::Nothing => {}
+            Applied::CreatedDirs(created) => {
+                dirs.extend(created.iter().filter_map(|d| d.parent()));
+            }
+            Applied::Placed { target, .. } => dirs.extend(target.parent()),
+            Applied::Linked { at, .. } => dirs.extend(at.parent()),
+        }
+    }
+    for dir in dirs {
+        sync_dir(dir).map_err(step_error("syncing the directory", dir))?;
+    }
+    Ok(())
+}
+
+fn sibling(target: &Path, suffix: &str) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    target.with_file_name(format!(".{name}.install-nomad-backup"))
+    target.with_file_name(format!(".{name}{suffix}"))
+}
+
+fn backup_path(target: &Path) -> PathBuf {
+    sibling(target, BACKUP_SUFFIX)
+}
+
+fn new_link_path(at: &Path) -> PathBuf {
+    sibling(at, NEW_LINK_SUFFIX)
+}
+
+/// A host path seen from inside the target.
+fn inside(root: &Path, host: &Path) -> PathBuf {
+    match host.strip_prefix(root) {
+        Ok(rel) => Path::new("/").join(rel),
+        Err(_) => host.to_path_buf(),
+    }
 }
 
 /// chown (when asked and different) then chmod a path; chown first because it can clear
@@ -262,80 +731,259 @@ fn apply_to_path(path: &Path, spec: FileSpec, meta: &fs::Metadata) -> Result<(),
 mod tests {
     use super::*;
 
-    #[test]
-    fn rollback_restores_files_and_removes_new_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let existing = dir.path().join("nomad");
-        fs::write(&existing, "old").unwrap();
-        let staged_a = dir.path().join("staged-a");
-        fs::write(&staged_a, "new").unwrap();
-        let staged_b = dir.path().join("staged-b");
-        fs::write(&staged_b, "brand new").unwrap();
-        let fresh = dir.path().join("sub/dir/run-nomad");
-        {
-            let mut tx = Transaction::new();
-            assert!(tx
-                .ensure_dir(&dir.path().join("sub/dir"), FileSpec::mode(0o755), false)
-                .unwrap());
-            tx.place(&staged_a, &existing).unwrap();
-            tx.place(&staged_b, &fresh).unwrap();
-            assert_eq!(fs::read_to_string(&existing).unwrap(), "new");
-            // Dropped without commit.
+    /// A root with an old `bin/nomad` and a link to it, and a staging directory holding the
+    /// new binary and a receipt.
+    struct Fixture {
+        root: tempfile::TempDir,
+        journal: Journal,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let root = tempfile::tempdir().unwrap();
+            let r = root.path();
+            fs::create_dir_all(r.join("opt/nomad/bin")).unwrap();
+            fs::create_dir_all(r.join("opt/nomad/.staging")).unwrap();
+            fs::create_dir_all(r.join("usr/bin")).unwrap();
+            fs::write(r.join("opt/nomad/bin/nomad"), "old").unwrap();
+            fs::write(r.join("opt/nomad/receipt"), "old receipt").unwrap();
+            std::os::unix::fs::symlink("/old/nomad", r.join("usr/bin/nomad")).unwrap();
+            fs::write(r.join("opt/nomad/.staging/nomad"), "new").unwrap();
+            fs::write(r.join("opt/nomad/.staging/receipt"), "new receipt").unwrap();
+            let place = |staged: &str, target: &str, bytes: &[u8]| Step::Place {
+                staged: PathBuf::from(staged),
+                target: PathBuf::from(target),
+                sha256: support::hash::sha256_hex(bytes),
+            };
+            let journal = Journal {
+                what: "Nomad new".into(),
+                steps: vec![
+                    Step::dir(Path::new("/opt/nomad/data"), FileSpec::mode(0o700), true),
+                    place("/opt/nomad/.staging/nomad", "/opt/nomad/bin/nomad", b"new"),
+                    Step::Symlink {
+                        at: PathBuf::from("/usr/bin/nomad"),
+                        value: PathBuf::from("/opt/nomad/bin/nomad"),
+                    },
+                    place(
+                        "/opt/nomad/.staging/receipt",
+                        "/opt/nomad/receipt",
+                        b"new receipt",
+                    ),
+                ],
+                staging: vec![PathBuf::from("/opt/nomad/.staging")],
+            };
+            Fixture { root, journal }
         }
-        assert_eq!(fs::read_to_string(&existing).unwrap(), "old");
-        assert!(!fresh.exists());
-        assert!(!dir.path().join("sub").exists());
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["nomad"], "no backups left behind");
+
+        fn path(&self, inside: &str) -> PathBuf {
+            under_root(self.root.path(), Path::new(inside))
+        }
+
+        fn journal_path(&self) -> PathBuf {
+            self.path("/opt/nomad").join(JOURNAL_NAME)
+        }
+
+        fn commit(&self, hook: Option<&CommitHook>) -> Result<Committed, CommitError> {
+            commit(self.root.path(), &self.journal_path(), &self.journal, hook)
+        }
+
+        /// (binary, link, receipt, data dir exists)
+        fn state(&self) -> (String, String, String, bool) {
+            (
+                fs::read_to_string(self.path("/opt/nomad/bin/nomad")).unwrap(),
+                fs::read_link(self.path("/usr/bin/nomad"))
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                fs::read_to_string(self.path("/opt/nomad/receipt")).unwrap(),
+                self.path("/opt/nomad/data").is_dir(),
+            )
+        }
+
+        /// Every name under the root that is not part of an install.
+        fn leftovers(&self) -> Vec<String> {
+            let mut found = Vec::new();
+            for dir in ["/opt/nomad", "/opt/nomad/bin", "/usr/bin"] {
+                for entry in fs::read_dir(self.path(dir)).unwrap() {
+                    let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') {
+                        found.push(format!("{dir}/{name}"));
+                    }
+                }
+            }
+            found
+        }
+    }
+
+    fn new_state() -> (String, String, String, bool) {
+        (
+            "new".into(),
+            "/opt/nomad/bin/nomad".into(),
+            "new receipt".into(),
+            true,
+        )
+    }
+
+    fn old_state() -> (String, String, String, bool) {
+        (
+            "old".into(),
+            "/old/nomad".into(),
+            "old receipt".into(),
+            false,
+        )
     }
 
     #[test]
-    fn commit_keeps_changes_and_drops_backups() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("nomad");
-        fs::write(&target, "old").unwrap();
-        let staged = dir.path().join("staged");
-        fs::write(&staged, "new").unwrap();
-        let link = dir.path().join("link");
-        let mut tx = Transaction::new();
-        tx.place(&staged, &target).unwrap();
-        assert!(tx
-            .symlink(Path::new("/opt/nomad/bin/nomad"), &link)
-            .unwrap());
-        tx.commit();
-        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
-        assert_eq!(
-            fs::read_link(&link).unwrap(),
-            Path::new("/opt/nomad/bin/nomad")
+    fn a_commit_places_everything_and_leaves_nothing_behind() {
+        let f = Fixture::new();
+        let done = f.commit(None).unwrap();
+        assert_eq!(f.state(), new_state());
+        assert_eq!(done.created_dirs, [PathBuf::from("/opt/nomad/data")]);
+        assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    }
+
+    #[test]
+    fn a_stop_at_every_point_is_completed_by_recovery() {
+        let total = Fixture::new().journal.steps.len() + 5;
+        for stop in 0..total {
+            let f = Fixture::new();
+            let hook = CommitHook::new(move |p| {
+                assert_eq!(p.total, total);
+                if p.index == stop {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let err = f.commit(Some(&hook)).unwrap_err();
+            assert!(
+                matches!(err, CommitError::Interrupted { index, .. } if index == stop),
+                "{err}"
+            );
+            let recovered = recover(f.root.path(), &f.journal_path()).unwrap();
+            // Until the journal is written the old install stands (and stays); from then on
+            // the new one is completed.
+            if stop == 0 {
+                assert_eq!(recovered, None);
+                assert_eq!(f.state(), old_state(), "stopped at {stop}");
+            } else {
+                assert_eq!(
+                    recovered.as_deref(),
+                    (stop < total - 3).then_some("Nomad new"),
+                    "stopped at {stop}"
+                );
+                assert_eq!(f.state(), new_state(), "stopped at {stop}");
+            }
+            for dir in ["/opt/nomad", "/opt/nomad/bin", "/usr/bin"] {
+                remove_leftovers(&f.path(dir));
+            }
+            let _ = fs::remove_dir_all(f.path("/opt/nomad/.staging"));
+            assert!(
+                f.leftovers().is_empty(),
+                "stopped at {stop}: {:?}",
+                f.leftovers()
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_step_undoes_the_others_and_keeps_no_journal() {
+        let f = Fixture::new();
+        // The receipt, placed last, is in the way as a directory: three steps ran before.
+        fs::remove_file(f.path("/opt/nomad/receipt")).unwrap();
+        fs::create_dir(f.path("/opt/nomad/receipt")).unwrap();
+        let err = f.commit(None).unwrap_err();
+        assert!(matches!(err, CommitError::RolledBack(_)), "{err}");
+        assert!(
+            err.to_string().contains("a directory is in the way"),
+            "{err}"
         );
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["link", "nomad"]);
-        // The same symlink again is not a change.
-        let mut tx = Transaction::new();
-        assert!(!tx
-            .symlink(Path::new("/opt/nomad/bin/nomad"), &link)
-            .unwrap());
-        tx.commit();
+        assert_eq!(
+            fs::read_to_string(f.path("/opt/nomad/bin/nomad")).unwrap(),
+            "old"
+        );
+        assert_eq!(
+            fs::read_link(f.path("/usr/bin/nomad")).unwrap(),
+            Path::new("/old/nomad")
+        );
+        assert!(!f.path("/opt/nomad/data").exists());
+        assert!(!f.path("/opt/nomad/.staging").exists());
+        assert!(!f.journal_path().exists());
+        assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     }
 
     #[test]
-    fn symlink_rollback_restores_the_old_link() {
+    fn an_undo_interrupted_midway_still_replays_forward() {
+        // Undo of a placed file: first back to staging, then the backup back. Stopped between
+        // the two, the journal's replay still completes the new install.
+        let f = Fixture::new();
+        let hook = CommitHook::new(|p| {
+            if p.index == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(f.commit(Some(&hook)).is_err());
+        fs::rename(
+            f.path("/opt/nomad/bin/nomad"),
+            f.path("/opt/nomad/.staging/nomad"),
+        )
+        .unwrap();
+        assert!(!f.path("/opt/nomad/bin/nomad").exists());
+        recover(f.root.path(), &f.journal_path()).unwrap();
+        assert_eq!(f.state(), new_state());
+    }
+
+    #[test]
+    fn a_replay_refuses_bytes_that_are_not_the_planned_ones() {
+        let f = Fixture::new();
+        let hook = CommitHook::new(|p| {
+            if p.index == 1 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(f.commit(Some(&hook)).is_err());
+        fs::write(f.path("/opt/nomad/.staging/nomad"), "swapped").unwrap();
+        let err = recover(f.root.path(), &f.journal_path()).unwrap_err();
+        assert!(
+            err.to_string().contains("changed since it was verified"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(f.path("/opt/nomad/bin/nomad")).unwrap(),
+            "old"
+        );
+    }
+
+    #[test]
+    fn leftovers_are_recognised_by_name_only() {
         let dir = tempfile::tempdir().unwrap();
-        let link = dir.path().join("nomad");
-        std::os::unix::fs::symlink("/old/nomad", &link).unwrap();
-        {
-            let mut tx = Transaction::new();
-            tx.symlink(Path::new("/opt/nomad/bin/nomad"), &link)
-                .unwrap();
+        for name in [
+            ".nomad.install-nomad-backup",
+            ".nomad.install-nomad-new",
+            ".install-nomad-journal.json.abc123.tmp",
+            "nomad",
+            ".hidden",
+            "x.install-nomad-backup",
+        ] {
+            fs::write(dir.path().join(name), "").unwrap();
         }
-        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/old/nomad"));
+        let mut removed: Vec<String> = remove_leftovers(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                ".install-nomad-journal.json.abc123.tmp",
+                ".nomad.install-nomad-backup",
+                ".nomad.install-nomad-new"
+            ]
+        );
     }
 
     #[test]
@@ -344,16 +992,24 @@ mod tests {
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o777)).unwrap();
-        let mut tx = Transaction::new();
-        assert!(!tx.ensure_dir(&bin, FileSpec::mode(0o755), true).unwrap());
-        tx.commit();
+        assert!(ensure_dir(&bin, FileSpec::mode(0o755), true)
+            .unwrap()
+            .is_empty());
         assert_eq!(
             fs::metadata(&bin).unwrap().permissions().mode() & 0o7777,
             0o755
         );
         let file = dir.path().join("file");
         fs::write(&file, "").unwrap();
-        let mut tx = Transaction::new();
-        assert!(tx.ensure_dir(&file, FileSpec::mode(0o755), true).is_err());
+        assert!(ensure_dir(&file, FileSpec::mode(0o755), true).is_err());
+        let deep = dir.path().join("a/b/c");
+        assert_eq!(
+            ensure_dir(&deep, FileSpec::mode(0o700), false).unwrap(),
+            [dir.path().join("a"), dir.path().join("a/b"), deep.clone()]
+        );
+        assert_eq!(
+            fs::metadata(&deep).unwrap().permissions().mode() & 0o7777,
+            0o700
+        );
     }
 }

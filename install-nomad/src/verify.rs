@@ -34,6 +34,8 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{RevocationCode, Signature, SignatureType, SignatureVersion};
 use pgp::types::{KeyDetails, Tag};
 
+use crate::boundary::{catch_panic, pgp_error_text};
+
 /// Primary key fingerprint of HashiCorp's release signing key ("HashiCorp Security
 /// (hashicorp.com/security) <security@hashicorp.com>"), published at
 /// hashicorp.com/.well-known/pgp-key.txt.
@@ -390,12 +392,24 @@ impl TrustedKeys {
     /// Checks a detached signature (binary or armored) over `data`. When the file holds several
     /// signatures, one that counts is enough (as gpg does); otherwise the first refusal is
     /// returned.
+    ///
+    /// rPGP parses bytes the mirror chose: a panic inside it is caught here and reported as an
+    /// unreadable signature, like any other garbage.
     pub fn verify(&self, data: &[u8], signature: &[u8]) -> Result<Verified, VerifyError> {
-        let (signatures, _) = DetachedSignature::from_reader_many(Cursor::new(signature))
-            .map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
+        catch_panic(|| self.verify_unguarded(data, signature)).unwrap_or_else(|panic| {
+            Err(VerifyError::SignatureFormat(format!(
+                "the OpenPGP parser failed on it ({panic})"
+            )))
+        })
+    }
+
+    fn verify_unguarded(&self, data: &[u8], signature: &[u8]) -> Result<Verified, VerifyError> {
+        let format_error = |e: pgp::errors::Error| VerifyError::SignatureFormat(pgp_error_text(&e));
+        let (signatures, _) =
+            DetachedSignature::from_reader_many(Cursor::new(signature)).map_err(format_error)?;
         let mut first_error = None;
         for parsed in signatures {
-            let parsed = parsed.map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
+            let parsed = parsed.map_err(format_error)?;
             match self.verify_one(&parsed.signature, data, now()) {
                 Ok(verified) => return Ok(verified),
                 Err(e) => {
@@ -460,7 +474,7 @@ impl TrustedKeys {
             if let Err(e) = key.verify_data(sig, data) {
                 crypto_error.get_or_insert(VerifyError::BadSignature {
                     signer,
-                    reason: crypto_failure(&e.to_string()),
+                    reason: crypto_failure(&pgp_error_text(&e)),
                 });
                 continue;
             }
@@ -694,10 +708,14 @@ fn parse_certificates(bytes: &[u8], origin: &str) -> Result<Vec<SignedPublicKey>
         blocks
     };
     for input in inputs {
-        let (certs, _) = SignedPublicKey::from_reader_many(Cursor::new(input))
-            .map_err(|e| key_error(e.to_string()))?;
+        let certs = catch_panic(|| {
+            SignedPublicKey::from_reader_many(Cursor::new(input))
+                .map(|(certs, _)| certs.collect::<Vec<_>>())
+        })
+        .map_err(|panic| key_error(format!("the OpenPGP parser failed on it ({panic})")))?
+        .map_err(|e| key_error(pgp_error_text(&e)))?;
         for cert in certs {
-            parsed.push(cert.map_err(|e| key_error(e.to_string()))?);
+            parsed.push(cert.map_err(|e| key_error(pgp_error_text(&e)))?);
         }
     }
     if parsed.is_empty() {

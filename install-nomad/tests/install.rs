@@ -489,7 +489,8 @@ fn run_nomad_defaults_to_the_one_next_to_the_executable() {
     let env = Env::new();
     let exe = env.scratch().join("bin/install-nomad");
     fs::create_dir(env.scratch().join("bin")).unwrap();
-    fs::copy(env!("CARGO_BIN_EXE_install-nomad"), &exe).unwrap();
+    // Not fs::copy: see copy_executable (ETXTBSY under parallel tests).
+    support::doubles::bins::copy_executable(env!("CARGO_BIN_EXE_install-nomad").as_ref(), &exe);
     let run = |exe: &Path| {
         assert_cmd::Command::new(exe)
             .args(["--version", "1.10.0", "--arch", "amd64"])
@@ -673,4 +674,88 @@ fn bad_flags_are_named_before_anything_happens() {
     }
     assert!(env.mirror.requests().is_empty());
     assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn json_prints_what_is_installed_and_whether_anything_changed() {
+    let env = Env::new();
+    let mut args = vec!["--json", "--consul-version", "1.21.4"];
+    let out = env.cmd("1.10.0").args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // stdout is exactly one JSON document; the log stays on stderr.
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["changed"], true);
+    assert_eq!(first["recovered"], serde_json::Value::Null);
+    assert_eq!(first["receipt"], "/opt/nomad/.install-nomad.json");
+    let nomad = &first["components"]["nomad"];
+    assert_eq!(nomad["version"], "1.10.0");
+    assert_eq!(nomad["arch"], "amd64");
+    assert_eq!(nomad["archive"], "nomad_1.10.0_linux_amd64.zip");
+    assert_eq!(
+        nomad["archive_sha256"],
+        env.mirror.archive_sha256("nomad", "1.10.0", "amd64")
+    );
+    assert_eq!(
+        nomad["files"]["/opt/nomad/bin/nomad"],
+        support::hash::sha256_hex(&env.mirror.binary("nomad", "1.10.0", "amd64"))
+    );
+    assert_eq!(nomad["changed"], true);
+    assert_eq!(first["components"]["consul"]["version"], "1.21.4");
+    assert_eq!(first["run_nomad"]["path"], "/opt/nomad/bin/run-nomad");
+    assert_eq!(
+        first["run_nomad"]["sha256"],
+        support::hash::sha256_hex(RUN_NOMAD)
+    );
+    assert_eq!(first["run_nomad"]["changed"], true);
+    assert_eq!(
+        first["links"]["/usr/local/bin/nomad"],
+        "/opt/nomad/bin/nomad"
+    );
+    assert_eq!(
+        first["links"]["/usr/local/bin/consul"],
+        "/opt/consul/bin/consul"
+    );
+    let (uid, gid) = env.account("nomad").unwrap();
+    assert_eq!(
+        first["user"],
+        serde_json::json!({"name": "nomad", "uid": uid, "gid": gid, "created": true})
+    );
+    assert!(first["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "linked /usr/local/bin/nomad -> /opt/nomad/bin/nomad"));
+    // The components are the receipt's, as written to disk.
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("/opt/nomad/.install-nomad.json")).unwrap())
+            .unwrap();
+    for (key, installed) in receipt["components"].as_object().unwrap() {
+        let mut reported = first["components"][key].clone();
+        reported.as_object_mut().unwrap().remove("changed");
+        assert_eq!(&reported, installed, "{key}");
+    }
+
+    // Again: nothing changes, and the document says so.
+    let out = env.cmd("1.10.0").args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["components"]["nomad"]["changed"], false);
+    assert_eq!(again["run_nomad"]["changed"], false);
+    assert_eq!(again["user"]["created"], false);
+    assert_eq!(
+        again["components"]["nomad"]["files"],
+        first["components"]["nomad"]["files"]
+    );
+    let actions = again["actions"].as_array().unwrap();
+    assert_eq!(
+        actions.last().unwrap(),
+        "nothing to do: everything is already in place"
+    );
+
+    // Without --json nothing goes to stdout.
+    args.remove(0);
+    let out = env.cmd("1.10.0").args(&args).output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
 }

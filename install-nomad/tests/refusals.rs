@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 
-use common::{stderr, Env};
+use common::{assert_no_rust_internals, stderr, Env};
 use support::doubles::mirror::{Failure, Mirror, Tamper, UnsafeEntry};
 
 /// Installs 1.9.7, then tries 1.10.0 after `break_it`, and checks the refusal: non-zero exit,
@@ -22,6 +22,7 @@ fn assert_refused(env: &Env, break_it: impl FnOnce(&Env), expected: &[String]) -
     let log = stderr(&out);
     assert!(!out.status.success(), "expected a refusal:\n{log}");
     assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_no_rust_internals(&log);
     for text in expected {
         assert!(log.contains(text.as_str()), "missing {text:?} in:\n{log}");
     }
@@ -292,4 +293,97 @@ fn server_errors_are_retried_and_a_persistent_one_is_reported() {
         .filter(|r| r.path.contains("8.8.8"))
         .count();
     assert_eq!(tries, 1);
+}
+
+#[test]
+fn a_zip_with_two_entries_named_like_the_binary_is_refused() {
+    let env = Env::new();
+    let zip = url(&env, &Mirror::archive_path("nomad", "1.10.0", "amd64"));
+    assert_refused(
+        &env,
+        |env| env.mirror.tamper("nomad", "1.10.0", Tamper::DuplicateEntry),
+        &[
+            format!("refusing {zip}"),
+            "nomad_1.10.0_linux_amd64.zip has 2 entries named \"nomad\"".into(),
+        ],
+    );
+}
+
+#[test]
+fn a_cni_tarball_with_two_entries_of_one_name_is_refused() {
+    let env = Env::new();
+    let cni = |env: &Env| {
+        let mut cmd = env.cmd("1.10.0");
+        cmd.args(["--cni-version", "1.6.2", "--cni-download-url"])
+            .arg(env.mirror.cni_url())
+            .arg("--cni-sha256")
+            .arg(env.mirror.cni_sha256("1.6.2", "amd64"));
+        cmd
+    };
+    let out = cni(&env).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = env.snapshot();
+    env.mirror.tamper_cni("1.6.2", Tamper::DuplicateEntry);
+    let out = cni(&env).output().unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let tgz = url(&env, &Mirror::cni_archive_path("1.6.2", "amd64"));
+    assert!(log.contains(&format!("refusing {tgz}")), "{log}");
+    assert!(
+        log.contains("cni-plugins-linux-amd64-v1.6.2.tgz has 2 entries named \"bridge\""),
+        "{log}"
+    );
+    assert_eq!(env.snapshot(), before, "{log}");
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
+}
+
+#[test]
+fn garbage_signatures_are_refused_as_invalid_without_rust_internals() {
+    let env = Env::new();
+    let sums = url(&env, &Mirror::sums_path("nomad", "1.10.0"));
+    let keyed = format!("nomad_1.10.0_SHA256SUMS.{}.sig", env.mirror.key_id_suffix());
+    let genuine = fs::read(env.mirror.tree().join("nomad/1.10.0").join(&keyed)).unwrap();
+    let mut random = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..517 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        random.push(state as u8);
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("random bytes", random),
+        ("truncated packet", genuine[..genuine.len() / 2].to_vec()),
+        (
+            "armored garbage",
+            b"-----BEGIN PGP SIGNATURE-----\n\nbm90IGEgc2lnbmF0dXJlIGF0IGFsbA==\n=AAAA\n-----END PGP SIGNATURE-----\n"
+                .to_vec(),
+        ),
+        ("empty", Vec::new()),
+        // A version 6 signature packet whose salt does not fit its hash: rPGP reports it as
+        // invalid packet content, with a debug dump of the inner error.
+        (
+            "v6 packet with a bad salt",
+            [&[0xc2, 20, 6, 0, 1, 8][..], &[0; 16]].concat(),
+        ),
+        // A version 3 signature packet with a wrong hashed-material length.
+        ("v3 packet", vec![0xc2, 10, 3, 0, 1, 8, 0, 200, 1, 2, 3, 4]),
+    ];
+    for (what, bytes) in cases {
+        let log = assert_refused(
+            &env,
+            |env| env.mirror.set_signatures("nomad", "1.10.0", &bytes),
+            &[format!(
+                "refusing {sums}: its signature {} does not verify",
+                url(&env, &format!("/nomad/1.10.0/{keyed}"))
+            )],
+        );
+        assert!(
+            log.contains("the signature is not valid OpenPGP data")
+                || log.contains("the signature file holds no signature"),
+            "{what}:\n{log}"
+        );
+        let error_lines = log.lines().filter(|l| l.contains("caused by")).count();
+        assert!(error_lines <= 2, "{what}: one clean cause expected:\n{log}");
+    }
 }

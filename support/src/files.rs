@@ -4,6 +4,9 @@
 //! a filesystem), given its mode and owner while it is still private, fsynced, renamed over the
 //! target, and the directory is fsynced so the rename itself survives a crash. A reader sees the
 //! old content or the new content, never a mix, and a failed write leaves the old file intact.
+//!
+//! [`disk_full`] turns `ENOSPC`/`EDQUOT` into a sentence naming the full filesystem, so a tool
+//! reports a full disk as such rather than as a failure of whatever it was doing.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -129,6 +132,70 @@ pub fn under_root(root: &Path, absolute: &Path) -> PathBuf {
     root.join(relative)
 }
 
+/// When `error` says the filesystem is full (`ENOSPC`, or `EDQUOT`: a quota), a sentence that
+/// says so and names the filesystem (its mount point) and the space left, so a tool reports the
+/// real cause instead of whatever it was doing: "the filesystem mounted at /mnt/image is full
+/// (no space left on device; it holds 2.0 MiB in all) while writing /mnt/image/opt/nomad/x".
+/// `None` for any other error.
+pub fn disk_full(path: &Path, error: &io::Error) -> Option<String> {
+    let errno = error.raw_os_error()?;
+    let what = if errno == nix::errno::Errno::ENOSPC as i32 {
+        "no space left on device"
+    } else if errno == nix::errno::Errno::EDQUOT as i32 {
+        "disk quota exceeded"
+    } else {
+        return None;
+    };
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(path);
+    let mount = mount_point(existing);
+    // Its size, not what is free now: the writer has usually removed its partial file by the
+    // time this is asked, so "free" would read as if there had been room.
+    let space = nix::sys::statvfs::statvfs(existing)
+        .map(|fs| {
+            let size = fs.blocks().saturating_mul(fs.fragment_size());
+            format!("; it holds {} in all", human_size(size))
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "the filesystem mounted at {} is full ({what}{space}) while writing {}",
+        mount.display(),
+        path.display()
+    ))
+}
+
+/// The mount point of the filesystem holding `path`: its highest ancestor on the same device.
+pub fn mount_point(path: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(device) = fs::metadata(&path).map(|m| m.dev()) else {
+        return path;
+    };
+    let mut mount = path.clone();
+    for ancestor in path.ancestors().skip(1) {
+        match fs::metadata(ancestor) {
+            Ok(meta) if meta.dev() == device => mount = ancestor.to_path_buf(),
+            _ => break,
+        }
+    }
+    mount
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +247,37 @@ mod tests {
         .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+    }
+
+    #[test]
+    fn a_full_disk_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/nomad");
+        let full = io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32);
+        let text = disk_full(&path, &full).unwrap();
+        let mount = mount_point(dir.path());
+        assert!(
+            text.starts_with(&format!(
+                "the filesystem mounted at {} is full (no space left on device; it holds ",
+                mount.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!("while writing {}", path.display())),
+            "{text}"
+        );
+        let quota = io::Error::from_raw_os_error(nix::errno::Errno::EDQUOT as i32);
+        assert!(disk_full(&path, &quota)
+            .unwrap()
+            .contains("disk quota exceeded"));
+        let other = io::Error::from_raw_os_error(nix::errno::Errno::EACCES as i32);
+        assert_eq!(disk_full(&path, &other), None);
+        assert_eq!(disk_full(&path, &io::Error::other("x")), None);
+        assert_eq!(mount_point(Path::new("/")), PathBuf::from("/"));
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(200 * 1024 * 1024), "200.0 MiB");
     }
 
     #[test]

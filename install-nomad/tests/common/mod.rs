@@ -50,28 +50,39 @@ impl Env {
         self.scratch.path()
     }
 
+    /// The arguments [`Env::cmd`] passes: every endpoint pointed at the double and every path
+    /// under the root.
+    pub fn args(&self, version: &str) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut add = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_os_string());
+        add(&"--version");
+        add(&version);
+        add(&"--root");
+        add(&self.root.path());
+        add(&"--download-url");
+        add(&self.mirror.url());
+        add(&"--public-key");
+        add(&self.mirror.public_key_file());
+        add(&"--run-nomad");
+        add(&self.run_nomad());
+        add(&"--arch");
+        add(&"amd64");
+        add(&"--download-attempts");
+        add(&"3");
+        args
+    }
+
     /// The binary with every endpoint pointed at the double and every path under the root.
     pub fn cmd(&self, version: &str) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_install-nomad"));
-        cmd.arg("--version")
-            .arg(version)
-            .arg("--root")
-            .arg(self.root.path())
-            .arg("--download-url")
-            .arg(self.mirror.url())
-            .arg("--public-key")
-            .arg(self.mirror.public_key_file())
-            .arg("--run-nomad")
-            .arg(self.run_nomad())
-            .arg("--arch")
-            .arg("amd64")
-            .arg("--download-attempts")
-            .arg("3")
+        cmd.args(self.args(version))
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy")
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("ALL_PROXY")
+            // Set as a user debugging a failure might have it: no error may show a backtrace.
+            .env("RUST_BACKTRACE", "1")
             .timeout(std::time::Duration::from_secs(120));
         cmd
     }
@@ -97,8 +108,44 @@ impl Env {
         out
     }
 
+    /// [`Env::snapshot`] comparable across environments: without inode numbers, and with the
+    /// receipt shown as its JSON without the `url` fields (they name this mirror's port).
+    pub fn portable_snapshot(&self) -> BTreeMap<PathBuf, String> {
+        let mut snapshot = self.snapshot();
+        for (path, value) in snapshot.iter_mut() {
+            if path.ends_with(".install-nomad.json") {
+                let mut receipt: serde_json::Value =
+                    serde_json::from_slice(&fs::read(self.root.path().join(path)).unwrap())
+                        .unwrap();
+                for component in receipt["components"].as_object_mut().unwrap().values_mut() {
+                    component.as_object_mut().unwrap().remove("url");
+                }
+                *value = format!("receipt {receipt}");
+            } else if let Some(at) = value.find(" ino ") {
+                value.truncate(at);
+            }
+        }
+        snapshot
+    }
+
+    /// Checks that the receipt describes the files on disk: every file it lists has the
+    /// recorded SHA-256. Returns the receipt.
+    pub fn assert_receipt_matches_files(&self) -> serde_json::Value {
+        let receipt: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.path("/opt/nomad/.install-nomad.json")).unwrap())
+                .unwrap();
+        for (key, component) in receipt["components"].as_object().unwrap() {
+            for (file, sha) in component["files"].as_object().unwrap() {
+                let actual = support::hash::sha256_file(&self.path(file))
+                    .unwrap_or_else(|e| panic!("{key}: {file}: {e}"));
+                assert_eq!(&actual, sha.as_str().unwrap(), "{key}: {file}");
+            }
+        }
+        receipt
+    }
+
     /// Leftovers a failed or finished run must never leave: staging directories, partial
-    /// downloads, backups.
+    /// downloads, backups, new symlinks not renamed, journals.
     pub fn leftovers(&self) -> Vec<PathBuf> {
         self.snapshot()
             .into_keys()
@@ -108,6 +155,7 @@ impl Env {
                     || s.ends_with(".partial")
                     || s.contains("install-nomad-backup")
                     || s.contains("install-nomad-new")
+                    || s.contains("install-nomad-journal")
             })
             .collect()
     }
@@ -142,4 +190,22 @@ pub fn owner_mode(path: &Path) -> (u32, u32, u32) {
 
 pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails when a log shows Rust internals instead of an error for a user: a panic message, a
+/// backtrace (the CLI runs with `RUST_BACKTRACE=1`), or a debug dump.
+pub fn assert_no_rust_internals(log: &str) {
+    for marker in [
+        "panicked",
+        "backtrace",
+        "Backtrace",
+        "RUST_BACKTRACE",
+        "snafu",
+        ".rs:",
+    ] {
+        assert!(
+            !log.contains(marker),
+            "{marker:?} in a user-facing error:\n{log}"
+        );
+    }
 }

@@ -23,6 +23,15 @@
 //! mirror.fail(&zip, Failure::Status { code: 429, retry_after_secs: Some(1) }, 2);
 //! mirror.fail(&zip, Failure::DropMidBody, 1);
 //! mirror.set_range_support(false);
+//! // Misbehaving transports: an endless error body, a trickle, a redirect.
+//! mirror.fail(&zip, Failure::EndlessErrorBody { code: 503 }, 1);
+//! mirror.fail(&zip, Failure::Trickle { pause_ms: 100 }, 1);
+//! mirror.fail(&zip, Failure::Redirect { location: "http://0.0.0.0:1/x".into() }, 1);
+//! // More content faults: two entries named `nomad`, a big binary, garbage signatures.
+//! mirror.tamper("nomad", "1.10.0", Tamper::DuplicateEntry);
+//! mirror.tamper_cni("1.6.2", Tamper::DuplicateEntry);
+//! mirror.tamper("nomad", "1.10.0", Tamper::LargeBinary { bytes: 8 << 20 });
+//! mirror.set_signatures("nomad", "1.10.0", b"garbage");
 //! let seen = mirror.requests(); // every request: method, path, Range header, status sent
 //! assert_eq!(mirror.binary("nomad", NOMAD_LATEST, "amd64"), std::fs::read("/opt/nomad/bin/nomad").unwrap());
 //! ```
@@ -58,22 +67,22 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use pgp::composed::{
-    ArmorOptions, DetachedSignature, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
-    SubkeyParamsBuilder,
-};
-use pgp::crypto::hash::HashAlgorithm;
-use pgp::ser::Serialize as _;
-use pgp::types::{KeyDetails as _, Password};
+use pgp::composed::{ArmorOptions, SignedSecretKey};
+use pgp::types::KeyDetails as _;
 use serde_json::{json, Value};
 
 use super::server::{self, RecordedRequest, Reply, Server};
 use crate::hash::sha256_hex;
+
+mod release_files;
+use release_files::{
+    cni_tarball, fake_cni_plugin, flip_byte, generate_key, hex_upper, other_key, padded_binary,
+    release_zip, sign, write_cni_files, ZipShape,
+};
 
 /// Nomad versions of the standard catalogue: stable releases, a prerelease and an enterprise
 /// build that are both newer than [`NOMAD_LATEST`] (so `latest` must skip them).
@@ -145,6 +154,14 @@ pub enum Tamper {
     /// Both zips rebuilt with an unsafe entry; sums and signatures are redone to match, so only
     /// the archive checks can catch it.
     UnsafeArchive(UnsafeEntry),
+    /// Both zips rebuilt with a second entry named like the binary (`nomad`) after the genuine
+    /// one, holding a different script (for CNI: a second `./bridge`); sums and signatures redone
+    /// to match. A zip reader that indexes entries by name keeps the second one.
+    DuplicateEntry,
+    /// Both zips rebuilt with the stand-in binary padded to `bytes` with a shell comment (it
+    /// still runs, and deflates to almost nothing); sums and signatures redone.
+    /// [`Mirror::binary`] returns the padded binary from then on.
+    LargeBinary { bytes: u64 },
 }
 
 /// The unsafe entry of [`Tamper::UnsafeArchive`].
@@ -159,7 +176,7 @@ pub enum UnsafeEntry {
 }
 
 /// A transport fault for the next requests of one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// Answer with this status (429, 500, 503...) and a short body, with `Retry-After` if given.
     Status {
@@ -171,6 +188,14 @@ pub enum Failure {
     Truncate,
     /// Announce the full `Content-Length`, send half the body, then close the connection.
     DropMidBody,
+    /// Answer with this status and a body without `Content-Length` that never ends (the same
+    /// line over and over until the client closes the connection).
+    EndlessErrorBody { code: u16 },
+    /// Serve the file (200, full `Content-Length`) one byte at a time, `pause_ms` apart.
+    Trickle { pause_ms: u64 },
+    /// Answer `302 Found` with this `Location` (absolute URL), as a CDN in front of a mirror
+    /// does.
+    Redirect { location: String },
 }
 
 /// One request the mirror received.
@@ -202,6 +227,8 @@ struct Shared {
     tree: PathBuf,
     ranges: AtomicBool,
     state: Mutex<State>,
+    /// `"<product>/<version>"` -> the size [`Tamper::LargeBinary`] padded its binary to.
+    padded: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -245,6 +272,7 @@ impl Mirror {
             tree,
             ranges: AtomicBool::new(true),
             state: Mutex::new(State::default()),
+            padded: Mutex::new(BTreeMap::new()),
         });
         // The URL goes into the index files, so the server starts first; nobody knows its port
         // before the tree is built.
@@ -332,7 +360,14 @@ impl Mirror {
 
     /// The stand-in binary inside a release's zip, byte for byte.
     pub fn binary(&self, product: &str, version: &str, arch: &str) -> Vec<u8> {
-        fake_binary(product, version, arch).into_bytes()
+        let padded = self
+            .shared
+            .padded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&format!("{product}/{version}"))
+            .copied();
+        padded_binary(product, version, arch, padded)
     }
 
     /// The stand-in CNI plugin `name`, byte for byte.
@@ -375,15 +410,56 @@ impl Mirror {
                 let bytes = fs::read(&sums).expect("reading sums");
                 self.write_signatures(product, version, &sign(other, &bytes));
             }
-            Tamper::UnsafeArchive(entry) => {
-                for arch in ARCHES {
-                    let zip = release_zip(product, version, arch, Some(entry));
-                    fs::write(self.local(&Self::archive_path(product, version, arch)), zip)
-                        .expect("writing unsafe zip");
-                }
-                self.write_sums_and_signatures(product, version);
+            Tamper::UnsafeArchive(entry) => self.rebuild_zips(product, version, |arch| ZipShape {
+                unsafe_entry: Some(entry),
+                ..ZipShape::standard(product, version, arch)
+            }),
+            Tamper::DuplicateEntry => self.rebuild_zips(product, version, |arch| ZipShape {
+                duplicate: true,
+                ..ZipShape::standard(product, version, arch)
+            }),
+            Tamper::LargeBinary { bytes } => {
+                self.shared
+                    .padded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(format!("{product}/{version}"), bytes);
+                self.rebuild_zips(product, version, |arch| ZipShape {
+                    binary: self.binary(product, version, arch),
+                    ..ZipShape::standard(product, version, arch)
+                });
             }
         }
+    }
+
+    /// Changes a CNI release's tarballs on disk (both arches; `.sha256`/`.sha512` redone, so
+    /// only the pin or `--cni-sha256` can tell). Supports [`Tamper::Archive`] (one byte flipped,
+    /// side files left as they were) and [`Tamper::DuplicateEntry`] (a second `./bridge`).
+    pub fn tamper_cni(&self, version: &str, tamper: Tamper) {
+        for arch in ARCHES {
+            let path = self.local(&Self::cni_archive_path(version, arch));
+            match tamper {
+                Tamper::Archive => flip_byte(&path),
+                Tamper::DuplicateEntry => {
+                    write_cni_files(&path, &cni_tarball(version, arch, true));
+                }
+                other => panic!("tamper_cni does not support {other:?}"),
+            }
+        }
+    }
+
+    /// Replaces both signature files of a release with `bytes` (garbage, truncated, empty...).
+    pub fn set_signatures(&self, product: &str, version: &str, bytes: &[u8]) {
+        self.write_signatures(product, version, bytes);
+    }
+
+    fn rebuild_zips(&self, product: &str, version: &str, shape: impl Fn(&str) -> ZipShape) {
+        for arch in ARCHES {
+            let zip = release_zip(product, &shape(arch));
+            fs::write(self.local(&Self::archive_path(product, version, arch)), zip)
+                .expect("writing rebuilt zip");
+        }
+        self.write_sums_and_signatures(product, version);
     }
 
     /// Makes the next `times` requests for `path` (as in [`Mirror::archive_path`]) fail.
@@ -431,7 +507,7 @@ impl Mirror {
                 for arch in ARCHES {
                     fs::write(
                         self.local(&Self::archive_path(product, version, arch)),
-                        release_zip(product, version, arch, None),
+                        release_zip(product, &ZipShape::standard(product, version, arch)),
                     )
                     .expect("writing release zip");
                 }
@@ -453,22 +529,9 @@ impl Mirror {
         }
         for version in &self.catalogue.cni {
             for arch in ARCHES {
-                let path = Self::cni_archive_path(version, arch);
-                let local = self.local(&path);
+                let local = self.local(&Self::cni_archive_path(version, arch));
                 fs::create_dir_all(local.parent().expect("parent")).expect("cni directory");
-                let tgz = cni_tarball(version, arch);
-                let name = path.rsplit('/').next().expect("file name").to_string();
-                fs::write(
-                    local.with_file_name(format!("{name}.sha256")),
-                    format!("{}  {name}\n", sha256_hex(&tgz)),
-                )
-                .expect("writing .sha256");
-                fs::write(
-                    local.with_file_name(format!("{name}.sha512")),
-                    format!("{}  {name}\n", sha512_hex(&tgz)),
-                )
-                .expect("writing .sha512");
-                fs::write(&local, tgz).expect("writing cni tarball");
+                write_cni_files(&local, &cni_tarball(version, arch, false));
             }
         }
     }
@@ -536,185 +599,6 @@ impl Mirror {
     }
 }
 
-/// An Ed25519 (legacy EdDSA, readable by gpg 2.2 too) primary that certifies, with one signing
-/// subkey, like HashiCorp's key (an RSA primary with signing subkeys).
-fn generate_key(user_id: &str) -> SignedSecretKey {
-    let subkey = SubkeyParamsBuilder::default()
-        .key_type(KeyType::Ed25519Legacy)
-        .can_sign(true)
-        .build()
-        .expect("subkey parameters");
-    let params = SecretKeyParamsBuilder::default()
-        .key_type(KeyType::Ed25519Legacy)
-        .can_certify(true)
-        .can_sign(false)
-        .primary_user_id(user_id.into())
-        .preferred_hash_algorithms(vec![HashAlgorithm::Sha256].into())
-        .subkeys(vec![subkey])
-        .build()
-        .expect("key parameters");
-    params
-        .generate(rand::thread_rng())
-        .expect("generating the mirror key")
-}
-
-fn other_key() -> &'static SignedSecretKey {
-    static OTHER: OnceLock<SignedSecretKey> = OnceLock::new();
-    OTHER.get_or_init(|| generate_key("Somebody Else <other@example.invalid>"))
-}
-
-/// A detached binary signature over `data` by the key's signing subkey, as bytes.
-fn sign(key: &SignedSecretKey, data: &[u8]) -> Vec<u8> {
-    let subkey = &key.secret_subkeys[0].key;
-    DetachedSignature::sign_binary_data(
-        rand::thread_rng(),
-        subkey,
-        &Password::empty(),
-        HashAlgorithm::Sha256,
-        data,
-    )
-    .expect("signing")
-    .to_bytes()
-    .expect("serializing the signature")
-}
-
-fn display_name(product: &str) -> String {
-    let mut chars = product.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// The stand-in binary: a POSIX shell script that answers `version` like the real one.
-fn fake_binary(product: &str, version: &str, arch: &str) -> String {
-    let name = display_name(product);
-    format!(
-        r#"#!/bin/sh
-# Stand-in for HashiCorp {name} {version} (linux/{arch}), served by the test release mirror.
-case "$1" in
-  version|-version|--version|-v)
-    echo "{name} v{version}"
-    echo "BuildDate 2025-01-01T00:00:00Z"
-    echo "Revision 0000000000000000000000000000000000000000"
-    ;;
-  agent)
-    echo "==> {name} stand-in agent started: $*"
-    trap 'exit 0' INT TERM
-    while :; do sleep 1 & wait $!; done
-    ;;
-  *)
-    echo "{product} stand-in: $*"
-    ;;
-esac
-"#
-    )
-}
-
-fn fake_cni_plugin(name: &str, version: &str, arch: &str) -> String {
-    format!(
-        "#!/bin/sh\n# Stand-in CNI plugin {name} v{version} (linux/{arch}).\n\
-         echo '{{\"cniVersion\": \"1.0.0\", \"supportedVersions\": [\"1.0.0\"]}}'\n"
-    )
-}
-
-const LICENSE_TEXT: &str = "Stand-in license text of the test release mirror.\n";
-
-fn release_zip(
-    product: &str,
-    version: &str,
-    arch: &str,
-    unsafe_entry: Option<UnsafeEntry>,
-) -> Vec<u8> {
-    use zip::write::SimpleFileOptions;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let exec = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .unix_permissions(0o755);
-    let plain = SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .unix_permissions(0o644);
-    zip.start_file("LICENSE.txt", plain).expect("zip entry");
-    zip.write_all(LICENSE_TEXT.as_bytes()).expect("zip write");
-    if unsafe_entry == Some(UnsafeEntry::Symlink) {
-        zip.add_symlink(product, "/bin/sh", SimpleFileOptions::default())
-            .expect("zip symlink");
-    } else {
-        zip.start_file(product, exec).expect("zip entry");
-        zip.write_all(fake_binary(product, version, arch).as_bytes())
-            .expect("zip write");
-    }
-    let extra = match unsafe_entry {
-        Some(UnsafeEntry::ParentDir) => Some("../escaped.txt"),
-        Some(UnsafeEntry::AbsolutePath) => Some("/tmp/escaped.txt"),
-        _ => None,
-    };
-    if let Some(name) = extra {
-        zip.start_file(name, plain).expect("zip entry");
-        zip.write_all(b"this entry must never be extracted\n")
-            .expect("zip write");
-    }
-    zip.finish().expect("finishing zip").into_inner()
-}
-
-fn cni_tarball(version: &str, arch: &str) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let mut entries: Vec<(String, Vec<u8>, u32, tar::EntryType)> =
-        vec![("./".into(), Vec::new(), 0o755, tar::EntryType::Directory)];
-    for p in CNI_PLUGINS {
-        let script = fake_cni_plugin(p, version, arch).into_bytes();
-        entries.push((format!("./{p}"), script, 0o755, tar::EntryType::Regular));
-    }
-    let license = LICENSE_TEXT.as_bytes().to_vec();
-    entries.push(("./LICENSE".into(), license, 0o644, tar::EntryType::Regular));
-    let readme = b"# Stand-in CNI plugins\n".to_vec();
-    entries.push(("./README.md".into(), readme, 0o644, tar::EntryType::Regular));
-    for (name, data, mode, kind) in entries {
-        append_raw(&mut tar, &name, kind, mode, &data);
-    }
-    tar.into_inner()
-        .expect("finishing tar")
-        .finish()
-        .expect("finishing gzip")
-}
-
-/// Appends a tar entry with its name written verbatim: the real CNI tarballs name entries
-/// `./bridge`, which `tar::Builder`'s path helpers would normalise to `bridge`.
-fn append_raw<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    kind: tar::EntryType,
-    mode: u32,
-    data: &[u8],
-) {
-    let mut header = tar::Header::new_gnu();
-    let raw = name.as_bytes();
-    header.as_old_mut().name[..raw.len()].copy_from_slice(raw);
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_size(data.len() as u64);
-    header.set_mtime(1_700_000_000);
-    header.set_cksum();
-    tar.append(&header, data).expect("tar entry");
-}
-
-fn flip_byte(path: &Path) {
-    let mut bytes = fs::read(path).expect("reading file to tamper");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    fs::write(path, bytes).expect("writing tampered file");
-}
-
-fn sha512_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    crate::hash::hex(&sha2::Sha512::digest(bytes))
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    crate::hash::hex(bytes).to_uppercase()
-}
-
 // ---- answering requests ----
 
 fn content_type(path: &str) -> &'static str {
@@ -770,7 +654,7 @@ fn take_failure(shared: &Shared, path: &str) -> Option<Failure> {
     if entry.remaining != u32::MAX {
         entry.remaining -= 1;
     }
-    Some(entry.failure)
+    Some(entry.failure.clone())
 }
 
 fn handle(shared: &Shared, request: &RecordedRequest) -> Reply {
@@ -789,17 +673,32 @@ fn handle(shared: &Shared, request: &RecordedRequest) -> Reply {
         return Reply::text(405, "method not allowed\n");
     }
     let failure = take_failure(shared, &request.path);
-    if let Some(Failure::Status {
-        code,
-        retry_after_secs,
-    }) = failure
-    {
-        record(code);
-        let reply = Reply::text(code, format!("{code} {}\n", server::reason_phrase(code)));
-        return match retry_after_secs {
-            Some(secs) => reply.header("Retry-After", secs.to_string()),
-            None => reply,
-        };
+    match &failure {
+        Some(Failure::Status {
+            code,
+            retry_after_secs,
+        }) => {
+            record(*code);
+            let reply = Reply::text(*code, format!("{code} {}\n", server::reason_phrase(*code)));
+            return match retry_after_secs {
+                Some(secs) => reply.header("Retry-After", secs.to_string()),
+                None => reply,
+            };
+        }
+        Some(Failure::EndlessErrorBody { code }) => {
+            record(*code);
+            let line = format!(
+                "{code} {}: the mirror is unwell\n",
+                server::reason_phrase(*code)
+            );
+            return Reply::text(*code, line.repeat(64)).endless();
+        }
+        Some(Failure::Redirect { location }) => {
+            record(302);
+            return Reply::text(302, format!("Found: {location}\n"))
+                .header("Location", location.clone());
+        }
+        _ => {}
     }
     let local = match safe_local_path(&shared.tree, &request.path) {
         Some(p) if p.is_file() => p,
@@ -838,10 +737,12 @@ fn handle(shared: &Shared, request: &RecordedRequest) -> Reply {
         reply = reply.header("Content-Range", format!("bytes {start}-{end}/{total}"));
     }
     let reply = reply.body(slice);
-    if failure == Some(Failure::DropMidBody) {
-        reply.cut_after(slice.len() / 2)
-    } else {
-        reply
+    match failure {
+        Some(Failure::DropMidBody) => reply.cut_after(slice.len() / 2),
+        Some(Failure::Trickle { pause_ms }) => {
+            reply.trickle(std::time::Duration::from_millis(pause_ms))
+        }
+        _ => reply,
     }
 }
 
@@ -929,7 +830,7 @@ mod tests {
 
     #[test]
     fn the_signature_verifies_with_the_exported_key() {
-        use pgp::composed::{Deserializable, SignedPublicKey};
+        use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
         let mirror = Mirror::start();
         let armored = fs::read_to_string(mirror.public_key_file()).unwrap();
         let (key, _) = SignedPublicKey::from_string(&armored).unwrap();
@@ -1003,6 +904,102 @@ mod tests {
             fs::read(mirror.local(&Mirror::archive_path("nomad", "1.10.0", "amd64"))).unwrap();
         let archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
         assert!(archive.file_names().any(|n| n.unwrap() == "../escaped.txt"));
+    }
+
+    #[test]
+    fn duplicate_entries_large_binaries_and_garbage_signatures() {
+        let mirror = Mirror::start();
+        mirror.tamper("nomad", "1.10.0", Tamper::DuplicateEntry);
+        let zip =
+            fs::read(mirror.local(&Mirror::archive_path("nomad", "1.10.0", "amd64"))).unwrap();
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        assert!(archive.has_duplicate_names());
+        // A reader indexing by name sees one `nomad`: the second, foreign one.
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect();
+        assert_eq!(names.iter().filter(|n| *n == "nomad").count(), 1);
+        let sums = fs::read_to_string(mirror.local(&Mirror::sums_path("nomad", "1.10.0"))).unwrap();
+        assert!(sums.contains(&mirror.archive_sha256("nomad", "1.10.0", "amd64")));
+
+        mirror.tamper_cni("1.6.2", Tamper::DuplicateEntry);
+        let tgz = fs::read(mirror.local(&Mirror::cni_archive_path("1.6.2", "amd64"))).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
+        let bridges = tar
+            .entries()
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().unwrap().ends_with("bridge"))
+            .count();
+        assert_eq!(bridges, 2);
+
+        mirror.tamper("nomad", "1.9.7", Tamper::LargeBinary { bytes: 1 << 20 });
+        let binary = mirror.binary("nomad", "1.9.7", "amd64");
+        assert_eq!(binary.len(), 1 << 20);
+        let zip = fs::read(mirror.local(&Mirror::archive_path("nomad", "1.9.7", "amd64"))).unwrap();
+        assert!(zip.len() < 64 << 10, "{} bytes", zip.len());
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("nomad"), &binary).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(dir.path().join("nomad"))
+            .arg("version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("Nomad v1.9.7\n"));
+
+        mirror.set_signatures("nomad", "1.9.7", b"garbage");
+        let sig = fs::read(mirror.local("/nomad/1.9.7/nomad_1.9.7_SHA256SUMS.sig")).unwrap();
+        assert_eq!(sig, b"garbage");
+    }
+
+    #[test]
+    fn misbehaving_transports() {
+        let mirror = Mirror::start();
+        let path = Mirror::archive_path("nomad", "1.10.0", "amd64");
+        let url = format!("{}{path}", mirror.url());
+        let full = fs::read(mirror.local(&path)).unwrap();
+
+        mirror.fail(&path, Failure::EndlessErrorBody { code: 503 }, 1);
+        let endless = get(&url);
+        assert_eq!(endless.status(), 503);
+        assert!(endless.headers().get("content-length").is_none());
+        let mut prefix = Vec::new();
+        endless.take(1 << 20).read_to_end(&mut prefix).unwrap();
+        assert_eq!(prefix.len(), 1 << 20, "it keeps sending");
+
+        mirror.fail(
+            &path,
+            Failure::Redirect {
+                location: "http://localhost:1/elsewhere.zip".into(),
+            },
+            1,
+        );
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let moved = client.get(&url).send().unwrap();
+        assert_eq!(moved.status(), 302);
+        assert_eq!(
+            moved.headers()["location"],
+            "http://localhost:1/elsewhere.zip"
+        );
+
+        mirror.fail(&path, Failure::Trickle { pause_ms: 5 }, 1);
+        let started = std::time::Instant::now();
+        let trickled = get(&url);
+        assert_eq!(
+            trickled.content_length(),
+            Some(full.len() as u64),
+            "the whole length is announced"
+        );
+        let mut first = [0u8; 4];
+        trickled.take(4).read_exact(&mut first).unwrap();
+        assert_eq!(first, full[..4]);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(15));
+        let statuses: Vec<u16> = mirror.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [503, 302, 200]);
     }
 
     #[test]

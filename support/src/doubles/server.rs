@@ -86,6 +86,12 @@ enum Delivery {
     CutAfter(usize),
     /// The connection is closed without a byte of answer.
     NoAnswer,
+    /// Head (announcing the whole body), then the body one byte at a time with this pause
+    /// between bytes: a trickling server. It stops when the client goes away.
+    Trickle(Duration),
+    /// Head without `Content-Length`, then the body over and over until the client goes away:
+    /// an endless body, delimited only by the connection's end.
+    Endless,
 }
 
 impl Reply {
@@ -146,6 +152,20 @@ impl Reply {
     /// before the connection is closed.
     pub fn cut_after(mut self, bytes: usize) -> Self {
         self.delivery = Delivery::CutAfter(bytes);
+        self
+    }
+
+    /// `Content-Length` announces the whole body, which is then sent one byte at a time with
+    /// `pause` between bytes, until it is all sent or the client goes away.
+    pub fn trickle(mut self, pause: Duration) -> Self {
+        self.delivery = Delivery::Trickle(pause);
+        self
+    }
+
+    /// No `Content-Length`: the body is sent over and over until the client goes away (a
+    /// HEAD request gets the head only).
+    pub fn endless(mut self) -> Self {
+        self.delivery = Delivery::Endless;
         self
     }
 }
@@ -349,6 +369,9 @@ fn write_reply(mut stream: TcpStream, reply: &Reply, head_only: bool) -> std::io
         let _ = stream.shutdown(Shutdown::Both);
         return Ok(());
     }
+    if !head_only && matches!(reply.delivery, Delivery::Trickle(_) | Delivery::Endless) {
+        return write_paced(stream, reply);
+    }
     stream.write_all(&reply_head(reply))?;
     if let (Delivery::CutAfter(bytes), false) = (reply.delivery, head_only) {
         stream.write_all(&reply.body[..bytes.min(reply.body.len())])?;
@@ -366,7 +389,8 @@ fn write_reply(mut stream: TcpStream, reply: &Reply, head_only: bool) -> std::io
     Ok(())
 }
 
-/// The status line and headers of a reply, `Content-Length` and `Connection: close` last.
+/// The status line and headers of a reply, `Content-Length` (none for an endless body) and
+/// `Connection: close` last.
 fn reply_head(reply: &Reply) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\n",
@@ -376,11 +400,32 @@ fn reply_head(reply: &Reply) -> Vec<u8> {
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.body.len()
-    ));
+    if !matches!(reply.delivery, Delivery::Endless) {
+        head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     head.into_bytes()
+}
+
+/// The two deliveries that keep a connection busy: a trickled body and an endless one. Either
+/// ends when a write fails because the client went away.
+fn write_paced(mut stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
+    stream.write_all(&reply_head(reply))?;
+    match reply.delivery {
+        Delivery::Trickle(pause) => {
+            for byte in &reply.body {
+                stream.write_all(std::slice::from_ref(byte))?;
+                stream.flush()?;
+                std::thread::sleep(pause);
+            }
+        }
+        _ if reply.body.is_empty() => {}
+        _ => loop {
+            stream.write_all(&reply.body)?;
+        },
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(())
 }
 
 /// A path's `%XX` escapes decoded; `+` stays a plus (it means a space only in a query).
@@ -498,6 +543,32 @@ mod tests {
             .get(format!("{}/nothing", server.url()))
             .send()
             .is_err());
+    }
+
+    #[test]
+    fn trickled_and_endless_bodies() {
+        let server = Server::start(|request| match request.path.as_str() {
+            "/trickle" => Reply::text(200, "abc").trickle(Duration::from_millis(20)),
+            _ => Reply::text(500, "x").endless(),
+        });
+        let started = std::time::Instant::now();
+        let trickled = client()
+            .get(format!("{}/trickle", server.url()))
+            .send()
+            .unwrap();
+        assert_eq!(trickled.headers()["content-length"], "3");
+        assert_eq!(trickled.text().unwrap(), "abc");
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        let endless = client()
+            .get(format!("{}/endless", server.url()))
+            .send()
+            .unwrap();
+        assert_eq!(endless.status().as_u16(), 500);
+        assert!(endless.headers().get("content-length").is_none());
+        let mut prefix = Vec::new();
+        endless.take(100_000).read_to_end(&mut prefix).unwrap();
+        assert_eq!(prefix.len(), 100_000);
+        assert!(prefix.iter().all(|b| *b == b'x'));
     }
 
     #[test]
