@@ -192,6 +192,10 @@ pub const LAYOUT_ARGS: &[&str] = &[
     "/opt/nomad/bin",
     "--log-dir",
     "/opt/nomad/log",
+    "--tls-dir",
+    "/opt/nomad/tls",
+    "--secrets-dir",
+    "/opt/nomad/secrets",
 ];
 
 /// `run-nomad` with no inherited proxy settings or service program overrides.
@@ -203,6 +207,7 @@ pub fn run_nomad() -> Command {
     for var in [
         "RUN_NOMAD_SYSTEMCTL",
         "RUN_NOMAD_SUPERVISORCTL",
+        "RUN_NOMAD_KEY_VAULT_URL",
         "HTTP_PROXY",
         "http_proxy",
         "HTTPS_PROXY",
