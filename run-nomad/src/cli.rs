@@ -586,6 +586,29 @@ mod tests {
     }
 
     #[test]
+    fn self_drain_is_for_a_client_without_a_token() {
+        let cli =
+            Cli::try_parse_from(["run-nomad", "watch-events", "--client", "--self-drain"]).unwrap();
+        let Some(Command::WatchEvents(args)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert!(args.self_drain);
+        let err = Cli::try_parse_from(["run-nomad", "watch-events", "--server", "--self-drain"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--client"), "{err}");
+        let err = Cli::try_parse_from([
+            "run-nomad",
+            "watch-events",
+            "--client",
+            "--self-drain",
+            "--nomad-token-file",
+            "/t",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
     fn a_role_is_required() {
         let err = Cli::try_parse_from(["run-nomad", "--num-servers", "3"]).unwrap_err();
         assert!(err.to_string().contains("--server"), "{err}");

@@ -94,7 +94,7 @@ impl FileKind {
 }
 
 /// A file to write: its production path, content, mode and owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub kind: FileKind,
     pub path: PathBuf,
@@ -102,6 +102,20 @@ pub struct RenderedFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// Without the contents, which may be a key (or a configuration holding the gossip key).
+impl std::fmt::Debug for RenderedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedFile")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 /// A template failed: a value the target language cannot carry, or a bug in a template.
@@ -688,6 +702,27 @@ mod tests {
             }
             assert!(count > 0, "{name} prints no values?");
         }
+    }
+
+    #[test]
+    fn a_rendered_file_never_prints_its_contents() {
+        let file = RenderedFile {
+            kind: FileKind::Secret(SecretItem::ServerKey),
+            path: "/opt/nomad/tls/server-key.pem".into(),
+            contents: "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n".into(),
+            mode: 0o640,
+            uid: 0,
+            gid: 4647,
+        };
+        let shown = format!("{file:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("0640") && shown.contains("server-key.pem"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -450,8 +450,9 @@ pub const RESTART_AGENT: [&str; 5] = [
 ];
 
 /// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
-/// for a unit from the presence of `active-<unit>`, makes a unit active on `restart` and
-/// inactive on `disable --now`, unless told to fail or hang the next restart of
+/// for a unit from the presence of `active-<unit>` (and `show --property=MainPID --value`
+/// with 4242 or 0), makes a unit active on `restart` and inactive on `disable --now` and on
+/// `kill` (the agent's leave signal: it drains itself and exits), unless told to fail or hang the next restart of
 /// `nomad.service` (as a unit that cannot start does: exit 1 with systemd's message).
 pub struct StubSystemctl {
     pub dir: tempfile::TempDir,
@@ -478,6 +479,8 @@ impl StubSystemctl {
                  rm '{d}/hang-restart'; touch '{d}/hanging'; exec sleep 600; fi; \
                  touch \"{d}/active-$2\" ;;\n\
                  disable) [ \"$2\" = --now ] && rm -f \"{d}/active-$3\" ;;\n\
+                 kill) rm -f \"{d}/active-$4\" ;;\n\
+                 show) if [ -e \"{d}/active-$4\" ]; then echo 4242; else echo 0; fi ;;\n\
                  esac\n\
                  exit 0\n"
             ),
