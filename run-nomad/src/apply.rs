@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use support::files::{under_root, write_atomic, FileSpec, Ownership, WriteError};
 
 use crate::render::{FileKind, RenderedFile};
+use crate::secrets::Directory;
 
 /// A write that could not be done; nothing is left half-written.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,11 @@ pub enum ApplyError {
     /// Its message already names the path, the step and the cause.
     #[error("{0}")]
     Write(WriteError),
+    #[error("cannot create the directory {path}: {cause}", path = path.display())]
+    CreateDirectory {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("cannot remove {path}, left by an interrupted run: {cause}", path = path.display())]
     RemoveStale {
         path: PathBuf,
@@ -130,13 +136,33 @@ pub fn changed(outcomes: &[Outcome], kind: FileKind) -> bool {
 
 /// Looks at the targets without writing: every directory must exist.
 pub fn plan(files: &[RenderedFile], root: &Path) -> Result<Vec<Planned>, ApplyError> {
+    plan_with(files, root, &[])
+}
+
+/// [`plan`], where the directories `will_create` (production paths; [`create_directories`]
+/// makes them before the files are written) may be missing: their files are new.
+pub fn plan_with(
+    files: &[RenderedFile],
+    root: &Path,
+    will_create: &[Directory],
+) -> Result<Vec<Planned>, ApplyError> {
     files
         .iter()
         .map(|file| {
             let target = under_root(root, &file.path);
             let dir = support::files::parent_dir(&target).to_path_buf();
             if !dir.is_dir() {
-                return Err(ApplyError::MissingDirectory { path: target, dir });
+                let created = will_create
+                    .iter()
+                    .any(|d| Some(d.path.as_path()) == file.path.parent());
+                if !created {
+                    return Err(ApplyError::MissingDirectory { path: target, dir });
+                }
+                return Ok(Planned {
+                    file: file.clone(),
+                    target,
+                    previous: None,
+                });
             }
             let previous = read_previous(&target)?;
             Ok(Planned {
@@ -173,6 +199,66 @@ fn read_previous(target: &Path) -> Result<Option<Previous>, ApplyError> {
         uid: meta.uid(),
         gid: meta.gid(),
     }))
+}
+
+/// The directories of `dirs` that do not exist under `root` (host paths).
+pub fn missing_directories(dirs: &[Directory], root: &Path) -> Vec<PathBuf> {
+    dirs.iter()
+        .map(|d| under_root(root, &d.path))
+        .filter(|target| !target.is_dir())
+        .collect()
+}
+
+/// Creates the directories of `dirs` that are missing under `root`, each with its mode and
+/// owner (root and the directory's group) before anything goes into it, and syncs their
+/// parents. Returns those it created (host paths), for [`remove_directories`] when the files
+/// then fail.
+pub fn create_directories(dirs: &[Directory], root: &Path) -> Result<Vec<PathBuf>, ApplyError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut created = Vec::new();
+    for dir in dirs {
+        let target = under_root(root, &dir.path);
+        if target.is_dir() {
+            continue;
+        }
+        let failed = |cause: std::io::Error| ApplyError::CreateDirectory {
+            path: target.clone(),
+            cause,
+        };
+        let result = fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&target)
+            .and_then(|()| {
+                std::os::unix::fs::chown(&target, Some(0), Some(dir.gid))?;
+                fs::set_permissions(
+                    &target,
+                    std::os::unix::fs::PermissionsExt::from_mode(dir.mode),
+                )?;
+                support::files::sync_dir(support::files::parent_dir(&target))
+            });
+        if let Err(cause) = result {
+            remove_directories(&created);
+            let _ = fs::remove_dir(&target);
+            return Err(failed(cause));
+        }
+        tracing::info!(
+            "created {} ({:o}, 0:{})",
+            target.display(),
+            dir.mode,
+            dir.gid
+        );
+        created.push(target);
+    }
+    Ok(created)
+}
+
+/// Removes directories [`create_directories`] made, newest first, when they are still empty.
+pub fn remove_directories(created: &[PathBuf]) {
+    for dir in created.iter().rev() {
+        if let Err(e) = fs::remove_dir(dir) {
+            tracing::warn!("could not remove {} again: {e}", dir.display());
+        }
+    }
 }
 
 /// Whether `name` is a temporary file [`write_atomic`] makes for `target_name`:

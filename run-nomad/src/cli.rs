@@ -190,9 +190,51 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_cert_file"])]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Enable Nomad's ACL system.
+    /// Enable Nomad's ACL system (implied by --key-vault).
     #[arg(long)]
     pub acl: bool,
+
+    /// Secure by default: fetch the cluster's secrets (the TLS CA, this role's certificate and
+    /// key, and for servers the gossip key) from the Azure Key Vault NAME with this VM's managed
+    /// identity, write them under --tls-dir and --secrets-dir, and configure TLS on HTTP and
+    /// RPC, gossip encryption (servers) and ACLs. Nothing is written or started when they
+    /// cannot be fetched within --secrets-timeout.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = [
+            "gossip_key", "gossip_key_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
+            "skip_nomad_config",
+        ]
+    )]
+    pub key_vault: Option<String>,
+
+    /// The URL of --key-vault [default: https://<NAME>.vault.azure.net/]: for a vault in
+    /// another Azure cloud, or a test (plain http only for a loopback address). Used only with
+    /// --key-vault.
+    #[arg(long, value_name = "URL", env = "RUN_NOMAD_KEY_VAULT_URL")]
+    pub key_vault_url: Option<String>,
+
+    /// Overall deadline for fetching the secrets, retries included: a new VM's role
+    /// assignments can take minutes to reach Key Vault.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub secrets_timeout: Duration,
+
+    /// Where --key-vault's certificates and keys are written [default: <directory of
+    /// run-nomad>/../tls].
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+
+    /// Where --key-vault's gossip key is written [default: <directory of
+    /// run-nomad>/../secrets; created 0750 when missing].
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// The notice Azure gives before it deletes a VM of this scale set (its terminate
+    /// notification's notBeforeTimeout; cluster-deploy sets 5 minutes). A client's
+    /// `drain_on_shutdown` deadline is fitted into it.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub terminate_notice: Duration,
 
     /// The client's node class.
     #[arg(long, value_name = "CLASS")]
@@ -390,6 +432,12 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub nomad_token_file: Option<PathBuf>,
 
+    /// The client agent has a `drain_on_shutdown` block and leaves on SIGTERM: instead of
+    /// draining it through the API (which needs a token with node:write on an ACL cluster),
+    /// send it SIGTERM and let it drain itself, then wait for it to exit.
+    #[arg(long, requires = "client", conflicts_with = "nomad_token_file")]
+    pub self_drain: bool,
+
     /// Which init system runs Nomad (how to stop and start it).
     #[arg(long, value_enum, default_value_t = InitSystem::Systemd)]
     pub init: InitSystem,
@@ -535,6 +583,29 @@ mod tests {
         // Without the subcommand, the boot flags are as before.
         let boot = Cli::try_parse_from(["run-nomad", "--client"]).unwrap();
         assert!(boot.command.is_none() && !boot.no_watch_events);
+    }
+
+    #[test]
+    fn self_drain_is_for_a_client_without_a_token() {
+        let cli =
+            Cli::try_parse_from(["run-nomad", "watch-events", "--client", "--self-drain"]).unwrap();
+        let Some(Command::WatchEvents(args)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert!(args.self_drain);
+        let err = Cli::try_parse_from(["run-nomad", "watch-events", "--server", "--self-drain"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--client"), "{err}");
+        let err = Cli::try_parse_from([
+            "run-nomad",
+            "watch-events",
+            "--client",
+            "--self-drain",
+            "--nomad-token-file",
+            "/t",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! boot run installs as a second service, which takes Nomad out gracefully before Azure deletes
 //! or evicts the VM.
 //!
-//! Later steps slot in between reading the metadata and resolving the settings (fetching
-//! secrets from Key Vault with the VM's identity, which then feed [`settings::Facts`]).
+//! With `--key-vault`, [`secrets`] fetches the cluster's secrets with the VM's managed identity
+//! between reading the metadata and resolving the settings; they are checked there and written
+//! with the configuration, in the same transaction, so nothing is written or started without
+//! them.
 
 pub mod apply;
 pub mod cli;
@@ -24,6 +26,7 @@ pub mod pending;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod secrets;
 pub mod service;
 pub mod settings;
 
@@ -61,16 +64,18 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let (instance, source) = read_metadata(&cli)?;
         (Some(instance), source)
     };
+    let fetched = fetch_secrets(&cli)?;
     let facts = Facts {
         instance: instance.as_ref(),
         local_source,
         exe: exe.clone(),
         exe_dir,
         nomad_version: version_probe.finish(),
+        secrets: fetched.as_ref(),
     };
     let settings = settings::resolve(&cli, &facts)?;
     let files = render::files(&settings)?;
-    let plan = apply::plan(&files, &settings.root)?;
+    let plan = apply::plan_with(&files, &settings.root, &settings.directories)?;
     let manager = ServiceManager::new(&settings);
     let marker = pending::Marker::new(&settings.root, &settings.layout);
     let mut owned: Vec<_> = plan.iter().map(|p| p.target.clone()).collect();
@@ -86,6 +91,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let mut remove = apply::stale_temporaries(&owned);
         remove.extend(stale_watcher.clone());
         let report = report::Plan {
+            directories: apply::missing_directories(&settings.directories, &settings.root),
             files: report::files(&plan, &shown),
             remove,
             pending: earlier,
@@ -111,10 +117,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     // new files: a failed restart or a kill in between leaves the work for the next run.
     let to_apply = changing.union(earlier.unwrap_or_default());
     let forerunner = changing.any().then(|| marker.forerunner(to_apply));
+    let created = apply::create_directories(&settings.directories, &settings.root)?;
     if let Err(error) = apply::apply(&plan, forerunner.as_ref()) {
         let restored = !matches!(error, apply::ApplyError::RollbackFailed { .. });
-        if restored && earlier.is_none() {
-            marker.clear()?;
+        if restored {
+            apply::remove_directories(&created);
+            if earlier.is_none() {
+                marker.clear()?;
+            }
         }
         return Err(error.into());
     }
@@ -159,6 +169,16 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 fn remove_file(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("failed to remove {}", path.display()))
+}
+
+/// With `--key-vault`: this role's secrets, fetched with the VM's managed identity from the
+/// IMDS at `--imds-endpoint` (also with `--metadata-file`: the token still comes from IMDS).
+fn fetch_secrets(cli: &cli::Cli) -> anyhow::Result<Option<secrets::Fetched>> {
+    let Some(source) = secrets::source(cli)? else {
+        return Ok(None);
+    };
+    let fetched = secrets::fetch::fetch(&source, &cli.imds_endpoint, secrets::role(cli))?;
+    Ok(Some(fetched))
 }
 
 fn read_metadata(cli: &cli::Cli) -> anyhow::Result<(Instance, Option<std::net::IpAddr>)> {

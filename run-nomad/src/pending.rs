@@ -165,6 +165,8 @@ mod tests {
             data_dir: dir.join("data"),
             bin_dir: dir.join("bin"),
             log_dir: dir.join("log"),
+            tls_dir: dir.join("tls"),
+            secrets_dir: dir.join("secrets"),
         }
     }
 

@@ -23,6 +23,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tera::Tera;
 
+use support::cluster_secrets::SecretItem;
+
 use crate::cli::InitSystem;
 use crate::settings::{Agent, Secret, Settings, SettingsError};
 
@@ -62,6 +64,9 @@ pub enum FileKind {
     /// The Scheduled Events watcher's unit or program.
     WatcherUnit,
     WatcherProgram,
+    /// An item fetched with `--key-vault` (a certificate, a key, the gossip key): part of the
+    /// agent's configuration.
+    Secret(SecretItem),
 }
 
 impl FileKind {
@@ -74,12 +79,22 @@ impl FileKind {
             FileKind::SupervisorProgram => "supervisor-program",
             FileKind::WatcherUnit => "watcher-unit",
             FileKind::WatcherProgram => "watcher-program",
+            FileKind::Secret(SecretItem::CaCertificate) => "tls-ca-certificate",
+            FileKind::Secret(SecretItem::GossipKey) => "gossip-key",
+            FileKind::Secret(item) if item.is_private() => "tls-key",
+            FileKind::Secret(_) => "tls-certificate",
         }
+    }
+
+    /// Whether a change of this file is a change of the agent's configuration (Nomad is
+    /// restarted onto it).
+    pub fn is_agent_config(self) -> bool {
+        matches!(self, FileKind::AgentConfig | FileKind::Secret(_))
     }
 }
 
 /// A file to write: its production path, content, mode and owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub kind: FileKind,
     pub path: PathBuf,
@@ -87,6 +102,20 @@ pub struct RenderedFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// Without the contents, which may be a key (or a configuration holding the gossip key).
+impl std::fmt::Debug for RenderedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedFile")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 /// A template failed: a value the target language cannot carry, or a bug in a template.
@@ -256,6 +285,8 @@ struct ClientContext {
     node_class: Option<String>,
     node_pool: Option<String>,
     meta: Vec<MetaEntry>,
+    /// The `drain_on_shutdown` deadline as Go writes durations (`4m15s`).
+    drain_on_shutdown: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -306,6 +337,7 @@ pub fn agent_config(agent: &Agent, data_dir: &Path) -> Result<String, RenderErro
                     value: value.clone(),
                 })
                 .collect(),
+            drain_on_shutdown: c.drain_on_shutdown.map(support::go_duration::format),
         }),
         retry_join: agent.discovery.retry_join(),
         consul_address: agent.discovery.consul_address().map(str::to_string),
@@ -482,10 +514,22 @@ pub fn watcher_file(settings: &Settings) -> Result<Option<RenderedFile>, RenderE
     }))
 }
 
-/// Every file for these settings, in the order they are written (the agent configuration
-/// first, the service definitions last, the watcher's after the agent's).
+/// Every file for these settings, in the order they are written (the secrets fetched with
+/// `--key-vault` first, so the configuration never names a file that is not there yet, then
+/// the agent configuration, the service definitions last, the watcher's after the agent's).
 pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
-    let mut files = Vec::new();
+    let mut files: Vec<RenderedFile> = settings
+        .secret_files
+        .iter()
+        .map(|secret| RenderedFile {
+            kind: FileKind::Secret(secret.item),
+            path: secret.path.clone(),
+            contents: secret.value.expose().to_string(),
+            mode: secret.mode,
+            uid: 0,
+            gid: secret.gid,
+        })
+        .collect();
     if let Some(agent) = &settings.agent {
         files.push(RenderedFile {
             kind: FileKind::AgentConfig,
@@ -534,10 +578,14 @@ pub fn files(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
 /// What `--dry-run` shows in place of a secret.
 pub const REDACTED: &str = "<redacted>";
 
-/// The same files with the gossip key and the `--environment` values replaced, for `--dry-run`
-/// output.
+/// The same files with the gossip key, the `--environment` values and everything fetched with
+/// `--key-vault` (certificates too: a plan shows where they go, not PEM) replaced, for
+/// `--dry-run` output.
 pub fn files_for_display(settings: &Settings) -> Result<Vec<RenderedFile>, RenderError> {
     let mut shown = settings.clone();
+    for secret in shown.secret_files.iter_mut() {
+        secret.value = Secret::new(REDACTED.to_string());
+    }
     if let Some(server) = shown.agent.as_mut().and_then(|a| a.server.as_mut()) {
         if server.gossip_key.is_some() {
             server.gossip_key = Some(Secret::new(REDACTED.to_string()));
@@ -654,6 +702,27 @@ mod tests {
             }
             assert!(count > 0, "{name} prints no values?");
         }
+    }
+
+    #[test]
+    fn a_rendered_file_never_prints_its_contents() {
+        let file = RenderedFile {
+            kind: FileKind::Secret(SecretItem::ServerKey),
+            path: "/opt/nomad/tls/server-key.pem".into(),
+            contents: "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n".into(),
+            mode: 0o640,
+            uid: 0,
+            gid: 4647,
+        };
+        let shown = format!("{file:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("0640") && shown.contains("server-key.pem"),
+            "{shown}"
+        );
     }
 
     #[test]

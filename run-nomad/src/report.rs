@@ -13,6 +13,9 @@ use crate::service::Changes;
 /// The whole plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// Directories that would be created first (host paths): the secrets directory of
+    /// `--key-vault` when missing.
+    pub directories: Vec<PathBuf>,
     /// Each file, in the order it would be written.
     pub files: Vec<FileReport>,
     /// Temporary files an interrupted run left, which would be removed.
@@ -26,7 +29,9 @@ pub struct Plan {
 /// One file of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
-    /// `agent-config`, `environment-file`, `systemd-unit` or `supervisor-program`.
+    /// `agent-config`, `environment-file`, `systemd-unit`, `supervisor-program`,
+    /// `watcher-unit`, `watcher-program`, or with `--key-vault` `tls-ca-certificate`,
+    /// `tls-certificate`, `tls-key`, `gossip-key`.
     pub kind: &'static str,
     /// The path the generated files refer to.
     pub path: PathBuf,
@@ -74,6 +79,9 @@ pub fn files(plan: &[Planned], shown: &[RenderedFile]) -> Vec<FileReport> {
 /// The plan as text for a person.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
+    for path in &plan.directories {
+        out.push_str(&format!("would create directory {}\n", path.display()));
+    }
     for path in &plan.remove {
         out.push_str(&format!(
             "would remove {} (left by an interrupted run)\n",

@@ -39,7 +39,9 @@ pub struct Changes {
 impl Changes {
     pub fn from_outcomes(outcomes: &[Outcome]) -> Self {
         Self {
-            agent_config: changed(outcomes, FileKind::AgentConfig),
+            agent_config: outcomes
+                .iter()
+                .any(|o| o.kind.is_agent_config() && o.changed),
             service_definition: changed(outcomes, FileKind::SystemdUnit)
                 || changed(outcomes, FileKind::SupervisorProgram)
                 || changed(outcomes, FileKind::EnvironmentFile),
@@ -73,7 +75,9 @@ impl Changes {
                 .any(|p| kinds.contains(&p.file.kind) && p.content_changed())
         };
         Self {
-            agent_config: changed(&[FileKind::AgentConfig]),
+            agent_config: plan
+                .iter()
+                .any(|p| p.file.kind.is_agent_config() && p.content_changed()),
             service_definition: changed(&[
                 FileKind::SystemdUnit,
                 FileKind::SupervisorProgram,

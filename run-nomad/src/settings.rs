@@ -27,8 +27,8 @@ pub mod watcher;
 
 pub use accounts::Account;
 use accounts::{account_name, lookup_user, UserQuery};
-pub use agent::lifecycle;
 use agent::{agent, read_gossip_key, warn_if_world_readable};
+pub use agent::{drain_deadline, lifecycle};
 pub use flags::{check_flags, warn_about_flags};
 pub use values::{environment, gossip_key, key_value, meta, systemd_output, GOSSIP_KEY_BYTES};
 
@@ -60,6 +60,9 @@ pub enum SettingsError {
     },
     #[error("no advertise address in the instance metadata: {0}")]
     Network(#[from] NetworkError),
+    /// A value fetched with --key-vault that Nomad could not use (it never holds the value).
+    #[error("{0}; nothing was written and Nomad was not started")]
+    Secret(#[from] crate::secrets::check::Refused),
 }
 
 fn invalid(flag: &str, value: impl fmt::Display, reason: impl Into<String>) -> SettingsError {
@@ -77,6 +80,10 @@ pub struct Layout {
     pub data_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Certificates and keys fetched with `--key-vault`.
+    pub tls_dir: PathBuf,
+    /// The gossip key fetched with `--key-vault`.
+    pub secrets_dir: PathBuf,
 }
 
 impl Layout {
@@ -186,6 +193,9 @@ pub struct ClientAgent {
     pub node_pool: Option<String>,
     /// `--meta` and the placement metadata from IMDS, in that order of precedence.
     pub meta: Vec<(String, String)>,
+    /// The `drain_on_shutdown` deadline, when the client drains itself on SIGTERM
+    /// ([`agent::drain_on_shutdown`]).
+    pub drain_on_shutdown: Option<std::time::Duration>,
 }
 
 /// The `telemetry` block, when any of it is asked for.
@@ -260,6 +270,12 @@ impl NomadVersion {
     pub fn supports_sd_notify(&self) -> bool {
         (self.major, self.minor) >= (1, 8)
     }
+
+    /// The client's `drain_on_shutdown` block came in 1.5.4 (CHANGELOG: "client: Added
+    /// `drain_on_shutdown` configuration [GH-16827]"); an older agent refuses the unknown key.
+    pub fn supports_drain_on_shutdown(&self) -> bool {
+        (self.major, self.minor, self.patch) >= (1, 5, 4)
+    }
 }
 
 impl fmt::Display for NomadVersion {
@@ -297,6 +313,11 @@ pub struct Settings {
     /// directory's owner).
     pub config_group: Account,
     pub service: Service,
+    /// The files of the secrets fetched with `--key-vault`, written with the agent
+    /// configuration (empty without it).
+    pub secret_files: Vec<crate::secrets::SecretFile>,
+    /// The directories of `secret_files`, created where missing.
+    pub directories: Vec<crate::secrets::Directory>,
     /// The Scheduled Events watcher's service (`None` with --no-watch-events or
     /// --skip-nomad-config).
     pub watcher: Option<watcher::Watcher>,
@@ -320,6 +341,8 @@ pub struct Facts<'a> {
     /// The running run-nomad executable (the watcher's service runs it).
     pub exe: PathBuf,
     pub nomad_version: Option<NomadVersion>,
+    /// The secrets fetched with `--key-vault`.
+    pub secrets: Option<&'a crate::secrets::Fetched>,
 }
 
 /// The layout from flags or from run-nomad's own location, like the original script
@@ -340,6 +363,8 @@ pub fn layout(cli: &Cli, exe_dir: &Path) -> Result<Layout, SettingsError> {
         data_dir: pick("--data-dir", &cli.data_dir, "data")?,
         bin_dir: pick("--bin-dir", &cli.bin_dir, "bin")?,
         log_dir: pick("--log-dir", &cli.log_dir, "log")?,
+        tls_dir: pick("--tls-dir", &cli.tls_dir, "tls")?,
+        secrets_dir: pick("--secrets-dir", &cli.secrets_dir, "secrets")?,
     })
 }
 
@@ -514,7 +539,24 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
     let agent = if cli.skip_nomad_config {
         None
     } else {
-        Some(agent(cli, facts, &root)?)
+        Some(agent(cli, facts, &root, &layout)?)
+    };
+    let (secret_files, directories) = match (facts.secrets, &agent) {
+        (Some(fetched), Some(agent)) => {
+            let (files, warnings) = crate::secrets::files(
+                fetched,
+                &layout,
+                &agent.region,
+                owner_group.id,
+                std::time::SystemTime::now(),
+            )?;
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            let dirs = crate::secrets::directories(&files, owner_group.id);
+            (files, dirs)
+        }
+        _ => (Vec::new(), Vec::new()),
     };
     let stdout = cli
         .systemd_stdout
@@ -554,6 +596,8 @@ pub fn resolve(cli: &Cli, facts: &Facts<'_>) -> Result<Settings, SettingsError> 
         agent,
         config_group: owner_group,
         service,
+        secret_files,
+        directories,
         no_start: cli.no_start,
         dry_run: cli.dry_run,
         systemctl: cli.systemctl.clone(),
@@ -589,6 +633,8 @@ mod tests {
                 data_dir: "/opt/nomad/data".into(),
                 bin_dir: "/opt/nomad/bin".into(),
                 log_dir: "/opt/nomad/log".into(),
+                tls_dir: "/opt/nomad/tls".into(),
+                secrets_dir: "/opt/nomad/secrets".into(),
             }
         );
         assert_eq!(

@@ -55,14 +55,25 @@ fn autopilot(n: u32) -> Value {
 }
 
 /// What every generated config holds besides the test's own settings: leaving the cluster on
-/// stop signals (servers yes and rejoin after a reboot, clients Nomad's default) and, for
-/// clients, the VM's zone, fault domain and size from the fixture as node metadata.
+/// stop signals (servers on both and rejoin after a reboot; pure clients on SIGTERM only, when
+/// they drain themselves within the 5-minute terminate notice, as the stand-in is Nomad
+/// 1.9.3), HTTPS without client certificates, and, for clients, the VM's zone, fault domain and
+/// size from the fixture as node metadata.
 fn complete(mut doc: Value) -> Value {
     let server = doc.get("server").is_some();
     doc["leave_on_interrupt"] = json!(server);
-    doc["leave_on_terminate"] = json!(server);
+    doc["leave_on_terminate"] = json!(true);
     if server {
         doc["server"][0]["rejoin_after_leave"] = json!(true);
+    } else if let Some(client) = doc.get_mut("client") {
+        client[0]["drain_on_shutdown"] = json!([{
+            "deadline": "4m15s",
+            "force": false,
+            "ignore_system_jobs": false,
+        }]);
+    }
+    if let Some(tls) = doc.get_mut("tls") {
+        tls[0]["verify_https_client"] = json!(false);
     }
     if let Some(client) = doc.get_mut("client") {
         let client = &mut client[0];

@@ -877,7 +877,8 @@ fn the_watchers_token_file_is_checked_before_imds_and_refused_without_the_watche
 }
 
 #[test]
-fn a_client_with_acls_and_no_watcher_token_is_warned_about() {
+fn a_client_with_acls_and_no_watcher_token_drains_itself_or_is_warned_about() {
+    // Nomad 1.9.3 (the stand-in) has drain_on_shutdown: the watcher relies on it.
     let root = FakeRoot::new();
     let imds = ImdsDouble::start(instance());
     let systemctl = StubSystemctl::new();
@@ -888,10 +889,34 @@ fn a_client_with_acls_and_no_watcher_token_is_warned_about() {
         &["--client", "--acl", "--no-start"],
     );
     assert!(ok, "{stdout}\n{stderr}");
+    assert!(!stderr.contains("cannot drain"), "{stderr}");
+    let unit = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+    assert!(unit.contains(" --client --imds-endpoint "), "{unit}");
+    assert!(unit.contains(" --self-drain "), "{unit}");
+    // Without leave_on_terminate there is no self-drain to rely on.
+    let root = FakeRoot::new();
+    let (ok, stdout, stderr) = against_imds(
+        &root,
+        &imds,
+        &systemctl,
+        &[
+            "--client",
+            "--acl",
+            "--leave-on-terminate",
+            "false",
+            "--no-start",
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("cannot drain this client, only stop Nomad"),
         "{stderr}"
     );
+    let unit = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+    assert!(!unit.contains("--self-drain"), "{unit}");
+    assert!(!root
+        .read("/opt/nomad/config/default.hcl")
+        .contains("drain_on_shutdown {"));
     // A server needs no token: it leaves by stopping.
     let root = FakeRoot::new();
     let (ok, _, stderr) = against_imds(

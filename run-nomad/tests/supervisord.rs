@@ -327,3 +327,70 @@ fn the_watcher_runs_under_supervisord_and_stops_nomad_before_approving() {
     let state = fs::read_to_string(live.path("config").join(".watch-events.state")).unwrap();
     assert!(state.contains("\"finished\": true"), "{state}");
 }
+
+/// A client on an ACL cluster whose watcher has no token: its agent drains itself
+/// (`drain_on_shutdown`, on SIGTERM). On a Terminate the watcher sends SIGTERM through the real
+/// supervisorctl (`signal TERM nomad`), sees the signalled process gone (supervisord's
+/// `autorestart` starts another, which the watcher then stops), and approves. The stand-in
+/// agent records the signals it gets: the drain is never cut short by a second signal.
+#[test]
+fn a_client_without_a_token_is_sent_sigterm_to_drain_itself_under_supervisord() {
+    use support::doubles::imds::ImdsDouble;
+    use support::doubles::imds_events::Event;
+    let name = "self-drain";
+    let live = LiveInstall::new(name);
+    let signals = live.path("record/signals");
+    write_executable(
+        &live.path(&format!("bin {name}")).join("nomad"),
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = version ]; then echo 'Nomad v1.9.3'; exit 0; fi\n\
+             trap 'echo \"TERM $$\" >> \"{s}\"; kill $! 2>/dev/null; exit 0' TERM\n\
+             trap 'echo \"INT $$\" >> \"{s}\"; kill $! 2>/dev/null; exit 0' INT\n\
+             sleep 3600 &\n\
+             wait\n",
+            s = signals.display()
+        ),
+    );
+    let supervisord = Supervisord::start(&live);
+    let imds = ImdsDouble::start(instance());
+    let events = imds.scheduled_events();
+    run(
+        &live,
+        name,
+        &supervisord,
+        &["--client", "--acl", "--imds-endpoint", imds.url()],
+    );
+    let first = supervisord.wait_running();
+    let program =
+        fs::read_to_string(live.path("supervisor").join("nomad-scheduled-events.conf")).unwrap();
+    assert!(program.contains(" --self-drain "), "{program}");
+    supervisord.wait_for("the watcher's first request", |_| {
+        events.enabled().then_some(())
+    });
+    let vm = instance()["compute"]["name"].as_str().unwrap().to_string();
+    events.schedule(Event::terminate(
+        "5e1ce7e0-0000-4000-8000-0000000000d5",
+        &vm,
+        std::time::SystemTime::now() + Duration::from_secs(300),
+    ));
+    supervisord.wait_for("the approval", |_| {
+        (!events.approvals().is_empty()).then_some(())
+    });
+    assert_eq!(supervisord.state().as_deref(), Some("STOPPED"));
+    let received = fs::read_to_string(&signals).unwrap();
+    let lines: Vec<&str> = received.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("TERM {first}").as_str()),
+        "the agent that ran got SIGTERM first: {received}"
+    );
+    assert!(
+        !lines.contains(&format!("INT {first}").as_str()),
+        "no second signal to the draining agent: {received}"
+    );
+    let log = fs::read_to_string(live.path("log").join("nomad-scheduled-events.log")).unwrap();
+    assert!(log.contains("sending Nomad SIGTERM"), "{log}");
+    assert!(log.contains("drained its node and exited"), "{log}");
+    assert!(!log.contains("NOT done"), "{log}");
+}

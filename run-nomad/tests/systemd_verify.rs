@@ -292,3 +292,31 @@ fn no_watch_events_writes_no_watcher_unit() {
         .join("nomad-scheduled-events.service")
         .exists());
 }
+
+/// The watcher's leave signal and process query are command lines the real systemctl takes:
+/// with no systemd as PID 1 here it fails to connect, but only after parsing its options, and
+/// an option it does not know is refused before that (the control case shows the difference).
+#[test]
+fn the_self_drain_commands_parse_with_the_real_systemctl() {
+    use run_nomad::cli::InitSystem;
+    use run_nomad::events::agent::{InitService, ServiceControl};
+    let service = InitService {
+        init: InitSystem::Systemd,
+        program: "systemctl".into(),
+    };
+    let outcomes = [
+        service.signal_leave().err().unwrap_or_default(),
+        service.main_pid().err().unwrap_or_default(),
+    ];
+    for outcome in &outcomes {
+        assert!(
+            !outcome.contains("unrecognized option") && !outcome.contains("invalid"),
+            "{outcome}"
+        );
+    }
+    let control = Command::new("systemctl")
+        .args(["kill", "--kill-whoever=main", "nomad.service"])
+        .output()
+        .expect("systemctl (Debian package systemd, installed by .ci/run)");
+    assert!(String::from_utf8_lossy(&control.stderr).contains("unrecognized option"));
+}

@@ -116,6 +116,26 @@ impl ServiceControl for SimService {
     fn describe(&self) -> String {
         format!("the simulated service of {}", self.agent)
     }
+
+    /// SIGTERM: the agent leaves, which for a client is its drain_on_shutdown.
+    fn signal_leave(&self) -> Result<(), String> {
+        self.calls.lock().unwrap().push(Call {
+            verb: "leave",
+            at: wall(&self.sim),
+        });
+        if self.terminates {
+            self.sim.act(Action::Terminate(self.agent.clone()));
+        }
+        Ok(())
+    }
+
+    fn main_pid(&self) -> Result<Option<u32>, String> {
+        let view = self.sim.view();
+        let server = view.servers.iter().find(|s| s.name == self.agent);
+        let node = view.nodes.iter().find(|n| n.name == self.agent);
+        let running = server.is_some_and(|s| s.running) || node.is_some_and(|n| n.agent_running);
+        Ok(running.then_some(4646))
+    }
 }
 
 /// A cluster of three servers and three clients with a service job on every client, an IMDS
@@ -499,6 +519,12 @@ fn an_approval_that_fails_is_retried_until_it_goes_through() {
         fn describe(&self) -> String {
             self.inner.describe()
         }
+        fn signal_leave(&self) -> Result<(), String> {
+            self.inner.signal_leave()
+        }
+        fn main_pid(&self) -> Result<Option<u32>, String> {
+            self.inner.main_pid()
+        }
     }
     let service = FaultsWhileStopping {
         inner: SimService::new(&world.sim, "s0"),
@@ -526,6 +552,80 @@ fn an_approval_that_fails_is_retried_until_it_goes_through() {
         "Retry-After honoured: {waits:?}"
     );
     assert!(world.events.approvals()[0].at < not_before);
+}
+
+#[test]
+fn a_client_without_a_token_drains_itself_on_sigterm_then_is_stopped_and_approved() {
+    // An ACL cluster whose watcher has no token: the API drain is not possible, so the agent's
+    // own drain_on_shutdown does it, started by SIGTERM (leave_on_terminate).
+    let world = World::new();
+    assert!(world.live_allocs("c1") > 0, "the job runs on c1");
+    let service = SimService::new(&world.sim, "c1");
+    let config = Config {
+        self_drain: true,
+        ..world.config(false, true)
+    };
+    let mut watcher = world.watcher_with(config, "nomad-clients_1", "c1", &service, None);
+    let not_before = world.now() + Duration::from_secs(300);
+    world
+        .events
+        .schedule(Event::terminate("e-self", "nomad-clients_1", not_before));
+    poll_until(&mut watcher, &world.clock, 5, || {
+        !world.events.approvals().is_empty()
+    });
+    // No API call at all: the agent drained its own node.
+    assert!(world.nomad_requests("POST", "/drain").is_empty());
+    assert!(world.nomad_requests("POST", "/eligibility").is_empty());
+    let calls = service.calls();
+    let verbs: Vec<&str> = calls.iter().map(|c| c.verb).collect();
+    assert_eq!(
+        verbs,
+        ["leave", "stop"],
+        "SIGTERM first, the stop keeps it down"
+    );
+    // The stop came once the agent had exited with its allocations moved, well before the
+    // approval and NotBefore.
+    assert_eq!(world.live_allocs("c1"), 0);
+    let approval = &world.events.approvals()[0];
+    assert!(calls[1].at <= approval.at && approval.at < not_before);
+    assert!(
+        calls[1].at < not_before - Duration::from_secs(45),
+        "the watcher saw the agent exit and did not wait out the window"
+    );
+    let handled = world.state_file().load();
+    let handled = handled.get("e-self").unwrap();
+    assert!(handled.self_drained && handled.stopped_nomad && handled.finished);
+    assert!(handled.drained_node.is_none());
+}
+
+#[test]
+fn a_self_drain_that_outlasts_its_time_is_stopped_and_the_event_approved() {
+    let world = World::new();
+    world.sim.inject(Fault::DrainNeverFinishes {
+        node: "c2".to_string(),
+    });
+    world
+        .sim
+        .configure(|c| c.client_shutdown_deadline = Duration::from_secs(3600));
+    let service = SimService::new(&world.sim, "c2");
+    let config = Config {
+        self_drain: true,
+        ..world.config(false, true)
+    };
+    let mut watcher = world.watcher_with(config, "nomad-clients_2", "c2", &service, None);
+    let not_before = world.now() + Duration::from_secs(120);
+    world
+        .events
+        .schedule(Event::terminate("e-slow", "nomad-clients_2", not_before));
+    poll_until(&mut watcher, &world.clock, 3, || {
+        !world.events.approvals().is_empty()
+    });
+    let calls = service.calls();
+    assert_eq!(calls[0].verb, "leave");
+    let stop = calls.iter().find(|c| c.verb == "stop").expect("stopped");
+    // The wait for the agent ended with the drain's share of the window.
+    assert!(stop.at <= not_before - Duration::from_secs(5), "{stop:?}");
+    assert!(world.events.approvals()[0].at <= not_before - Duration::from_secs(5));
 }
 
 #[test]
@@ -583,6 +683,7 @@ fn a_watcher_restarted_in_the_middle_finishes_the_event_once() {
             first_seen: world.now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
             drained_node: None,
             stopped_nomad: true,
+            self_drained: false,
             finished: false,
         }],
     });
@@ -620,6 +721,12 @@ fn the_window_bounds_a_stop_that_hangs_and_the_approval_still_goes_out() {
         }
         fn describe(&self) -> String {
             "a stop that hangs".into()
+        }
+        fn signal_leave(&self) -> Result<(), String> {
+            self.0.signal_leave()
+        }
+        fn main_pid(&self) -> Result<Option<u32>, String> {
+            self.0.main_pid()
         }
     }
     let mut inner = SimService::new(&world.sim, "c0");

@@ -96,6 +96,52 @@ fn terminate_now_plus_five_minutes(events: &ScheduledEvents, id: &str) -> System
 }
 
 #[test]
+fn a_client_without_a_token_is_sent_sigterm_and_needs_no_nomad_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let imds = ImdsDouble::start(instance());
+    let events = imds.scheduled_events();
+    let systemctl = StubSystemctl::new();
+    systemctl.set_active();
+    let state = dir.path().join("events.json");
+    // Nothing listens at the agent's address: a self-draining client never calls its API.
+    let running = Running::start(watcher(
+        &imds,
+        &systemctl,
+        &state,
+        &[
+            "--client",
+            "--self-drain",
+            "--nomad-address",
+            "http://127.0.0.1:9",
+        ],
+    ));
+    wait_for("the first Scheduled Events request", || events.enabled());
+    let id = "0e1d2c3b-0000-4000-8000-0000000000d5";
+    let not_before = terminate_now_plus_five_minutes(&events, id);
+    wait_for("the approval", || !events.approvals().is_empty());
+    assert!(events.approvals()[0].at < not_before);
+    assert_eq!(
+        systemctl.take_calls(),
+        [
+            "show --property=MainPID --value nomad.service",
+            "kill --kill-who=main --signal=SIGTERM nomad.service",
+            "show --property=MainPID --value nomad.service",
+            "stop nomad.service",
+        ]
+    );
+    let (ok, stderr) = running.stop();
+    assert!(ok, "{stderr}");
+    for line in [
+        "sending Nomad SIGTERM",
+        "drained its node and exited",
+        &format!("approved event {id}"),
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("NOT done"), "{stderr}");
+}
+
+#[test]
 fn a_server_watcher_stops_nomad_through_systemctl_then_approves_and_exits_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let imds = ImdsDouble::start(instance());

@@ -65,6 +65,7 @@ pub fn config(args: &WatchArgs) -> watch::Config {
             stop_timeout: args.stop_timeout,
             kill_allowance: args.kill_allowance,
         },
+        self_drain: args.self_drain,
         ..watch::Config::default()
     }
 }

@@ -25,6 +25,10 @@ pub struct Handled {
     /// The watcher stopped (or asked the service manager to stop) Nomad for it.
     #[serde(default)]
     pub stopped_nomad: bool,
+    /// The client drained itself on the watcher's SIGTERM (`drain_on_shutdown`); its node is
+    /// left ineligible, which without a token the watcher cannot undo.
+    #[serde(default)]
+    pub self_drained: bool,
     /// Everything for it is done (approved, or nothing left to approve).
     #[serde(default)]
     pub finished: bool,
@@ -140,6 +144,7 @@ mod tests {
                 first_seen: 1_800_000_000,
                 drained_node: Some("node-1".into()),
                 stopped_nomad: true,
+                self_drained: false,
                 finished: false,
             }],
         };

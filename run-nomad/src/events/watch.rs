@@ -18,6 +18,11 @@
 //! - Once: what was done is recorded in the state file before and after each step, so a
 //!   restarted watcher finishes an event it was interrupted in (every step is safe to repeat)
 //!   and leaves a finished one alone.
+//! - Self-drain: a client with ACLs whose watcher has no token cannot drain through the API.
+//!   When its agent has `drain_on_shutdown` ([`Config::self_drain`]), the watcher sends it its
+//!   leave signal (SIGTERM, `leave_on_terminate`) instead: the agent drains its own node with
+//!   its node identity, which needs no ACL token, and exits; the watcher waits for that within
+//!   the same window, then stops the service for good and approves.
 //! - Withdrawn: Azure may cancel an event before it starts ("the event is removed from the
 //!   Events array, and the impact won't occur" [SE, Event scheduling]), and a Spot VM evicted
 //!   with the `Deallocate` policy starts again later. An event the watcher stopped Nomad for
@@ -58,6 +63,9 @@ pub struct Config {
     pub withdrawn_after: u32,
     /// How long starting Nomad again, and making its node eligible, may take.
     pub restart_timeout: Duration,
+    /// The client drains itself when sent SIGTERM (`drain_on_shutdown`): used instead of an
+    /// API drain (`--self-drain`, when there is no token).
+    pub self_drain: bool,
 }
 
 impl Default for Config {
@@ -70,6 +78,7 @@ impl Default for Config {
             margins: Margins::default(),
             withdrawn_after: 3,
             restart_timeout: Duration::from_secs(120),
+            self_drain: false,
         }
     }
 }
@@ -274,6 +283,7 @@ impl<'a> Watcher<'a> {
             first_seen: now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
             drained_node: None,
             stopped_nomad: false,
+            self_drained: false,
             finished: false,
         };
         self.state.handled.push(handled.clone());
@@ -329,7 +339,10 @@ impl<'a> Watcher<'a> {
             },
             show(timeline.not_before),
             secs(timeline.left(now)),
-            if self.config.client {
+            if self.config.client && self.config.self_drain {
+                "sending Nomad SIGTERM so this client drains itself (drain_on_shutdown), then \
+                 approving"
+            } else if self.config.client {
                 "draining this client, then stopping Nomad, then approving"
             } else {
                 "stopping Nomad (the server leaves Raft), then approving"
@@ -344,7 +357,11 @@ impl<'a> Watcher<'a> {
             );
         }
         let mut not_done = Vec::new();
-        if self.config.client {
+        if self.config.client && self.config.self_drain {
+            if let Err(e) = self.self_drain(&id, &timeline) {
+                not_done.push(format!("self-drain: {e}"));
+            }
+        } else if self.config.client {
             if let Err(e) = self.drain(&id, &kind, &timeline) {
                 not_done.push(format!("drain: {e}"));
             }
@@ -396,7 +413,8 @@ impl<'a> Watcher<'a> {
             .stop_timeout
             .min(Duration::from_secs(10));
         let until = self.clock.now() + quick;
-        if self.config.client {
+        // A self-draining client has no token for a force-drain: the stop is all there is.
+        if self.config.client && !self.config.self_drain {
             if let Some(nomad) = self.nomad.clone() {
                 let agent = self.identity.agent_name.clone();
                 let drained = self
@@ -544,6 +562,49 @@ impl<'a> Watcher<'a> {
         }
     }
 
+    /// Sends the client's agent SIGTERM, so it drains itself (`drain_on_shutdown`) and exits,
+    /// and waits for it to have exited until the time for the drain and the allocations' kill
+    /// is up. The stop that follows ([`Self::stop_nomad`]) keeps it stopped.
+    fn self_drain(&mut self, id: &str, timeline: &Timeline) -> Result<(), String> {
+        tracing::info!(
+            "no token to drain through the API: sending Nomad SIGTERM ({}), so the client \
+             drains itself (drain_on_shutdown) and exits; waiting for it until {}",
+            self.service.describe(),
+            show(timeline.allocations_until)
+        );
+        let signalled = self.service.main_pid().unwrap_or_else(|e| {
+            tracing::warn!("asking for Nomad's process: {e}");
+            None
+        });
+        self.service.signal_leave()?;
+        self.update(id, |h| {
+            h.self_drained = true;
+            h.stopped_nomad = true;
+        });
+        loop {
+            match self.service.main_pid() {
+                // Gone, or another process the service manager started after it exited.
+                Ok(pid) if pid.is_none() || pid != signalled => {
+                    tracing::info!("Nomad has drained its node and exited");
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("asking whether Nomad still runs: {e}"),
+            }
+            let left = timeline
+                .allocations_until
+                .duration_since(self.clock.now())
+                .unwrap_or_default();
+            if left.is_zero() {
+                return Err(
+                    "Nomad was still draining itself when the time for the drain ran out"
+                        .to_string(),
+                );
+            }
+            self.clock.sleep(self.config.poll_interval.min(left));
+        }
+    }
+
     fn stop_nomad(&mut self, id: &str, timeout: Duration) -> Result<(), String> {
         tracing::info!(
             "stopping Nomad ({}), allowing {}",
@@ -634,6 +695,13 @@ impl<'a> Watcher<'a> {
                 Ok(()) => tracing::info!("Nomad started again"),
                 Err(e) => tracing::error!("starting Nomad again: {e}"),
             }
+        }
+        if handled.self_drained {
+            tracing::error!(
+                "this client drained itself and its node stays ineligible: without an ACL token \
+                 the watcher cannot undo that; `nomad node eligibility -enable <node id>` with a \
+                 token holding node:write makes it take work again"
+            );
         }
         if let (Some(node), Some(nomad)) = (&handled.drained_node, self.nomad.clone()) {
             match self.eligible_again(&nomad, node, until) {

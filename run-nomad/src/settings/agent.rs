@@ -11,8 +11,8 @@ use support::files::under_root;
 use super::values::{gossip_key, meta};
 use super::{
     absolute_path, given, invalid, non_empty, require_file, Agent, ClientAgent, Discovery, Facts,
-    Lifecycle, Secret, ServerAgent, SettingsError, Telemetry, Tls, DEFAULT_CONSUL_ADDRESS,
-    PLACEMENT_META,
+    Layout, Lifecycle, NomadVersion, Secret, ServerAgent, SettingsError, Telemetry, Tls,
+    DEFAULT_CONSUL_ADDRESS, PLACEMENT_META,
 };
 use crate::cli::Cli;
 use crate::metadata::Instance;
@@ -110,7 +110,12 @@ pub(super) fn warn_if_world_readable(what: &str, root: &Path, path: &Path) {
     }
 }
 
-pub(super) fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, SettingsError> {
+pub(super) fn agent(
+    cli: &Cli,
+    facts: &Facts<'_>,
+    root: &Path,
+    layout: &Layout,
+) -> Result<Agent, SettingsError> {
     let instance = facts
         .instance
         .ok_or_else(|| SettingsError::Missing("no instance metadata was read".to_string()))?;
@@ -178,13 +183,28 @@ pub(super) fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, 
             };
             Some(tls)
         }
-        _ => None,
+        // --key-vault: the files it fetched, which are written with this configuration.
+        _ => facts.secrets.map(|fetched| {
+            let (ca, cert, key) = crate::secrets::tls_items(fetched.role);
+            Tls {
+                ca_file: crate::secrets::path(ca, layout),
+                cert_file: crate::secrets::path(cert, layout),
+                key_file: crate::secrets::path(key, layout),
+            }
+        }),
     };
-    let lifecycle = lifecycle(cli);
+    let lifecycle = lifecycle(cli, facts.nomad_version);
+    let gossip_key = match facts
+        .secrets
+        .and_then(|f| f.value(support::cluster_secrets::SecretItem::GossipKey))
+    {
+        Some(value) => Some(crate::secrets::check::gossip_key(value)?),
+        None => read_gossip_key(cli, root)?,
+    };
     let server = if cli.server {
         Some(ServerAgent {
             num_servers: cli.num_servers.unwrap_or(1),
-            gossip_key: read_gossip_key(cli, root)?,
+            gossip_key,
             rejoin_after_leave: lifecycle.leave_on_interrupt || lifecycle.leave_on_terminate,
         })
     } else {
@@ -199,6 +219,7 @@ pub(super) fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, 
             node_class: given("--node-class", &cli.node_class)?,
             node_pool: cli.node_pool.clone(),
             meta,
+            drain_on_shutdown: drain_on_shutdown(cli, facts.nomad_version, &lifecycle),
         })
     } else {
         None
@@ -217,7 +238,8 @@ pub(super) fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, 
         client,
         discovery: discovery(cli, instance)?,
         tls,
-        acl: cli.acl,
+        // Secure by default: the vault's secrets come with ACLs.
+        acl: cli.acl || facts.secrets.is_some(),
         lifecycle,
         telemetry: (telemetry != Telemetry::default()).then_some(telemetry),
     })
@@ -225,19 +247,73 @@ pub(super) fn agent(cli: &Cli, facts: &Facts<'_>, root: &Path) -> Result<Agent, 
 
 /// Leaving on stop signals, per role, for immutable scale sets. A server that stops is either
 /// deleted for good (scale-in, a roll, eviction), and must leave the Raft peer set so quorum
-/// is counted right, or rebooted, and `rejoin_after_leave` brings it back. A client's leave only
-/// matters with `drain_on_shutdown` (Nomad's docs), so clients keep Nomad's default. The flags
-/// override either.
-pub fn lifecycle(cli: &Cli) -> Lifecycle {
+/// is counted right, or rebooted, and `rejoin_after_leave` brings it back. A client's leave is
+/// its `drain_on_shutdown` (Nomad 1.5.4+): a pure client leaves, and so drains itself, on
+/// SIGTERM only, while the unit's and the program's stop signal (SIGINT) stops it without a
+/// drain, so a restart never empties a node. On an older Nomad clients keep Nomad's default.
+/// The flags override either.
+pub fn lifecycle(cli: &Cli, nomad_version: Option<NomadVersion>) -> Lifecycle {
     let role_default = cli.server;
     let leave_on_interrupt = cli.leave_on_interrupt.unwrap_or(role_default);
+    let drains_on_terminate = cli.client
+        && !leave_on_interrupt
+        && nomad_version.is_some_and(|v| v.supports_drain_on_shutdown());
     Lifecycle {
         leave_on_interrupt,
-        leave_on_terminate: cli.leave_on_terminate.unwrap_or(leave_on_interrupt),
+        leave_on_terminate: cli
+            .leave_on_terminate
+            .unwrap_or(leave_on_interrupt || drains_on_terminate),
         log_level: cli.log_level.map(|l| l.as_nomad()),
         log_json: cli.log_json,
         disable_update_check: cli.disable_update_check,
     }
+}
+
+/// A client's `drain_on_shutdown` deadline, when it gets the block: a client (Nomad docs,
+/// `client` block: the agent sends itself a drain "when it shuts down" with `leave_on_interrupt`
+/// or `leave_on_terminate`) that leaves on SIGTERM but not on SIGINT, on a Nomad known to take
+/// the block. The deadline is the one the Scheduled Events watcher would give a drain for the
+/// scale set's terminate notice ([`crate::events::timeline`]), so a self-drained client is gone
+/// before Azure deletes the VM.
+pub fn drain_on_shutdown(
+    cli: &Cli,
+    nomad_version: Option<NomadVersion>,
+    lifecycle: &Lifecycle,
+) -> Option<std::time::Duration> {
+    if !cli.client || !lifecycle.leave_on_terminate || lifecycle.leave_on_interrupt {
+        return None;
+    }
+    match nomad_version {
+        Some(v) if v.supports_drain_on_shutdown() => Some(drain_deadline(cli.terminate_notice)),
+        Some(v) => {
+            tracing::info!(
+                "Nomad {v} has no client drain_on_shutdown (1.5.4+): a client stopped with \
+                 SIGTERM does not drain itself"
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// The drain deadline for a terminate notice of `notice`: the notice less the watcher's
+/// reserves for stopping Nomad, the allocations' kill time and the approval.
+pub fn drain_deadline(notice: std::time::Duration) -> std::time::Duration {
+    use crate::events::document::EventType;
+    use crate::events::timeline::{plan, Margins};
+    let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let timeline = plan(
+        start,
+        &EventType::Terminate,
+        Some(start + notice),
+        start,
+        true,
+        Margins::default(),
+    );
+    timeline
+        .drain_until
+        .duration_since(start)
+        .unwrap_or_default()
 }
 
 /// The VM's zone, fault domain and size as node metadata ([`PLACEMENT_META`]), for the keys
@@ -277,6 +353,71 @@ mod tests {
 
     fn instance(json: &str) -> Instance {
         crate::metadata::parse(json, "test").unwrap()
+    }
+
+    fn version(text: &str) -> Option<NomadVersion> {
+        NomadVersion::parse(text)
+    }
+
+    #[test]
+    fn pure_clients_drain_themselves_on_sigterm_where_nomad_can() {
+        let new = version("Nomad v1.9.3");
+        let client = cli(&["--client"]);
+        let life = lifecycle(&client, new);
+        assert!(!life.leave_on_interrupt && life.leave_on_terminate);
+        assert_eq!(
+            drain_on_shutdown(&client, new, &life),
+            Some(std::time::Duration::from_secs(255))
+        );
+        // 1.5.4 brought the block; 1.5.3 would refuse it, and an unknown version is not risked.
+        for old in [version("Nomad v1.5.3"), None] {
+            let life = lifecycle(&client, old);
+            assert!(!life.leave_on_terminate, "{old:?}");
+            assert_eq!(drain_on_shutdown(&client, old, &life), None);
+        }
+        let first = version("Nomad v1.5.4");
+        assert!(drain_on_shutdown(&client, first, &lifecycle(&client, first)).is_some());
+        // A client that also leaves on SIGINT would drain on every restart: no block.
+        let both = cli(&["--client", "--leave-on-interrupt", "true"]);
+        let life = lifecycle(&both, new);
+        assert!(life.leave_on_interrupt && life.leave_on_terminate);
+        assert_eq!(drain_on_shutdown(&both, new, &life), None);
+        // Nor for servers and combined nodes, which leave on SIGINT.
+        let combined = cli(&["--server", "--client", "--num-servers", "1"]);
+        assert_eq!(
+            drain_on_shutdown(&combined, new, &lifecycle(&combined, new)),
+            None
+        );
+        // Turned off by flag.
+        let off = cli(&["--client", "--leave-on-terminate", "false"]);
+        assert_eq!(drain_on_shutdown(&off, new, &lifecycle(&off, new)), None);
+    }
+
+    #[test]
+    fn the_drain_deadline_fits_the_terminate_notice() {
+        use std::time::Duration;
+        // Less the watcher's reserves: 30 s to stop, 10 s to kill, 5 s to approve.
+        assert_eq!(
+            drain_deadline(Duration::from_secs(300)),
+            Duration::from_secs(255)
+        );
+        assert_eq!(
+            drain_deadline(Duration::from_secs(900)),
+            Duration::from_secs(855)
+        );
+        let long = cli(&["--client", "--terminate-notice", "15m"]);
+        let new = version("Nomad v1.10.0");
+        assert_eq!(
+            drain_on_shutdown(&long, new, &lifecycle(&long, new)),
+            Some(Duration::from_secs(855))
+        );
+        let err = super::super::check_flags(&cli(&["--client", "--terminate-notice", "1m"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--terminate-notice") && err.contains("5 to 15"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -164,6 +164,18 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
             return Err(invalid("--consul-address", address, "expected HOST:PORT"));
         }
     }
+    // Azure's terminate notification: "between 5 and 15 minutes" (notBeforeTimeout PT5M to
+    // PT15M, "Terminate notification for Azure Virtual Machine Scale Set instances").
+    let notice = cli.terminate_notice;
+    if notice < std::time::Duration::from_secs(300) || notice > std::time::Duration::from_secs(900)
+    {
+        return Err(invalid(
+            "--terminate-notice",
+            support::go_duration::format(notice),
+            "Azure's terminate notification is 5 to 15 minutes",
+        ));
+    }
+    crate::secrets::source(cli)?;
     // The values that need neither metadata nor files, so that a typo fails before IMDS.
     environment(&cli.environment)?;
     meta(&cli.meta)?;

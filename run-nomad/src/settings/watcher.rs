@@ -116,10 +116,23 @@ pub fn watcher(
                 path.to_string_lossy().into_owned(),
             ));
         }
-        None if agent.acl && agent.client.is_some() => tracing::warn!(
-            "ACLs are on and there is no --watch-events-token-file: the Scheduled Events \
-             watcher cannot drain this client, only stop Nomad, before Azure deletes the VM"
-        ),
+        None if agent.acl && agent.client.is_some() => {
+            let self_drains = agent
+                .client
+                .as_ref()
+                .is_some_and(|c| c.drain_on_shutdown.is_some());
+            if self_drains {
+                // The agent drains itself on SIGTERM with its node identity: no token needed.
+                words.push(("", "--self-drain".to_string()));
+            } else {
+                tracing::warn!(
+                    "ACLs are on, there is no --watch-events-token-file and this Nomad has no \
+                     drain_on_shutdown (1.5.4+, with leave_on_terminate): the Scheduled Events \
+                     watcher cannot drain this client, only stop Nomad, before Azure deletes \
+                     the VM"
+                )
+            }
+        }
         None => {}
     }
     words.push(("", "--state-file".to_string()));

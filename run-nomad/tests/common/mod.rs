@@ -192,6 +192,10 @@ pub const LAYOUT_ARGS: &[&str] = &[
     "/opt/nomad/bin",
     "--log-dir",
     "/opt/nomad/log",
+    "--tls-dir",
+    "/opt/nomad/tls",
+    "--secrets-dir",
+    "/opt/nomad/secrets",
 ];
 
 /// `run-nomad` with no inherited proxy settings or service program overrides.
@@ -203,6 +207,7 @@ pub fn run_nomad() -> Command {
     for var in [
         "RUN_NOMAD_SYSTEMCTL",
         "RUN_NOMAD_SUPERVISORCTL",
+        "RUN_NOMAD_KEY_VAULT_URL",
         "HTTP_PROXY",
         "http_proxy",
         "HTTPS_PROXY",
@@ -445,8 +450,9 @@ pub const RESTART_AGENT: [&str; 5] = [
 ];
 
 /// A stub systemctl: records each call's arguments on a line of `calls`, answers `is-active`
-/// for a unit from the presence of `active-<unit>`, makes a unit active on `restart` and
-/// inactive on `disable --now`, unless told to fail or hang the next restart of
+/// for a unit from the presence of `active-<unit>` (and `show --property=MainPID --value`
+/// with 4242 or 0), makes a unit active on `restart` and inactive on `disable --now` and on
+/// `kill` (the agent's leave signal: it drains itself and exits), unless told to fail or hang the next restart of
 /// `nomad.service` (as a unit that cannot start does: exit 1 with systemd's message).
 pub struct StubSystemctl {
     pub dir: tempfile::TempDir,
@@ -473,6 +479,8 @@ impl StubSystemctl {
                  rm '{d}/hang-restart'; touch '{d}/hanging'; exec sleep 600; fi; \
                  touch \"{d}/active-$2\" ;;\n\
                  disable) [ \"$2\" = --now ] && rm -f \"{d}/active-$3\" ;;\n\
+                 kill) rm -f \"{d}/active-$4\" ;;\n\
+                 show) if [ -e \"{d}/active-$4\" ]; then echo 4242; else echo 0; fi ;;\n\
                  esac\n\
                  exit 0\n"
             ),

@@ -8,9 +8,10 @@ bind_addr  = "0.0.0.0"
 data_dir   = "/opt/nomad/data"
 
 # Scale-set servers that stop are deleted or rebooted: they leave the peer set, and rejoin
-# after a reboot (rejoin_after_leave). Clients keep Nomad's default unless told otherwise.
+# after a reboot (rejoin_after_leave). Clients leave only on SIGTERM, which drains them when
+# they have drain_on_shutdown (Nomad 1.5.4+); the service stops Nomad with SIGINT.
 leave_on_interrupt = false
-leave_on_terminate = false
+leave_on_terminate = true
 
 advertise {
   http = "10.10.1.6"
@@ -25,6 +26,14 @@ client {
     "azure.zone" = "2"
     "azure.fault_domain" = "0"
     "azure.vm_size" = "Standard_D2ds_v5"
+  }
+
+  # On SIGTERM (leave_on_terminate) the client drains itself before it exits, within the
+  # scale set's terminate notice; the service's own stop signal (SIGINT) does not drain.
+  drain_on_shutdown {
+    deadline           = "4m15s"
+    force              = false
+    ignore_system_jobs = false
   }
 }
 

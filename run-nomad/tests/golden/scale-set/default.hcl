@@ -8,7 +8,8 @@ bind_addr  = "0.0.0.0"
 data_dir   = "/opt/nomad/data"
 
 # Scale-set servers that stop are deleted or rebooted: they leave the peer set, and rejoin
-# after a reboot (rejoin_after_leave). Clients keep Nomad's default unless told otherwise.
+# after a reboot (rejoin_after_leave). Clients leave only on SIGTERM, which drains them when
+# they have drain_on_shutdown (Nomad 1.5.4+); the service stops Nomad with SIGINT.
 leave_on_interrupt = true
 leave_on_terminate = true
 

@@ -1,0 +1,630 @@
+//! `--key-vault`: run-nomad fetches the cluster's secrets at boot with the VM's managed identity
+//! (the IMDS double's identity endpoint, a token for the Key Vault audience naming the VM's
+//! principal) from the Key Vault data-plane double (per-secret RBAC, propagation delays,
+//! firewall), writes them with the agent configuration, and configures TLS, gossip encryption
+//! and ACLs. A vault it cannot read by the deadline leaves nothing written and nothing started.
+//!
+//! The vault is filled the way cluster-deploy fills it: an operator principal with Key Vault
+//! Secrets Officer uploads each item through the data plane (SetSecret, api-version 7.6), and
+//! each scale set's identity gets Key Vault Secrets User on exactly the items of its role.
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    hcl1_decode, instance, output, run_nomad, FakeRoot, StubSystemctl, LAYOUT_ARGS, NOMAD_GID,
+    RESTART_AGENT, START_BOTH,
+};
+use serde_json::{json, Value};
+use support::cluster_secrets::{AgentRole, SecretItem};
+use support::doubles::arm::TENANT;
+use support::doubles::imds::{ImdsDouble, Reply, IDENTITY_PRINCIPAL_ID};
+use support::doubles::keyvault::{KeyVaultDouble, KeyVaultRole, Scope};
+use support::doubles::tls::{IssuedCert, TestCa};
+use support::doubles::tokens::Claims;
+use support::keyvault::{KeyVaultClient, Options, TokenSource, RESOURCE};
+use support::secret::Secret;
+
+/// The fixture's location, which is the agent's region by default.
+const REGION: &str = "eastus2";
+const VAULT: &str = "nomad-test-kv";
+const OPERATOR: &str = "00000000-0000-0000-0000-0000000000e1";
+/// base64 of 32 bytes.
+const GOSSIP: &str = "pUqJrVyVRPIZzUAR4x7WgHo0GkzLyQ7Ih4j9PMvEqRg=";
+const TOKEN: &str = "2f7c4c7e-6d3a-4c4b-9d5e-0a1b2c3d4e5f";
+
+/// The cluster's secrets and the vault that holds them.
+struct ClusterVault {
+    kv: KeyVaultDouble,
+    ca: TestCa,
+    server: IssuedCert,
+    client: IssuedCert,
+}
+
+impl ClusterVault {
+    /// A vault holding every item (the CLI's and the CA key aside), uploaded by the operator.
+    fn start() -> Self {
+        let kv = KeyVaultDouble::start(VAULT);
+        kv.assign(OPERATOR, Scope::Vault, KeyVaultRole::SecretsOfficer);
+        let ca = TestCa::new("nomad-test-cluster CA");
+        let server = ca.server_cert(&[&format!("server.{REGION}.nomad"), "localhost", "127.0.0.1"]);
+        let client = ca.server_cert(&[&format!("client.{REGION}.nomad"), "localhost", "127.0.0.1"]);
+        let vault = Self {
+            kv,
+            ca,
+            server,
+            client,
+        };
+        for (item, value) in [
+            (SecretItem::GossipKey, GOSSIP.to_string()),
+            (SecretItem::CaCertificate, vault.ca.cert_pem().to_string()),
+            (SecretItem::ServerCertificate, vault.server.cert_pem.clone()),
+            (SecretItem::ServerKey, vault.server.key_pem.clone()),
+            (SecretItem::ClientCertificate, vault.client.cert_pem.clone()),
+            (SecretItem::ClientKey, vault.client.key_pem.clone()),
+            (SecretItem::BootstrapToken, TOKEN.to_string()),
+        ] {
+            vault.upload(item, &value);
+        }
+        vault
+    }
+
+    /// SetSecret as the operator.
+    fn upload(&self, item: SecretItem, value: &str) {
+        let token = Claims::new(RESOURCE, OPERATOR, TENANT).issue();
+        let tokens: Arc<dyn TokenSource> = Arc::new(move || Ok(Secret::new(token.clone())));
+        let client = KeyVaultClient::new(self.kv.url(), tokens, Options::default()).unwrap();
+        client
+            .set_secret(
+                item.vault_name(),
+                &Secret::new(value.to_string()),
+                Some(item.content_type()),
+            )
+            .unwrap();
+    }
+
+    /// Key Vault Secrets User for the VM's identity on each item of `role`, at the secret's
+    /// scope.
+    fn grant(&self, role: AgentRole) {
+        for item in SecretItem::for_role(role) {
+            self.kv.assign(
+                IDENTITY_PRINCIPAL_ID,
+                Scope::Secret(item.vault_name().to_string()),
+                KeyVaultRole::SecretsUser,
+            );
+        }
+    }
+
+    /// Every value that must never show up in output.
+    fn private_values(&self) -> Vec<String> {
+        vec![
+            GOSSIP.to_string(),
+            TOKEN.to_string(),
+            self.server.key_pem.clone(),
+            self.client.key_pem.clone(),
+        ]
+    }
+}
+
+/// run-nomad against a fake root, IMDS and the vault, with a stub systemctl.
+fn boot(
+    root: &FakeRoot,
+    imds: &ImdsDouble,
+    vault_url: &str,
+    systemctl: &StubSystemctl,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--imds-endpoint")
+        .arg(imds.url())
+        .arg("--systemctl")
+        .arg(systemctl.program())
+        .args(["--key-vault", VAULT, "--key-vault-url", vault_url])
+        .args(LAYOUT_ARGS)
+        .args(args);
+    output(&mut cmd)
+}
+
+const SERVER: &[&str] = &[
+    "--server",
+    "--num-servers",
+    "3",
+    "--scale-set-name",
+    "nomad-servers",
+];
+const CLIENT: &[&str] = &["--client", "--scale-set-name", "nomad-servers"];
+
+fn mode_and_owner(root: &FakeRoot, production: &str) -> (u32, u32, u32) {
+    let meta = fs::metadata(root.at(production)).unwrap();
+    (meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+fn assert_no_secret_in(vault: &ClusterVault, what: &str, text: &str) {
+    for value in vault.private_values() {
+        assert!(!text.contains(value.trim()), "a secret in {what}:\n{text}");
+    }
+    assert!(!text.contains("PRIVATE KEY"), "a key in {what}:\n{text}");
+}
+
+fn nothing_written(root: &FakeRoot, systemctl: &StubSystemctl) {
+    for path in [
+        "/opt/nomad/config/default.hcl",
+        "/etc/systemd/system/nomad.service",
+        "/opt/nomad/secrets",
+        "/opt/nomad/tls/client.pem",
+        "/opt/nomad/tls/client-key.pem",
+    ] {
+        assert!(!root.at(path).exists(), "{path} was written");
+    }
+    // The fake install's own placeholder files are untouched.
+    for (path, text) in [
+        ("/opt/nomad/tls/ca.pem", "ca"),
+        ("/opt/nomad/tls/server.pem", "cert"),
+        ("/opt/nomad/tls/server-key.pem", "key"),
+    ] {
+        assert_eq!(root.read(path), text, "{path}");
+    }
+    assert!(
+        systemctl.take_calls().is_empty(),
+        "a service command ran although nothing was written"
+    );
+}
+
+#[test]
+fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    assert!(ok, "{stdout}\n{stderr}");
+
+    // The files: contents as stored, keys readable by the agent's group only.
+    assert_eq!(root.read("/opt/nomad/tls/ca.pem"), vault.ca.cert_pem());
+    assert_eq!(
+        root.read("/opt/nomad/tls/server.pem"),
+        vault.server.cert_pem
+    );
+    assert_eq!(
+        root.read("/opt/nomad/tls/server-key.pem"),
+        vault.server.key_pem
+    );
+    assert_eq!(
+        root.read("/opt/nomad/secrets/gossip.key"),
+        format!("{GOSSIP}\n")
+    );
+    assert_eq!(
+        mode_and_owner(&root, "/opt/nomad/tls/server-key.pem"),
+        (0o640, 0, NOMAD_GID)
+    );
+    assert_eq!(
+        mode_and_owner(&root, "/opt/nomad/secrets/gossip.key"),
+        (0o640, 0, NOMAD_GID)
+    );
+    for cert in ["/opt/nomad/tls/ca.pem", "/opt/nomad/tls/server.pem"] {
+        assert_eq!(mode_and_owner(&root, cert), (0o644, 0, 0), "{cert}");
+    }
+    assert_eq!(
+        mode_and_owner(&root, "/opt/nomad/secrets"),
+        (0o750, 0, NOMAD_GID),
+        "the secrets directory is made root's, the agent's group may enter"
+    );
+    // The configuration holds the key itself (server.encrypt takes no file), so it is as
+    // closed as the key file.
+    assert_eq!(
+        mode_and_owner(&root, "/opt/nomad/config/default.hcl"),
+        (0o640, 0, NOMAD_GID)
+    );
+    // Only this role's items were read: the client's and the bootstrap token are not.
+    let read: Vec<String> = vault
+        .kv
+        .served()
+        .into_iter()
+        .filter(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID))
+        .map(|s| s.request.path.clone())
+        .collect();
+    let mut names: Vec<&str> = read
+        .iter()
+        .map(|p| p.trim_start_matches("/secrets/").trim_end_matches('/'))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "nomad-ca-cert",
+            "nomad-gossip-key",
+            "nomad-server-cert",
+            "nomad-server-key"
+        ]
+    );
+    // With the VM's managed identity: a token for the Key Vault audience from IMDS.
+    let token_requests: Vec<_> = imds
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/metadata/identity/oauth2/token")
+        .collect();
+    assert_eq!(
+        token_requests.len(),
+        1,
+        "the token is fetched once and reused"
+    );
+    assert_eq!(
+        token_requests[0].query_param("resource"),
+        Some("https://vault.azure.net")
+    );
+    assert_eq!(token_requests[0].header("metadata"), Some("true"));
+    // Started, as without --key-vault.
+    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
+    for unit in [
+        "/etc/systemd/system/nomad.service",
+        "/etc/systemd/system/nomad-scheduled-events.service",
+    ] {
+        assert_no_secret_in(&vault, unit, &root.read(unit));
+    }
+}
+
+#[test]
+fn the_configuration_read_back_by_hcl1_has_tls_gossip_on_servers_only_and_acls() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    vault.grant(AgentRole::Client);
+    let tls = |cert: &str| {
+        json!([{
+            "http": true,
+            "rpc": true,
+            "ca_file": "/opt/nomad/tls/ca.pem",
+            "cert_file": format!("/opt/nomad/tls/{cert}.pem"),
+            "key_file": format!("/opt/nomad/tls/{cert}-key.pem"),
+            "verify_server_hostname": true,
+            "verify_https_client": false,
+        }])
+    };
+    for (role, args, cert) in [("server", SERVER, "server"), ("client", CLIENT, "client")] {
+        let root = FakeRoot::new();
+        let imds = ImdsDouble::start(instance());
+        let systemctl = StubSystemctl::new();
+        let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, args);
+        assert!(ok, "{role}: {stdout}\n{stderr}");
+        let text = root.read("/opt/nomad/config/default.hcl");
+        common::assert_golden(&format!("key-vault/{role}.hcl"), &text);
+        let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(doc["tls"], tls(cert), "{role}:\n{text}");
+        assert_eq!(doc["acl"], json!([{ "enabled": true }]), "{role}");
+        if role == "server" {
+            assert_eq!(doc["server"][0]["encrypt"], GOSSIP, "{text}");
+            assert!(doc.get("client").is_none());
+        } else {
+            assert!(doc.get("server").is_none(), "no gossip key on a client");
+            assert!(!text.contains(GOSSIP));
+            // Clients leave (drain themselves) on SIGTERM only, within the terminate notice.
+            assert_eq!(doc["leave_on_terminate"], true);
+            assert_eq!(doc["leave_on_interrupt"], false);
+            assert_eq!(
+                doc["client"][0]["drain_on_shutdown"],
+                json!([{ "deadline": "4m15s", "force": false, "ignore_system_jobs": false }])
+            );
+            // The watcher has no token, so it relies on that drain.
+            let unit = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+            assert!(unit.contains(" --self-drain "), "{unit}");
+            assert!(
+                unit.contains("--nomad-address https://127.0.0.1:4646"),
+                "{unit}"
+            );
+            assert!(
+                unit.contains(&format!("--nomad-tls-server-name client.{REGION}.nomad")),
+                "{unit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn forbidden_until_the_role_assignment_propagates_is_waited_for() {
+    let vault = ClusterVault::start();
+    // New assignments refuse their principal's next 3 requests (403 ForbiddenByRbac), as a
+    // real one does for minutes after the scale set is created.
+    vault.kv.set_propagation_requests(3);
+    vault.grant(AgentRole::Client);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[CLIENT, &["--secrets-timeout", "30s"]].concat(),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("ForbiddenByRbac") && stderr.contains("waiting for the role assignment"),
+        "the wait is logged: {stderr}"
+    );
+    let statuses: Vec<(String, u16)> = vault
+        .kv
+        .served()
+        .into_iter()
+        .filter(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID))
+        .map(|s| (s.request.path.clone(), s.status))
+        .collect();
+    for item in SecretItem::for_role(AgentRole::Client) {
+        let path = format!("/secrets/{}/", item.vault_name());
+        let of_item: Vec<u16> = statuses
+            .iter()
+            .filter(|(p, _)| *p == path)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(of_item, [403, 403, 403, 200], "{path}");
+    }
+    assert_eq!(
+        root.read("/opt/nomad/tls/client.pem"),
+        vault.client.cert_pem
+    );
+    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
+}
+
+#[test]
+fn imds_without_a_token_yet_is_retried() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Client);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    // The instance document first, then the identity endpoint still being set up.
+    imds.script([Reply::Instance, Reply::Status(404), Reply::Status(503)]);
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[CLIENT, &["--no-start", "--secrets-timeout", "30s"]].concat(),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let token_requests = imds
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/metadata/identity/oauth2/token")
+        .count();
+    assert_eq!(token_requests, 3);
+    assert_eq!(
+        root.read("/opt/nomad/tls/client-key.pem"),
+        vault.client.key_pem
+    );
+}
+
+#[test]
+fn a_vault_that_stays_unreachable_fails_clearly_by_the_deadline_and_starts_nothing() {
+    // A port where nothing listens.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let started = Instant::now();
+    let (ok, _, stderr) = boot(
+        &root,
+        &imds,
+        &url,
+        &systemctl,
+        &[SERVER, &["--secrets-timeout", "2s"]].concat(),
+    );
+    assert!(!ok);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1) && started.elapsed() < Duration::from_secs(20),
+        "bounded by --secrets-timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains(&url), "names the vault URL: {stderr}");
+    assert!(
+        stderr.contains("cannot fetch Key Vault secret nomad-"),
+        "names the secret: {stderr}"
+    );
+    assert!(stderr.contains("gave up after"), "{stderr}");
+    assert!(
+        stderr.contains("did not answer"),
+        "says what it means: {stderr}"
+    );
+    assert!(
+        stderr.contains("nothing was written and Nomad was not started"),
+        "{stderr}"
+    );
+    nothing_written(&root, &systemctl);
+}
+
+#[test]
+fn a_vault_that_keeps_refusing_this_identity_fails_with_the_last_status() {
+    // The vault is there, but the scale set's identity was never granted anything.
+    let vault = ClusterVault::start();
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, _, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[CLIENT, &["--secrets-timeout", "2s"]].concat(),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("HTTP 403 Forbidden (ForbiddenByRbac)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Key Vault Secrets User"),
+        "the remedy: {stderr}"
+    );
+    assert!(stderr.contains(vault.kv.url()), "{stderr}");
+    nothing_written(&root, &systemctl);
+}
+
+#[test]
+fn a_firewall_deny_fails_at_once_naming_the_rule() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    vault.kv.set_network_rules(
+        json!({ "defaultAction": "Deny", "bypass": "None", "ipRules": [], "virtualNetworkRules": [] }),
+        "Enabled",
+    );
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let started = Instant::now();
+    let (ok, _, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[SERVER, &["--secrets-timeout", "60s"]].concat(),
+    );
+    assert!(!ok);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not retried: {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("ForbiddenByFirewall"), "{stderr}");
+    assert!(stderr.contains("network rules"), "{stderr}");
+    nothing_written(&root, &systemctl);
+}
+
+#[test]
+fn a_certificate_for_another_region_is_refused_naming_the_secret() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, _, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[SERVER, &["--region", "europe"]].concat(),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Key Vault secret nomad-server-cert")
+            && stderr.contains("not server.europe.nomad"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    nothing_written(&root, &systemctl);
+}
+
+#[test]
+fn a_second_boot_rewrites_nothing_and_a_rotated_certificate_restarts_nomad() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    assert!(ok, "{stdout}\n{stderr}");
+    systemctl.take_calls();
+    let inode = |p: &str| fs::metadata(root.at(p)).unwrap().ino();
+    let key_inode = inode("/opt/nomad/tls/server-key.pem");
+    let cert_inode = inode("/opt/nomad/tls/server.pem");
+    let ca_inode = inode("/opt/nomad/tls/ca.pem");
+
+    let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        systemctl.take_calls(),
+        common::IS_ACTIVE,
+        "nothing to restart"
+    );
+    assert_eq!(inode("/opt/nomad/tls/server-key.pem"), key_inode);
+    assert_eq!(inode("/opt/nomad/tls/server.pem"), cert_inode);
+
+    // A new version of the server certificate (same key is not needed: a new leaf and key).
+    let renewed = vault
+        .ca
+        .server_cert(&[&format!("server.{REGION}.nomad"), "localhost"]);
+    vault.upload(SecretItem::ServerCertificate, &renewed.cert_pem);
+    vault.upload(SecretItem::ServerKey, &renewed.key_pem);
+    let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    assert!(ok, "{stderr}");
+    assert_eq!(root.read("/opt/nomad/tls/server.pem"), renewed.cert_pem);
+    assert_eq!(
+        mode_and_owner(&root, "/opt/nomad/tls/server-key.pem"),
+        (0o640, 0, NOMAD_GID)
+    );
+    assert_eq!(systemctl.take_calls(), RESTART_AGENT);
+    assert_eq!(
+        inode("/opt/nomad/tls/ca.pem"),
+        ca_inode,
+        "the CA did not change"
+    );
+}
+
+#[test]
+fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let (ok, stdout, stderr) = boot(
+        &root,
+        &imds,
+        vault.kv.url(),
+        &systemctl,
+        &[SERVER, &["--dry-run", "--json"]].concat(),
+    );
+    assert!(ok, "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap();
+    let secrets_dir = root.at("/opt/nomad/secrets");
+    assert_eq!(plan["directories"], json!([secrets_dir]));
+    let files = plan["files"].as_array().unwrap();
+    let kinds: Vec<(&str, &str, &str)> = files
+        .iter()
+        .take(4)
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap(),
+                f["path"].as_str().unwrap(),
+                f["mode"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("gossip-key", "/opt/nomad/secrets/gossip.key", "0640"),
+            ("tls-ca-certificate", "/opt/nomad/tls/ca.pem", "0644"),
+            ("tls-certificate", "/opt/nomad/tls/server.pem", "0644"),
+            ("tls-key", "/opt/nomad/tls/server-key.pem", "0640"),
+        ]
+    );
+    for file in &files[..4] {
+        assert_eq!(file["contents"], "<redacted>");
+    }
+    assert_eq!(files[0]["state"], "new");
+    assert_eq!(
+        files[1]["state"], "changed",
+        "the placeholder CA is replaced"
+    );
+    let config = files.iter().find(|f| f["kind"] == "agent-config").unwrap();
+    assert!(config["contents"]
+        .as_str()
+        .unwrap()
+        .contains("encrypt          = \"<redacted>\""));
+    assert_no_secret_in(&vault, "--dry-run --json", &format!("{stdout}{stderr}"));
+    assert!(!stdout.contains("BEGIN CERTIFICATE"), "{stdout}");
+    nothing_written(&root, &systemctl);
+}
