@@ -190,24 +190,35 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_cert_file"])]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Enable Nomad's ACL system (implied by --key-vault).
+    /// Enable Nomad's ACL system.
     #[arg(long)]
     pub acl: bool,
 
-    /// Secure by default: fetch the cluster's secrets (the TLS CA, this role's certificate and
-    /// key, and for servers the gossip key) from the Azure Key Vault NAME with this VM's managed
-    /// identity, write them under --tls-dir and --secrets-dir, and configure TLS on HTTP and
-    /// RPC, gossip encryption (servers) and ACLs. Nothing is written or started when they
-    /// cannot be fetched within --secrets-timeout.
+    /// Fetch the cluster's secrets from the Azure Key Vault NAME with this VM's managed
+    /// identity: what --tls-from-key-vault and --gossip-key-from-key-vault select (one of them
+    /// is needed), written under --tls-dir and --secrets-dir. Nothing is written or started
+    /// when they cannot be fetched within --secrets-timeout.
+    #[arg(long, value_name = "NAME", conflicts_with = "skip_nomad_config")]
+    pub key_vault: Option<String>,
+
+    /// TLS for HTTP and RPC with verify_server_hostname, from --key-vault: the CA
+    /// (nomad-ca-cert) and this role's certificate and key (nomad-server-cert and
+    /// nomad-server-key, or nomad-client-cert and nomad-client-key).
     #[arg(
         long,
-        value_name = "NAME",
-        conflicts_with_all = [
-            "gossip_key", "gossip_key_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
-            "skip_nomad_config",
-        ]
+        requires = "key_vault",
+        conflicts_with_all = ["tls_ca_file", "tls_cert_file", "tls_key_file"]
     )]
-    pub key_vault: Option<String>,
+    pub tls_from_key_vault: bool,
+
+    /// Gossip encryption (server.encrypt) with the key from --key-vault (nomad-gossip-key).
+    /// Servers only.
+    #[arg(
+        long,
+        requires = "key_vault",
+        conflicts_with_all = ["gossip_key", "gossip_key_file"]
+    )]
+    pub gossip_key_from_key_vault: bool,
 
     /// The URL of --key-vault [default: https://<NAME>.vault.azure.net/]: for a vault in
     /// another Azure cloud, or a test (plain http only for a loopback address). Used only with
@@ -543,6 +554,37 @@ mod tests {
             Cli::try_parse_from(["run-nomad", "--client", "--scale-set-name", "prod-servers"])
                 .unwrap();
         assert!(client.client && !client.server);
+
+        // Secure by default (cluster-deploy's custom_data module): the vault, what to take
+        // from it per role, and ACLs on their own.
+        let server = Cli::try_parse_from([
+            "run-nomad",
+            "--server",
+            "--num-servers",
+            "3",
+            "--scale-set-name",
+            "prod-servers",
+            "--key-vault",
+            "prod-nomad-kv",
+            "--tls-from-key-vault",
+            "--gossip-key-from-key-vault",
+            "--acl",
+        ])
+        .unwrap();
+        assert_eq!(server.key_vault.as_deref(), Some("prod-nomad-kv"));
+        assert!(server.tls_from_key_vault && server.gossip_key_from_key_vault && server.acl);
+        let client = Cli::try_parse_from([
+            "run-nomad",
+            "--client",
+            "--scale-set-name",
+            "prod-servers",
+            "--key-vault",
+            "prod-nomad-kv",
+            "--tls-from-key-vault",
+            "--acl",
+        ])
+        .unwrap();
+        assert!(client.tls_from_key_vault && !client.gossip_key_from_key_vault);
     }
 
     #[test]

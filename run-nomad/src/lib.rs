@@ -12,10 +12,10 @@
 //! boot run installs as a second service, which takes Nomad out gracefully before Azure deletes
 //! or evicts the VM.
 //!
-//! With `--key-vault`, [`secrets`] fetches the cluster's secrets with the VM's managed identity
-//! between reading the metadata and resolving the settings; they are checked there and written
-//! with the configuration, in the same transaction, so nothing is written or started without
-//! them.
+//! With `--key-vault`, [`secrets`] fetches the cluster's secrets that `--tls-from-key-vault` and
+//! `--gossip-key-from-key-vault` select, with the VM's managed identity, between reading the
+//! metadata and resolving the settings; they are checked there and written with the
+//! configuration, in the same transaction, so nothing is written or started without them.
 
 pub mod apply;
 pub mod cli;
@@ -91,6 +91,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let mut remove = apply::stale_temporaries(&owned);
         remove.extend(stale_watcher.clone());
         let report = report::Plan {
+            key_vault: fetched.as_ref().map(report::KeyVaultReport::new),
             directories: apply::missing_directories(&settings.directories, &settings.root),
             files: report::files(&plan, &shown),
             remove,
@@ -171,8 +172,9 @@ fn remove_file(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("failed to remove {}", path.display()))
 }
 
-/// With `--key-vault`: this role's secrets, fetched with the VM's managed identity from the
-/// IMDS at `--imds-endpoint` (also with `--metadata-file`: the token still comes from IMDS).
+/// With `--key-vault`: this role's selected secrets, fetched with the VM's managed identity
+/// from the IMDS at `--imds-endpoint` (also with `--metadata-file`: the token still comes
+/// from IMDS).
 fn fetch_secrets(cli: &cli::Cli) -> anyhow::Result<Option<secrets::Fetched>> {
     let Some(source) = secrets::source(cli)? else {
         return Ok(None);

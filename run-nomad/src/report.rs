@@ -13,6 +13,9 @@ use crate::service::Changes;
 /// The whole plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// With `--key-vault`: the vault and what was fetched from it (the items the
+    /// `--*-from-key-vault` flags select for this role); `null` without.
+    pub key_vault: Option<KeyVaultReport>,
     /// Directories that would be created first (host paths): the secrets directory of
     /// `--key-vault` when missing.
     pub directories: Vec<PathBuf>,
@@ -24,6 +27,25 @@ pub struct Plan {
     /// killed), which this run would apply.
     pub pending: Option<Changes>,
     pub service: ServiceReport,
+}
+
+/// The vault the secrets came from, and which.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyVaultReport {
+    pub name: String,
+    pub url: String,
+    /// The Key Vault secret names fetched, in the order they are written.
+    pub secrets: Vec<&'static str>,
+}
+
+impl KeyVaultReport {
+    pub fn new(fetched: &crate::secrets::Fetched) -> Self {
+        Self {
+            name: fetched.vault.name.clone(),
+            url: fetched.vault.url.to_string(),
+            secrets: fetched.items.iter().map(|i| i.item.vault_name()).collect(),
+        }
+    }
 }
 
 /// One file of the plan.
@@ -79,6 +101,14 @@ pub fn files(plan: &[Planned], shown: &[RenderedFile]) -> Vec<FileReport> {
 /// The plan as text for a person.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
+    if let Some(vault) = &plan.key_vault {
+        out.push_str(&format!(
+            "fetched {} from Key Vault {} ({})\n",
+            vault.secrets.join(", "),
+            vault.name,
+            vault.url
+        ));
+    }
     for path in &plan.directories {
         out.push_str(&format!("would create directory {}\n", path.display()));
     }

@@ -4,6 +4,12 @@
 //! checks them ([`check`]) and has them written beside the agent configuration, in the same
 //! transaction.
 //!
+//! Which items is cluster-deploy's choice, per item, and the flags say it ([`Selection`]; the
+//! contract is cluster-deploy's `custom_data` module): `--tls-from-key-vault` the CA and this
+//! role's certificate and key, `--gossip-key-from-key-vault` (servers) the gossip key. A vault
+//! named with neither is refused: it would fetch nothing. ACLs are not a vault item (the
+//! bootstrap token never reaches a VM): they are `--acl`, on their own.
+//!
 //! Where each item goes, and how it is protected on disk:
 //!
 //! | item | file | mode |
@@ -30,6 +36,28 @@ use support::secret::Secret;
 use crate::cli::Cli;
 use crate::settings::{Layout, SettingsError};
 
+/// What `--key-vault` fetches: the items the `--*-from-key-vault` flags select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// `--tls-from-key-vault`: the CA and this role's certificate and key.
+    pub tls: bool,
+    /// `--gossip-key-from-key-vault` (servers only): the gossip key.
+    pub gossip_key: bool,
+}
+
+impl Selection {
+    /// The selected items a node of `role` reads, in [`SecretItem::for_role`] order.
+    pub fn items(self, role: AgentRole) -> Vec<SecretItem> {
+        SecretItem::for_role(role)
+            .into_iter()
+            .filter(|item| match item {
+                SecretItem::GossipKey => self.gossip_key,
+                _ => self.tls,
+            })
+            .collect()
+    }
+}
+
 /// The vault the secrets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultSource {
@@ -39,6 +67,8 @@ pub struct VaultSource {
     pub url: Url,
     /// `--secrets-timeout`: the deadline for everything the fetch does.
     pub timeout: Duration,
+    /// What to fetch.
+    pub selection: Selection,
 }
 
 impl VaultSource {
@@ -56,12 +86,24 @@ fn invalid(flag: &str, value: &str, reason: impl Into<String>) -> SettingsError 
     }
 }
 
-/// The vault of `--key-vault`, checked: a valid vault name, and a URL that is https (or plain
-/// http to a loopback address, for tests). `None` without `--key-vault`.
+/// The vault of `--key-vault`, checked: something selected to fetch from it, a valid vault
+/// name, and a URL that is https (or plain http to a loopback address, for tests). `None`
+/// without `--key-vault`.
 pub fn source(cli: &Cli) -> Result<Option<VaultSource>, SettingsError> {
     let Some(name) = &cli.key_vault else {
         return Ok(None);
     };
+    let selection = Selection {
+        tls: cli.tls_from_key_vault,
+        gossip_key: cli.gossip_key_from_key_vault,
+    };
+    if !selection.tls && !selection.gossip_key {
+        return Err(SettingsError::Missing(format!(
+            "--key-vault {name} fetches what --tls-from-key-vault and \
+             --gossip-key-from-key-vault select, and neither is given: add one or both (ACLs \
+             are --acl, on their own)"
+        )));
+    }
     validate_vault_name(name).map_err(|e| invalid("--key-vault", name, e.to_string()))?;
     let url =
         match &cli.key_vault_url {
@@ -99,6 +141,7 @@ pub fn source(cli: &Cli) -> Result<Option<VaultSource>, SettingsError> {
         name: name.clone(),
         url,
         timeout: cli.secrets_timeout,
+        selection,
     }))
 }
 
@@ -120,8 +163,8 @@ pub struct FetchedItem {
     pub value: Secret,
 }
 
-/// What [`fetch::fetch`] brought back: every item of the role, in [`SecretItem::for_role`]
-/// order.
+/// What [`fetch::fetch`] brought back: every selected item of the role, in
+/// [`Selection::items`] order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
     pub vault: VaultSource,
@@ -133,6 +176,11 @@ impl Fetched {
     /// The value of `item`, if it was fetched.
     pub fn value(&self, item: SecretItem) -> Option<&Secret> {
         self.items.iter().find(|i| i.item == item).map(|i| &i.value)
+    }
+
+    /// Whether TLS came from the vault (`--tls-from-key-vault`).
+    pub fn has_tls(&self) -> bool {
+        self.vault.selection.tls
     }
 }
 
@@ -204,14 +252,18 @@ pub fn files(
     group: u32,
     now: std::time::SystemTime,
 ) -> Result<(Vec<SecretFile>, Vec<String>), check::Refused> {
-    let (ca, cert, key) = tls_items(fetched.role);
     let get = |item: SecretItem| {
         fetched.value(item).ok_or_else(|| check::Refused {
             secret: item.vault_name(),
             reason: "was not fetched".to_string(),
         })
     };
-    let warnings = check::tls(fetched.role, region, get(ca)?, get(cert)?, get(key)?, now)?;
+    let warnings = if fetched.has_tls() {
+        let (ca, cert, key) = tls_items(fetched.role);
+        check::tls(fetched.role, region, get(ca)?, get(cert)?, get(key)?, now)?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for fetched_item in &fetched.items {
         let item = fetched_item.item;
@@ -278,15 +330,21 @@ mod tests {
 
     #[test]
     fn the_vault_url_follows_the_name_unless_overridden() {
-        let src = source(&cli(&["--client", "--key-vault", "nomad-prod-kv"]))
-            .unwrap()
-            .unwrap();
+        let src = source(&cli(&[
+            "--client",
+            "--key-vault",
+            "nomad-prod-kv",
+            "--tls-from-key-vault",
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(src.url.as_str(), "https://nomad-prod-kv.vault.azure.net/");
         assert_eq!(src.timeout, Duration::from_secs(600));
         let src = source(&cli(&[
             "--client",
             "--key-vault",
             "nomad-prod-kv",
+            "--tls-from-key-vault",
             "--key-vault-url",
             "https://nomad-prod-kv.vault.azure.cn",
             "--secrets-timeout",
@@ -301,7 +359,10 @@ mod tests {
 
     #[test]
     fn bad_names_and_urls_name_their_flag() {
-        let e = |args: &[&str]| source(&cli(args)).unwrap_err().to_string();
+        let e = |args: &[&str]| {
+            let args = [args, &["--tls-from-key-vault"]].concat();
+            source(&cli(&args)).unwrap_err().to_string()
+        };
         assert!(e(&["--client", "--key-vault", "x"]).contains("--key-vault \"x\""));
         assert!(e(&["--client", "--key-vault", "bad_name"]).contains("letters, digits"));
         for (url, why) in [
@@ -334,6 +395,7 @@ mod tests {
             "--client",
             "--key-vault",
             "nomad-kv",
+            "--tls-from-key-vault",
             "--key-vault-url",
             "http://127.0.0.1:8200",
         ]))
@@ -341,19 +403,114 @@ mod tests {
     }
 
     #[test]
-    fn the_vault_replaces_the_file_flags() {
-        for flag in ["--gossip-key-file", "--tls-ca-file"] {
-            let err = Cli::try_parse_from([
-                "run-nomad",
-                "--server",
-                "--key-vault",
-                "nomad-kv",
-                flag,
-                "/x",
-            ])
-            .unwrap_err();
-            assert!(err.to_string().contains("cannot be used with"), "{err}");
+    fn the_flags_select_what_is_fetched() {
+        let selected = |args: &[&str]| {
+            let cli = cli(&[args, &["--key-vault", "nomad-kv"]].concat());
+            let names: Vec<&str> = source(&cli)
+                .unwrap()
+                .unwrap()
+                .selection
+                .items(role(&cli))
+                .into_iter()
+                .map(SecretItem::vault_name)
+                .collect();
+            names
+        };
+        let server = ["--server", "--num-servers", "3"];
+        assert_eq!(
+            selected(
+                &[
+                    &server[..],
+                    &["--tls-from-key-vault", "--gossip-key-from-key-vault"]
+                ]
+                .concat()
+            ),
+            [
+                "nomad-gossip-key",
+                "nomad-ca-cert",
+                "nomad-server-cert",
+                "nomad-server-key"
+            ]
+        );
+        assert_eq!(
+            selected(&[&server[..], &["--gossip-key-from-key-vault"]].concat()),
+            ["nomad-gossip-key"]
+        );
+        assert_eq!(
+            selected(&[&server[..], &["--tls-from-key-vault"]].concat()),
+            ["nomad-ca-cert", "nomad-server-cert", "nomad-server-key"]
+        );
+        assert_eq!(
+            selected(&["--client", "--tls-from-key-vault"]),
+            ["nomad-ca-cert", "nomad-client-cert", "nomad-client-key"]
+        );
+    }
+
+    #[test]
+    fn a_vault_that_would_give_nothing_is_refused_naming_both_flags() {
+        let err = source(&cli(&["--server", "--key-vault", "nomad-kv"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--key-vault nomad-kv")
+                && err.contains("--tls-from-key-vault")
+                && err.contains("--gossip-key-from-key-vault"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_from_key_vault_flag_needs_the_vault_and_excludes_its_file_flags() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["run-nomad", "--server", "--num-servers", "1"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        for flag in ["--tls-from-key-vault", "--gossip-key-from-key-vault"] {
+            let err = parse(&[flag]).unwrap_err().to_string();
+            assert!(err.contains("--key-vault <NAME>"), "{err}");
         }
+        for (from_vault, file_flag) in [
+            ("--tls-from-key-vault", "--tls-ca-file"),
+            ("--tls-from-key-vault", "--tls-cert-file"),
+            ("--tls-from-key-vault", "--tls-key-file"),
+            ("--gossip-key-from-key-vault", "--gossip-key-file"),
+            ("--gossip-key-from-key-vault", "--gossip-key"),
+        ] {
+            let err = parse(&["--key-vault", "nomad-kv", from_vault, file_flag, "/x"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("cannot be used with") && err.contains(from_vault),
+                "{err}"
+            );
+        }
+        // One item from the vault, the other from files: each flag excludes only its own.
+        let cli = parse(&[
+            "--key-vault",
+            "nomad-kv",
+            "--gossip-key-from-key-vault",
+            "--tls-ca-file",
+            "/ca.pem",
+            "--tls-cert-file",
+            "/server.pem",
+            "--tls-key-file",
+            "/server-key.pem",
+        ])
+        .unwrap();
+        let src = source(&cli).unwrap().unwrap();
+        assert!(src.selection.gossip_key && !src.selection.tls);
+        parse(&[
+            "--key-vault",
+            "nomad-kv",
+            "--tls-from-key-vault",
+            "--gossip-key-file",
+            "/gossip.key",
+        ])
+        .unwrap();
+        // Nothing to write the secrets into with --skip-nomad-config.
+        let err = parse(&["--skip-nomad-config", "--key-vault", "nomad-kv"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn the_plan_lists_files_states_and_commands_and_redacts_secrets() {
         "an environment value leaked: {text}"
     );
 
+    assert!(plan["key_vault"].is_null(), "no --key-vault: {plan}");
     let files = plan["files"].as_array().unwrap();
     let kinds: Vec<&str> = files.iter().map(|f| f["kind"].as_str().unwrap()).collect();
     assert_eq!(

@@ -1,8 +1,10 @@
 //! `--key-vault`: run-nomad fetches the cluster's secrets at boot with the VM's managed identity
 //! (the IMDS double's identity endpoint, a token for the Key Vault audience naming the VM's
 //! principal) from the Key Vault data-plane double (per-secret RBAC, propagation delays,
-//! firewall), writes them with the agent configuration, and configures TLS, gossip encryption
-//! and ACLs. A vault it cannot read by the deadline leaves nothing written and nothing started.
+//! firewall), writes them with the agent configuration, and configures TLS
+//! (`--tls-from-key-vault`) and gossip encryption (`--gossip-key-from-key-vault`, servers), each
+//! only when its flag selects it, as cluster-deploy's per-item opt-outs write them; ACLs are
+//! `--acl`. A vault it cannot read by the deadline leaves nothing written and nothing started.
 //!
 //! The vault is filled the way cluster-deploy fills it: an operator principal with Key Vault
 //! Secrets Officer uploads each item through the data plane (SetSecret, api-version 7.6), and
@@ -132,14 +134,44 @@ fn boot(
     output(&mut cmd)
 }
 
+/// The lines cluster-deploy writes for a secure cluster (its custom_data module), less the
+/// vault's name and URL, which [`boot`] adds.
 const SERVER: &[&str] = &[
     "--server",
     "--num-servers",
     "3",
     "--scale-set-name",
     "nomad-servers",
+    "--tls-from-key-vault",
+    "--gossip-key-from-key-vault",
+    "--acl",
 ];
-const CLIENT: &[&str] = &["--client", "--scale-set-name", "nomad-servers"];
+const CLIENT: &[&str] = &[
+    "--client",
+    "--scale-set-name",
+    "nomad-servers",
+    "--tls-from-key-vault",
+    "--acl",
+];
+
+/// The names of the secrets `principal` read successfully, sorted.
+fn read_by(vault: &ClusterVault, principal: &str) -> Vec<String> {
+    let mut names: Vec<String> = vault
+        .kv
+        .served()
+        .into_iter()
+        .filter(|s| s.caller.as_deref() == Some(principal) && s.status == 200)
+        .map(|s| {
+            s.request
+                .path
+                .trim_start_matches("/secrets/")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
 
 fn mode_and_owner(root: &FakeRoot, production: &str) -> (u32, u32, u32) {
     let meta = fs::metadata(root.at(production)).unwrap();
@@ -224,20 +256,8 @@ fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
         (0o640, 0, NOMAD_GID)
     );
     // Only this role's items were read: the client's and the bootstrap token are not.
-    let read: Vec<String> = vault
-        .kv
-        .served()
-        .into_iter()
-        .filter(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID))
-        .map(|s| s.request.path.clone())
-        .collect();
-    let mut names: Vec<&str> = read
-        .iter()
-        .map(|p| p.trim_start_matches("/secrets/").trim_end_matches('/'))
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        read_by(&vault, IDENTITY_PRINCIPAL_ID),
         [
             "nomad-ca-cert",
             "nomad-gossip-key",
@@ -588,6 +608,15 @@ fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
     );
     assert!(ok, "{stderr}");
     let plan: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        plan["key_vault"],
+        json!({
+            "name": VAULT,
+            "url": format!("{}/", vault.kv.url()),
+            "secrets": ["nomad-gossip-key", "nomad-ca-cert", "nomad-server-cert", "nomad-server-key"],
+        }),
+        "the plan says what was fetched, and from where"
+    );
     let secrets_dir = root.at("/opt/nomad/secrets");
     assert_eq!(plan["directories"], json!([secrets_dir]));
     let files = plan["files"].as_array().unwrap();
@@ -627,4 +656,120 @@ fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
     assert_no_secret_in(&vault, "--dry-run --json", &format!("{stdout}{stderr}"));
     assert!(!stdout.contains("BEGIN CERTIFICATE"), "{stdout}");
     nothing_written(&root, &systemctl);
+}
+
+#[test]
+fn only_what_the_flags_select_is_fetched_and_configured() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let server = &SERVER[..5];
+
+    // TLS opted out: the gossip key alone, no tls block, no TLS file touched.
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    let args = [server, &["--gossip-key-from-key-vault", "--acl"]].concat();
+    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, &args);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(read_by(&vault, IDENTITY_PRINCIPAL_ID), ["nomad-gossip-key"]);
+    let text = root.read("/opt/nomad/config/default.hcl");
+    let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(doc["server"][0]["encrypt"], GOSSIP, "{text}");
+    assert!(doc.get("tls").is_none(), "{text}");
+    assert_eq!(doc["acl"], json!([{ "enabled": true }]));
+    assert_eq!(
+        root.read("/opt/nomad/tls/server.pem"),
+        "cert",
+        "the install's own file is left alone"
+    );
+    let watcher = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+    assert!(
+        watcher.contains("--nomad-address http://127.0.0.1:4646"),
+        "{watcher}"
+    );
+
+    // Gossip encryption opted out: TLS alone, no encrypt, no secrets directory; and without
+    // --acl no ACLs (the vault does not imply them).
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let args = [server, &["--tls-from-key-vault"]].concat();
+    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, &args);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(
+        read_by(&vault, IDENTITY_PRINCIPAL_ID),
+        ["nomad-ca-cert", "nomad-server-cert", "nomad-server-key"]
+    );
+    let text = root.read("/opt/nomad/config/default.hcl");
+    let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(doc["server"][0].get("encrypt").is_none(), "{text}");
+    assert_eq!(doc["tls"][0]["verify_server_hostname"], true, "{text}");
+    assert!(doc.get("acl").is_none(), "{text}");
+    assert!(!root.at("/opt/nomad/secrets").exists());
+    assert_eq!(
+        root.read("/opt/nomad/tls/server.pem"),
+        vault.server.cert_pem
+    );
+}
+
+#[test]
+fn the_vault_flags_are_checked_before_imds_is_read_naming_the_flag() {
+    let vault = ClusterVault::start();
+    for (args, expected) in [
+        // --key-vault alone would fetch nothing.
+        (
+            &["--server", "--num-servers", "3", "--acl"][..],
+            "--tls-from-key-vault and --gossip-key-from-key-vault",
+        ),
+        // Clients do not gossip.
+        (
+            &[
+                "--client",
+                "--tls-from-key-vault",
+                "--gossip-key-from-key-vault",
+            ][..],
+            "--gossip-key-from-key-vault: the gossip key is server.encrypt",
+        ),
+        // Each item comes from one place.
+        (
+            &[
+                "--server",
+                "--num-servers",
+                "3",
+                "--gossip-key-from-key-vault",
+                "--gossip-key-file",
+                "/opt/nomad/config/gossip.key",
+            ][..],
+            "cannot be used with",
+        ),
+    ] {
+        let root = FakeRoot::new();
+        let imds = ImdsDouble::start(instance());
+        let systemctl = StubSystemctl::new();
+        let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, args);
+        assert!(!ok, "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(imds.requests().is_empty(), "{args:?}: IMDS was read");
+        assert!(
+            !vault
+                .kv
+                .served()
+                .iter()
+                .any(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID)),
+            "{args:?}: the vault was read"
+        );
+        nothing_written(&root, &systemctl);
+    }
+    // Without the vault, a from-key-vault flag names what it needs.
+    let root = FakeRoot::new();
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .args(["--imds-endpoint", "http://127.0.0.1:9"])
+        .args(LAYOUT_ARGS)
+        .args(["--client", "--tls-from-key-vault"]);
+    let (ok, _, stderr) = output(&mut cmd);
+    assert!(!ok);
+    assert!(stderr.contains("--key-vault <NAME>"), "{stderr}");
 }

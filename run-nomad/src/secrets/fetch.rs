@@ -93,7 +93,7 @@ fn hint(error: &KeyVaultError) -> String {
     String::new()
 }
 
-/// Fetches every item `role` reads from `vault`, with tokens from the IMDS at
+/// Fetches the items of `role` that `vault.selection` selects, with tokens from the IMDS at
 /// `imds_endpoint`, within `vault.timeout`.
 pub fn fetch(
     vault: &VaultSource,
@@ -134,7 +134,7 @@ pub fn fetch(
         },
     )
     .map_err(|e| client_error(e.to_string()))?;
-    let items = SecretItem::for_role(role);
+    let items = vault.selection.items(role);
     tracing::info!(
         "fetching {} from Key Vault {} with this VM's managed identity (deadline {:.0}s)",
         items

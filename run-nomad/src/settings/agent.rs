@@ -183,8 +183,9 @@ pub(super) fn agent(
             };
             Some(tls)
         }
-        // --key-vault: the files it fetched, which are written with this configuration.
-        _ => facts.secrets.map(|fetched| {
+        // --tls-from-key-vault: the files it fetched, which are written with this
+        // configuration.
+        _ => facts.secrets.filter(|f| f.has_tls()).map(|fetched| {
             let (ca, cert, key) = crate::secrets::tls_items(fetched.role);
             Tls {
                 ca_file: crate::secrets::path(ca, layout),
@@ -238,8 +239,7 @@ pub(super) fn agent(
         client,
         discovery: discovery(cli, instance)?,
         tls,
-        // Secure by default: the vault's secrets come with ACLs.
-        acl: cli.acl || facts.secrets.is_some(),
+        acl: cli.acl,
         lifecycle,
         telemetry: (telemetry != Telemetry::default()).then_some(telemetry),
     })

@@ -100,11 +100,19 @@ pub fn check_flags(cli: &Cli) -> Result<(), SettingsError> {
             ));
         }
     }
-    if !cli.server && (cli.gossip_key.is_some() || cli.gossip_key_file.is_some()) {
-        return Err(SettingsError::Missing(
-            "the gossip key is server.encrypt (servers gossip, clients do not): add --server"
-                .to_string(),
-        ));
+    if !cli.server {
+        for (flag, set) in [
+            ("--gossip-key", cli.gossip_key.is_some()),
+            ("--gossip-key-file", cli.gossip_key_file.is_some()),
+            ("--gossip-key-from-key-vault", cli.gossip_key_from_key_vault),
+        ] {
+            if set {
+                return Err(SettingsError::Missing(format!(
+                    "{flag}: the gossip key is server.encrypt (servers gossip, clients do \
+                     not): add --server"
+                )));
+            }
+        }
     }
     if cli.init != InitSystem::Systemd {
         for (flag, set) in [
@@ -213,7 +221,19 @@ mod tests {
         assert!(e(&["--server"]).contains("--num-servers is required"));
         assert!(e(&["--server", "--num-servers", "0"]).contains("at least 1"));
         assert!(e(&["--server", "--num-servers", "1", "--meta", "a=b"]).contains("add --client"));
-        assert!(e(&["--client", "--gossip-key", "x"]).contains("add --server"));
+        assert!(e(&["--client", "--gossip-key", "x"]).contains("--gossip-key: "));
+        let err = e(&[
+            "--client",
+            "--key-vault",
+            "nomad-kv",
+            "--tls-from-key-vault",
+            "--gossip-key-from-key-vault",
+        ]);
+        assert!(
+            err.contains("--gossip-key-from-key-vault: ") && err.contains("add --server"),
+            "{err}"
+        );
+        assert!(e(&["--client", "--key-vault", "nomad-kv"]).contains("--tls-from-key-vault"));
         assert!(e(&[
             "--client",
             "--init",
