@@ -179,3 +179,62 @@ impl IssuedCert {
         )
     }
 }
+
+/// A server whose certificate is not there yet: the TLS configuration refuses every handshake
+/// until [`PendingCertificate::present`] hands it a certificate and key (PEM) that something
+/// else made, as a Nomad server's API answers nothing before the agent has started with the
+/// files it was given. Clients see a failed handshake, which they retry like a refused
+/// connection.
+#[derive(Debug, Default)]
+pub struct PendingCertificate {
+    current: std::sync::Mutex<Option<Arc<rustls::sign::CertifiedKey>>>,
+}
+
+impl PendingCertificate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// From now on, present `cert_pem` (the leaf first, as a chain) with `key_pem` (PKCS #8,
+    /// SEC1 or PKCS #1).
+    pub fn present(&self, cert_pem: &str, key_pem: &str) {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("PEM certificates");
+        assert!(!chain.is_empty(), "no certificate in the PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(key)
+            .expect("a key rustls can sign with");
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)));
+    }
+
+    /// A rustls server configuration presenting whatever [`Self::present`] gave last (no
+    /// client certificate asked, as Nomad's `verify_https_client = false`).
+    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_cert_resolver(self.clone()),
+        )
+    }
+}
+
+impl rustls::server::ResolvesServerCert for PendingCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

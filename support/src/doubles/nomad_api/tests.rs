@@ -701,3 +701,19 @@ fn https_with_and_without_client_certificates() {
     let got = tls_client(&ca, Some(&cli)).get(&url).send().unwrap();
     assert_eq!(got.status().as_u16(), 200);
 }
+
+#[test]
+fn a_pending_certificate_refuses_handshakes_until_it_is_presented() {
+    use crate::doubles::tls::{PendingCertificate, TestCa};
+    let ca = TestCa::new("nomad-agent-ca");
+    let sim = Simulation::new(SimConfig::default());
+    sim.start_running(&["s0"], &[]);
+    let pending = PendingCertificate::new();
+    let nomad = NomadApiDouble::serve_tls(&sim, pending.server_config());
+    let url = format!("{}/v1/status/leader", nomad.url());
+    assert!(tls_client(&ca, None).get(&url).send().is_err());
+    let server = ca.server_cert(&["server.global.nomad", "localhost", "127.0.0.1"]);
+    pending.present(&server.cert_pem, &server.key_pem);
+    let got = tls_client(&ca, None).get(&url).send().unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+}
