@@ -92,7 +92,7 @@ root = "image-root"
     root
 }
 
-/// The example cluster with the image, opted out of what the vault would hold.
+/// The example cluster, as it is (secure by default), with the image.
 pub fn cluster_file(dir: &Path, image_id: &str) -> PathBuf {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster.toml");
     let mut text = fs::read_to_string(&example).unwrap();
@@ -105,46 +105,69 @@ pub fn cluster_file(dir: &Path, image_id: &str) -> PathBuf {
         &image_line,
         &format!("image_id = {}", toml_string(image_id)),
     );
-    let node_class = "node_class = \"general\"";
-    assert!(text.contains(node_class), "the example's [nomad] table");
-    text = text.replace(
-        node_class,
-        &format!("{node_class}\ngossip_encryption = false\nacl_bootstrap = false"),
-    );
-    text.push_str("\n[nomad.tls]\nenabled = false\n");
     let path = dir.join("cluster.toml");
     fs::write(&path, text).unwrap();
     path
 }
 
-/// cluster-deploy with client-secret credentials against the doubles.
-pub fn cluster_deploy(
-    config: &Path,
-    arm: &ArmDouble,
-    login: &LoginDouble,
-    args: &[&str],
-) -> Output {
-    let out = run(
-        Command::new(workspace_bin("cluster-deploy", "cluster-deploy"))
-            .env_clear()
+/// The operator: cluster-deploy with client-secret credentials against the doubles, the
+/// cluster's vault at `vault_url` (its data plane's DNS name, in effect), and a configuration
+/// directory of its own (where `env` writes).
+pub struct Operator<'a> {
+    pub config: &'a Path,
+    pub arm: &'a ArmDouble,
+    pub login: &'a LoginDouble,
+    /// `--key-vault-url`, once the vault's data plane is up.
+    pub vault_url: Option<String>,
+    pub config_home: PathBuf,
+}
+
+impl Operator<'_> {
+    /// The command for `args` (a subcommand and its flags), with `env` added to the
+    /// otherwise empty environment.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(workspace_bin("cluster-deploy", "cluster-deploy"));
+        cmd.env_clear()
             .env("ARM_TENANT_ID", "contoso.onmicrosoft.com")
             .env("ARM_CLIENT_ID", CLIENT_ID)
             .env("ARM_CLIENT_SECRET", CLIENT_SECRET)
-            .env("ARM_SUBSCRIPTION_ID", arm.subscription())
+            .env("ARM_SUBSCRIPTION_ID", self.arm.subscription())
+            .env("XDG_CONFIG_HOME", &self.config_home)
+            .envs(env.iter().copied())
             .args(args)
             .arg("--config")
-            .arg(config)
-            .args(["--arm-endpoint", arm.url(), "--login-endpoint", login.url()])
-            .args(["--poll-interval-ms", "5", "--retry-delay-ms", "5"]),
-    );
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    for secret in [CLIENT_SECRET, arm.token().as_str()] {
-        assert!(
-            !all.contains(secret),
-            "a secret in cluster-deploy's output:\n{all}"
-        );
+            .arg(self.config)
+            .args(["--arm-endpoint", self.arm.url()])
+            .args(["--login-endpoint", self.login.url()])
+            .args(
+                self.vault_url
+                    .iter()
+                    .flat_map(|url| ["--key-vault-url", url.as_str()]),
+            )
+            // Nothing of the operator's machine: no IMDS, no Azure CLI.
+            .args(["--imds-endpoint", "http://127.0.0.1:9"])
+            .args(["--az-program", "/nonexistent/az"])
+            .args(["--poll-interval-ms", "5", "--retry-delay-ms", "5"])
+            .args(["--principal-retry-ms", "5"]);
+        cmd
     }
-    out
+
+    /// Runs `args` to success; the credentials never show in its output.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = run(&mut self.command(args, env));
+        self.assert_no_credential(&out);
+        out
+    }
+
+    pub fn assert_no_credential(&self, out: &Output) {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        for secret in [CLIENT_SECRET, self.arm.token().as_str()] {
+            assert!(
+                !all.contains(secret),
+                "a credential in cluster-deploy's output:\n{all}"
+            );
+        }
+    }
 }
 
 /// The IMDS answer of instance 0 of a scale set of the example cluster.
@@ -243,6 +266,20 @@ pub fn boot(
     text(&out.stderr)
 }
 
-pub fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap().mode() & 0o7777
+/// (uid, gid, mode) of a file.
+pub fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
+    let meta = fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+/// The gid of `name` in the VM's `/etc/group`.
+pub fn group_id(vm: &Path, name: &str) -> u32 {
+    fs::read_to_string(vm.join("etc/group"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            (fields.first() == Some(&name)).then(|| fields[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("the image has no group {name}"))
 }
