@@ -14,6 +14,8 @@
 //! - [`cli`]: logging set-up and the error-chain printing every `main` does.
 //! - [`keyvault`]: the Azure Key Vault data-plane client for secrets (api-version 7.6).
 //! - [`managed_identity`]: managed identity tokens from IMDS for one audience.
+//! - [`nomad`]: the Nomad HTTP API client (cluster-deploy's `status`, `roll` and ACL bootstrap,
+//!   run-nomad's Scheduled Events watcher); snapshot saving behind feature `nomad-snapshot`.
 //! - [`cluster_secrets`]: the names of the cluster's secrets in its vault, and who reads which.
 //! - [`doubles`] (feature `doubles`, tests only): loopback servers shaped after published APIs.
 
@@ -27,6 +29,7 @@ pub mod hash;
 pub mod http;
 pub mod keyvault;
 pub mod managed_identity;
+pub mod nomad;
 pub mod process;
 pub mod retry;
 pub mod secret;

@@ -106,6 +106,18 @@ impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
 }
 
 impl Policy {
+    /// One attempt and no retry: for a caller whose own loop does the retrying (against its
+    /// own deadline or clock).
+    pub fn once(what: &'static str) -> Self {
+        Self {
+            what,
+            max_attempts: 1,
+            initial_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            deadline: None,
+        }
+    }
+
     /// The backoff before attempt `failed + 1`, after `failed` failures: exponential from
     /// `initial_delay`, capped at `max_delay`, with jitter in the upper half so that many VMs
     /// booting together do not retry in lockstep.
@@ -198,6 +210,27 @@ mod tests {
         });
         assert_eq!(got.unwrap(), 42);
         assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn once_makes_one_attempt_and_sleeps_not() {
+        let calls = Cell::new(0);
+        let got: Result<(), _> = Policy::once("test op").run(|_| {
+            calls.set(calls.get() + 1);
+            Err(Attempt::Retry {
+                error: "503",
+                after: Some(Duration::from_secs(60)),
+            })
+        });
+        assert_eq!(calls.get(), 1);
+        assert!(matches!(
+            got,
+            Err(RetryError::Exhausted {
+                attempts: 1,
+                last: "503",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -72,15 +72,8 @@ pub fn config(args: &WatchArgs) -> watch::Config {
 
 /// The local agent's API settings from the flags (the token read from its file).
 pub fn nomad_access(args: &WatchArgs) -> anyhow::Result<nomad::NomadAccess> {
-    let address = support::http::Url::parse(&args.nomad_address)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .with_context(|| {
-            format!(
-                "invalid --nomad-address {:?}: expected http(s)://HOST:PORT",
-                args.nomad_address
-            )
-        })?;
+    // The address alone: the client adds /v1/... itself.
+    let address = support::nomad::settings::parse_address(&args.nomad_address, "--nomad-address")?;
     let token = args
         .nomad_token_file
         .as_deref()

@@ -50,25 +50,10 @@ impl Default for Margins {
     }
 }
 
-/// A drain's deadline, as Nomad's `DrainSpec.Deadline` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DrainDeadline {
-    /// Force-stop what is left after this long.
-    After(Duration),
-    /// No time: stop everything now (the CLI's `-force`, a negative deadline).
-    ForceNow,
-}
-
-impl DrainDeadline {
-    /// `DrainSpec.Deadline` in nanoseconds: `> 0` a deadline, `< 0` force now (`0` would mean
-    /// no deadline at all, which is never sent).
-    pub fn nanos(self) -> i64 {
-        match self {
-            DrainDeadline::After(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX).max(1),
-            DrainDeadline::ForceNow => -1_000_000_000,
-        }
-    }
-}
+/// A drain's deadline, as the Nomad client sends it (`DrainSpec.Deadline`). A plan gives
+/// [`DrainDeadline::After`] (at least [`MIN_DRAIN`]) or [`DrainDeadline::ForceNow`], never
+/// [`DrainDeadline::None`]: the VM goes away, so a drain always ends.
+pub use support::nomad::DrainDeadline;
 
 /// The plan for one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,10 +209,10 @@ mod tests {
             assert_eq!(t.stop_timeout, MIN_STOP);
             assert_eq!(t.approve_by, at(100));
         }
-        assert_eq!(DrainDeadline::ForceNow.nanos(), -1_000_000_000);
+        assert_eq!(DrainDeadline::ForceNow.nanos(), Some(-1_000_000_000));
         assert_eq!(
             DrainDeadline::After(Duration::from_secs(255)).nanos(),
-            255_000_000_000
+            Some(255_000_000_000)
         );
     }
 

@@ -38,7 +38,7 @@ use super::agent::ServiceControl;
 use super::clock::{secs, show, Clock};
 use super::document::{decide, Decision, Document, Event, Ignored};
 use super::imds::{CallError, EventsClient};
-use super::nomad::{LocalNomad, NomadError};
+use super::nomad::{is_transient, LocalNomad, NomadError};
 use super::state::{Handled, StateFile};
 use super::timeline::{plan, DrainDeadline, Margins, Timeline};
 
@@ -450,7 +450,7 @@ impl<'a> Watcher<'a> {
         loop {
             match call() {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_transient() => {
+                Err(e) if is_transient(&e) => {
                     attempt += 1;
                     let left = until.duration_since(self.clock.now()).unwrap_or_default();
                     if attempt >= NOMAD_ATTEMPTS || left.is_zero() {
@@ -498,6 +498,11 @@ impl<'a> Watcher<'a> {
             ),
             DrainDeadline::ForceNow => tracing::warn!(
                 "no time for a drain: node {node} is force-drained (its allocations stop now)"
+            ),
+            // Not a deadline a plan gives; named so the match stays exhaustive.
+            DrainDeadline::None => tracing::info!(
+                "draining node {node} without a deadline; waiting for its allocations until {}",
+                show(until)
             ),
         }
         self.wait_for_allocations(&nomad, &node, until)
@@ -552,7 +557,7 @@ impl<'a> Watcher<'a> {
                     return Ok(());
                 }
                 Ok(false) => {}
-                Err(e) if e.is_transient() => {
+                Err(e) if is_transient(&e) => {
                     let pause = Duration::from_secs(1).min(left);
                     tracing::warn!("watching the drain: {e}; again in {}", secs(pause));
                     self.clock.sleep(pause);
@@ -727,7 +732,7 @@ impl<'a> Watcher<'a> {
         loop {
             match nomad.mark_eligible(node) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() => {
+                Err(e) if is_transient(&e) => {
                     let left = until.duration_since(self.clock.now()).unwrap_or_default();
                     if left.is_zero() {
                         return Err(e.to_string());

@@ -32,7 +32,7 @@ impl NomadClient {
         if status == 200 {
             return self.decode(&call.method, &url, response);
         }
-        let body = support::http::error_body(response);
+        let body = crate::http::error_body(response);
         serde_json::from_str(&body).map_err(|_| NomadError::Status {
             method: "GET".to_string(),
             url: url.to_string(),

@@ -1,43 +1,51 @@
-//! A client of Nomad's HTTP API (developer.hashicorp.com/nomad/api-docs; the facts and
-//! schemas in `../shared/nomad-api/`), for `status` and `roll`:
+//! The one client of Nomad's HTTP API (developer.hashicorp.com/nomad/api-docs; the facts and
+//! schemas in `../shared/nomad-api/`) that the tools share: cluster-deploy's `status`, `roll`
+//! and ACL bootstrap, and run-nomad's Scheduled Events watcher.
 //!
 //! - [`settings`]: the address, ACL token and TLS files, with the Nomad CLI's `NOMAD_*`
-//!   conventions; timeouts and retry policies.
+//!   conventions (or a tool's own flags, named in errors through [`SettingNames`]); timeouts,
+//!   retry policies, proxy use and the body limit, where the tools differ.
 //! - [`types`]: the bodies, tolerant of unknown fields, `null`s and absent optional fields.
 //! - agent (`members`, `self`, `health`, guarded `force-leave`), operator (Raft configuration,
 //!   peers, leader, autopilot, per-server Raft indexes, leadership transfer, guarded peer
-//!   removal, snapshot save), nodes (list, read, allocations, eligibility, drain) and ACL
-//!   bootstrap, each in its own module as methods of [`NomadClient`].
+//!   removal), nodes (list, read, allocations, eligibility, drain, with blocking queries), ACL
+//!   bootstrap and (feature `nomad-snapshot`, which brings gzip and tar) snapshot save, each in
+//!   its own module as methods of [`NomadClient`].
 //!
 //! Every error names the method, the URL, the status and Nomad's plain-text body (bounded);
 //! the token travels in `X-Nomad-Token` and is never part of a URL, a log line or an error.
 //! Reads and writes are retried by explicit bounded policies ([`settings::Timeouts`]) on
-//! transport errors and 502/503/504 only: every write this client makes is idempotent.
+//! transport errors and 502/503/504 only: every write this client makes is idempotent. A
+//! caller that runs its own retry loop (the watcher, against its deadline) sets both policies
+//! to [`crate::retry::Policy::once`].
 
 mod acl;
 mod agent;
 mod nodes;
 mod operator;
 pub mod settings;
+#[cfg(feature = "nomad-snapshot")]
 mod snapshot;
 pub mod types;
 
 use std::time::Duration;
 
+use crate::http::Url;
+use crate::retry::{Attempt, Policy, RetryError};
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use support::http::Url;
-use support::retry::{Attempt, Policy, RetryError};
 
 pub use acl::BootstrapOutcome;
 pub use operator::TransferOutcome;
-pub use settings::{NomadSettings, Timeouts, TlsFiles};
+pub use settings::{NomadSettings, SettingNames, Timeouts, TlsFiles};
+#[cfg(feature = "nomad-snapshot")]
 pub use snapshot::SavedSnapshot;
 pub use types::*;
 
-use crate::auth::{error_chain, Secret};
+use crate::azure_auth::error_chain;
+use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NomadError {
@@ -224,7 +232,11 @@ impl<'a> Call<'a> {
             self = self.query("stale", "");
         }
         if let Some(index) = options.wait_index {
-            let wait = options.wait.unwrap_or(Duration::from_secs(300));
+            // At least 1 ms: Nomad takes `wait=0` as its 5-minute default.
+            let wait = options
+                .wait
+                .unwrap_or(Duration::from_secs(300))
+                .max(Duration::from_millis(1));
             self = self
                 .query("index", index.to_string())
                 .query("wait", format!("{}ms", wait.as_millis()));
@@ -235,7 +247,8 @@ impl<'a> Call<'a> {
     }
 }
 
-/// A client for one Nomad API address.
+/// A client for one Nomad API address. Clones share the connection pool.
+#[derive(Clone)]
 pub struct NomadClient {
     http: reqwest::blocking::Client,
     base: Url,
@@ -284,8 +297,14 @@ impl NomadClient {
         &self.settings
     }
 
+    /// The URL of an API path (`v1/...`) without a query, as requests and errors name it (the
+    /// TLS server name in place of the host when one is set).
+    pub fn endpoint(&self, path: &str) -> Url {
+        self.base.join(path).expect("a relative API path")
+    }
+
     fn url(&self, call: &Call<'_>, region: bool) -> Url {
-        let mut url = self.base.join(call.path).expect("a relative API path");
+        let mut url = self.endpoint(call.path);
         {
             let mut pairs = url.query_pairs_mut();
             for (name, value) in &call.query {
@@ -363,12 +382,12 @@ impl NomadClient {
         if accept.contains(&status) {
             return Ok((url, response));
         }
-        let retry_after = support::http::retry_after(response.headers());
+        let retry_after = crate::http::retry_after(response.headers());
         let error = NomadError::Status {
             method,
             url: url.to_string(),
             status,
-            body: support::http::error_body(response),
+            body: crate::http::error_body(response),
         };
         if RETRYABLE.contains(&status) {
             Err(Attempt::Retry {
@@ -380,24 +399,38 @@ impl NomadClient {
         }
     }
 
-    /// Reads and decodes a JSON body (bounded by the request timeout per read).
+    /// Reads and decodes a JSON body (bounded by the request timeout per read, and by the
+    /// settings' body limit when there is one).
     fn decode<T: DeserializeOwned>(
         &self,
         method: &Method,
         url: &Url,
         response: Response,
     ) -> Result<T, NomadError> {
-        let bytes = response.bytes().map_err(|e| NomadError::Transport {
-            method: method.to_string(),
-            url: url.to_string(),
-            message: format!("reading the body: {}", error_chain(&e)),
-        })?;
+        use std::io::Read;
+        let limit = self.settings.body_limit;
+        let mut bytes = Vec::new();
+        response
+            .take(limit.map_or(u64::MAX, |l| l.saturating_add(1)))
+            .read_to_end(&mut bytes)
+            .map_err(|e| NomadError::Transport {
+                method: method.to_string(),
+                url: url.to_string(),
+                message: format!("reading the body: {}", error_chain(&e)),
+            })?;
+        if let Some(limit) = limit.filter(|&l| bytes.len() as u64 > l) {
+            return Err(NomadError::Body {
+                method: method.to_string(),
+                url: url.to_string(),
+                message: format!("the body is larger than {limit} bytes"),
+            });
+        }
         serde_json::from_slice(&bytes).map_err(|e| NomadError::Body {
             method: method.to_string(),
             url: url.to_string(),
             message: format!(
                 "{e} in {}",
-                support::http::body_excerpt(&String::from_utf8_lossy(&bytes))
+                crate::http::body_excerpt(&String::from_utf8_lossy(&bytes))
             ),
         })
     }

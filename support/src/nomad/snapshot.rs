@@ -10,13 +10,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
+use crate::hash::HashingWriter;
+use crate::retry::Attempt;
 use base64::Engine;
 use serde::Serialize;
-use support::hash::HashingWriter;
-use support::retry::Attempt;
 
 use super::{Call, NomadClient, NomadError};
-use crate::auth::error_chain;
+use crate::azure_auth::error_chain;
 
 /// A snapshot on disk, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +50,7 @@ impl NomadClient {
         let file_name = path
             .file_name()
             .ok_or_else(|| snapshot_error(path, "not a file path"))?;
-        let dir = support::files::parent_dir(path).to_path_buf();
+        let dir = crate::files::parent_dir(path).to_path_buf();
         let partial = dir.join(format!(".{}.partial", file_name.to_string_lossy()));
         let result = self.download_snapshot(path, &partial, stale);
         if result.is_err() {
@@ -109,7 +109,7 @@ impl NomadClient {
                 format!("renaming {} into place: {e}", partial.display()),
             )
         })?;
-        support::files::sync_dir(support::files::parent_dir(path))
+        crate::files::sync_dir(crate::files::parent_dir(path))
             .map_err(|e| snapshot_error(path, format!("syncing its directory: {e}")))?;
         Ok(SavedSnapshot {
             path: path.to_path_buf(),
@@ -136,7 +136,7 @@ fn check_digest(header: Option<&str>, sha256_hex: &str) -> Result<(), String> {
     let expected = base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|e| format!("Digest {header:?}: {e}"))?;
-    let expected = support::hash::hex(&expected);
+    let expected = crate::hash::hex(&expected);
     if expected != sha256_hex {
         return Err(format!(
             "the body's SHA-256 is {sha256_hex}, the Digest header says {expected}: the download is corrupt"
@@ -168,10 +168,10 @@ fn verify_archive(path: &Path) -> Result<(u64, u64), String> {
                 entry
                     .read_to_end(&mut meta)
                     .map_err(|e| format!("reading meta.json: {}", error_chain(&e)))?;
-                hashes.insert(name, support::hash::sha256_hex(&meta));
+                hashes.insert(name, crate::hash::sha256_hex(&meta));
             }
             "state.bin" => {
-                let hash = support::hash::sha256_reader(&mut entry)
+                let hash = crate::hash::sha256_reader(&mut entry)
                     .map_err(|e| format!("reading state.bin: {}", error_chain(&e)))?;
                 hashes.insert(name, hash);
             }
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn digest_headers() {
-        let hex = support::hash::sha256_hex(b"abc");
+        let hex = crate::hash::sha256_hex(b"abc");
         let b64 = base64::engine::general_purpose::STANDARD.encode(Sha256Bytes::of(b"abc"));
         assert!(check_digest(Some(&format!("sha-256={b64}")), &hex).is_ok());
         assert!(check_digest(Some(&format!("md5=xyz, SHA-256={b64}")), &hex).is_ok());
@@ -240,7 +240,7 @@ mod tests {
     struct Sha256Bytes;
     impl Sha256Bytes {
         fn of(data: &[u8]) -> Vec<u8> {
-            let hex = support::hash::sha256_hex(data);
+            let hex = crate::hash::sha256_hex(data);
             (0..hex.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -259,6 +259,6 @@ mod tests {
         let (buffered, hash) = writer.finish();
         buffered.into_inner().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
-        assert_eq!(hash, support::hash::sha256_hex(b"hello"));
+        assert_eq!(hash, crate::hash::sha256_hex(b"hello"));
     }
 }

@@ -7,19 +7,47 @@
 //! server we cannot verify.
 //!
 //! With a CA set, only that CA is trusted (as the Nomad CLI does), not the public roots.
+//!
+//! A tool that takes these settings from its own flags instead (run-nomad's watcher:
+//! `--nomad-ca-file`, ...) gives their names in [`NomadSettings::names`], so that an error
+//! names what the user typed.
 
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::http::Url;
-use support::retry::Policy;
-use support::secret::Secret;
+use crate::http::Url;
+use crate::retry::Policy;
+use crate::secret::Secret;
 
 use super::NomadError;
 
 /// Where Nomad's CLI looks when `NOMAD_ADDR` is unset.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:4646";
+
+/// What each setting is called where the user gave it, for messages: the Nomad CLI's
+/// environment variables ([`SettingNames::ENV`]) or a tool's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingNames {
+    pub address: &'static str,
+    pub ca_cert: &'static str,
+    pub ca_path: &'static str,
+    pub client_cert: &'static str,
+    pub client_key: &'static str,
+    pub server_name: &'static str,
+}
+
+impl SettingNames {
+    /// The Nomad CLI's environment variables.
+    pub const ENV: SettingNames = SettingNames {
+        address: "NOMAD_ADDR",
+        ca_cert: "NOMAD_CACERT",
+        ca_path: "NOMAD_CAPATH",
+        client_cert: "NOMAD_CLIENT_CERT",
+        client_key: "NOMAD_CLIENT_KEY",
+        server_name: "NOMAD_TLS_SERVER_NAME",
+    };
+}
 
 /// TLS files, all on this machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +105,12 @@ pub struct NomadSettings {
     pub http_auth: Option<Secret>,
     pub tls: TlsFiles,
     pub timeouts: Timeouts,
+    /// How the settings are named in messages.
+    pub names: SettingNames,
+    /// Ignore `HTTP_PROXY`/`HTTPS_PROXY` (an agent on this host is never behind a proxy).
+    pub no_proxy: bool,
+    /// The largest JSON body read; a larger one is an error (`None`: no limit).
+    pub body_limit: Option<u64>,
 }
 
 impl NomadSettings {
@@ -89,6 +123,9 @@ impl NomadSettings {
             http_auth: None,
             tls: TlsFiles::default(),
             timeouts: Timeouts::default(),
+            names: SettingNames::ENV,
+            no_proxy: false,
+            body_limit: None,
         }
     }
 
@@ -110,7 +147,6 @@ impl NomadSettings {
         let address = get("NOMAD_ADDR").unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
         let address = parse_address(&address, "NOMAD_ADDR")?;
         Ok(Self {
-            address,
             token: get("NOMAD_TOKEN").map(|t| Secret::new(t.trim().to_string())),
             region: get("NOMAD_REGION"),
             http_auth: get("NOMAD_HTTP_AUTH").map(Secret::new),
@@ -121,7 +157,7 @@ impl NomadSettings {
                 client_key: get("NOMAD_CLIENT_KEY").map(PathBuf::from),
                 server_name: get("NOMAD_TLS_SERVER_NAME"),
             },
-            timeouts: Timeouts::default(),
+            ..Self::new(address)
         })
     }
 
@@ -179,30 +215,36 @@ pub(super) fn build(
     settings: &NomadSettings,
 ) -> Result<(reqwest::blocking::Client, Url), NomadError> {
     let t = &settings.timeouts;
+    let names = &settings.names;
     let mut builder = reqwest::blocking::Client::builder()
-        .user_agent(support::http::USER_AGENT)
+        .user_agent(crate::http::USER_AGENT)
         .connect_timeout(t.connect)
         .timeout(t.request);
+    if settings.no_proxy {
+        builder = builder.no_proxy();
+    }
     let mut base = settings.address.clone();
     let https = base.scheme() == "https";
     let tls = &settings.tls;
     let mut roots = Vec::new();
     if let Some(ca) = &tls.ca_cert {
-        roots.extend(certificates(ca, "NOMAD_CACERT")?);
+        roots.extend(certificates(ca, names.ca_cert)?);
     } else if let Some(dir) = &tls.ca_path {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| NomadError::Settings(format!("NOMAD_CAPATH {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            NomadError::Settings(format!("{} {}: {e}", names.ca_path, dir.display()))
+        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file())
             .collect();
         files.sort();
         for file in files {
-            roots.extend(certificates(&file, "NOMAD_CAPATH file")?);
+            roots.extend(certificates(&file, &format!("{} file", names.ca_path))?);
         }
         if roots.is_empty() {
             return Err(NomadError::Settings(format!(
-                "NOMAD_CAPATH {}: no PEM certificate in it",
+                "{} {}: no PEM certificate in it",
+                names.ca_path,
                 dir.display()
             )));
         }
@@ -215,13 +257,15 @@ pub(super) fn build(
     }
     match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
-            let mut pem = read(cert, "NOMAD_CLIENT_CERT")?;
+            let mut pem = read(cert, names.client_cert)?;
             pem.push(b'\n');
-            pem.extend(read(key, "NOMAD_CLIENT_KEY")?);
+            pem.extend(read(key, names.client_key)?);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 NomadError::Settings(format!(
-                    "NOMAD_CLIENT_CERT {} with NOMAD_CLIENT_KEY {}: {e}",
+                    "{} {} with {} {}: {e}",
+                    names.client_cert,
                     cert.display(),
+                    names.client_key,
                     key.display()
                 ))
             })?;
@@ -229,29 +273,39 @@ pub(super) fn build(
         }
         (Some(cert), None) => {
             return Err(NomadError::Settings(format!(
-                "NOMAD_CLIENT_CERT {} is set without NOMAD_CLIENT_KEY",
-                cert.display()
+                "{} {} is set without {}",
+                names.client_cert,
+                cert.display(),
+                names.client_key
             )))
         }
         (None, Some(key)) => {
             return Err(NomadError::Settings(format!(
-                "NOMAD_CLIENT_KEY {} is set without NOMAD_CLIENT_CERT",
-                key.display()
+                "{} {} is set without {}",
+                names.client_key,
+                key.display(),
+                names.client_cert
             )))
         }
         (None, None) => {}
     }
-    let uses_tls_files = tls.ca_cert.is_some()
-        || tls.ca_path.is_some()
-        || tls.client_cert.is_some()
-        || tls.server_name.is_some();
-    if uses_tls_files && !https {
+    let tls_set: Vec<&str> = [
+        (tls.ca_cert.is_some(), names.ca_cert),
+        (tls.ca_path.is_some(), names.ca_path),
+        (tls.client_cert.is_some(), names.client_cert),
+        (tls.server_name.is_some(), names.server_name),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if !tls_set.is_empty() && !https {
         tracing::warn!(
-            "TLS settings (NOMAD_CACERT/CAPATH/CLIENT_CERT/TLS_SERVER_NAME) are set but {} is plain http: they are not used",
+            "TLS settings ({}) are set but {} is plain http: they are not used",
+            tls_set.join(", "),
             settings.address
         );
     }
-    if !https && settings.token.is_some() && !support::http::is_loopback(&base) {
+    if !https && settings.token.is_some() && !crate::http::is_loopback(&base) {
         tracing::warn!(
             "the ACL token goes to {} over plain http: anyone on the path can read it",
             settings.address
@@ -262,17 +316,19 @@ pub(super) fn build(
         let port = base.port_or_known_default().unwrap_or(443);
         let addrs: Vec<_> = (host.trim_matches(['[', ']']), port)
             .to_socket_addrs()
-            .map_err(|e| NomadError::Settings(format!("resolving {host} (NOMAD_ADDR): {e}")))?
+            .map_err(|e| {
+                NomadError::Settings(format!("resolving {host} ({}): {e}", names.address))
+            })?
             .collect();
         base.set_host(Some(name))
-            .map_err(|e| NomadError::Settings(format!("NOMAD_TLS_SERVER_NAME {name:?}: {e}")))?;
+            .map_err(|e| NomadError::Settings(format!("{} {name:?}: {e}", names.server_name)))?;
         builder = builder.resolve_to_addrs(name, &addrs);
     }
     let client = builder.build().map_err(|e| {
         NomadError::Settings(format!(
             "building the HTTP client for {}: {}",
             settings.address,
-            crate::auth::error_chain(&e)
+            crate::azure_auth::error_chain(&e)
         ))
     })?;
     Ok((client, base))

@@ -1,4 +1,4 @@
-//! The Nomad API's bodies as `roll` and `status` read them, shaped after
+//! The Nomad API's bodies as the tools read them, shaped after
 //! `../shared/nomad-api/schemas/` (HashiCorp's Go structs at v1.10.5). Every type accepts
 //! unknown fields, `null` for Go slices, maps and pointers, and absent optional fields; only
 //! what the schemas mark required (what every v1.9/v1.10 server writes) and what we cannot do
@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
-use support::secret::Secret;
 
 /// `null` (a nil Go slice, map or pointer) as the type's default.
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -177,6 +177,15 @@ impl AgentSelf {
         }
     }
 
+    /// The node id of a client agent (`stats.client.node_id`); `None` on a server-only agent.
+    pub fn client_node_id(&self) -> Option<&str> {
+        self.stats
+            .get("client")?
+            .get("node_id")
+            .map(String::as_str)
+            .filter(|id| !id.is_empty())
+    }
+
     /// Raft statistics, on servers only; `None` when absent or a number is not one.
     pub fn raft_stats(&self) -> Option<RaftStats> {
         let raft = self.stats.get("raft")?;
@@ -292,7 +301,7 @@ pub struct ServerHealth {
 impl ServerHealth {
     /// `LastContact` as a duration (`None` when it does not parse).
     pub fn last_contact(&self) -> Option<Duration> {
-        support::go_duration::parse(&self.last_contact)
+        crate::go_duration::parse(&self.last_contact)
     }
 }
 
@@ -354,7 +363,7 @@ pub struct AutopilotConfiguration {
 
 impl AutopilotConfiguration {
     pub fn server_stabilization_time(&self) -> Option<Duration> {
-        support::go_duration::parse(&self.server_stabilization_time)
+        crate::go_duration::parse(&self.server_stabilization_time)
     }
 }
 

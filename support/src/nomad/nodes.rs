@@ -48,8 +48,18 @@ impl NomadClient {
     /// read are left out). Terminal ones stay listed until garbage collection: see
     /// [`Allocation::is_live`].
     pub fn node_allocations(&self, id: &str) -> Result<Vec<Allocation>, NomadError> {
+        Ok(self.node_allocations_with(id, &QueryOptions::default())?.0)
+    }
+
+    /// `GET /v1/node/:id/allocations` with blocking/consistency options: with `wait_index`,
+    /// Nomad answers once an allocation of the node changes past that index or `wait` runs out.
+    pub fn node_allocations_with(
+        &self,
+        id: &str,
+        options: &QueryOptions,
+    ) -> Result<(Vec<Allocation>, QueryMeta), NomadError> {
         let path = node_path(id, "/allocations")?;
-        self.json(Call::get(&path), true)
+        self.json_meta(Call::get(&path).options(options), true)
     }
 
     /// `GET /v1/allocations` in `namespace` (`"*"` for all the token can read; Nomad's

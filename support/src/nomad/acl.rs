@@ -5,8 +5,8 @@
 use reqwest::Method;
 
 use super::{Call, NomadClient, NomadError};
-use crate::auth::Secret;
 use crate::nomad::types::{AclToken, BootstrapRequest};
+use crate::secret::Secret;
 
 /// What an ACL bootstrap found.
 #[derive(Debug, Clone, PartialEq, Eq)]
