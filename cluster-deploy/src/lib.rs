@@ -6,7 +6,8 @@
 //! - [`template`]: the model as an ARM deployment template, pure.
 //! - [`auth`]: client secret, Azure CLI and managed identity tokens.
 //! - [`arm`]: the ARM REST client (retries, long-running operations).
-//! - [`nomad`]: the Nomad HTTP API client behind `status`, `roll` and the ACL bootstrap.
+//! - [`nomad`]: the Nomad HTTP API client behind `status`, `roll` and the ACL bootstrap
+//!   (`support::nomad`, re-exported with snapshot saving).
 //! - [`secrets`]: the cluster's TLS PKI, gossip key and ACL token, what its Key Vault keeps,
 //!   the vault's data plane, the operator's local copies.
 //! - [`commands`]: plan, apply, outputs, status, roll, env, rotate, destroy.

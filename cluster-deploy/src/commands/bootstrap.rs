@@ -52,13 +52,7 @@ fn settings(
     settings.timeouts = Timeouts {
         connect: Duration::from_secs(5),
         request: Duration::from_secs(30),
-        read_retries: Policy {
-            what: "Nomad API read",
-            max_attempts: 1,
-            initial_delay: Duration::ZERO,
-            max_delay: Duration::ZERO,
-            deadline: None,
-        },
+        read_retries: Policy::once("Nomad API read"),
         ..Timeouts::default()
     };
     if cluster.security.tls() {

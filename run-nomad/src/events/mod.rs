@@ -8,10 +8,11 @@
 //!
 //! One module per concern: [`document`] (the document and what an event means for this VM,
 //! pure), [`timeline`] (what to do by when before `NotBefore`, pure), [`imds`] (the endpoint),
-//! [`nomad`] (the local agent's API), [`agent`] (stopping and starting Nomad through its
-//! service manager), [`state`] (what was done, across restarts), [`clock`], and [`watch`] (the
-//! loop). Sources: Microsoft's "Scheduled Events for Linux VMs" ([SE]) and "Terminate
-//! notification for Azure Virtual Machine Scale Set instances" ([TN]), cited where used.
+//! [`nomad`] (the calls to the local agent, through `support::nomad`), [`agent`] (stopping and
+//! starting Nomad through its service manager), [`state`] (what was done, across restarts),
+//! [`clock`], and [`watch`] (the loop). Sources: Microsoft's "Scheduled Events for Linux VMs"
+//! ([SE]) and "Terminate notification for Azure Virtual Machine Scale Set instances" ([TN]),
+//! cited where used.
 
 pub mod agent;
 pub mod clock;

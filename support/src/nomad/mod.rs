@@ -472,3 +472,69 @@ pub struct ClusterHealth {
     pub servers: Vec<AgentMember>,
     pub nodes: Vec<NodeListStub>,
 }
+
+#[cfg(all(test, feature = "doubles"))]
+mod tests {
+    use super::*;
+    use crate::doubles::server::{Reply, Server};
+    use std::sync::{Arc, Mutex};
+
+    fn client(server: &Server, limit: Option<u64>) -> NomadClient {
+        let mut settings = NomadSettings::new(server.url().parse().unwrap());
+        settings.timeouts.read_retries = Policy::once("Nomad API read");
+        settings.body_limit = limit;
+        NomadClient::with_settings(settings).unwrap()
+    }
+
+    fn allocation(n: usize) -> serde_json::Value {
+        serde_json::json!({ "ID": format!("{n:08}-0000-4000-8000-000000000000"), "ClientStatus": "running" })
+    }
+
+    #[test]
+    fn a_body_past_the_limit_is_an_error_naming_it() {
+        let list: Vec<_> = (0..40).map(allocation).collect();
+        let server = Server::start(move |_| Reply::json(200, &serde_json::json!(list)));
+        let node = "6a0b1c2d-0000-4000-8000-000000000001";
+        assert_eq!(
+            client(&server, None).node_allocations(node).unwrap().len(),
+            40
+        );
+        let err = client(&server, Some(1024))
+            .node_allocations(node)
+            .unwrap_err();
+        assert!(matches!(err, NomadError::Body { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("larger than 1024 bytes"), "{text}");
+        assert!(
+            text.contains(&format!("GET {}/v1/node/{node}/allocations", server.url())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_blocking_wait_is_never_zero() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let server = Server::start(move |request| {
+            let query = |name| request.query_param(name).map(str::to_string);
+            record.lock().unwrap().push((query("index"), query("wait")));
+            Reply::json(200, &serde_json::json!([])).header("X-Nomad-Index", "9")
+        });
+        let options = |wait| QueryOptions {
+            stale: false,
+            wait_index: Some(7),
+            wait: Some(wait),
+        };
+        let nomad = client(&server, None);
+        let node = "6a0b1c2d-0000-4000-8000-000000000001";
+        let (_, meta) = nomad
+            .node_allocations_with(node, &options(Duration::ZERO))
+            .unwrap();
+        assert_eq!(meta.last_index, 9);
+        nomad
+            .node_allocations_with(node, &options(Duration::from_secs(30)))
+            .unwrap();
+        let wanted = |wait: &str| (Some("7".to_string()), Some(wait.to_string()));
+        assert_eq!(*seen.lock().unwrap(), [wanted("1ms"), wanted("30000ms")]);
+    }
+}

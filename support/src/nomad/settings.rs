@@ -399,4 +399,27 @@ mod tests {
         let err = build(&s).unwrap_err().to_string();
         assert!(err.contains("NOMAD_CACERT /nowhere/ca.pem"), "{err}");
     }
+
+    #[test]
+    fn errors_name_the_settings_as_the_user_gave_them() {
+        let mut s = NomadSettings::new(parse_address("https://127.0.0.1:1", "x").unwrap());
+        s.names = SettingNames {
+            address: "--address",
+            ca_cert: "--ca-file",
+            ca_path: "--ca-dir",
+            client_cert: "--cert",
+            client_key: "--key",
+            server_name: "--server-name",
+        };
+        s.tls.ca_cert = Some("/nowhere/ca.pem".into());
+        let err = build(&s).unwrap_err().to_string();
+        assert!(err.contains("--ca-file /nowhere/ca.pem"), "{err}");
+        s.tls.ca_cert = None;
+        s.tls.client_key = Some("/nowhere/key.pem".into());
+        let err = build(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("--key /nowhere/key.pem is set without --cert"),
+            "{err}"
+        );
+    }
 }
