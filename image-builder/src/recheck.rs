@@ -72,7 +72,7 @@ pub fn azure(record: &BuildRecord, arm: &ArmReader) -> Result<Verdict, RecheckEr
             }
             Presence::Present {
                 provisioning_state: Some(state),
-            } if !state.eq_ignore_ascii_case("Succeeded") => {
+            } if !is_finished(&state) => {
                 return Err(RecheckError::NotUsable {
                     id: id.to_string(),
                     state,
@@ -86,6 +86,17 @@ pub fn azure(record: &BuildRecord, arm: &ArmReader) -> Result<Verdict, RecheckEr
     } else {
         Verdict::Gone(gone)
     })
+}
+
+/// Whether a provisioning state means the image is finished and bootable. A gallery version's
+/// state is the `GalleryProvisioningState` enum, finished at `Succeeded`; a managed image's is a
+/// free string that Microsoft's own `Image_Get.json` example (ComputeRP 2024-11-01) shows as
+/// `created`, so both words count. Anything else (Creating, Updating, Failed, Migrating, a word
+/// we have never seen) is not trusted.
+fn is_finished(state: &str) -> bool {
+    ["Succeeded", "Created"]
+        .iter()
+        .any(|done| state.eq_ignore_ascii_case(done))
 }
 
 /// install-nomad's receipt, as far as this check reads it (`<root>/opt/nomad/.install-nomad.json`:

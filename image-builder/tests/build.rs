@@ -607,6 +607,57 @@ fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
 }
 
 #[test]
+fn a_managed_image_in_the_state_microsofts_example_shows_is_trusted() {
+    // ComputeRP 2024-11-01 `Image_Get.json` answers `"provisioningState": "created"` for a
+    // finished managed image; the gallery version's enum says `Succeeded`.
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure
+        .arm
+        .add_image(&managed_image_id(), "westeurope", "created");
+    azure
+        .arm
+        .add_image(&gallery_version_id(), "westeurope", "Succeeded");
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stderr.contains("were built already"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+#[test]
+fn a_managed_image_still_being_created_is_neither_trusted_nor_overwritten() {
+    // Image_CreateFromAVM.json shows `Creating` while the capture runs.
+    let azure = AzureDoubles::start();
+    let (dir, state, packer) = recorded_gallery_build(&azure);
+    azure
+        .arm
+        .add_image(&managed_image_id(), "westeurope", "Creating");
+    azure
+        .arm
+        .add_image(&gallery_version_id(), "westeurope", "Succeeded");
+    let out = run(&mut build_cmd(
+        &azure,
+        &fixture("specs/gallery.toml"),
+        &packer,
+        &state,
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the recorded image {} exists but is in provisioning state Creating",
+            managed_image_id()
+        )),
+        "{out:?}"
+    );
+    assert_eq!(builds_run(dir.path()), 1);
+}
+
+#[test]
 fn arm_throttling_while_checking_is_retried() {
     let azure = AzureDoubles::start();
     let (dir, state, packer) = recorded_gallery_build(&azure);
