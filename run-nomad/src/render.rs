@@ -627,7 +627,7 @@ pub fn check_representable(
                 .map_err(|e| reject("--bin-dir", &path_text(&layout.bin_dir), e))?;
             for (key, value) in environment {
                 escape::environment_file_line(key, value)
-                    .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
+                    .map_err(|e| reject("--environment", &format!("{key}=<redacted>"), e))?;
             }
         }
         InitSystem::Supervisor => {
@@ -644,7 +644,7 @@ pub fn check_representable(
                 .map_err(|e| reject("--log-dir", &path_text(&layout.log_dir), e))?;
             for (key, value) in environment {
                 escape::supervisor_environment(key, value)
-                    .map_err(|e| reject("--environment", &format!("{key}={value}"), e))?;
+                    .map_err(|e| reject("--environment", &format!("{key}=<redacted>"), e))?;
             }
         }
     }

@@ -502,7 +502,7 @@ fn bad_input_names_the_flag_or_file_and_writes_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["--client", "--environment", "1BAD=x"],
-            "invalid --environment \"1BAD=x\"",
+            "invalid --environment \"1BAD=<redacted>\"",
         ),
         (&["--server", "--num-servers", "0"], "invalid --num-servers"),
         (
@@ -743,6 +743,72 @@ fn an_even_number_of_servers_warns_and_still_configures() {
         hcl.contains("bootstrap_expect = 4") && hcl.contains("min_quorum                = 4"),
         "{hcl}"
     );
+}
+
+/// `--environment` carries secrets for Nomad's task drivers; custom data's output lands in
+/// cloud-init's log, so no refusal of an `--environment` item ever prints its value.
+#[test]
+fn refused_environment_values_are_never_printed() {
+    const SECRET: &str = "s3cr3t-value-xyz";
+    let cases: Vec<Vec<String>> = vec![
+        // Given twice.
+        vec![
+            "--environment".into(),
+            format!("ARM_CLIENT_SECRET={SECRET}"),
+            "--environment".into(),
+            format!("ARM_CLIENT_SECRET={SECRET}"),
+        ],
+        // A bad name beside the value.
+        vec!["--environment".into(), format!("1BAD={SECRET}")],
+        // No `=`: the whole item may be the secret.
+        vec!["--environment".into(), SECRET.into()],
+        // A value supervisor cannot quote, one that looks like a comment, and a control
+        // character.
+        vec![
+            "--init".into(),
+            "supervisor".into(),
+            "--environment".into(),
+            format!("S=\"{SECRET}'"),
+        ],
+        vec![
+            "--init".into(),
+            "supervisor".into(),
+            "--environment".into(),
+            format!("S=a ;{SECRET}"),
+        ],
+        vec![
+            "--init".into(),
+            "supervisor".into(),
+            "--environment".into(),
+            format!("S={SECRET}\u{1}"),
+        ],
+        // A value a systemd environment file cannot carry.
+        vec!["--environment".into(), format!("S={SECRET}\u{feff}")],
+    ];
+    for extra in cases {
+        let root = FakeRoot::new();
+        let metadata = root.metadata_file(&instance());
+        let out = run_nomad()
+            .arg("--root")
+            .arg(root.path())
+            .arg("--metadata-file")
+            .arg(&metadata)
+            .args(LAYOUT_ARGS)
+            .arg("--client")
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--environment"), "{extra:?}: {stderr}");
+        assert!(stderr.contains("<redacted>"), "{extra:?}: {stderr}");
+        assert!(
+            !stderr.contains(SECRET) && !stdout.contains(SECRET),
+            "{extra:?} printed the value: {stderr}{stdout}"
+        );
+        nothing_written(&root);
+    }
 }
 
 /// Everything that needs no metadata is checked before IMDS is read: a typo never waits for

@@ -123,21 +123,27 @@ pub fn unit_value(value: &str) -> Result<String, Unrepresentable> {
 /// with `;` and `#` inline comments, one value per line, and `%(name)s` expansion (and a
 /// literal `%(here)s` replacement that even `%%` does not stop).
 fn supervisor_line(value: &str) -> Result<(), Unrepresentable> {
+    supervisor_line_shown(value, &format!("{value:?}"))
+}
+
+/// [`supervisor_line`], naming the value as `shown` in the reason: an environment value may be
+/// a secret, so its reasons say "the value of KEY" and never quote it.
+fn supervisor_line_shown(value: &str, shown: &str) -> Result<(), Unrepresentable> {
     if value.chars().any(char::is_control) {
         return Err(Unrepresentable(format!(
-            "{value:?} contains a control character, which a supervisor config line cannot carry"
+            "{shown} contains a control character, which a supervisor config line cannot carry"
         )));
     }
     for comment in [" ;", " #", "\t;", "\t#"] {
         if value.contains(comment) {
             return Err(Unrepresentable(format!(
-                "{value:?} contains {comment:?}, which supervisor reads as the start of a comment"
+                "{shown} contains {comment:?}, which supervisor reads as the start of a comment"
             )));
         }
     }
     if value.contains("%(here)s") {
         return Err(Unrepresentable(format!(
-            "{value:?} contains %(here)s, which supervisor always replaces"
+            "{shown} contains %(here)s, which supervisor always replaces"
         )));
     }
     Ok(())
@@ -209,7 +215,7 @@ pub fn supervisor_command<'a>(
 /// each value, so the value is wrapped in whichever quote it does not contain, and a value
 /// holding both quotes, or starting or ending with one, cannot be carried.
 pub fn supervisor_environment(key: &str, value: &str) -> Result<String, Unrepresentable> {
-    supervisor_line(value)?;
+    supervisor_line_shown(value, &format!("the value of {key}"))?;
     if value.starts_with(['"', '\'']) || value.ends_with(['"', '\'']) {
         return Err(Unrepresentable(format!(
             "the value of {key} starts or ends with a quote, which supervisor strips"

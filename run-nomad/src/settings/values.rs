@@ -24,7 +24,11 @@ pub fn key_value<'a>(flag: &str, item: &'a str) -> Result<(&'a str, &'a str), Se
 pub fn environment(items: &[String]) -> Result<Vec<(String, String)>, SettingsError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for item in items {
-        let (key, value) = key_value("--environment", item)?;
+        // The value may be a secret (a client secret for a task driver, say): a refusal names
+        // the variable, never its value.
+        let (key, value) = key_value("--environment", item)
+            .map_err(|e| redacted(e, item.split_once('=').map(|(k, _)| k)))?;
+        let shown = format!("{key}=<redacted>");
         let mut chars = key.chars();
         let valid = chars
             .next()
@@ -33,20 +37,28 @@ pub fn environment(items: &[String]) -> Result<Vec<(String, String)>, SettingsEr
         if !valid {
             return Err(invalid(
                 "--environment",
-                item,
+                &shown,
                 "the name must be letters, digits and _ and not start with a digit",
             ));
         }
         if out.iter().any(|(k, _)| k == key) {
-            return Err(invalid(
-                "--environment",
-                item,
-                "the variable is given twice",
-            ));
+            return Err(invalid("--environment", &shown, "the variable is given twice"));
         }
         out.push((key.to_string(), value.to_string()));
     }
     Ok(out)
+}
+
+/// `err` with its value replaced by `KEY=<redacted>` (or `<redacted>` when there is no key).
+fn redacted(err: SettingsError, key: Option<&str>) -> SettingsError {
+    match err {
+        SettingsError::Invalid { flag, reason, .. } => SettingsError::Invalid {
+            flag,
+            value: key.map_or_else(|| "<redacted>".into(), |k| format!("{k}=<redacted>")),
+            reason,
+        },
+        other => other,
+    }
 }
 
 /// `--meta`: node metadata. Keys and values are escaped on their way into HCL, so only what
