@@ -31,6 +31,8 @@ pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
 pub const IMAGES_API_VERSION: &str = "2024-11-01";
 /// `GalleryImageVersions_Get`'s api-version.
 pub const GALLERY_IMAGE_VERSIONS_API_VERSION: &str = "2024-03-03";
+/// `ResourceGroups_Get`'s api-version (shared/azure-rest-specs: Resources 2025-04-01).
+pub const RESOURCE_GROUPS_API_VERSION: &str = "2025-04-01";
 
 /// Where image-builder reaches Azure, and with which Azure CLI.
 #[derive(Debug, Clone)]
@@ -202,8 +204,54 @@ impl ArmReader {
     /// its operation.
     pub fn image(&self, id: &str) -> Result<Presence, AzureError> {
         let api_version = api_version_for(id)?;
-        let url = format!("{}{id}", self.arm.as_str().trim_end_matches('/'));
-        let mut url = Url::parse(&url).map_err(|_| AzureError::BadResourceId(id.to_string()))?;
+        Ok(match self.get(id, api_version)? {
+            Found::Body(body) => Presence::Present {
+                provisioning_state: body["properties"]["provisioningState"]
+                    .as_str()
+                    .map(str::to_string),
+            },
+            Found::Missing { code, message } => Presence::Missing { code, message },
+        })
+    }
+
+    /// The region of a resource group (ResourceGroups_Get, Resources 2025-04-01: `location`).
+    pub fn resource_group_location(
+        &self,
+        subscription: &str,
+        group: &str,
+    ) -> Result<String, AzureError> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+        };
+        let path = format!("/subscriptions/{subscription}/resourcegroups/{group}");
+        if !plain(subscription) || !plain(group) {
+            return Err(AzureError::BadResourceId(path));
+        }
+        match self.get(&path, RESOURCE_GROUPS_API_VERSION)? {
+            Found::Body(body) => body["location"]
+                .as_str()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| AzureError::BadAnswer {
+                    url: path.clone(),
+                    message: "the resource group has no location".to_string(),
+                }),
+            Found::Missing { code, message } => Err(AzureError::Refused {
+                url: path,
+                status: 404,
+                code,
+                message,
+            }),
+        }
+    }
+
+    /// GETs `path` (an ARM id, segments already checked) with `api_version`: the JSON object
+    /// on 200, ARM's code and message on 404; throttling and server errors are retried.
+    fn get(&self, path: &str, api_version: &str) -> Result<Found, AzureError> {
+        let url = format!("{}{path}", self.arm.as_str().trim_end_matches('/'));
+        let mut url = Url::parse(&url).map_err(|_| AzureError::BadResourceId(path.to_string()))?;
         url.query_pairs_mut()
             .append_pair("api-version", api_version);
         let token = self.tokens.token()?;
@@ -222,10 +270,16 @@ impl ArmReader {
             let status = response.status().as_u16();
             let after = support::http::retry_after(response.headers());
             if status == 200 {
-                let body: Value = response.json().map_err(|e| {
+                let bytes = support::http::read_small_answer(response).map_err(|e| {
+                    Attempt::retry(AzureError::Transport {
+                        url: url.to_string(),
+                        message: e.to_string(),
+                    })
+                })?;
+                let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
                     Attempt::Fail(AzureError::BadAnswer {
                         url: url.to_string(),
-                        message: azure_auth::error_chain(&e),
+                        message: format!("not JSON: {e}"),
                     })
                 })?;
                 if !body.is_object() {
@@ -234,11 +288,7 @@ impl ArmReader {
                         message: "not a JSON object".to_string(),
                     }));
                 }
-                return Ok(Presence::Present {
-                    provisioning_state: body["properties"]["provisioningState"]
-                        .as_str()
-                        .map(str::to_string),
-                });
+                return Ok(Found::Body(body));
             }
             let text = support::http::error_body(response);
             let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -248,7 +298,7 @@ impl ArmReader {
                 .map(str::to_string)
                 .unwrap_or(text);
             if status == 404 {
-                return Ok(Presence::Missing { code, message });
+                return Ok(Found::Missing { code, message });
             }
             let error = AzureError::Refused {
                 url: url.to_string(),
@@ -265,6 +315,12 @@ impl ArmReader {
         });
         result.map_err(|e| e.into_inner())
     }
+}
+
+/// One GET's answer.
+enum Found {
+    Body(Value),
+    Missing { code: String, message: String },
 }
 
 /// The api-version of the GET for a resource id, which must be a managed image or a gallery

@@ -17,7 +17,7 @@ use crate::machine_readable::{readable_lines, severity, Event, Severity, Transcr
 use crate::packer::{Limits, Packer, PackerError, PackerVersion};
 use crate::recheck::{self, Verdict};
 use crate::record::{BuildRecord, PackerManifest, RecordStore};
-use crate::spec::{self, AuthMode, Settings, SpecError, Target, CLIENT_SECRET_ENV};
+use crate::spec::{self, AuthMode, Placement, Settings, SpecError, Target, CLIENT_SECRET_ENV};
 use crate::template::{self, ForPacker};
 
 /// The Packer variable that carries the input hash into the template (via `PKR_VAR_...`).
@@ -144,7 +144,7 @@ fn print_json(value: &impl Serialize) {
 fn work_dir(bundle: &Bundle, parent: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
     let builder = {
         let mut b = tempfile::Builder::new();
-        b.prefix("image-builder-work.");
+        b.prefix(crate::record::WORK_DIR_PREFIX);
         b
     };
     let dir = match parent {
@@ -352,15 +352,57 @@ fn recheck(
     }
 }
 
+/// Packer 1.6 needs a gallery destination's `replication_regions` listed, and the azure plugin
+/// defaults it to the build region. With a `location` that region is known offline; inside a
+/// `build_resource_group_name` it is the group's, which only ARM knows: `build` asks
+/// (ResourceGroups_Get, with the build's credential) and publishes there, as the plugin would.
+/// `render` and `validate` stay offline and ask for the list instead.
+fn fill_in_build_group_region(
+    settings: &mut Settings,
+    packer: PackerVersion,
+    subscription: &str,
+    endpoints: &azure::Endpoints,
+) -> anyhow::Result<()> {
+    let Target::Azure(azure) = &mut settings.target else {
+        return Ok(());
+    };
+    let Placement::BuildResourceGroup(group) = &azure.placement else {
+        return Ok(());
+    };
+    let Some(gallery) = azure.gallery.as_mut() else {
+        return Ok(());
+    };
+    if packer.needs_plugin_block()
+        || !gallery.replication_regions.is_empty()
+        || !gallery.target_region.is_empty()
+    {
+        return Ok(());
+    }
+    let method = azure::credential(azure.auth, &Env::from_process(), &endpoints.az_program)?;
+    let arm = ArmReader::new(method, endpoints)?;
+    let location = arm
+        .resource_group_location(subscription, group)
+        .with_context(|| {
+            format!(
+                "failed to find the region of build_resource_group_name {group:?}, which Packer \
+                 {packer} needs as the gallery's replication_regions (or list them in \
+                 [azure.gallery])"
+            )
+        })?;
+    tracing::info!(
+        "publishing the gallery version to {location}, the region of resource group {group}          (replication_regions not set)"
+    );
+    gallery.replication_regions = vec![location];
+    Ok(())
+}
+
 /// `image-builder build`.
 pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
-    let loaded = load(&args.spec)?;
-    let settings = &loaded.settings;
+    let mut loaded = load(&args.spec)?;
     let packer = locate_packer(&args.packer.packer_bin)?;
-    check_credentials(settings, &process_env)?;
-    let for_packer = ForPacker::decide(settings, packer.version)?;
+    check_credentials(&loaded.settings, &process_env)?;
     let endpoints = args.azure.endpoints();
-    let subscription = match &settings.target {
+    let subscription = match &loaded.settings.target {
         Target::Azure(azure) => {
             let (subscription, source) =
                 azure::effective_subscription(azure, &Env::from_process(), &endpoints)
@@ -373,6 +415,16 @@ pub fn build(args: &BuildArgs) -> anyhow::Result<()> {
         }
         Target::Local { .. } => None,
     };
+    if let Some(subscription) = &subscription {
+        fill_in_build_group_region(
+            &mut loaded.settings,
+            packer.version,
+            subscription,
+            &endpoints,
+        )?;
+    }
+    let settings = &loaded.settings;
+    let for_packer = ForPacker::decide(settings, packer.version)?;
     let bundle = bundle::assemble(
         settings,
         &loaded.bytes,

@@ -254,7 +254,10 @@ impl Packer {
             }
         });
 
-        let result = match GroupChild::spawn(&mut cmd) {
+        // SIGTERM, not SIGKILL, if image-builder itself is killed: Packer's wrapper forwards it
+        // to the real Packer, which then cancels the build and deletes what it made.
+        let spawned = GroupChild::spawn_ended_with_parent(&mut cmd, nix::sys::signal::SIGTERM);
+        let result = match spawned {
             Ok(group) => supervise(group, tx, &rx, limits, on_event),
             Err(e) if e.is_not_found() => Err(PackerError::NotFound {
                 bin: self.bin.clone(),

@@ -245,6 +245,7 @@ impl RecordStore {
                 }
             }
         })?;
+        sweep_stale_work_dirs(state_dir);
         Ok(Self {
             records,
             _lock: lock,
@@ -297,9 +298,69 @@ impl RecordStore {
     }
 }
 
+/// The prefix of the private directory a build renders Packer's files into, under the state
+/// directory.
+pub const WORK_DIR_PREFIX: &str = "image-builder-work.";
+
+/// Removes the working directories of builds that were killed outright (SIGKILL, a power
+/// cut): only a build holding the state directory's lock makes one, and this one holds it now,
+/// so any that exists is a leftover. Failures only warn: a leftover wastes space, nothing else.
+fn sweep_stale_work_dirs(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_work_dir = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(WORK_DIR_PREFIX))
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_work_dir {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!(
+                "removed {}, left by a build that was killed",
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "could not remove {}, left by a build that was killed: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_the_store_removes_work_dirs_of_killed_builds_only() {
+        let state = tempfile::tempdir().unwrap();
+        let stale = state.path().join(format!("{WORK_DIR_PREFIX}AbC123"));
+        std::fs::create_dir_all(stale.join("files")).unwrap();
+        std::fs::write(stale.join("image.pkr.hcl"), "source {}").unwrap();
+        // Not ours: a file with the prefix, and another directory.
+        let file = state.path().join(format!("{WORK_DIR_PREFIX}note"));
+        std::fs::write(&file, "x").unwrap();
+        let other = state.path().join("keep");
+        std::fs::create_dir(&other).unwrap();
+        let store = RecordStore::open(state.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(file.exists() && other.exists());
+        // A second build waiting for the lock must not sweep the first one's directory: it
+        // never gets the lock while the first holds it.
+        let live = state.path().join(format!("{WORK_DIR_PREFIX}live"));
+        std::fs::create_dir(&live).unwrap();
+        assert!(matches!(
+            RecordStore::open(state.path()),
+            Err(StateError::Busy { .. })
+        ));
+        assert!(live.exists());
+        drop(store);
+    }
 
     fn inputs() -> Inputs {
         let mut inputs = Inputs::default();

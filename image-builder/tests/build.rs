@@ -606,6 +606,94 @@ fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
     assert_eq!(builds_run(dir.path()), 1);
 }
 
+/// The subscription `specs/gallery.toml` builds in.
+const BUILD_SUBSCRIPTION: &str = "11111111-2222-3333-4444-555555555555";
+
+/// The gallery spec, built in its resource group with no `replication_regions`.
+fn gallery_spec_without_regions(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(fixture("specs/gallery.toml"))
+        .unwrap()
+        .replace(
+            "replication_regions = [\"westeurope\", \"northeurope\"]\n",
+            "",
+        );
+    assert!(!text.contains("replication_regions"));
+    let spec = dir.join("gallery-no-regions.toml");
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// Packer 1.6 needs `replication_regions`; in a build resource group the build region is the
+/// group's, which `build` reads from ARM (ResourceGroups_Get) and publishes to, as the azure
+/// plugin would by default. The real Packer 1.6.6 validates the template it renders.
+#[test]
+fn a_gallery_without_regions_publishes_to_the_build_groups_region() {
+    let azure = AzureDoubles::start();
+    azure.arm.serve_subscription(BUILD_SUBSCRIPTION);
+    azure
+        .arm
+        .add_resource_group("nomad-image-builds", "swedencentral", serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gallery_spec_without_regions(dir.path());
+    let kept = dir.path().join("rendered.pkr.hcl");
+    let body = format!(
+        "cp \"$dir/image.pkr.hcl\" {}\n{}",
+        support::shell::quote(kept.to_str().unwrap()),
+        azure_success_body()
+    );
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &body);
+    let out = run(&mut build_cmd(
+        &azure,
+        &spec,
+        &packer,
+        &dir.path().join("state"),
+    ));
+    assert!(out.ok(), "{out:?}");
+    let template = std::fs::read_to_string(&kept).unwrap();
+    assert!(
+        template.contains("replication_regions = [\"swedencentral\"]"),
+        "{template}"
+    );
+    assert!(
+        out.stderr
+            .contains("the region of resource group nomad-image-builds"),
+        "{out:?}"
+    );
+    assert!(
+        azure
+            .arm
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/resourcegroups/nomad-image-builds")),
+        "{:?}",
+        azure.arm.requests()
+    );
+}
+
+#[test]
+fn a_missing_build_group_is_named_and_nothing_is_built() {
+    let azure = AzureDoubles::start();
+    azure.arm.serve_subscription(BUILD_SUBSCRIPTION);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gallery_spec_without_regions(dir.path());
+    let packer = fake_packer(dir.path(), "Packer v1.6.6", &azure_success_body());
+    let out = run(&mut build_cmd(
+        &azure,
+        &spec,
+        &packer,
+        &dir.path().join("state"),
+    ));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "failed to find the region of build_resource_group_name \"nomad-image-builds\""
+        ),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("ResourceGroupNotFound"), "{out:?}");
+    assert_eq!(builds_run(dir.path()), 0);
+}
+
 #[test]
 fn a_managed_image_in_the_state_microsofts_example_shows_is_trusted() {
     // ComputeRP 2024-11-01 `Image_Get.json` answers `"provisioningState": "created"` for a

@@ -258,6 +258,44 @@ fn a_packer_that_does_not_stop_is_killed_with_its_whole_group() {
     assert_nothing_recorded(&bake.state());
 }
 
+/// image-builder killed outright (SIGKILL: a CI runner's timeout, the OOM killer) cannot stop
+/// Packer itself; the kernel sends Packer's wrapper SIGTERM for it (the parent-death signal),
+/// which the wrapper forwards, so the real Packer cancels the build and exits instead of
+/// building on unsupervised.
+#[test]
+fn packer_cancels_when_image_builder_is_killed() {
+    let bake = slow_bake(false);
+    let child = spawn_build(&bake, &[]);
+    let (pgid, slow_child) = wait_for_slow_step(&bake);
+    let packers = || {
+        group_members(pgid)
+            .into_iter()
+            .filter(|m| m.name.starts_with("packer"))
+            .collect::<Vec<_>>()
+    };
+    assert!(!packers().is_empty(), "Packer runs in group {pgid}");
+    signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let out = finish(child);
+    assert_eq!(out.code, None, "killed by a signal: {out:?}");
+    // Packer's own cancellation takes a moment; it would otherwise run for the step's 300 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !packers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let left = packers();
+    // Packer 1.6 leaves the provisioner's shell and its child behind (image-builder would end
+    // them, but it is dead): clean them up before asserting.
+    let _ = signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    let _ = signal::kill(Pid::from_raw(slow_child), Signal::SIGKILL);
+    assert_eq!(left, Vec::new(), "Packer outlived image-builder");
+    // No record; the working directory stays until the next build sweeps it (record.rs).
+    let records: Vec<String> = files_under(&bake.state())
+        .into_iter()
+        .filter(|f| f.starts_with("records/"))
+        .collect();
+    assert_eq!(records, Vec::<String>::new());
+}
+
 /// A successful build leaves nothing running either: a provisioner that starts a background
 /// process does not get to keep it.
 #[test]

@@ -336,7 +336,9 @@ impl Downloader {
         }
         let after = support::http::retry_after(response.headers());
         // A bounded prefix, on one line: it goes into a log line or an error.
-        let body = support::http::error_body(response)
+        // Waited for no longer than the file's deadline allows (and a few seconds at most).
+        let excerpt_deadline = Instant::now() + info.remaining.unwrap_or(self.limits.timeout);
+        let body = support::http::error_body_until(response, excerpt_deadline)
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");

@@ -53,6 +53,48 @@ fn an_endless_error_body_is_read_only_in_part() {
     assert_eq!(requests_for(&env, &sums), [503, 200]);
 }
 
+/// An error answer whose long body arrives a byte every 100 ms (an hour for the whole of it):
+/// the excerpt is given up, and the file's `--download-timeout` still holds.
+#[test]
+fn a_trickling_error_body_does_not_outlast_the_download_timeout() {
+    let env = Env::new();
+    let sums = Mirror::sums_path("nomad", "1.10.0");
+    env.mirror.fail(
+        &sums,
+        Failure::TrickleErrorBody {
+            code: 503,
+            pause_ms: 100,
+        },
+        u32::MAX,
+    );
+    let out = env
+        .cmd("1.10.0")
+        .args([
+            "--download-timeout",
+            "2s",
+            "--stall-timeout",
+            "1",
+            "--download-attempts",
+            "5",
+        ])
+        // Reading the whole trickle would take an hour: fail the test instead of hanging CI.
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_no_rust_internals(&log);
+    assert!(log.contains("answered HTTP 503"), "{log}");
+    assert!(
+        log.contains("the time for it ran out"),
+        "the excerpt should say it was given up:\n{log}"
+    );
+    assert!(
+        log.contains("--download-timeout"),
+        "the file's deadline should end it:\n{log}"
+    );
+}
+
 #[test]
 fn a_trickling_download_is_cut_off_and_resumed() {
     let env = Env::new();

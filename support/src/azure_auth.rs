@@ -312,9 +312,18 @@ impl TokenProvider {
             let status = response.status().as_u16();
             let after = crate::http::retry_after(response.headers());
             if status == 200 {
-                return response
-                    .text()
-                    .map_err(|e| Attempt::retry(transport(url, &e)));
+                let bytes = crate::http::read_small_answer(response).map_err(|e| {
+                    Attempt::retry(AuthError::Transport {
+                        url: url.to_string(),
+                        message: e.to_string(),
+                    })
+                })?;
+                return String::from_utf8(bytes).map_err(|_| {
+                    Attempt::Fail(AuthError::Transport {
+                        url: url.to_string(),
+                        message: "the token answer is not UTF-8".to_string(),
+                    })
+                });
             }
             // An error body is read only up to a bound: it is shown, never trusted.
             let text = crate::http::error_body(response);

@@ -145,7 +145,7 @@ impl ImdsTokens {
     fn fetch(&self) -> Result<(Secret, SystemTime), ImdsTokenError> {
         let answer = self
             .policy
-            .run(|_| {
+            .run(|info| {
                 let response = self
                     .http
                     .get(self.url.clone())
@@ -154,8 +154,7 @@ impl ImdsTokens {
                     .map_err(|e| Attempt::retry(self.error(e.to_string())))?;
                 let status = response.status().as_u16();
                 if response.status().is_success() {
-                    let bytes = response
-                        .bytes()
+                    let bytes = http::read_small_answer(response)
                         .map_err(|e| Attempt::retry(self.error(e.to_string())))?;
                     return serde_json::from_slice::<TokenAnswer>(&bytes).map_err(|e| {
                         Attempt::Fail(self.error(format!(
@@ -167,7 +166,13 @@ impl ImdsTokens {
                     });
                 }
                 let after = http::retry_after(response.headers());
-                let body = http::error_body(response);
+                // The excerpt is waited for no longer than the token's own deadline.
+                let body = match info.remaining {
+                    Some(left) => {
+                        http::error_body_until(response, std::time::Instant::now() + left)
+                    }
+                    None => http::error_body(response),
+                };
                 let error = self.error(format!("HTTP {status}: {body}"));
                 match status {
                     404 | 410 | 429 | 500..=599 => Err(Attempt::Retry { error, after }),

@@ -226,6 +226,37 @@ impl GroupChild {
         })
     }
 
+    /// [`GroupChild::spawn`], and the kernel sends `signal` to the leader if this tool dies
+    /// first (`PR_SET_PDEATHSIG`, prctl(2)): a tool killed with SIGKILL gets no chance to stop
+    /// its child, and a child in its own process group gets no terminal signal either, so
+    /// without this it would run on unsupervised (a Packer build keeps its Azure resources).
+    ///
+    /// prctl(2): the signal follows the death of the *thread* that forked, so call this from a
+    /// thread that lives as long as the child is wanted (image-builder's main thread).
+    // The workspace denies unsafe code; this is its one exception: `pre_exec` is the only way
+    // std offers to act in the child between fork and exec.
+    #[allow(unsafe_code)]
+    pub fn spawn_ended_with_parent(
+        cmd: &mut Command,
+        signal: Signal,
+    ) -> Result<Self, CommandError> {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // async-signal-safe calls prctl, getppid and kill.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(signal)?;
+                // The parent may have died between fork and prctl: then the signal would never
+                // come, so act on it now.
+                if nix::unistd::getppid() != parent {
+                    nix::sys::signal::kill(nix::unistd::getpid(), signal)?;
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(cmd)
+    }
+
     /// The leader's pid, which is also the group id.
     pub fn pid(&self) -> i32 {
         self.pgid.as_raw()

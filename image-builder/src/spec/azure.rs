@@ -679,8 +679,9 @@ pub fn for_packer(
                             "azure.gallery.replication_regions",
                             format!(
                                 "Packer {packer_version} requires replication_regions for a gallery \
-                                 destination, and the build region of resource group {:?} is not \
-                                 known before the build: list the regions (the build region first)",
+                                 destination, and the region of resource group {:?} is known only \
+                                 to Azure: `image-builder build` looks it up; to render or \
+                                 validate offline, list the regions (the build region first)",
                                 match &azure.placement {
                                     Placement::BuildResourceGroup(g) => g.as_str(),
                                     Placement::Location(l) => l.as_str(),

@@ -42,7 +42,11 @@ pub fn environment(items: &[String]) -> Result<Vec<(String, String)>, SettingsEr
             ));
         }
         if out.iter().any(|(k, _)| k == key) {
-            return Err(invalid("--environment", &shown, "the variable is given twice"));
+            return Err(invalid(
+                "--environment",
+                &shown,
+                "the variable is given twice",
+            ));
         }
         out.push((key.to_string(), value.to_string()));
     }

@@ -191,6 +191,9 @@ pub enum Failure {
     /// Answer with this status and a body without `Content-Length` that never ends (the same
     /// line over and over until the client closes the connection).
     EndlessErrorBody { code: u16 },
+    /// Answer with this status and a long body (declared in `Content-Length`) sent one byte
+    /// at a time, `pause_ms` apart: an unwell server that is slow even to say so.
+    TrickleErrorBody { code: u16, pause_ms: u64 },
     /// Serve the file (200, full `Content-Length`) one byte at a time, `pause_ms` apart.
     Trickle { pause_ms: u64 },
     /// Answer `302 Found` with this `Location` (absolute URL), as a CDN in front of a mirror
@@ -692,6 +695,15 @@ fn handle(shared: &Shared, request: &RecordedRequest) -> Reply {
                 server::reason_phrase(*code)
             );
             return Reply::text(*code, line.repeat(64)).endless();
+        }
+        Some(Failure::TrickleErrorBody { code, pause_ms }) => {
+            record(*code);
+            let line = format!(
+                "{code} {}: the mirror is unwell\n",
+                server::reason_phrase(*code)
+            );
+            return Reply::text(*code, line.repeat(2000))
+                .trickle(std::time::Duration::from_millis(*pause_ms));
         }
         Some(Failure::Redirect { location }) => {
             record(302);

@@ -422,7 +422,7 @@ impl KeyVaultClient {
         expected: &'static str,
     ) -> Result<T, KeyVaultError> {
         let response = self.send(call)?;
-        let bytes = response.bytes().map_err(|e| KeyVaultError::Transport {
+        let bytes = http::read_small_answer(response).map_err(|e| KeyVaultError::Transport {
             vault: self.vault(),
             operation: call.operation,
             target: call.target.clone(),

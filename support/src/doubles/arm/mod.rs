@@ -445,6 +445,14 @@ impl ArmDouble {
         lock(&self.state).expect_refusals = true;
     }
 
+    /// Serves another subscription too (ARM answers 404 `SubscriptionNotFound` for one the
+    /// caller cannot see); resource groups stay one namespace across the subscriptions served.
+    pub fn serve_subscription(&self, subscription: &str) {
+        lock(&self.state)
+            .subscriptions
+            .insert(subscription.to_ascii_lowercase());
+    }
+
     /// Adds a resource group.
     pub fn add_resource_group(&self, name: &str, location: &str, tags: Value) {
         let value = resources::group_value(name, location, &tags);
