@@ -1021,6 +1021,50 @@ fn short_quota_is_reported_with_the_shortfall_before_deploying() {
     assert_eq!(count(&env.arm, "PUT", "/deployments/"), 0);
 }
 
+/// Quota is read before the first write: a short quota leaves no trace, not even the group.
+#[test]
+fn short_quota_in_a_new_group_writes_nothing_at_all() {
+    let env = setup();
+    env.arm.set_usage("westeurope", "standardDSv5Family", 8, 20);
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("short by 18"), "{}", run.stderr);
+    let writes: Vec<String> = env
+        .arm
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "POST")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert!(env.arm.resource_group("nomad-example").is_none());
+}
+
+/// Permissions can be read only on a group that exists: apply creates the group, reads them,
+/// and takes the new, empty group away again when the caller cannot grant roles.
+#[test]
+fn a_new_group_is_not_left_behind_when_the_caller_cannot_grant_roles() {
+    let env = setup();
+    env.arm
+        .set_caller_permissions(support::doubles::arm::rbac::contributor());
+    let run = env.run(&["apply"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("Microsoft.Authorization/roleAssignments/write"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the resource group nomad-example it had just created was deleted again"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count(&env.arm, "PUT", "/deployments/"), 0);
+    assert!(env.arm.resource_group("nomad-example").is_none());
+}
+
 #[test]
 fn apply_warns_before_removing_what_the_operator_added() {
     let env = setup();

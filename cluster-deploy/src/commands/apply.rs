@@ -1,7 +1,8 @@
-//! `apply`: create the resource group if needed, check permissions and quota, warn about what
-//! what-if says would be removed, make (or recover) the cluster's Key Vault and keep its
-//! secrets there, deploy, retry PrincipalNotFound, name each failed resource with ARM's whole
-//! error, then bootstrap Nomad's ACLs once the servers have a leader.
+//! `apply`: check quota (and permissions, in an existing group) before the first write; create
+//! the resource group if needed (checking permissions there, and deleting it again when they
+//! fall short); warn about what what-if says would be removed; make (or recover) the cluster's
+//! Key Vault and keep its secrets there; deploy, retry PrincipalNotFound, name each failed
+//! resource with ARM's whole error; then bootstrap Nomad's ACLs once the servers have a leader.
 //!
 //! Two deployments when the cluster has a vault: `<cluster>-vault` (the vault and the
 //! operator's Secrets Officer role) and, once the secrets are uploaded through the data plane,
@@ -53,7 +54,7 @@ pub(super) fn apply(
     let parameters = template::parameters(cluster, operator.as_ref().map(|(id, _)| id.as_str()));
     let (_, principal_retry) = timing(&cli.azure);
     let group = &cluster.resource_group;
-    match arm.resource_group(group)? {
+    let group_existed = match arm.resource_group(group)? {
         Some(existing) => {
             let location = existing["location"].as_str().unwrap_or_default();
             if !location.eq_ignore_ascii_case(&cluster.location) {
@@ -62,25 +63,56 @@ pub(super) fn apply(
                     cluster.location
                 );
             }
+            true
         }
-        None => {
-            tracing::info!("creating resource group {group} in {}", cluster.location);
-            arm.create_resource_group(
-                group,
-                &cluster.location,
-                &json!({ CLUSTER_TAG: cluster.name }),
-            )?;
-        }
-    }
-    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
-    let name = &cluster.names.deployment;
-    let problems = preflight::check(&arm, group, &cluster.location, &loaded.template, true)?;
+        None => false,
+    };
+    // Quota (and, in an existing group, permissions) before the first write.
+    let problems = preflight::check(
+        &arm,
+        group,
+        &cluster.location,
+        &loaded.template,
+        group_existed,
+    )?;
     if !problems.is_empty() {
         bail!(
             "nothing was deployed; fix these first:\n  - {}",
             problems.join("\n  - ")
         );
     }
+    if !group_existed {
+        tracing::info!("creating resource group {group} in {}", cluster.location);
+        arm.create_resource_group(
+            group,
+            &cluster.location,
+            &json!({ CLUSTER_TAG: cluster.name }),
+        )?;
+        // Permissions can only be read on a group that exists: read them now, and take the
+        // group away again (it is new and empty) when they fall short.
+        let problems = preflight::permissions(&arm, group, &loaded.template)?;
+        if !problems.is_empty() {
+            let removed = match arm.delete_resource_group(group, &mut log_progress("delete")) {
+                Ok(Outcome::Succeeded(_)) => {
+                    format!("the resource group {group} it had just created was deleted again")
+                }
+                Ok(Outcome::Failed { error, .. }) => format!(
+                    "the resource group {group} it had just created (empty) could not be \
+                     deleted: {error}"
+                ),
+                Err(e) => format!(
+                    "the resource group {group} it had just created (empty) could not be \
+                     deleted: {e}"
+                ),
+            };
+            bail!(
+                "nothing was deployed ({removed}); fix these first:\n  - {}",
+                problems.join("\n  - ")
+            );
+        }
+    }
+    let parameters = super::existing::deployment_parameters(&arm, cluster, parameters)?;
+    let name = &cluster.names.deployment;
     // A PUT replaces child collections: say what would go, and ask.
     let removals = match arm.what_if(
         group,

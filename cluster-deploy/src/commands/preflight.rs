@@ -225,6 +225,14 @@ pub(super) fn quota_problems(
     problems
 }
 
+/// The permission check alone: what the caller may do on `group` (which must exist) against
+/// what the template needs.
+pub(super) fn permissions(arm: &ArmClient, group: &str, template: &Value) -> Result<Vec<String>> {
+    let permissions = arm.permissions(group)?;
+    let missing = missing_actions(&permissions, &required_actions(template));
+    Ok(permission_problems(group, &missing))
+}
+
 /// Runs both checks against ARM; returns every problem found. `group_exists`: the permission
 /// check needs the group.
 pub(super) fn check(
@@ -236,9 +244,7 @@ pub(super) fn check(
 ) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     if group_exists {
-        let permissions = arm.permissions(group)?;
-        let missing = missing_actions(&permissions, &required_actions(template));
-        problems.extend(permission_problems(group, &missing));
+        problems.extend(permissions(arm, group, template)?);
     }
     let sets = scale_sets(template);
     if !sets.is_empty() {
