@@ -14,8 +14,10 @@
 //! - Network's child resources live in their parent's collection ([`children`]) and are read
 //!   and deleted by their own id: `Subnets_Get` (virtualNetwork.json 2025-07-01, example
 //!   `SubnetGet.json`) and `SecurityRules_Get` (networkSecurityGroup.json, example
-//!   `NetworkSecurityGroupRuleGet.json`) answer 200 with the entry as the parent holds it
-//!   (`name`, `id`, `type`, `properties` with `provisioningState`); `Subnets_Delete` and
+//!   `NetworkSecurityGroupRuleGet.json`) answer 200 with the entry as the parent holds it:
+//!   `id`, `name` and `properties` with `provisioningState` "Succeeded", as both examples show
+//!   it (read in azure-rest-api-specs' 2024-05-01 copies; the 2025-07-01 ones are not stored
+//!   under ../shared), plus the models' `type`; `Subnets_Delete` and
 //!   `SecurityRules_Delete` (200/202/204, `final-state-via: location`; examples
 //!   `SubnetDelete.json`, `NetworkSecurityGroupRuleDelete.json`) answer 202 + `Location`, and
 //!   the entry leaves the collection when the operation ends. A child another resource still
