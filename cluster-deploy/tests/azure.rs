@@ -1,134 +1,18 @@
 //! The commands against the ARM, token, IMDS and Nomad API doubles on 127.0.0.1: plan's
 //! what-if, apply (resource group, Incremental deployment, long-running operation, faults it
 //! survives, a failed deployment's per-resource errors, PrincipalNotFound), outputs, status,
-//! destroy, the three ways to authenticate, and secrets kept out of every output.
+//! the three ways to authenticate, and secrets kept out of every output (destroy:
+//! tests/destroy.rs; the shared environment: tests/common/azure.rs).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::doubles::arm::{ArmDouble, Fault, FaultKind, LoginDouble, OperationFailure};
+use support::doubles::arm::{Fault, FaultKind, LoginDouble, OperationFailure};
 use support::doubles::nomad_api::{Member, NodeStub, NomadApiDouble};
 
-use common::secure::{with_own_ca, Stack};
-
-const CLIENT_ID: &str = "00000000-0000-0000-0000-00000000c1d0";
-const CLIENT_SECRET: &str = "client-secret-never-printed~1";
-
-struct Env {
-    arm: ArmDouble,
-    login: LoginDouble,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    stack: Stack,
-}
-
-/// The doubles (ARM, login, the Key Vault data plane and a Nomad for the ACL bootstrap) and a
-/// copy of the example cluster file with an own CA (see `common::secure`).
-fn setup() -> Env {
-    let arm = ArmDouble::start();
-    let login = LoginDouble::start(CLIENT_ID, CLIENT_SECRET, arm.token());
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::variant(dir.path(), &[], "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, with_own_ca(dir.path(), &text)).unwrap();
-    let stack = Stack::start(&arm, &config);
-    Env {
-        arm,
-        login,
-        dir,
-        config,
-        stack,
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Env {
-    fn command(&self, args: &[&str]) -> assert_cmd::Command {
-        self.command_at(args, self.arm.url(), self.login.url())
-    }
-
-    /// The command with its environment and flags, against these endpoints.
-    fn command_at(&self, args: &[&str], arm: &str, login: &str) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("cluster-deploy").unwrap();
-        cmd.env_clear()
-            .env("ARM_TENANT_ID", "contoso.onmicrosoft.com")
-            .env("ARM_CLIENT_ID", CLIENT_ID)
-            .env("ARM_CLIENT_SECRET", CLIENT_SECRET)
-            .env("ARM_SUBSCRIPTION_ID", self.arm.subscription())
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--arm-endpoint", arm, "--login-endpoint", login])
-            .args([
-                "--imds-endpoint",
-                "http://127.0.0.1:9",
-                "--az-program",
-                "/nonexistent/az",
-            ])
-            .args([
-                "--poll-interval-ms",
-                "5",
-                "--retry-delay-ms",
-                "5",
-                "--principal-retry-ms",
-                "5",
-                "-v",
-            ])
-            .args(self.stack.args(args))
-            .env("XDG_CONFIG_HOME", self.stack.config_home.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with(self.command(args))
-    }
-
-    fn run_with(&self, mut cmd: assert_cmd::Command) -> Run {
-        let output = cmd.output().unwrap();
-        let run = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        // Never, in any command: the client secret, the bearer token, a PEM block, any value of
-        // the vault (the gossip key, the ACL token, every key).
-        self.stack.assert_no_secret("stdout", &run.stdout);
-        self.stack.assert_no_secret("stderr", &run.stderr);
-        for secret in [CLIENT_SECRET, &self.arm.token()] {
-            assert!(
-                !run.stdout.contains(secret),
-                "a secret on stdout:\n{}",
-                run.stdout
-            );
-            assert!(
-                !run.stderr.contains(secret),
-                "a secret on stderr:\n{}",
-                run.stderr
-            );
-        }
-        run
-    }
-
-    fn apply(&self) -> Run {
-        let run = self.run(&["apply"]);
-        assert_eq!(run.code, 0, "apply failed:\n{}\n{}", run.stdout, run.stderr);
-        run
-    }
-}
-
-fn count(arm: &ArmDouble, method: &str, path_part: &str) -> usize {
-    arm.requests()
-        .iter()
-        .filter(|r| r.method == method && r.path.to_lowercase().contains(&path_part.to_lowercase()))
-        .count()
-}
+use common::azure::{count, setup, CLIENT_ID};
 
 #[test]
 fn plan_without_credentials_never_touches_the_network() {
@@ -583,68 +467,6 @@ fn outputs_and_status_read_back_the_cluster() {
     assert!(run.stdout.contains("is not reachable"), "{}", run.stdout);
 }
 
-#[test]
-fn destroy_asks_first_and_leaves_another_clusters_resources() {
-    let env = setup();
-    env.apply();
-    env.arm.set_page_size(3);
-    let other = env.arm.add_resource(
-        "nomad-example",
-        json!({ "type": "Microsoft.Network/publicIPAddresses", "name": "keep-me", "location": "westeurope", "tags": { "nomad-cluster": "another" }, "properties": {} }),
-    );
-    // A wrong confirmation deletes nothing.
-    let mut cmd = env.command(&["destroy"]);
-    cmd.write_stdin("nomad-prod\n");
-    let run = env.run_with(cmd);
-    assert_ne!(run.code, 0);
-    assert!(run.stderr.contains("not confirmed"), "{}", run.stderr);
-    assert_eq!(count(&env.arm, "DELETE", "/"), 0);
-
-    let mut cmd = env.command(&["destroy"]);
-    cmd.write_stdin("nomad-example\n");
-    let run = env.run_with(cmd);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let left: Vec<String> = env
-        .arm
-        .resources()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(left, [other], "only the other cluster's address is left");
-    // The group held something else, so it stays.
-    assert!(env.arm.resource_group("nomad-example").is_some());
-    // Ten tagged resources (the Key Vault among them), the two Reader assignments of the
-    // scale sets' identities, the operator's Secrets Officer assignment on the vault and the
-    // seven per-secret Secrets User assignments (servers 4, clients 3).
-    assert!(
-        run.stdout.contains("deleted 20 resources"),
-        "{}",
-        run.stdout
-    );
-    // The vault is soft-deleted, and the operator is told how to get it back or purge it.
-    let kv = env.stack.vault.clone().unwrap();
-    assert!(env.arm.deleted_vault(&kv).is_some());
-    for line in [
-        format!("Key Vault {kv} is soft-deleted"),
-        "cluster-deploy apply --recover-vault".to_string(),
-        "cluster-deploy destroy --purge-vault".to_string(),
-    ] {
-        assert!(run.stdout.contains(&line), "{line}: {}", run.stdout);
-    }
-}
-
-#[test]
-fn destroy_removes_a_group_it_created_once_empty() {
-    let env = setup();
-    env.apply();
-    let run = env.run(&["destroy", "--yes", "--json"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let out: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(out["resource_group_deleted"], true);
-    assert!(env.arm.resource_group("nomad-example").is_none());
-    assert!(env.arm.resources().is_empty());
-}
-
 fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
@@ -816,17 +638,7 @@ fn plain_http_endpoints_are_refused_unless_loopback() {
 #[test]
 fn every_command_uses_only_operations_of_the_specs() {
     let env = setup();
-    // apply creates the group, so destroy may delete it; plan then runs what-if against it.
-    for args in [
-        &["apply"][..],
-        &["plan"],
-        &["outputs", "--json"],
-        &["status", "--nomad-address", "http://127.0.0.1:9"],
-        &["destroy", "--yes"],
-    ] {
-        let run = env.run(args);
-        assert_eq!(run.code, 0, "{args:?}:\n{}\n{}", run.stdout, run.stderr);
-    }
+    common::azure::conformance_run(&env);
     let used = env.arm.operations_used();
     let listing: Vec<String> = used.iter().map(|(o, v)| format!("{o} {v}")).collect();
     eprintln!("operations used:\n  {}", listing.join("\n  "));
@@ -851,91 +663,6 @@ fn every_command_uses_only_operations_of_the_specs() {
     }
     // Dropping the double checks that nothing else was sent; say so here too.
     assert!(env.arm.refused().is_empty(), "{:#?}", env.arm.refused());
-}
-
-#[test]
-fn destroy_removes_what_the_template_declares_and_lists_the_rest() {
-    let env = setup();
-    env.apply();
-    // A disk the operator added, which inherited the cluster tag through Azure Policy, and a
-    // Reader assignment of a scale set identity at the subscription, made by someone else.
-    let disk = env.arm.add_resource(
-        "nomad-example",
-        json!({ "type": "Microsoft.Compute/disks", "name": "scratch", "location": "westeurope", "tags": { "nomad-cluster": "nomad-example" }, "properties": {} }),
-    );
-    let principal = env
-        .arm
-        .resource_named(
-            "Microsoft.Compute/virtualMachineScaleSets",
-            "nomad-example-servers",
-        )
-        .unwrap()["identity"]["principalId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let above = env.arm.add_role_assignment(
-        &format!("/subscriptions/{}", env.arm.subscription()),
-        "7d1f0000-0000-4000-8000-000000000001",
-        &principal,
-        "acdd72a7-3385-48ef-bd42-f606fba81ae7",
-    );
-    let run = env.run(&["destroy", "--yes"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let mut left: Vec<String> = env
-        .arm
-        .resources()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    left.sort();
-    let mut expected = vec![disk.clone(), above];
-    expected.sort();
-    assert_eq!(left, expected, "exactly the template's resources are gone");
-    assert!(
-        run.stdout.contains("deleted 20 resources"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(&disk),
-        "the disk is listed as left: {}",
-        run.stdout
-    );
-    // The group still holds the disk, so it stays.
-    assert!(env.arm.resource_group("nomad-example").is_some());
-}
-
-#[test]
-fn a_destroy_interrupted_part_way_is_finished_by_a_rerun() {
-    let env = setup();
-    env.apply();
-    // The load balancer's deletion keeps failing: destroy stops there.
-    for _ in 0..10 {
-        env.arm.inject(Fault::on(
-            "DELETE",
-            "/loadBalancers/",
-            FaultKind::ServerError(500),
-        ));
-    }
-    let run = env.run(&["destroy", "--yes"]);
-    assert_ne!(run.code, 0, "{}", run.stdout);
-    assert!(
-        run.stderr.contains("loadBalancers/nomad-example-lb"),
-        "{}",
-        run.stderr
-    );
-    assert!(env
-        .arm
-        .resource_named(
-            "Microsoft.Compute/virtualMachineScaleSets",
-            "nomad-example-servers"
-        )
-        .is_none());
-    let run = env.run(&["destroy", "--yes", "--json"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let out: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(out["resource_group_deleted"], true, "{out}");
-    assert!(env.arm.resources().is_empty());
 }
 
 #[test]

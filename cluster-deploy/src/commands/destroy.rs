@@ -1,14 +1,24 @@
-//! `destroy`: delete exactly what the cluster's template declares, dependents first, each with
-//! its type's api-version; then the group, only when cluster-deploy created it and it is empty.
-//! Everything else in the group, tagged or not, is listed and left.
+//! `destroy`: delete exactly what the cluster's template declares, dependents first (a subnet
+//! before its VNet, each security rule before its NSG), each with its type's api-version; then
+//! the group, only when cluster-deploy created it and it is empty. Everything else in the
+//! group, tagged or not, is listed and left.
 //!
 //! Why not by tag: ARM's tag-filtered list returns no tags (INDEX.md fact 1), and a tag says
 //! nothing about ownership (Azure Policy can copy the cluster tag onto a user's disk). Names come
 //! from the template: literal ones as written; computed ones (the role assignments'
-//! `guid(...)`) from ARM's record of the deployment (DeploymentOperations_List), or, when that
-//! record is gone, from the assignments of the scale sets' identities at exactly this group
-//! (a `principalId` filter also returns assignments above the group, which are not ours). A
-//! resource already gone is skipped, so a re-run after a partial destroy finishes it.
+//! `guid(...)`) from ARM's records of the cluster's deployments (the main one and
+//! `<cluster>-vault`: their operations and `outputResources`, [`records`]), together with the
+//! assignments cluster-deploy makes for the scale sets' identities (Reader at exactly this
+//! group, Secrets User inside the cluster's vault; a `principalId` filter also returns
+//! assignments above the group, which are not ours). The records also name what the cluster
+//! deployed earlier and today's file no longer declares (a removed client pool): deleted too
+//! when it carries the cluster's naming. A resource already gone is skipped, so a re-run after
+//! a partial destroy finishes it.
+//!
+//! A VNet or NSG that holds a subnet or rule the template does not declare (one the operator
+//! added) is kept: deleting it would delete that too. Destroy deletes our children in it, lists
+//! the others and says why the parent (and so the group) stays; a re-run after the operator
+//! removed them finishes.
 //!
 //! The Key Vault is deleted like the rest, which soft-deletes it (Key Vault has no other
 //! delete): its secrets stay recoverable for its retention period, and its name stays taken.
@@ -27,7 +37,7 @@ use crate::cli::Cli;
 use crate::model::CLUSTER_TAG;
 
 use super::connect::*;
-use super::{vault, write_json, Loaded};
+use super::{records, vault, write_json, Loaded};
 
 /// One template resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,52 +168,61 @@ struct Target {
     api_version: String,
 }
 
-/// The ids of the resources whose names the template computes (role assignments), of this type.
+/// The ids of the resources whose names the template computes (role assignments), of this
+/// type: every one the cluster's deployment records name ([`records::recorded`]), and, for role
+/// assignments, those of the scale sets' identities that cluster-deploy makes
+/// ([`records::ours_by_identity`]): a record is gone after Deployments_Delete and says nothing of
+/// the assignments when the last deployment failed before reaching them.
 fn computed_ids(
     arm: &ArmClient,
-    loaded: &Loaded,
+    group: &str,
     kind: &str,
+    recorded: &[records::Recorded],
     identities: &[String],
+    vault_id: Option<&str>,
 ) -> Result<Vec<String>> {
-    let cluster = &loaded.cluster;
-    let group = &cluster.resource_group;
-    let deployment = &cluster.names.deployment;
-    if arm.deployment(group, deployment)?.is_some() {
-        let ops = arm
-            .deployment_operations(group, deployment)
-            .with_context(|| format!("listing the operations of deployment {deployment}"))?;
-        let mut ids: Vec<String> = ops
-            .iter()
-            .map(|op| &op["properties"]["targetResource"])
-            .filter(|t| {
-                t["resourceType"]
-                    .as_str()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-            })
-            .filter_map(|t| t["id"].as_str().map(str::to_string))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        return Ok(ids);
-    }
-    // No deployment record: the assignments of our identities at exactly this group.
-    let scope = format!(
-        "/subscriptions/{}/resourcegroups/{group}/providers/",
-        arm.subscription
-    )
-    .to_ascii_lowercase();
-    let mut ids = Vec::new();
-    for principal in identities {
-        for a in arm.role_assignments_of(group, principal)? {
-            let id = a["id"].as_str().unwrap_or("");
-            let at_group = id.to_ascii_lowercase().starts_with(&scope)
-                && id.matches("/providers/").count() == 1;
-            if at_group && !ids.iter().any(|i: &String| i.eq_ignore_ascii_case(id)) {
-                ids.push(id.to_string());
+    let mut ids: Vec<String> = recorded
+        .iter()
+        .filter(|r| r.kind.eq_ignore_ascii_case(kind))
+        .map(|r| r.id.clone())
+        .collect();
+    if kind.eq_ignore_ascii_case(records::ROLE_ASSIGNMENT) {
+        for id in records::ours_by_identity(arm, group, identities, vault_id)? {
+            if !ids.iter().any(|i| i.eq_ignore_ascii_case(&id)) {
+                ids.push(id);
             }
         }
     }
     Ok(ids)
+}
+
+/// A VNet or NSG of ours that holds children the template does not declare (a subnet or a
+/// security rule the operator added): deleting it would delete them, so it is kept.
+struct Held {
+    id: String,
+    /// The ids of the children that are not ours.
+    extra: Vec<String>,
+}
+
+/// The names of the children of `parent` (`vnet`, `nsg`) the cluster declares or recorded.
+fn our_children(
+    order: &[Declared],
+    parent_kind: &str,
+    collection: &str,
+    parent: &str,
+) -> Vec<String> {
+    let child_kind = format!("{parent_kind}/{collection}");
+    let prefix = format!("{}/", parent.to_ascii_lowercase());
+    order
+        .iter()
+        .filter(|d| d.kind.eq_ignore_ascii_case(&child_kind))
+        .filter_map(|d| d.name.as_deref())
+        .filter_map(|n| {
+            n.to_ascii_lowercase()
+                .strip_prefix(&prefix)
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 pub(super) fn destroy(
@@ -243,8 +262,59 @@ pub(super) fn destroy(
         }
         return Ok(());
     };
-    let order = declared(&loaded.template, &arm.subscription, group);
-    // The scale sets' identities, for the fallback search of their role assignments.
+    let mut order = declared(&loaded.template, &arm.subscription, group);
+    let declared_ids: Vec<String> = order
+        .iter()
+        .filter_map(|d| {
+            d.name
+                .as_ref()
+                .map(|n| id_of(&arm.subscription, group, &d.kind, n))
+        })
+        .collect();
+    // What the cluster's deployments made, and what of it today's template no longer declares
+    // (a client pool removed from the file): ours by the record, deleted with the rest, each
+    // just before the first declared resource of its type (so before what it depends on).
+    let recorded = records::recorded(&arm, group, &cluster.names.deployment)?;
+    let stale = records::stale(
+        &recorded,
+        &declared_ids,
+        &arm.subscription,
+        group,
+        &cluster.name,
+    );
+    for r in &stale {
+        let api_version = order
+            .iter()
+            .find(|d| d.kind.eq_ignore_ascii_case(&r.kind))
+            .map(|d| d.api_version.clone())
+            .or_else(|| records::api_version_of(&r.kind).map(str::to_string));
+        let (Some(api_version), Some(name)) = (api_version, records::name_of(&r.id)) else {
+            tracing::warn!(
+                "{} ({}) is in the cluster's deployment record, but cluster-deploy knows no api-version for its type: left",
+                r.id,
+                r.kind
+            );
+            continue;
+        };
+        let at = order
+            .iter()
+            .position(|d| d.kind.eq_ignore_ascii_case(&r.kind))
+            .unwrap_or(0);
+        tracing::info!(
+            "{} is no longer in the cluster file, but the cluster deployed it: deleting it too",
+            r.id
+        );
+        order.insert(
+            at,
+            Declared {
+                kind: r.kind.clone(),
+                api_version,
+                name: Some(name),
+                depends_on: Vec::new(),
+            },
+        );
+    }
+    // The scale sets' identities, for the role assignments no record names.
     let mut identities = Vec::new();
     for d in order.iter().filter(|d| {
         d.kind
@@ -257,8 +327,10 @@ pub(super) fn destroy(
             }
         }
     }
+    let vault_id = key_vault.map(|kv| vault::vault_id(&arm, cluster, kv));
     let mut targets = Vec::new();
     let mut gone = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
     let mut computed_done: Vec<String> = Vec::new();
     for d in &order {
         let ids = match &d.name {
@@ -266,22 +338,51 @@ pub(super) fn destroy(
             None if computed_done.contains(&d.kind) => continue,
             None => {
                 computed_done.push(d.kind.clone());
-                computed_ids(&arm, loaded, &d.kind, &identities)?
+                computed_ids(
+                    &arm,
+                    group,
+                    &d.kind,
+                    &recorded,
+                    &identities,
+                    vault_id.as_deref(),
+                )?
             }
         };
         for id in ids {
-            if arm
+            if targets
+                .iter()
+                .any(|t: &Target| t.id.eq_ignore_ascii_case(&id))
+            {
+                continue;
+            }
+            let Some(value) = arm
                 .get_resource(&id, &d.api_version)
                 .with_context(|| format!("reading {id}"))?
-                .is_some()
-            {
-                targets.push(Target {
-                    id,
-                    api_version: d.api_version.clone(),
-                });
-            } else {
+            else {
                 gone.push(id);
+                continue;
+            };
+            // Deleting a VNet or NSG deletes every subnet or rule in it: one that holds what
+            // the operator added stays, with what it holds.
+            if let (Some(collection), Some(name)) =
+                (records::child_collection(&d.kind), d.name.as_deref())
+            {
+                let ours = our_children(&order, &d.kind, collection, name);
+                let extra: Vec<String> = records::children_of(&d.kind, &value)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| !ours.iter().any(|o| o.eq_ignore_ascii_case(c)))
+                    .map(|c| format!("{id}/{collection}/{c}"))
+                    .collect();
+                if !extra.is_empty() {
+                    held.push(Held { id, extra });
+                    continue;
+                }
             }
+            targets.push(Target {
+                id,
+                api_version: d.api_version.clone(),
+            });
         }
     }
     let others: Vec<Value> = arm
@@ -292,10 +393,11 @@ pub(super) fn destroy(
             !targets.iter().any(|t| t.id.eq_ignore_ascii_case(id))
         })
         .collect();
-    let kept: Vec<String> = others
+    let mut kept: Vec<String> = others
         .iter()
         .map(|r| r["id"].as_str().unwrap_or("").to_string())
         .collect();
+    kept.extend(held.iter().flat_map(|h| h.extra.iter().cloned()));
     let created_group = rg["tags"][CLUSTER_TAG] == cluster.name.as_str();
     if !cli.json {
         writeln!(
@@ -314,6 +416,19 @@ pub(super) fn destroy(
             for id in &kept {
                 writeln!(out, "  {id}")?;
             }
+        }
+        for h in &held {
+            writeln!(
+                out,
+                "Kept {}: it holds what the cluster's template does not declare, which deleting \
+                 it would delete too ({}); remove those by hand and run destroy again to delete it",
+                h.id,
+                h.extra
+                    .iter()
+                    .map(|e| e.rsplit('/').next().unwrap_or(e))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
         }
         if created_group {
             writeln!(
@@ -385,6 +500,7 @@ pub(super) fn destroy(
                 "deleted": deleted,
                 "already_gone": gone,
                 "kept": kept,
+                "kept_parents": held.iter().map(|h| json!({ "id": h.id, "holds": h.extra })).collect::<Vec<_>>(),
                 "resource_group_deleted": group_deleted,
                 "key_vault": vault_state,
             }),

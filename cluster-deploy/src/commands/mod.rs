@@ -25,6 +25,7 @@ mod existing;
 mod outputs;
 mod plan;
 mod preflight;
+mod records;
 mod roll;
 mod rotate;
 mod status;

@@ -1,6 +1,7 @@
 //! Shared set-up of cluster-deploy's integration tests.
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod deploy;
 pub mod secure;
 

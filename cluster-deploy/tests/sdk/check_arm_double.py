@@ -1,6 +1,17 @@
 """Drives the ARM double with Microsoft's own Python SDKs through every operation cluster-deploy
-uses, at the api-versions cluster-deploy sends, and reads every answer through the SDKs'
-generated models (which follow Microsoft's REST specs).
+uses, and reads every answer through the SDKs' generated models (which follow Microsoft's REST
+specs). cluster-deploy/tests/sdk.rs checks that every operation the tools send in their
+conformance run is among those this script made.
+
+api-versions: each SDK sends its own default where that default is one operations.json lists
+for the path (azure-mgmt-resource's ResourceManagementClient: 2025-04-01; azure-mgmt-
+authorization: 2022-04-01 for role assignments and permissions; azure-mgmt-compute's
+ResourceSkus_List: 2021-07-01). The pins below are only where the SDK's default is not in the
+specs stored under ../shared/azure-rest-specs (the SDKs pinned in requirements.txt default to
+newer versions than those specs): azure-mgmt-resource-deployments 2.0.0 defaults to 2026-06-01,
+azure-mgmt-compute 39.0.0 to 2026-04-01 (scale sets, usages), azure-mgmt-network 33.1.0 to
+2026-03-01 (and 2018-10-01 for the scale-set NIC listing, whose spec enum is 2017-03-30),
+azure-mgmt-keyvault 14.1.0 to 2026-05-15.
 
 Usage: check_arm_double.py <arm url> <subscription> <token> <template.json> <group> <scale set>
 
@@ -12,6 +23,7 @@ the double accepts. Everything else (retries, long-running polling, paging) is t
 import json
 import sys
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
@@ -20,12 +32,11 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-RESOURCES = "2025-04-01"
+# Pinned: the SDK's default is not a version of the stored specs (see above).
+DEPLOYMENTS = "2025-04-01"
 COMPUTE = "2024-11-01"
-SKUS = "2021-07-01"
 NETWORK = "2025-07-01"
 VMSS_NETWORK = "2017-03-30"
-AUTHORIZATION = "2022-04-01"
 KEYVAULT = "2025-05-01"
 
 
@@ -57,11 +68,11 @@ def main():
     common = dict(base_url=base, authentication_policy=StaticBearer(token), polling_interval=0,
                   retry_total=0)
     cred = NoCredential()
-    resources = ResourceManagementClient(cred, subscription, api_version=RESOURCES, **common)
-    deployments = DeploymentsMgmtClient(cred, subscription, api_version=RESOURCES, **common)
+    resources = ResourceManagementClient(cred, subscription, **common)
+    deployments = DeploymentsMgmtClient(cred, subscription, api_version=DEPLOYMENTS, **common)
     compute = ComputeManagementClient(cred, subscription, **common)
     network = NetworkManagementClient(cred, subscription, **common)
-    auth = AuthorizationManagementClient(cred, subscription, api_version=AUTHORIZATION, **common)
+    auth = AuthorizationManagementClient(cred, subscription, **common)
     keyvault = KeyVaultManagementClient(cred, subscription, api_version=KEYVAULT, **common)
 
     rg = resources.resource_groups.create_or_update(group, {"location": "westeurope", "tags": {"nomad-cluster": "sdk"}})
@@ -72,7 +83,7 @@ def main():
     check(perms and "*" in perms[0].actions, "Permissions_ListForResourceGroup")
     usages = list(compute.usage.list("westeurope", api_version=COMPUTE))
     check(any(u.name.value == "cores" and u.limit > 0 for u in usages), "Usage_List (paged)")
-    skus = list(compute.resource_skus.list(filter="location eq 'westeurope'", api_version=SKUS))
+    skus = list(compute.resource_skus.list(filter="location eq 'westeurope'"))
     d2 = [s for s in skus if s.name == "Standard_D2s_v5"]
     check(d2 and d2[0].family and any(c.name == "vCPUs" for c in d2[0].capabilities), "ResourceSkus_List (paged)")
 
@@ -130,8 +141,51 @@ def main():
     check(len(left) == vmss.sku.capacity and vms[0].instance_id not in [v.instance_id for v in left],
           "VirtualMachineScaleSets_DeleteInstances")
 
+    # Every network resource of the template, read the way destroy reads it before deleting.
+    gets = {
+        "Microsoft.Network/networkSecurityGroups": (network.network_security_groups.get, "NetworkSecurityGroups_Get"),
+        "Microsoft.Network/applicationSecurityGroups": (network.application_security_groups.get, "ApplicationSecurityGroups_Get"),
+        "Microsoft.Network/natGateways": (network.nat_gateways.get, "NatGateways_Get"),
+        "Microsoft.Network/virtualNetworks": (network.virtual_networks.get, "VirtualNetworks_Get"),
+        "Microsoft.Network/loadBalancers": (network.load_balancers.get, "LoadBalancers_Get"),
+    }
+    for kind, (get, operation) in gets.items():
+        found = [r for r in listed if r.type == kind]
+        for r in found:
+            check(get(group, r.name, api_version=NETWORK).name == r.name, operation)
+        if not found:
+            raise AssertionError("the template has no %s" % kind)
+    # The template's own subnet and security rules, each read and deleted by its own id
+    # (Subnets_Get/_Delete, SecurityRules_Get/_Delete), as destroy deletes them.
+    children = [(r, c) for r in template["resources"] for c in [r["type"]] if c.endswith("/subnets") or c.endswith("/securityRules")]
+    check(children, "the template declares child resources")
+    for r, kind in children:
+        parent, name = r["name"].split("/")
+        if kind.endswith("/subnets"):
+            subnet = network.subnets.get(group, parent, name, api_version=NETWORK)
+            check(subnet.name == name and subnet.address_prefix and subnet.provisioning_state == "Succeeded", "Subnets_Get")
+        else:
+            rule = network.security_rules.get(group, parent, name, api_version=NETWORK)
+            check(rule.name == name and rule.priority and rule.provisioning_state == "Succeeded", "SecurityRules_Get")
+
     principal = vmss.identity.principal_id
     scope = "/subscriptions/%s/resourceGroups/%s" % (subscription, group)
+    # Role assignments on the vault and on a secret (the operator's Secrets Officer, each scale
+    # set's Secrets User), read and deleted at their own scope.
+    for r in [r for r in listed if r.type == "Microsoft.KeyVault/vaults"]:
+        vault_scope = r.id
+        on_vault = [a for a in auth.role_assignments.list_for_scope(vault_scope) if a.scope.lower() == vault_scope.lower()]
+        check(on_vault, "RoleAssignments_ListForScope at the vault")
+        a = on_vault[0]
+        check(auth.role_assignments.get(vault_scope, a.name).scope.lower() == vault_scope.lower(), "RoleAssignments_Get at a vault")
+        auth.role_assignments.delete(vault_scope, a.name)
+        check(True, "RoleAssignments_Delete at a vault")
+        on_secret = [a for a in auth.role_assignments.list_for_scope(vault_scope) if "/secrets/" in a.scope.lower()]
+        check(on_secret, "RoleAssignments_ListForScope below the vault: the secrets' assignments")
+        a = on_secret[0]
+        check(auth.role_assignments.get(a.scope, a.name).principal_id, "RoleAssignments_Get at a secret")
+        auth.role_assignments.delete(a.scope, a.name)
+        check(True, "RoleAssignments_Delete at a secret")
     assignments = list(auth.role_assignments.list_for_scope(scope, filter="principalId eq '%s'" % principal))
     check(assignments and assignments[0].principal_id == principal, "RoleAssignments_ListForScope principalId filter")
     name = assignments[0].name
@@ -153,6 +207,16 @@ def main():
               "Vaults_Get (the template's vault: RBAC, a firewall)")
         keyvault.vaults.delete(group, r.name)
         check(keyvault.vaults.get_deleted(r.name, vault.location).name == r.name, "Vaults_Delete (soft delete)")
+    for r, kind in children:
+        parent, name = r["name"].split("/")
+        if kind.endswith("/subnets"):
+            network.subnets.begin_delete(group, parent, name, api_version=NETWORK).result()
+            gone = [s.name for s in network.virtual_networks.get(group, parent, api_version=NETWORK).subnets or []]
+            check(name not in gone, "Subnets_Delete (202 + Location, polled)")
+        else:
+            network.security_rules.begin_delete(group, parent, name, api_version=NETWORK).result()
+            gone = [s.name for s in network.network_security_groups.get(group, parent, api_version=NETWORK).security_rules or []]
+            check(name not in gone, "SecurityRules_Delete (202 + Location, polled)")
     deletes = [
         ("Microsoft.Network/loadBalancers", network.load_balancers.begin_delete),
         ("Microsoft.Network/virtualNetworks", network.virtual_networks.begin_delete),
@@ -171,6 +235,12 @@ def main():
         check(True, kind.split("/")[1] + "_Delete (202 + Location, polled)")
     left = [r.id for r in resources.resources.list_by_resource_group(group)]
     check(not left, "everything deleted (left: %s)" % left)
+    deployments.deployments.begin_delete(group, "sdk").result()
+    try:
+        deployments.deployments.get(group, "sdk")
+        raise AssertionError("the deployment record is still there after Deployments_Delete")
+    except ResourceNotFoundError:
+        check(True, "Deployments_Delete (202 + Location, polled to 204; the record is gone)")
     resources.resource_groups.begin_delete(group).result()
     check(True, "ResourceGroups_Delete")
 

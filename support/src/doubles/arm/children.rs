@@ -64,19 +64,55 @@ pub(super) fn upsert_child(
     let list = parent["properties"][collection]
         .as_array_mut()
         .expect("just made an array");
-    match list.iter_mut().find(|c| c["name"] == name) {
+    match list.iter_mut().find(|c| {
+        c["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }) {
         Some(existing) => *existing = entry,
         None => list.push(entry),
     }
 }
 
-/// A child as it stands in its parent's collection.
+/// For the id of a child (`.../virtualNetworks/{v}/subnets/{s}`,
+/// `.../networkSecurityGroups/{n}/securityRules/{r}`): its parent's id, the parent's collection
+/// property and its own name. `None` for any other id.
+pub(super) fn parent_of_id(id: &str) -> Option<(String, &'static str, String)> {
+    let id = id.trim_end_matches('/');
+    let (_, provider_path) = id.rsplit_once("/providers/")?;
+    let segments: Vec<&str> = provider_path.split('/').collect();
+    let [namespace, parent_type, _, child_type, _] = segments.as_slice() else {
+        return None;
+    };
+    parent_of(&format!("{namespace}/{parent_type}/{child_type}"), id)
+}
+
+/// A child as it stands in its parent's collection (names compare as ARM compares them,
+/// case-insensitively).
 pub(super) fn find_child(parent: &Value, collection: &str, name: &str) -> Option<Value> {
     parent["properties"][collection]
         .as_array()?
         .iter()
-        .find(|c| c["name"] == name)
+        .find(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
         .cloned()
+}
+
+/// Takes a child out of its parent's collection; whether it was there.
+pub(super) fn remove_child(parent: &mut Value, collection: &str, name: &str) -> bool {
+    let Some(list) = parent["properties"][collection].as_array_mut() else {
+        return false;
+    };
+    let before = list.len();
+    list.retain(|c| {
+        !c["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    });
+    list.len() != before
 }
 
 /// A parent PUT that leaves out a collection the provider keeps when omitted.
@@ -90,8 +126,35 @@ pub(super) fn keep_omitted_children(kind: &str, previous: Option<&Value>, value:
     }
 }
 
-/// Values the provider fills in on a PUT.
+/// Values the provider fills in on a PUT: each child of a collection given inline gets its id,
+/// type and provisioning state, as a GET of the parent (and of the child) shows them (Network's
+/// `SecurityRule`/`Subnet` models: `id`, `name`, `type`, `properties.provisioningState`).
 pub(super) fn provider_defaults(kind: &str, value: &mut Value) {
+    let parent_id = value["id"].as_str().unwrap_or_default().to_string();
+    for (child_kind, collection) in CHILD_COLLECTIONS {
+        let Some((parent_kind, _)) = child_kind.rsplit_once('/') else {
+            continue;
+        };
+        if !parent_kind.eq_ignore_ascii_case(kind) || parent_id.is_empty() {
+            continue;
+        }
+        let full_type = format!("{kind}/{collection}");
+        for entry in value["properties"][*collection]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            let Some(name) = entry["name"].as_str().map(str::to_string) else {
+                continue;
+            };
+            entry["id"] = json!(format!("{parent_id}/{collection}/{name}"));
+            entry["type"] = json!(full_type);
+            if !entry["properties"].is_object() {
+                entry["properties"] = json!({});
+            }
+            entry["properties"]["provisioningState"] = json!("Succeeded");
+        }
+    }
     if kind.eq_ignore_ascii_case("Microsoft.Network/publicIPAddresses") {
         let label = value["properties"]["dnsSettings"]["domainNameLabel"]
             .as_str()
@@ -143,6 +206,25 @@ mod tests {
         assert_eq!(
             find_child(&nsg, "securityRules", "ssh").unwrap()["properties"]["access"],
             "Deny"
+        );
+    }
+
+    #[test]
+    fn a_child_id_names_its_parent_and_leaves_only_itself() {
+        let id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/vnet/subnets/Nodes";
+        let (parent, collection, name) = parent_of_id(id).unwrap();
+        assert!(parent.ends_with("/virtualNetworks/vnet"));
+        assert_eq!((collection, name.as_str()), ("subnets", "Nodes"));
+        assert!(parent_of_id(&parent).is_none());
+        assert!(parent_of_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/loadBalancers/lb/inboundNatRules/x").is_none());
+        let mut vnet =
+            json!({ "properties": { "subnets": [{ "name": "nodes" }, { "name": "bastion" }] } });
+        assert!(find_child(&vnet, collection, &name).is_some());
+        assert!(remove_child(&mut vnet, collection, &name));
+        assert!(!remove_child(&mut vnet, collection, &name));
+        assert_eq!(
+            vnet["properties"]["subnets"],
+            json!([{ "name": "bastion" }])
         );
     }
 

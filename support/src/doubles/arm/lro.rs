@@ -39,6 +39,11 @@ pub(crate) enum Pending {
     DeleteGroup {
         group: String,
     },
+    /// Deployments_Delete: the record goes, the resources it made stay.
+    DeleteDeployment {
+        group: String,
+        name: String,
+    },
     /// Vaults_PurgeDeleted: the soft-deleted vault's name is free when it ends.
     PurgeVault {
         name: String,

@@ -479,7 +479,12 @@ impl ArmDouble {
             if let Some(stored) = state.resources.get_mut(&parent_id.to_ascii_lowercase()) {
                 if let Some(items) = stored.value["properties"][*child_type].as_array_mut() {
                     items.retain(|i| i["name"] != *child);
-                    items.push(json!({ "name": child, "properties": resource["properties"] }));
+                    let mut entry = json!({ "id": id, "name": child, "type": kind, "properties": resource["properties"] });
+                    if !entry["properties"].is_object() {
+                        entry["properties"] = json!({});
+                    }
+                    entry["properties"]["provisioningState"] = json!("Succeeded");
+                    items.push(entry);
                     return id;
                 }
             }
@@ -845,6 +850,9 @@ fn dispatch(state: &mut State, call: &Call) -> Reply {
         // The `{scope}` forms with a resource group as the scope are the same operations.
         "Deployments_CreateOrUpdate" | "Deployments_CreateOrUpdateAtScope" => deploy::put(state, call),
         "Deployments_Get" | "Deployments_GetAtScope" => deploy::get(state, call),
+        "Deployments_Delete" | "Deployments_DeleteAtScope" => {
+            resources::delete_deployment(state, call)
+        }
         "Deployments_Validate" | "Deployments_ValidateAtScope" => deploy::validate(state, call),
         "Deployments_WhatIf" => deploy::what_if(state, call),
         "DeploymentOperations_List" | "DeploymentOperations_ListAtScope" => {
@@ -918,6 +926,12 @@ pub(crate) fn finish(
             state
                 .deployments
                 .retain(|d| !d.group.eq_ignore_ascii_case(&group));
+            ("Succeeded".into(), None, None)
+        }
+        lro::Pending::DeleteDeployment { group, name } => {
+            state
+                .deployments
+                .retain(|d| !(d.group.eq_ignore_ascii_case(&group) && d.name == name));
             ("Succeeded".into(), None, None)
         }
         lro::Pending::PurgeVault { name } => {

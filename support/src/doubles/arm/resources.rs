@@ -11,6 +11,17 @@
 //! - DELETE of a resource another resource references fails with 400
 //!   `InUseResourceCannotBeDeleted`; DELETE of one that is gone is 204 (Network's DELETEs
 //!   declare 200/202/204).
+//! - Network's child resources live in their parent's collection ([`children`]) and are read
+//!   and deleted by their own id: `Subnets_Get` (virtualNetwork.json 2025-07-01, example
+//!   `SubnetGet.json`) and `SecurityRules_Get` (networkSecurityGroup.json, example
+//!   `NetworkSecurityGroupRuleGet.json`) answer 200 with the entry as the parent holds it:
+//!   `id`, `name` and `properties` with `provisioningState` "Succeeded", as both examples show
+//!   it (read in azure-rest-api-specs' 2024-05-01 copies; the 2025-07-01 ones are not stored
+//!   under ../shared), plus the models' `type`; `Subnets_Delete` and
+//!   `SecurityRules_Delete` (200/202/204, `final-state-via: location`; examples
+//!   `SubnetDelete.json`, `NetworkSecurityGroupRuleDelete.json`) answer 202 + `Location`, and
+//!   the entry leaves the collection when the operation ends. A child another resource still
+//!   names (a subnet in a scale set's NIC configuration) is in use, as above.
 
 use serde_json::{json, Value};
 
@@ -118,6 +129,33 @@ pub(super) fn group(state: &mut State, call: &Call) -> Reply {
     }
 }
 
+/// Deployments_Delete (resources.json 2025-04-01: "an asynchronous operation that returns a
+/// status of 202 until the template deployment is successfully deleted. The Location response
+/// header contains the URI that is used to obtain the status of the process. ... When the
+/// process finishes, the URI in the Location header returns a status of 204 on success", INDEX.md
+/// fact 3): 202 + `Location`, then the record (and its operations) is gone; the resources it
+/// made stay. One that does not exist: 204 (the operation's other documented status).
+pub(super) fn delete_deployment(state: &mut State, call: &Call) -> Reply {
+    let group = call.param("resourceGroupName").to_string();
+    let name = call.param("deploymentName").to_string();
+    if !state.groups.contains_key(&group.to_ascii_lowercase()) {
+        return group_missing(&group);
+    }
+    let exists = state
+        .deployments
+        .iter()
+        .any(|d| d.group.eq_ignore_ascii_case(&group) && d.name == name);
+    if !exists {
+        return Reply::new(204);
+    }
+    call.long_running(
+        state,
+        202,
+        &Value::Null,
+        Pending::DeleteDeployment { group, name },
+    )
+}
+
 /// `tagName eq 'k' and tagValue eq 'v'` (the documented tag filter), or `tagName eq 'k'`.
 fn tag_filter(filter: &str) -> Option<(String, Option<String>)> {
     let quoted = |s: &str| -> Option<String> {
@@ -191,16 +229,25 @@ fn not_found(path: &str, group: &str) -> Reply {
     )
 }
 
+/// A child (subnet, security rule) as its parent's collection holds it.
+fn child(state: &State, path: &str) -> Option<Value> {
+    let (parent, collection, name) = children::parent_of_id(path)?;
+    let stored = state.resources.get(&parent.to_ascii_lowercase())?;
+    children::find_child(&stored.value, collection, &name)
+}
+
 /// Any provider's GET (and HEAD) of a resource by its path.
 pub(super) fn get(state: &mut State, call: &Call) -> Reply {
     let key = call.request.path.trim_end_matches('/').to_ascii_lowercase();
     let group = call.param("resourceGroupName").to_string();
-    match state.resources.get(&key) {
-        Some(s) if call.request.method == "HEAD" => {
-            let _ = s;
-            Reply::new(204)
-        }
-        Some(s) => Reply::json(200, &s.value),
+    let found = state
+        .resources
+        .get(&key)
+        .map(|s| s.value.clone())
+        .or_else(|| child(state, &call.request.path));
+    match found {
+        Some(_) if call.request.method == "HEAD" => Reply::new(204),
+        Some(value) => Reply::json(200, &value),
         None if !group.is_empty() && !state.groups.contains_key(&group.to_ascii_lowercase()) => {
             group_missing(&group)
         }
@@ -216,11 +263,20 @@ pub(super) fn get(state: &mut State, call: &Call) -> Reply {
 /// Any provider's DELETE of a resource by its path.
 pub(super) fn delete(state: &mut State, call: &Call) -> Reply {
     let key = call.request.path.trim_end_matches('/').to_ascii_lowercase();
-    let Some(stored) = state.resources.get(&key) else {
-        return Reply::new(204);
+    let (id, parent) = match (state.resources.get(&key), child(state, &call.request.path)) {
+        (Some(stored), _) => (
+            stored.value["id"].as_str().unwrap_or_default().to_string(),
+            None,
+        ),
+        (None, Some(entry)) => (
+            entry["id"]
+                .as_str()
+                .map_or_else(|| call.request.path.to_string(), str::to_string),
+            children::parent_of_id(&call.request.path).map(|(p, _, _)| p),
+        ),
+        (None, None) => return Reply::new(204),
     };
-    let id = stored.value["id"].as_str().unwrap_or_default().to_string();
-    if let Some(user) = user_of(state, &id) {
+    if let Some(user) = user_of(state, &id, parent.as_deref()) {
         return arm_error(
             400,
             "InUseResourceCannotBeDeleted",
@@ -229,23 +285,25 @@ pub(super) fn delete(state: &mut State, call: &Call) -> Reply {
     }
     if !call.op().long_running {
         // Role assignments (RoleAssignments_Delete: 200 with the deleted assignment, or 204).
-        let value = stored.value.clone();
+        let value = state.resources[&key].value.clone();
         remove(state, &key);
         return Reply::json(200, &value);
     }
     call.long_running(state, 202, &Value::Null, Pending::Delete { id })
 }
 
-/// Another resource whose JSON names `id` (a NIC configuration naming an NSG...).
-fn user_of(state: &State, id: &str) -> Option<String> {
+/// Another resource whose JSON names `id` (a NIC configuration naming an NSG...); a child's
+/// own parent, which holds it, is no user of it.
+fn user_of(state: &State, id: &str, parent: Option<&str>) -> Option<String> {
     let needle = format!("\"{}", id.to_ascii_lowercase());
     state
         .resources
         .values()
         .filter(|s| {
-            s.value["id"]
-                .as_str()
-                .is_some_and(|other| !other.eq_ignore_ascii_case(id))
+            s.value["id"].as_str().is_some_and(|other| {
+                !other.eq_ignore_ascii_case(id)
+                    && !parent.is_some_and(|p| other.eq_ignore_ascii_case(p))
+            })
         })
         .find(|s| {
             let mut v = s.value.clone();
@@ -257,12 +315,17 @@ fn user_of(state: &State, id: &str) -> Option<String> {
         .and_then(|s| s.value["id"].as_str().map(str::to_string))
 }
 
-/// Removes a resource (a scale set takes its instances with it).
+/// Removes a resource (a scale set takes its instances with it), or a child from its parent's
+/// collection.
 pub(crate) fn remove(state: &mut State, key: &str) {
     if let Some(stored) = state.resources.remove(&key.to_ascii_lowercase()) {
         compute::removed(state, &stored);
         // A deleted vault is soft-deleted, never gone at once.
         super::keyvault::removed(state, &stored);
+    } else if let Some((parent, collection, name)) = children::parent_of_id(key) {
+        if let Some(stored) = state.resources.get_mut(&parent.to_ascii_lowercase()) {
+            children::remove_child(&mut stored.value, collection, &name);
+        }
     }
 }
 

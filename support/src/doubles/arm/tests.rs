@@ -452,3 +452,160 @@ fn expressions_parse_and_unknown_functions_are_refused() {
         json!("[literal]")
     );
 }
+
+const NETWORK: &str = "2025-07-01";
+
+/// Subnets_Get / SecurityRules_Get answer 200 with the child as its parent holds it, and
+/// Subnets_Delete / SecurityRules_Delete answer 202 + Location (final-state-via: location,
+/// virtualNetwork.json and networkSecurityGroup.json 2025-07-01), after which the child is gone
+/// from the parent and a GET is 404; a DELETE of a child that is gone is 204.
+#[test]
+fn child_resources_are_read_and_deleted_by_their_own_id() {
+    let arm = ArmDouble::start();
+    arm.add_resource_group("rg", "westeurope", json!({}));
+    let t = template(vec![
+        json!({ "type": "Microsoft.Network/virtualNetworks", "apiVersion": NETWORK, "name": "vnet", "location": "westeurope",
+                "properties": { "addressSpace": { "addressPrefixes": ["10.0.0.0/16"] } } }),
+        json!({ "type": "Microsoft.Network/virtualNetworks/subnets", "apiVersion": NETWORK, "name": "vnet/nodes",
+                "dependsOn": ["[resourceId('Microsoft.Network/virtualNetworks', 'vnet')]"],
+                "properties": { "addressPrefix": "10.0.1.0/24" } }),
+        json!({ "type": "Microsoft.Network/networkSecurityGroups", "apiVersion": NETWORK, "name": "nsg", "location": "westeurope",
+                "properties": { "securityRules": [{ "name": "ssh", "properties": { "priority": 100, "access": "Allow", "direction": "Inbound", "protocol": "Tcp" } }] } }),
+    ]);
+    assert_eq!(deploy(&arm, &t)["status"], "Succeeded");
+    // An operator's subnet next to ours.
+    let bastion = arm.add_resource(
+        "rg",
+        json!({ "type": "Microsoft.Network/virtualNetworks/subnets", "name": "vnet/bastion", "properties": { "addressPrefix": "10.0.9.0/24" } }),
+    );
+    let subnet =
+        "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/nodes";
+    let rule = "/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg/securityRules/ssh";
+    let (status, body) = get(&arm, &url(&arm, subnet, NETWORK));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "nodes");
+    assert!(body["id"].as_str().unwrap().ends_with("/subnets/nodes"));
+    assert_eq!(body["properties"]["addressPrefix"], "10.0.1.0/24");
+    assert_eq!(body["properties"]["provisioningState"], "Succeeded");
+    let (status, body) = get(&arm, &url(&arm, rule, NETWORK));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["properties"]["priority"], 100);
+    let (status, body) = get(
+        &arm,
+        &format!("{}{bastion}?api-version={NETWORK}", arm.url()),
+    );
+    assert_eq!((status, body["name"].as_str()), (200, Some("bastion")));
+
+    for (path, collection, parent) in [(subnet, "subnets", "vnet"), (rule, "securityRules", "nsg")]
+    {
+        let r = client()
+            .delete(url(&arm, path, NETWORK))
+            .bearer_auth(arm.token())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        assert!(r.headers().contains_key("location"), "{:?}", r.headers());
+        // Not gone before the operation ends.
+        assert_eq!(get(&arm, &url(&arm, path, NETWORK)).0, 200);
+        wait(&arm, r);
+        let (status, body) = get(&arm, &url(&arm, path, NETWORK));
+        assert_eq!(status, 404, "{body}");
+        let kind = if parent == "vnet" {
+            "Microsoft.Network/virtualNetworks"
+        } else {
+            "Microsoft.Network/networkSecurityGroups"
+        };
+        let held = arm.resource_named(kind, parent).unwrap();
+        assert!(held["properties"][collection]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !path.ends_with(&format!("/{}", c["name"].as_str().unwrap()))));
+        let r = client()
+            .delete(url(&arm, path, NETWORK))
+            .bearer_auth(arm.token())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    // The operator's subnet is still there; removed out of band, it is gone too.
+    assert_eq!(
+        get(
+            &arm,
+            &format!("{}{bastion}?api-version={NETWORK}", arm.url())
+        )
+        .0,
+        200
+    );
+    arm.remove_resource(&bastion);
+    assert_eq!(
+        get(
+            &arm,
+            &format!("{}{bastion}?api-version={NETWORK}", arm.url())
+        )
+        .0,
+        404
+    );
+    let used: Vec<String> = arm.operations_used().into_iter().map(|(o, _)| o).collect();
+    for op in [
+        "Subnets_Get",
+        "Subnets_Delete",
+        "SecurityRules_Get",
+        "SecurityRules_Delete",
+    ] {
+        assert!(used.iter().any(|u| u == op), "{op}: {used:?}");
+    }
+}
+
+/// Deployments_Delete (resources.json, INDEX.md fact 3): 202 + Location, polled to 204, then the
+/// record is gone (Deployments_Get 404) and the resources it made stay.
+#[test]
+fn a_deleted_deployment_record_is_gone_and_its_resources_stay() {
+    let arm = ArmDouble::start();
+    arm.set_polls(2);
+    arm.add_resource_group("rg", "westeurope", json!({}));
+    let t = template(vec![
+        json!({ "type": "Microsoft.Network/applicationSecurityGroups", "apiVersion": NETWORK, "name": "asg", "location": "westeurope", "properties": {} }),
+    ]);
+    assert_eq!(deploy(&arm, &t)["status"], "Succeeded");
+    let path = "/resourcegroups/rg/providers/Microsoft.Resources/deployments/d";
+    assert_eq!(get(&arm, &url(&arm, path, RESOURCES)).0, 200);
+    let r = client()
+        .delete(url(&arm, path, RESOURCES))
+        .bearer_auth(arm.token())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert!(r.headers().contains_key("location"));
+    assert!(!r.headers().contains_key("azure-asyncoperation"));
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let mut statuses = Vec::new();
+    loop {
+        let s = client()
+            .get(&location)
+            .bearer_auth(arm.token())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        statuses.push(s);
+        if s != 202 {
+            break;
+        }
+    }
+    assert_eq!(statuses, [202, 202, 204]);
+    let (status, body) = get(&arm, &url(&arm, path, RESOURCES));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("DeploymentNotFound"))
+    );
+    assert!(arm
+        .resource_named("Microsoft.Network/applicationSecurityGroups", "asg")
+        .is_some());
+    let r = client()
+        .delete(url(&arm, path, RESOURCES))
+        .bearer_auth(arm.token())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+}
