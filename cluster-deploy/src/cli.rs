@@ -124,7 +124,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ApplyVaultArgs {
     /// The cluster's vault name is held by a soft-deleted vault (a destroyed cluster): bring
-    /// it back with its secrets (createMode recover).
+    /// it back with its secrets (createMode recover). The default when the deleted vault is
+    /// tagged as this cluster's (nomad-cluster); needed for one that is not.
     #[arg(long, conflicts_with = "purge_deleted_vault")]
     pub recover_vault: bool,
     /// The cluster's vault name is held by a soft-deleted vault: purge it (its secrets are

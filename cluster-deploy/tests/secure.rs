@@ -3,8 +3,9 @@
 //! generated secrets never reach a template, a deployment request, custom data or any output;
 //! uploads ride out role assignments that have not propagated; a re-apply keeps every secret
 //! version; rotation makes new ones; ACLs are bootstrapped once; `env` writes 0600 files and
-//! prints exports; destroy soft-deletes the vault, purges it when asked, and a re-created
-//! cluster recovers it or is told its two choices; opt-outs are warnings and an open API
+//! prints exports; destroy soft-deletes the vault, purges it when asked, a re-created
+//! cluster recovers its own (tagged) vault by default, and another cluster's deleted vault
+//! needs the operator's choice; opt-outs are warnings and an open API
 //! without TLS and ACLs is refused. Every request meets the specs (the doubles fail the test
 //! otherwise).
 
@@ -12,16 +13,19 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use cluster_deploy::secrets::pki::{CertificateAuthority, IssuedCertificate, Role};
 use common::deploy::{Deploy, Run};
 use common::secure::nomad_cluster;
 use serde_json::Value;
 use support::cluster_secrets::SecretItem;
-use support::doubles::arm::CALLER_OBJECT_ID;
+use support::doubles::arm::{CALLER_OBJECT_ID, TENANT};
 use support::doubles::keyvault::Origin;
 use support::doubles::nomad_api::NomadApiDouble;
+use support::doubles::tokens::Claims;
+use support::keyvault::{KeyVaultClient, Options, TokenSource, RESOURCE};
 use support::secret::Secret;
 
 /// The example with the generated CA (a `[nomad.tls]` table of its own keeps the harness from
@@ -282,17 +286,44 @@ fn rotation_makes_new_versions_of_what_it_names_only() {
 }
 
 #[test]
-fn env_writes_0600_files_and_prints_the_exports() {
+fn env_writes_0600_files_and_prints_the_exports_and_outputs_names_the_ca() {
     let env = generated("");
     let _ = env.run(&["apply"]);
     let nomad = nomad_with_vault_cert(&env);
     env.ok(&["apply", "--nomad-address", nomad.url()]);
-    let run = env.ok(&["env", "--nomad-address", nomad.url()]);
     let dir = env
         .stack
         .config_home
         .path()
         .join("nomad-azure/nomad-example");
+    let ca_file = dir.join("ca.pem").display().to_string();
+    // Before env: outputs says how to get the CA the https API needs.
+    let text = env.ok(&["outputs"]).stdout;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("nomad_ca_cert "))
+        .unwrap_or_else(|| panic!("no CA line: {text}"));
+    assert!(
+        line.contains("run `cluster-deploy env`") && line.contains(&ca_file),
+        "{line}"
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["outputs", "--json"]).stdout).unwrap();
+    assert_eq!(json["nomad_ca_cert"], Value::Null);
+    assert!(json["nomad_ca_cert_hint"]
+        .as_str()
+        .unwrap()
+        .contains("cluster-deploy env"));
+    let run = env.ok(&["env", "--nomad-address", nomad.url()]);
+    // After it: outputs names the file.
+    let text = env.ok(&["outputs"]).stdout;
+    assert!(
+        text.lines()
+            .any(|l| l == format!("nomad_ca_cert          {ca_file}")),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["outputs", "--json"]).stdout).unwrap();
+    assert_eq!(json["nomad_ca_cert"], ca_file.as_str());
+    assert_eq!(json["nomad_ca_cert_hint"], Value::Null);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(dir.parent().unwrap()), 0o700);
@@ -432,18 +463,23 @@ fn destroy_soft_deletes_the_vault_and_a_recreated_cluster_recovers_or_purges_it(
         "the group went, empty"
     );
 
-    // Re-created: the name is held; apply names the two choices and deploys nothing.
-    let before = env.arm.deployments().len();
-    let run = env.run(&["apply"]);
-    let stderr = fails(&run);
-    for choice in ["--recover-vault", "--purge-deleted-vault", "key_vault.name"] {
-        assert!(stderr.contains(choice), "{choice}: {stderr}");
-    }
-    assert_eq!(env.arm.deployments().len(), before);
-
-    // Recovered with its secrets (the same gossip key: old servers' data still fits), the role
-    // assignments made again (recovery does not restore them).
-    env.ok(&["apply", "--recover-vault"]);
+    // Re-created: the soft-deleted vault carries this cluster's tag (Vaults_GetDeleted's
+    // `properties.tags`), so a plain apply recovers it with its secrets (the same gossip key:
+    // old servers' data still fits) and says so; the role assignments are made again
+    // (recovery does not restore them).
+    assert_eq!(
+        env.arm.deleted_vault(&kv).unwrap()["properties"]["tags"]["nomad-cluster"],
+        "nomad-example"
+    );
+    let run = env.ok(&["apply"]);
+    assert!(
+        run.stderr
+            .contains(&format!("Key Vault {kv} was soft-deleted"))
+            && run.stderr.contains("recovered with its secrets")
+            && run.stderr.contains("--purge-deleted-vault"),
+        "{}",
+        run.stderr
+    );
     assert!(env.arm.deleted_vault(&kv).is_none());
     assert_eq!(secret(&env, SecretItem::GossipKey), gossip);
     assert_eq!(versions(&env, SecretItem::GossipKey), 1);
@@ -489,6 +525,105 @@ fn destroy_soft_deletes_the_vault_and_a_recreated_cluster_recovers_or_purges_it(
         nomad.url(),
     ]);
     assert!(env.arm.deleted_vault(&kv).is_none());
+}
+
+/// The operator's data-plane client for the cluster's vault (the principal apply runs as).
+fn operator_client(env: &Deploy) -> KeyVaultClient {
+    let token = Claims::new(RESOURCE, CALLER_OBJECT_ID, TENANT).issue();
+    let tokens: Arc<dyn TokenSource> = Arc::new(move || Ok(Secret::new(token.clone())));
+    let options = Options {
+        deadline: Duration::from_secs(30),
+        initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        ..Options::default()
+    };
+    KeyVaultClient::new(env.stack.kv.as_ref().unwrap().url(), tokens, options).unwrap()
+}
+
+#[test]
+fn a_soft_deleted_secret_is_recovered_not_replaced_and_only_a_purged_one_is_made_anew() {
+    let env = Deploy::example(&[], "");
+    env.ok(&["apply"]);
+    let gossip = secret(&env, SecretItem::GossipKey);
+    let token = secret(&env, SecretItem::BootstrapToken);
+    let client = operator_client(&env);
+    // Someone deletes two items (DeleteSecret: soft delete, recoverable).
+    for item in [SecretItem::GossipKey, SecretItem::BootstrapToken] {
+        client.delete_secret(item.vault_name()).unwrap();
+    }
+    let kv = env.stack.kv.as_ref().unwrap();
+    assert_eq!(kv.secret_value(SecretItem::GossipKey.vault_name()), None);
+    let run = env.ok(&["apply"]);
+    assert!(
+        run.stderr.contains("nomad-gossip-key is soft-deleted")
+            && run
+                .stderr
+                .contains("nomad-acl-bootstrap-token is soft-deleted")
+            && run.stderr.contains("recovered soft-deleted"),
+        "{}",
+        run.stderr
+    );
+    // The same values, and no new version: the recovered ones were reconciled against.
+    assert_eq!(secret(&env, SecretItem::GossipKey), gossip);
+    assert_eq!(secret(&env, SecretItem::BootstrapToken), token);
+    assert_eq!(versions(&env, SecretItem::GossipKey), 1);
+    assert_eq!(versions(&env, SecretItem::BootstrapToken), 1);
+    let operations: Vec<String> = kv
+        .served()
+        .into_iter()
+        .filter_map(|s| match s.verdict {
+            support::doubles::keyvault::Verdict::Operation { operation_id, .. } => {
+                Some(operation_id)
+            }
+            _ => None,
+        })
+        .collect();
+    for op in ["GetDeletedSecret", "RecoverDeletedSecret"] {
+        assert!(operations.iter().any(|o| o == op), "{op}: {operations:?}");
+    }
+    // Deleted and purged: nothing to recover, so a new key is made.
+    client
+        .delete_secret(SecretItem::GossipKey.vault_name())
+        .unwrap();
+    client
+        .purge_deleted_secret(SecretItem::GossipKey.vault_name())
+        .unwrap();
+    env.ok(&["apply"]);
+    assert_ne!(secret(&env, SecretItem::GossipKey), gossip);
+}
+
+#[test]
+fn a_deleted_vault_of_another_cluster_needs_the_operators_choice() {
+    // Cluster nomad-other made the vault, then was destroyed; nomad-example names the same
+    // vault in its file.
+    let env = Deploy::example(
+        &["cluster_name = \"nomad-other\""],
+        "\n[key_vault]\nname = \"nomad-shared-kv\"\n",
+    );
+    env.ok(&["apply"]);
+    env.ok(&["destroy", "--yes"]);
+    assert!(env.arm.deleted_vault("nomad-shared-kv").is_some());
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "cluster_name = \"nomad-other\"",
+        "cluster_name = \"nomad-example\"",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let before = env.arm.deployments().len();
+    let run = env.run(&["apply"]);
+    let stderr = fails(&run);
+    assert!(
+        stderr.contains("nomad-shared-kv")
+            && stderr.contains("tagged nomad-cluster=nomad-other, not nomad-example"),
+        "{stderr}"
+    );
+    for choice in ["--recover-vault", "--purge-deleted-vault", "key_vault.name"] {
+        assert!(stderr.contains(choice), "{choice}: {stderr}");
+    }
+    assert_eq!(env.arm.deployments().len(), before, "nothing deployed");
+    assert!(env.arm.deleted_vault("nomad-shared-kv").is_some());
+    // The explicit flag still recovers it.
+    env.ok(&["apply", "--recover-vault"]);
+    assert!(env.arm.deleted_vault("nomad-shared-kv").is_none());
 }
 
 #[test]

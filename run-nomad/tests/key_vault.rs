@@ -15,199 +15,17 @@ mod common;
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::vault::*;
 use common::{
     hcl1_decode, instance, output, run_nomad, FakeRoot, StubSystemctl, LAYOUT_ARGS, NOMAD_GID,
     RESTART_AGENT, START_BOTH,
 };
 use serde_json::{json, Value};
 use support::cluster_secrets::{AgentRole, SecretItem};
-use support::doubles::arm::TENANT;
 use support::doubles::imds::{ImdsDouble, Reply, IDENTITY_PRINCIPAL_ID};
-use support::doubles::keyvault::{KeyVaultDouble, KeyVaultRole, Scope};
-use support::doubles::tls::{IssuedCert, TestCa};
-use support::doubles::tokens::Claims;
-use support::keyvault::{KeyVaultClient, Options, TokenSource, RESOURCE};
-use support::secret::Secret;
-
-/// The fixture's location, which is the agent's region by default.
-const REGION: &str = "eastus2";
-const VAULT: &str = "nomad-test-kv";
-const OPERATOR: &str = "00000000-0000-0000-0000-0000000000e1";
-/// base64 of 32 bytes.
-const GOSSIP: &str = "pUqJrVyVRPIZzUAR4x7WgHo0GkzLyQ7Ih4j9PMvEqRg=";
-const TOKEN: &str = "2f7c4c7e-6d3a-4c4b-9d5e-0a1b2c3d4e5f";
-
-/// The cluster's secrets and the vault that holds them.
-struct ClusterVault {
-    kv: KeyVaultDouble,
-    ca: TestCa,
-    server: IssuedCert,
-    client: IssuedCert,
-}
-
-impl ClusterVault {
-    /// A vault holding every item (the CLI's and the CA key aside), uploaded by the operator.
-    fn start() -> Self {
-        let kv = KeyVaultDouble::start(VAULT);
-        kv.assign(OPERATOR, Scope::Vault, KeyVaultRole::SecretsOfficer);
-        let ca = TestCa::new("nomad-test-cluster CA");
-        let server = ca.server_cert(&[&format!("server.{REGION}.nomad"), "localhost", "127.0.0.1"]);
-        let client = ca.server_cert(&[&format!("client.{REGION}.nomad"), "localhost", "127.0.0.1"]);
-        let vault = Self {
-            kv,
-            ca,
-            server,
-            client,
-        };
-        for (item, value) in [
-            (SecretItem::GossipKey, GOSSIP.to_string()),
-            (SecretItem::CaCertificate, vault.ca.cert_pem().to_string()),
-            (SecretItem::ServerCertificate, vault.server.cert_pem.clone()),
-            (SecretItem::ServerKey, vault.server.key_pem.clone()),
-            (SecretItem::ClientCertificate, vault.client.cert_pem.clone()),
-            (SecretItem::ClientKey, vault.client.key_pem.clone()),
-            (SecretItem::BootstrapToken, TOKEN.to_string()),
-        ] {
-            vault.upload(item, &value);
-        }
-        vault
-    }
-
-    /// SetSecret as the operator.
-    fn upload(&self, item: SecretItem, value: &str) {
-        let token = Claims::new(RESOURCE, OPERATOR, TENANT).issue();
-        let tokens: Arc<dyn TokenSource> = Arc::new(move || Ok(Secret::new(token.clone())));
-        let client = KeyVaultClient::new(self.kv.url(), tokens, Options::default()).unwrap();
-        client
-            .set_secret(
-                item.vault_name(),
-                &Secret::new(value.to_string()),
-                Some(item.content_type()),
-            )
-            .unwrap();
-    }
-
-    /// Key Vault Secrets User for the VM's identity on each item of `role`, at the secret's
-    /// scope.
-    fn grant(&self, role: AgentRole) {
-        for item in SecretItem::for_role(role) {
-            self.kv.assign(
-                IDENTITY_PRINCIPAL_ID,
-                Scope::Secret(item.vault_name().to_string()),
-                KeyVaultRole::SecretsUser,
-            );
-        }
-    }
-
-    /// Every value that must never show up in output.
-    fn private_values(&self) -> Vec<String> {
-        vec![
-            GOSSIP.to_string(),
-            TOKEN.to_string(),
-            self.server.key_pem.clone(),
-            self.client.key_pem.clone(),
-        ]
-    }
-}
-
-/// run-nomad against a fake root, IMDS and the vault, with a stub systemctl.
-fn boot(
-    root: &FakeRoot,
-    imds: &ImdsDouble,
-    vault_url: &str,
-    systemctl: &StubSystemctl,
-    args: &[&str],
-) -> (bool, String, String) {
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--imds-endpoint")
-        .arg(imds.url())
-        .arg("--systemctl")
-        .arg(systemctl.program())
-        .args(["--key-vault", VAULT, "--key-vault-url", vault_url])
-        .args(LAYOUT_ARGS)
-        .args(args);
-    output(&mut cmd)
-}
-
-/// The lines cluster-deploy writes for a secure cluster (its custom_data module), less the
-/// vault's name and URL, which [`boot`] adds.
-const SERVER: &[&str] = &[
-    "--server",
-    "--num-servers",
-    "3",
-    "--scale-set-name",
-    "nomad-servers",
-    "--tls-from-key-vault",
-    "--gossip-key-from-key-vault",
-    "--acl",
-];
-const CLIENT: &[&str] = &[
-    "--client",
-    "--scale-set-name",
-    "nomad-servers",
-    "--tls-from-key-vault",
-    "--acl",
-];
-
-/// The names of the secrets `principal` read successfully, sorted.
-fn read_by(vault: &ClusterVault, principal: &str) -> Vec<String> {
-    let mut names: Vec<String> = vault
-        .kv
-        .served()
-        .into_iter()
-        .filter(|s| s.caller.as_deref() == Some(principal) && s.status == 200)
-        .map(|s| {
-            s.request
-                .path
-                .trim_start_matches("/secrets/")
-                .trim_end_matches('/')
-                .to_string()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-fn mode_and_owner(root: &FakeRoot, production: &str) -> (u32, u32, u32) {
-    let meta = fs::metadata(root.at(production)).unwrap();
-    (meta.mode() & 0o7777, meta.uid(), meta.gid())
-}
-
-fn assert_no_secret_in(vault: &ClusterVault, what: &str, text: &str) {
-    for value in vault.private_values() {
-        assert!(!text.contains(value.trim()), "a secret in {what}:\n{text}");
-    }
-    assert!(!text.contains("PRIVATE KEY"), "a key in {what}:\n{text}");
-}
-
-fn nothing_written(root: &FakeRoot, systemctl: &StubSystemctl) {
-    for path in [
-        "/opt/nomad/config/default.hcl",
-        "/etc/systemd/system/nomad.service",
-        "/opt/nomad/secrets",
-        "/opt/nomad/tls/client.pem",
-        "/opt/nomad/tls/client-key.pem",
-    ] {
-        assert!(!root.at(path).exists(), "{path} was written");
-    }
-    // The fake install's own placeholder files are untouched.
-    for (path, text) in [
-        ("/opt/nomad/tls/ca.pem", "ca"),
-        ("/opt/nomad/tls/server.pem", "cert"),
-        ("/opt/nomad/tls/server-key.pem", "key"),
-    ] {
-        assert_eq!(root.read(path), text, "{path}");
-    }
-    assert!(
-        systemctl.take_calls().is_empty(),
-        "a service command ran although nothing was written"
-    );
-}
+use support::doubles::keyvault::Origin;
 
 #[test]
 fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
@@ -492,14 +310,108 @@ fn a_vault_that_keeps_refusing_this_identity_fails_with_the_last_status() {
     nothing_written(&root, &systemctl);
 }
 
-#[test]
-fn a_firewall_deny_fails_at_once_naming_the_rule() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+/// The cluster's subnet, as the vault's virtual network rule names it.
+const SUBNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/nomad-rg/providers/microsoft.network/virtualnetworks/nomad-vnet/subnets/nomad-subnet";
+
+/// The vault as cluster-deploy's first deployment leaves it (Key Vault's `networkAcls`,
+/// keyvault.json 2025-05-01 `NetworkRuleSet`): deny by default, no rule for the subnet yet.
+fn firewall_without_the_subnet(vault: &ClusterVault) {
     vault.kv.set_network_rules(
         json!({ "defaultAction": "Deny", "bypass": "None", "ipRules": [], "virtualNetworkRules": [] }),
         "Enabled",
     );
+    // The VM reaches the vault from the cluster's subnet, through its service endpoint.
+    vault.kv.set_origin(
+        IDENTITY_PRINCIPAL_ID,
+        Origin {
+            address: "10.0.0.5".parse().unwrap(),
+            subnet: Some(SUBNET.to_string()),
+        },
+    );
+}
+
+/// The VM's requests the firewall refused so far.
+fn firewall_refusals(vault: &ClusterVault) -> usize {
+    vault
+        .kv
+        .served()
+        .into_iter()
+        .filter(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID) && s.status == 403)
+        .count()
+}
+
+#[test]
+fn a_firewall_that_admits_the_subnet_later_is_waited_for() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    firewall_without_the_subnet(&vault);
+    let root = FakeRoot::new();
+    let imds = ImdsDouble::start(instance());
+    let systemctl = StubSystemctl::new();
+    const REFUSALS: usize = 6;
+    let (ok, stdout, stderr) = std::thread::scope(|scope| {
+        // The main deployment re-declares the vault with the subnet's rule while the VM
+        // boots: after the first REFUSALS refusals, the rule is there.
+        scope.spawn(|| {
+            let started = Instant::now();
+            while firewall_refusals(&vault) < REFUSALS {
+                assert!(started.elapsed() < Duration::from_secs(30), "no refusals");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            vault.kv.set_network_rules(
+                json!({
+                    "defaultAction": "Deny",
+                    "bypass": "None",
+                    "ipRules": [],
+                    "virtualNetworkRules": [{ "id": SUBNET, "ignoreMissingVnetServiceEndpoint": false }],
+                }),
+                "Enabled",
+            );
+        });
+        boot(
+            &root,
+            &imds,
+            vault.kv.url(),
+            &systemctl,
+            &[SERVER, &["--secrets-timeout", "20s"]].concat(),
+        )
+    });
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(firewall_refusals(&vault) >= REFUSALS);
+    assert!(
+        stderr.contains("ForbiddenByFirewall") && stderr.contains("waiting for its network rules"),
+        "the wait is logged: {stderr}"
+    );
+    for item in SecretItem::for_role(AgentRole::Server) {
+        let path = format!("/secrets/{}/", item.vault_name());
+        let statuses: Vec<u16> = vault
+            .kv
+            .served()
+            .into_iter()
+            .filter(|s| {
+                s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID) && s.request.path == path
+            })
+            .map(|s| s.status)
+            .collect();
+        assert_eq!(statuses.last(), Some(&200), "{path}: {statuses:?}");
+        assert!(
+            statuses[..statuses.len() - 1].iter().all(|s| *s == 403),
+            "{path}: {statuses:?}"
+        );
+    }
+    assert_eq!(
+        root.read("/opt/nomad/tls/server-key.pem"),
+        vault.server.key_pem
+    );
+    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
+}
+
+#[test]
+fn a_firewall_that_never_admits_the_subnet_fails_after_the_deadline_and_starts_nothing() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    firewall_without_the_subnet(&vault);
     let root = FakeRoot::new();
     let imds = ImdsDouble::start(instance());
     let systemctl = StubSystemctl::new();
@@ -509,16 +421,23 @@ fn a_firewall_deny_fails_at_once_naming_the_rule() {
         &imds,
         vault.kv.url(),
         &systemctl,
-        &[SERVER, &["--secrets-timeout", "60s"]].concat(),
+        &[SERVER, &["--secrets-timeout", "3s"]].concat(),
     );
     assert!(!ok);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "not retried: {:?}",
+        started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(20),
+        "retried until --secrets-timeout: {:?}",
         started.elapsed()
     );
+    assert!(firewall_refusals(&vault) > SecretItem::for_role(AgentRole::Server).len());
+    assert!(stderr.contains("gave up after"), "{stderr}");
     assert!(stderr.contains("ForbiddenByFirewall"), "{stderr}");
     assert!(stderr.contains("network rules"), "{stderr}");
+    assert!(stderr.contains("--secrets-timeout"), "{stderr}");
+    assert!(
+        stderr.contains("nothing was written and Nomad was not started"),
+        "{stderr}"
+    );
     nothing_written(&root, &systemctl);
 }
 

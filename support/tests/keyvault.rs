@@ -377,7 +377,7 @@ fn throttling_server_errors_and_dropped_connections_are_retried() {
 }
 
 #[test]
-fn the_firewall_refusal_is_not_retried() {
+fn the_firewall_refusal_is_not_retried_by_default() {
     let kv = KeyVaultDouble::start("nomad-test-kv");
     kv.assign(OPERATOR, Scope::Vault, KeyVaultRole::SecretsOfficer);
     kv.set_network_rules(
@@ -406,6 +406,64 @@ fn the_firewall_refusal_is_not_retried() {
         },
     );
     c.set_secret("nomad-ca-cert", &secret("x"), None).unwrap();
+}
+
+#[test]
+fn the_firewall_refusal_is_retried_within_the_deadline_when_asked() {
+    let kv = KeyVaultDouble::start("nomad-test-kv");
+    kv.assign(OPERATOR, Scope::Vault, KeyVaultRole::SecretsOfficer);
+    kv.set_network_rules(
+        serde_json::json!({ "defaultAction": "Deny", "ipRules": [{ "value": "198.51.100.7/32" }] }),
+        "Enabled",
+    );
+    kv.set_origin(
+        OPERATOR,
+        Origin {
+            address: "203.0.113.9".parse().unwrap(),
+            subnet: None,
+        },
+    );
+    let options = Options {
+        retry_forbidden_by_firewall: true,
+        ..quick(300)
+    };
+    // Never admitted: every try refused, then the deadline.
+    let c = client(&kv, OPERATOR, options.clone());
+    let e = c.get_secret("nomad-ca-cert", None).unwrap_err();
+    assert!(matches!(e, KeyVaultError::GaveUp { .. }), "{e}");
+    assert!(e.to_string().contains("ForbiddenByFirewall"), "{e}");
+    assert!(kv.served().len() > 1, "retried");
+    // Admitted while it waits: the rule arrives after three refusals.
+    let before = kv.served().len();
+    let c = client(
+        &kv,
+        OPERATOR,
+        Options {
+            deadline: Duration::from_secs(20),
+            ..options
+        },
+    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while kv.served().len() < before + 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            kv.set_network_rules(
+                serde_json::json!({ "defaultAction": "Deny", "ipRules": [{ "value": "203.0.113.9/32" }] }),
+                "Enabled",
+            );
+        });
+        let e = c.get_secret("nomad-ca-cert", None).unwrap_err();
+        // Through the firewall: the secret is simply not there.
+        assert!(e.is_not_found(), "{e}");
+    });
+    assert!(
+        kv.served()[before..]
+            .iter()
+            .filter(|s| s.status == 403)
+            .count()
+            >= 3
+    );
 }
 
 #[test]

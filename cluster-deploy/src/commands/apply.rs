@@ -273,7 +273,7 @@ pub(super) fn apply(
             ),
         }
     }
-    print_outputs(cli.json, &outputs, out)
+    print_outputs(cli.json, &outputs.with_local_ca(env, cluster), out)
 }
 
 pub(super) fn resource_label(target: &Value) -> String {

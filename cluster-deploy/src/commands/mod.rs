@@ -67,7 +67,7 @@ pub fn run_with_hooks(
         Command::Apply { yes, vault } => apply(&cli, env, &loaded, *yes, vault, out, input),
         Command::Outputs => {
             let arm = connect_required(&cli.azure, env)?;
-            let outputs = outputs(&arm, &loaded.cluster)?;
+            let outputs = outputs(&arm, &loaded.cluster)?.with_local_ca(env, &loaded.cluster);
             print_outputs(cli.json, &outputs, out)
         }
         Command::Status { nomad } => status(&cli, env, &loaded, nomad, out),

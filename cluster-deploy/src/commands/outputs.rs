@@ -1,5 +1,6 @@
 //! `outputs`: the load balancer address and DNS name, the Nomad API URL, SSH, the servers'
-//! private addresses, every client pool; with `--json`, also under the Terraform module's
+//! private addresses, every client pool, and with TLS the CA file `env` wrote (or how to get
+//! it); with `--json`, also under the Terraform module's
 //! output names (`num_servers`, `scale_set_name_servers`, `load_balancer_ip_address_servers`,
 //! the example's `load_balancer_ip_address_clients`, and the security group id the module's
 //! README says it exports), so scripts written against the module keep working.
@@ -10,7 +11,9 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::arm::ArmClient;
+use crate::auth::Env;
 use crate::model::Cluster;
+use crate::secrets::local::{cluster_dir, LocalFiles};
 use crate::template::NETWORK_API;
 
 use super::write_json;
@@ -47,6 +50,11 @@ pub(super) struct Outputs {
     pub(super) key_vault: Option<String>,
     /// The name the servers' certificate carries (`NOMAD_TLS_SERVER_NAME`), with TLS.
     pub(super) nomad_tls_server_name: Option<String>,
+    /// With TLS: the cluster's CA certificate as `env` wrote it on this machine
+    /// (`NOMAD_CACERT`), when it is there ([`Outputs::with_local_ca`]).
+    pub(super) nomad_ca_cert: Option<String>,
+    /// With TLS and no CA file here yet: how to get one.
+    pub(super) nomad_ca_cert_hint: Option<String>,
     // The Terraform module's output names (modules/nomad-cluster/outputs.tf, the root
     // example's outputs.tf and README).
     pub(super) num_servers: u32,
@@ -163,6 +171,8 @@ pub(super) fn outputs(arm: &ArmClient, cluster: &Cluster) -> Result<Outputs> {
             .security
             .tls()
             .then(|| cluster.security.server_name()),
+        nomad_ca_cert: None,
+        nomad_ca_cert_hint: None,
         num_servers: cluster.servers.capacity,
         scale_set_name_servers: cluster.servers.name.clone(),
         // One load balancer fronts the servers (API) and every node (SSH).
@@ -170,6 +180,38 @@ pub(super) fn outputs(arm: &ArmClient, cluster: &Cluster) -> Result<Outputs> {
         load_balancer_ip_address_clients: lb_address,
         security_group_id: nsg_id,
     })
+}
+
+impl Outputs {
+    /// With TLS, the API is https with the cluster's own CA: names the CA file `env` writes
+    /// ([`crate::secrets::local`]) when it is on this machine, or says how to get it. Never
+    /// reads the vault: `outputs` stays a read of Azure.
+    pub(super) fn with_local_ca(mut self, env: &Env, cluster: &Cluster) -> Self {
+        if !cluster.security.tls() {
+            return self;
+        }
+        match cluster_dir(env, &cluster.name) {
+            Ok(dir) => {
+                let ca = LocalFiles::at(&dir).ca_cert;
+                if ca.is_file() {
+                    self.nomad_ca_cert = Some(ca.display().to_string());
+                } else {
+                    self.nomad_ca_cert_hint = Some(format!(
+                        "the API is https with the cluster's own CA: run `cluster-deploy env` to \
+                         write it to {} (NOMAD_CACERT)",
+                        ca.display()
+                    ));
+                }
+            }
+            Err(e) => {
+                self.nomad_ca_cert_hint = Some(format!(
+                    "the API is https with the cluster's own CA, which `cluster-deploy env` \
+                     writes under the configuration directory: {e}"
+                ));
+            }
+        }
+        self
+    }
 }
 
 pub(super) fn print_outputs(json_out: bool, o: &Outputs, out: &mut dyn Write) -> Result<()> {
@@ -235,5 +277,10 @@ pub(super) fn print_outputs(json_out: bool, o: &Outputs, out: &mut dyn Write) ->
         "nomad_tls_server_name  {}",
         or_none(&o.nomad_tls_server_name)
     )?;
+    match (&o.nomad_ca_cert, &o.nomad_ca_cert_hint) {
+        (Some(path), _) => writeln!(out, "nomad_ca_cert          {path}")?,
+        (None, Some(hint)) => writeln!(out, "nomad_ca_cert          - ({hint})")?,
+        (None, None) => writeln!(out, "nomad_ca_cert          -")?,
+    }
     Ok(())
 }

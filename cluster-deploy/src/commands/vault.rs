@@ -1,6 +1,6 @@
 //! The cluster's Key Vault in the commands: apply's first deployment (the vault and the
-//! operator's role; a soft-deleted vault of the same name recovered or purged as the operator
-//! says), the data-plane client, keeping and uploading the secrets, and what destroy leaves.
+//! operator's role; a soft-deleted vault of the same name recovered when its tags say it is
+//! this cluster's, otherwise recovered or purged as the operator says), the data-plane client, keeping and uploading the secrets, and what destroy leaves.
 //!
 //! Management calls (Microsoft.KeyVault 2025-05-01, keyvault.json): Vaults_Get (the vault and
 //! its `vaultUri`), Vaults_GetDeleted (`/subscriptions/{s}/providers/Microsoft.KeyVault/
@@ -19,7 +19,7 @@ use support::secret::Secret;
 use crate::arm::{ArmClient, Outcome};
 use crate::auth::Env;
 use crate::cli::{ApplyVaultArgs, AzureArgs};
-use crate::model::{Cluster, GossipSource, KeyVault, TlsSource};
+use crate::model::{Cluster, GossipSource, KeyVault, TlsSource, CLUSTER_TAG};
 use crate::secrets::pki::{CertificateAuthority, ExtraSan, Lifetimes, PkiSpec};
 use crate::secrets::reconcile::{self, Inputs, Plan, Rotation};
 use crate::secrets::vault::{self as data, Uploaded, VaultTokens};
@@ -125,9 +125,34 @@ pub(super) fn prepare(
         purge_deleted_vault(arm, &cluster.location, &vault.name)?;
         return Ok(VaultStep::Create);
     }
+    // Vaults_GetDeleted's `properties.tags` are "Tags of the original vault" (keyvault.json,
+    // DeletedVaultProperties): a vault this cluster made carries its `nomad-cluster` tag. That
+    // is this cluster re-created, and recovering is the non-destructive way on (the same
+    // secrets; nothing is lost): the default.
+    let owner = props["tags"][CLUSTER_TAG].as_str();
+    if owner == Some(cluster.name.as_str()) {
+        tracing::warn!(
+            "Key Vault {} was soft-deleted (deleted {}) and is tagged {CLUSTER_TAG}={}: this \
+             cluster's own vault, so it is recovered with its secrets (the same CA, gossip key \
+             and ACL token; its role assignments are made again by this deployment). To start \
+             afresh instead, run apply with --purge-deleted-vault",
+            vault.name,
+            props["deletionDate"].as_str().unwrap_or("?"),
+            cluster.name
+        );
+        return Ok(VaultStep::Recover);
+    }
+    let whose = match owner {
+        Some(other) => format!("it is tagged {CLUSTER_TAG}={other}, not {}", cluster.name),
+        None => format!(
+            "it has no {CLUSTER_TAG} tag naming cluster {}",
+            cluster.name
+        ),
+    };
     bail!(
         "the cluster's Key Vault name {name} is held by a soft-deleted vault (deleted {deleted}, \
-         kept until {until}{protected}); nothing was deployed. Choose:\n  \
+         kept until {until}{protected}) that may not be this cluster's ({whose}); nothing was \
+         deployed. Choose:\n  \
          cluster-deploy apply --recover-vault        bring it back with its secrets (the same \
          CA, gossip key and ACL token: right for re-creating this cluster)\n  \
          cluster-deploy apply --purge-deleted-vault  delete it for good and start with new \
@@ -404,8 +429,25 @@ pub(super) fn sync(
 ) -> Result<(Plan, Vec<Uploaded>)> {
     let cluster = &loaded.cluster;
     let items = cluster.security.items();
-    let stored = data::read_items(&session.client, &items)
+    let read = data::read_or_recover_items(&session.client, &items)
         .map_err(|e| explain(e, vault, "reading the cluster's secrets"))?;
+    if !read.recovered.is_empty() {
+        tracing::warn!(
+            "Key Vault {}: recovered soft-deleted {} and kept {}",
+            vault.name,
+            read.recovered
+                .iter()
+                .map(|i| i.vault_name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if read.recovered.len() == 1 {
+                "its value"
+            } else {
+                "their values"
+            }
+        );
+    }
+    let stored = read.values;
     let plan = reconcile::reconcile(&stored, &inputs(loaded, rotation, SystemTime::now())?)
         .with_context(|| format!("the secrets in Key Vault {}", vault.name))?;
     for note in &plan.notes {

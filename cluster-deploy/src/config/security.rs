@@ -22,7 +22,8 @@
 //! ```
 //!
 //! [`check`] refuses what cannot work or is unsafe, naming the fields: an API open to the
-//! whole internet (`0.0.0.0/0` in `allowed_inbound_cidr_blocks`) without TLS and ACLs, or with
+//! internet (`allowed_inbound_cidr_blocks` with a block shorter than /8, or more than a /8's
+//! worth of public addresses together: [`INTERNET_WIDE_ADDRESSES`]) without TLS and ACLs, or with
 //! ACLs whose bootstrap is left to whoever calls first; the `[nomad.tls]` paths on the VMs of
 //! earlier versions. [`warnings`] lists every opt-out, which `plan` prints.
 
@@ -250,18 +251,78 @@ pub(super) fn check(f: &ClusterFile) -> Result<(), Problem> {
     check_internet_facing(f)
 }
 
-/// `allowed_inbound_cidr_blocks` with `0.0.0.0/0` puts the Nomad API on the whole internet:
-/// only with TLS (no token in clear text), ACLs (no anonymous job submission, which is code
-/// execution on every client) and cluster-deploy's bootstrap (otherwise whoever calls
-/// `/v1/acl/bootstrap` first owns the cluster).
-fn check_internet_facing(f: &ClusterFile) -> Result<(), Problem> {
-    let Some(i) = f
-        .allowed_inbound_cidr_blocks
+/// The largest public address space `allowed_inbound_cidr_blocks` may admit without TLS and
+/// bootstrapped ACLs: one /8 (16,777,216 addresses). More than that, or any single block
+/// shorter than /8, is internet-wide for this rule: `0.0.0.0/0`, but also `0.0.0.0/1` with
+/// `128.0.0.0/1`, or a handful of /9s, which admit as much.
+pub const INTERNET_WIDE_ADDRESSES: u64 = 1 << 24;
+
+/// Ranges that are not public addresses (RFC 6890's special-purpose registry: "this network",
+/// RFC 1918 private, shared address space, loopback, link local, multicast and reserved):
+/// blocks inside them do not count towards [`INTERNET_WIDE_ADDRESSES`].
+const NOT_PUBLIC: [&str; 8] = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/3",
+];
+
+/// `[start, end)` of a block, as integers.
+fn span(net: &ipnet::Ipv4Net) -> (u64, u64) {
+    let start = u64::from(u32::from(net.network()));
+    (start, start + (1u64 << (32 - net.prefix_len())))
+}
+
+/// How many public addresses the blocks admit together, overlaps counted once. Blocks that do
+/// not parse are left out (the network checks name them).
+pub fn public_addresses(blocks: &[String]) -> u64 {
+    let mut spans: Vec<(u64, u64)> = blocks
         .iter()
-        .position(|c| is_everywhere(c))
-    else {
+        .filter_map(|b| parse_cidr(b).ok())
+        .map(|n| span(&n))
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let reserved: Vec<(u64, u64)> = NOT_PUBLIC
+        .iter()
+        .map(|c| span(&c.parse().expect("a CIDR")))
+        .collect();
+    merged
+        .iter()
+        .map(|&(start, end)| {
+            // The reserved ranges are disjoint, so their overlaps add up.
+            let hidden: u64 = reserved
+                .iter()
+                .map(|&(r0, r1)| r1.min(end).saturating_sub(r0.max(start)))
+                .sum();
+            (end - start) - hidden
+        })
+        .sum()
+}
+
+/// An internet-wide `allowed_inbound_cidr_blocks` (see [`INTERNET_WIDE_ADDRESSES`]) puts the
+/// Nomad API on the internet: only with TLS (no token in clear text), ACLs (no anonymous job
+/// submission, which is code execution on every client) and cluster-deploy's bootstrap
+/// (otherwise whoever calls `/v1/acl/bootstrap` first owns the cluster).
+fn check_internet_facing(f: &ClusterFile) -> Result<(), Problem> {
+    let blocks = &f.allowed_inbound_cidr_blocks;
+    let wide = blocks
+        .iter()
+        .position(|c| parse_cidr(c).is_ok_and(|n| n.prefix_len() < 8));
+    let total = public_addresses(blocks);
+    if wide.is_none() && total <= INTERNET_WIDE_ADDRESSES {
         return Ok(());
-    };
+    }
     let n = &f.nomad;
     let mut off = Vec::new();
     if !n.tls.enabled {
@@ -275,13 +336,31 @@ fn check_internet_facing(f: &ClusterFile) -> Result<(), Problem> {
     if off.is_empty() {
         return Ok(());
     }
+    let (field, what) = match wide {
+        Some(i) if is_everywhere(&blocks[i]) => (
+            format!("allowed_inbound_cidr_blocks[{i}]"),
+            format!("is {}, the whole internet,", blocks[i]),
+        ),
+        Some(i) => (
+            format!("allowed_inbound_cidr_blocks[{i}]"),
+            format!("is {}, a block shorter than /8 (internet-wide),", blocks[i]),
+        ),
+        None => (
+            "allowed_inbound_cidr_blocks".to_string(),
+            format!(
+                "is [{}], which together admit {total} public addresses, more than one /8 \
+                 ({INTERNET_WIDE_ADDRESSES}: internet-wide),",
+                blocks.join(", ")
+            ),
+        ),
+    };
     Err(bad(
-        &format!("allowed_inbound_cidr_blocks[{i}]"),
+        &field,
         format!(
-            "is {}, the whole internet, while {}: an internet-facing Nomad API needs TLS and \
-             ACLs bootstrapped by cluster-deploy; turn them back on, or admit only your own \
-             networks",
-            f.allowed_inbound_cidr_blocks[i],
+            "{what} while {}: an internet-facing Nomad API needs TLS and ACLs bootstrapped by \
+             cluster-deploy; turn them back on, or admit only your own networks (the rule: no \
+             block shorter than /8, and at most one /8's worth of public addresses in all, \
+             overlaps counted once and private or reserved ranges left out)",
             off.join(" and ")
         ),
     ))
@@ -434,6 +513,83 @@ mod tests {
             for name in names {
                 assert!(text.contains(name), "{name}: {text}");
             }
+        }
+    }
+
+    #[test]
+    fn internet_wide_is_a_short_block_or_more_than_a_slash_8_of_public_addresses() {
+        let v = |b: &[&str]| b.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            public_addresses(&v(&["0.0.0.0/0"])),
+            (1 << 32) - 592_576_512
+        );
+        assert_eq!(
+            public_addresses(&v(&["0.0.0.0/1", "128.0.0.0/1"])),
+            public_addresses(&v(&["0.0.0.0/0"]))
+        );
+        // Overlaps count once; private and reserved ranges not at all.
+        assert_eq!(
+            public_addresses(&v(&["203.0.113.0/24", "203.0.113.0/25", "203.0.113.7"])),
+            256
+        );
+        assert_eq!(
+            public_addresses(&v(&["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"])),
+            0
+        );
+        assert_eq!(
+            public_addresses(&v(&["11.0.0.0/8"])),
+            INTERNET_WIDE_ADDRESSES
+        );
+        let insecure = "[nomad.tls]\nenabled = false\n";
+        for (blocks, field) in [
+            (
+                r#"["0.0.0.0/1", "128.0.0.0/1"]"#,
+                "allowed_inbound_cidr_blocks[0]",
+            ),
+            (
+                r#"["203.0.113.0/24", "64.0.0.0/7"]"#,
+                "allowed_inbound_cidr_blocks[1]",
+            ),
+            (
+                r#"["11.0.0.0/9", "11.128.0.0/9", "12.0.0.0/9"]"#,
+                "allowed_inbound_cidr_blocks`",
+            ),
+        ] {
+            let text = problem(&minimal_with(&format!(
+                "allowed_inbound_cidr_blocks = {blocks}\n{insecure}"
+            )));
+            assert!(text.contains(field), "{blocks}: {text}");
+            assert!(text.contains("nomad.tls.enabled"), "{text}");
+            assert!(
+                text.contains("no block shorter than /8"),
+                "the rule: {text}"
+            );
+            // With TLS and bootstrapped ACLs, the same blocks are fine.
+            assert!(
+                load_text(&minimal_with(&format!(
+                    "allowed_inbound_cidr_blocks = {blocks}\n"
+                )))
+                .is_ok(),
+                "{blocks}"
+            );
+        }
+        let text = problem(&minimal_with(&format!(
+            "allowed_inbound_cidr_blocks = [\"11.0.0.0/9\", \"11.128.0.0/9\", \"12.0.0.0/9\"]\n{insecure}"
+        )));
+        assert!(text.contains("25165824 public addresses"), "{text}");
+        // One /8, or every private range, is not internet-wide.
+        for blocks in [
+            r#"["11.0.0.0/8"]"#,
+            r#"["11.0.0.0/9", "11.128.0.0/9", "10.1.0.0/16"]"#,
+            r#"["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]"#,
+        ] {
+            assert!(
+                load_text(&minimal_with(&format!(
+                    "allowed_inbound_cidr_blocks = {blocks}\n{insecure}"
+                )))
+                .is_ok(),
+                "{blocks}"
+            );
         }
     }
 

@@ -65,6 +65,52 @@ pub fn read_items(
     Ok(out)
 }
 
+/// What [`read_or_recover_items`] found: the latest version of each item the vault holds,
+/// and the items it brought back from soft delete to get there.
+#[derive(Debug, Default)]
+pub struct ReadItems {
+    pub values: BTreeMap<SecretItem, Secret>,
+    pub recovered: Vec<SecretItem>,
+}
+
+/// The latest version of each of `items`, like [`read_items`], but an item that is merely
+/// soft-deleted is not absent: GetDeletedSecret finds it, RecoverDeletedSecret brings it back
+/// (the client waits until GetSecret reads it again), and its value is what the caller
+/// reconciles against. Left out of the answer are only the items that are neither live nor
+/// deleted, which are the ones to generate. Otherwise a deleted CA, gossip key or ACL token
+/// would be silently replaced by new material that the running cluster does not share.
+pub fn read_or_recover_items(
+    client: &KeyVaultClient,
+    items: &[SecretItem],
+) -> Result<ReadItems, KeyVaultError> {
+    let mut out = ReadItems::default();
+    for &item in items {
+        let name = item.vault_name();
+        let found = match client.get_secret(name, None) {
+            Ok(found) => found,
+            Err(e) if e.is_not_found() => match client.get_deleted_secret(name) {
+                Ok(deleted) => {
+                    tracing::warn!(
+                        "{name} is soft-deleted in the vault (deletedDate {}): recovering it, so \
+                         its value is kept rather than replaced",
+                        deleted
+                            .deleted_date
+                            .map_or_else(|| "unknown".to_string(), |d| d.to_string())
+                    );
+                    client.recover_deleted_secret(name)?;
+                    out.recovered.push(item);
+                    client.get_secret(name, None)?
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        out.values.insert(item, found.value);
+    }
+    Ok(out)
+}
+
 /// One new secret version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Uploaded {

@@ -37,7 +37,8 @@ pub const SECRETS_USER_ROLE_ID: &str = "4633458b-17de-408a-b874-0445c86b69e6";
 
 pub const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
 
-fn vault_id(vault: &KeyVault) -> String {
+/// The vault's `resourceId(...)` expression, for `dependsOn`.
+pub(super) fn vault_id(vault: &KeyVault) -> String {
     resource_id(VAULT_TYPE, &[&vault.name])
 }
 

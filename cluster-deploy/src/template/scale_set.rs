@@ -52,6 +52,12 @@ pub(super) fn scale_set(cluster: &Cluster, set: &ScaleSet, custom_data: String) 
             &[&n.vnet, &n.subnet],
         ));
     }
+    // The main template re-declares the vault with the rule that admits the subnet (the first
+    // deployment made it without, before the subnet existed). run-nomad reads the vault once,
+    // from custom data, at first boot: no VM may exist before that rule does.
+    if let Some(vault) = &cluster.security.key_vault {
+        depends.push(super::key_vault::vault_id(vault));
+    }
     let mut pools = Vec::new();
     if let Some(lb) = &cluster.load_balancer {
         depends.push(resource_id("Microsoft.Network/loadBalancers", &[&lb.name]));
@@ -244,6 +250,34 @@ mod tests {
                 "[resourceId('Microsoft.Network/networkSecurityGroups', 'nomad-test-nsg')]"
             );
         }
+    }
+
+    #[test]
+    fn scale_sets_wait_for_the_vault_that_admits_their_subnet() {
+        let template = render(&example());
+        let name = resources_of(&template, "Microsoft.KeyVault/vaults")[0]["name"]
+            .as_str()
+            .unwrap();
+        let vault = format!("[resourceId('Microsoft.KeyVault/vaults', '{name}')]");
+        for name in ["nomad-test-servers", "nomad-test-clients"] {
+            let depends = scale_set_named(&template, name)["dependsOn"]
+                .as_array()
+                .unwrap();
+            assert!(depends.iter().any(|d| *d == vault), "{name}: {depends:?}");
+        }
+        // Without a vault there is nothing to wait for.
+        let template = render(&example_with(
+            "[nomad]\nacl = false\ngossip_encryption = false\n[nomad.tls]\nenabled = false\n",
+        ));
+        let depends = scale_set_named(&template, "nomad-test-servers")["dependsOn"]
+            .as_array()
+            .unwrap();
+        assert!(
+            !depends
+                .iter()
+                .any(|d| d.as_str().unwrap().contains("KeyVault")),
+            "{depends:?}"
+        );
     }
 
     #[test]

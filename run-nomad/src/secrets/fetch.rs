@@ -7,8 +7,12 @@
 //!   [`support::keyvault::KeyVaultClient`], all at once. Key Vault answers 403
 //!   `ForbiddenByRbac` until a new role assignment has propagated ("please observe propagation
 //!   time"), which on a scale set created with its assignments is the normal first answer:
-//!   that, throttling, 5xx and connection errors are retried. `ForbiddenByFirewall` (the
-//!   vault's network rules) and other refusals fail at once.
+//!   that, throttling, 5xx and connection errors are retried. So is 403
+//!   `ForbiddenByFirewall`: cluster-deploy's first deployment makes the vault before the
+//!   subnet exists, and the main one adds the subnet's rule; the scale sets wait for that in
+//!   the template, but custom data runs only once, so a VM that still meets the firewall
+//!   waits for the rule within the same deadline rather than fail for good. Other refusals
+//!   fail at once.
 //! - One deadline, `--secrets-timeout`, bounds all of it: the token takes what it needs, the
 //!   reads get the rest. Waits between tries start at a second (or a twentieth of the
 //!   deadline, when shorter) and double up to 30 s (or a quarter of it).
@@ -76,8 +80,9 @@ fn hint(error: &KeyVaultError) -> String {
     }
     if let KeyVaultError::Status(failure) = last {
         if failure.inner_code.as_deref() == Some("ForbiddenByFirewall") {
-            return " (the vault's network rules do not admit this VM: allow its subnet or \
-                    address in the vault's firewall)"
+            return " (the vault's network rules still do not admit this VM after the whole \
+                    --secrets-timeout: allow its subnet or address in the vault's firewall; \
+                    cluster-deploy apply adds the cluster's subnet)"
                 .to_string();
         }
         if failure.status == 404 {
@@ -131,6 +136,8 @@ pub fn fetch(
             deadline: remaining,
             initial_delay: initial,
             max_delay: max,
+            // The vault may not admit this subnet yet (see the module docs).
+            retry_forbidden_by_firewall: true,
         },
     )
     .map_err(|e| client_error(e.to_string()))?;

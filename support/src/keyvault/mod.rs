@@ -16,7 +16,9 @@
 //!   role assignment propagates ("If role assignments ... were changed recently, please observe
 //!   propagation time"; the REST error-code page: "If you receive a 403 error immediately after
 //!   adding an identity ..., you can handle it by adding periodic retry"). 403
-//!   `ForbiddenByFirewall` (network rules) and other 4xx fail at once.
+//!   `ForbiddenByFirewall` (network rules) and other 4xx fail at once, unless
+//!   [`Options::retry_forbidden_by_firewall`] (a VM booting while the rule that admits its
+//!   subnet is still being applied) makes `ForbiddenByFirewall` a retry too.
 //! - Errors name the vault URL, the operation, the secret name and the status, with at most
 //!   [`crate::http::ERROR_BODY_LIMIT`] bytes of the body. Secret values never reach an error, a
 //!   log line or a `Debug` print: they travel as [`Secret`].
@@ -90,6 +92,12 @@ pub struct Options {
     pub deadline: Duration,
     pub initial_delay: Duration,
     pub max_delay: Duration,
+    /// Retry 403 `ForbiddenByFirewall` within the deadline instead of failing at once. A VM at
+    /// first boot sets it: the deployment that adds its subnet to the vault's network rules
+    /// may still be settling (ARM applies a vault update, then the service applies the rule).
+    /// An operator's tool leaves it off: its address is either admitted or not, and an
+    /// immediate error with a hint is what helps there.
+    pub retry_forbidden_by_firewall: bool,
 }
 
 impl Default for Options {
@@ -99,6 +107,7 @@ impl Default for Options {
             deadline: Duration::from_secs(600),
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(30),
+            retry_forbidden_by_firewall: false,
         }
     }
 }
@@ -526,6 +535,17 @@ impl KeyVaultClient {
                 403 if inner_code.as_deref() == Some("ForbiddenByRbac") => {
                     tracing::info!(
                         "{} {}: Key Vault {} refuses the caller (ForbiddenByRbac); waiting for the role assignment to propagate",
+                        call.operation,
+                        call.target,
+                        self.base
+                    );
+                    Err(Attempt::retry(error))
+                }
+                403 if inner_code.as_deref() == Some("ForbiddenByFirewall")
+                    && self.options.retry_forbidden_by_firewall =>
+                {
+                    tracing::info!(
+                        "{} {}: Key Vault {} refuses this address (ForbiddenByFirewall); waiting for its network rules to admit it",
                         call.operation,
                         call.target,
                         self.base

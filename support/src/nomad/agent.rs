@@ -30,7 +30,7 @@ impl NomadClient {
         let (url, response) = self.send(&call, false, &[200, 500])?;
         let status = response.status().as_u16();
         if status == 200 {
-            return self.decode(&call.method, &url, response);
+            return self.decode(&call, &url, response);
         }
         let body = crate::http::error_body(response);
         serde_json::from_str(&body).map_err(|_| NomadError::Status {

@@ -195,6 +195,9 @@ struct Call<'a> {
     write: bool,
     /// A longer wait than the client's default (blocking queries).
     timeout: Option<Duration>,
+    /// The answer holds a secret (an ACL token's SecretID): a body that does not decode is
+    /// reported by its decode reason (line and column) only, never by an excerpt.
+    secret_answer: bool,
 }
 
 impl<'a> Call<'a> {
@@ -206,6 +209,7 @@ impl<'a> Call<'a> {
             body: None,
             write: false,
             timeout: None,
+            secret_answer: false,
         }
     }
 
@@ -224,6 +228,12 @@ impl<'a> Call<'a> {
 
     fn json(mut self, body: &impl Serialize) -> Self {
         self.body = Some(serde_json::to_vec(body).expect("serializable request body"));
+        self
+    }
+
+    /// The answer holds a secret: see [`Call::secret_answer`].
+    fn secret_answer(mut self) -> Self {
+        self.secret_answer = true;
         self
     }
 
@@ -403,11 +413,12 @@ impl NomadClient {
     /// settings' body limit when there is one).
     fn decode<T: DeserializeOwned>(
         &self,
-        method: &Method,
+        call: &Call<'_>,
         url: &Url,
         response: Response,
     ) -> Result<T, NomadError> {
         use std::io::Read;
+        let method = &call.method;
         let limit = self.settings.body_limit;
         let mut bytes = Vec::new();
         response
@@ -428,17 +439,29 @@ impl NomadClient {
         serde_json::from_slice(&bytes).map_err(|e| NomadError::Body {
             method: method.to_string(),
             url: url.to_string(),
-            message: format!(
-                "{e} in {}",
-                crate::http::body_excerpt(&String::from_utf8_lossy(&bytes))
-            ),
+            // serde_json's message can quote a value ("invalid type: string \"...\""), so an
+            // answer holding a secret is described by where it broke, not what it said.
+            message: if call.secret_answer {
+                format!(
+                    "the JSON does not decode ({:?} error at line {} column {}; the body holds \
+                     a secret and is not shown)",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
+            } else {
+                format!(
+                    "{e} in {}",
+                    crate::http::body_excerpt(&String::from_utf8_lossy(&bytes))
+                )
+            },
         })
     }
 
     /// A JSON read or write answered with 200.
     fn json<T: DeserializeOwned>(&self, call: Call<'_>, region: bool) -> Result<T, NomadError> {
         let (url, response) = self.send(&call, region, &[200])?;
-        self.decode(&call.method, &url, response)
+        self.decode(&call, &url, response)
     }
 
     /// A JSON read with its `X-Nomad-*` metadata.
@@ -449,7 +472,7 @@ impl NomadClient {
     ) -> Result<(T, QueryMeta), NomadError> {
         let (url, response) = self.send(&call, region, &[200])?;
         let meta = QueryMeta::from_response(&response);
-        Ok((self.decode(&call.method, &url, response)?, meta))
+        Ok((self.decode(&call, &url, response)?, meta))
     }
 
     /// Leader, servers and client nodes in one go (what `status` shows).

@@ -56,7 +56,7 @@ impl NomadClient {
     pub fn autopilot_health(&self) -> Result<OperatorHealth, NomadError> {
         let call = Call::get("v1/operator/autopilot/health");
         let (url, response) = self.send(&call, true, &[200, 429])?;
-        self.decode(&call.method, &url, response)
+        self.decode(&call, &url, response)
     }
 
     /// Every server's Raft index and term with the leader's, from one autopilot health answer
