@@ -336,9 +336,10 @@ impl Rig {
 }
 
 /// Checked at every simulated step (an observer): healthy voters never below the cluster size
-/// (unless a fault is armed: then never below quorum), and never two servers changing at once.
+/// (once a fault has fired: never below quorum), and never two servers changing at once.
 pub struct Properties {
     violations: Arc<Mutex<Vec<String>>>,
+    /// A fault test: the relaxed property holds from the fault's first action on.
     faults: Arc<AtomicBool>,
     pub fewest_healthy_voters: Arc<Mutex<usize>>,
     pub most_changing: Arc<Mutex<usize>>,
@@ -359,7 +360,8 @@ impl Properties {
         sim.observe(move |view: &ClusterView| {
             let mut found = Vec::new();
             let at = view.at.millis() as f64 / 1000.0;
-            if !faults.load(Ordering::SeqCst) && view.healthy_voters < cluster_size {
+            let fault_fired = faults.load(Ordering::SeqCst) && view.actions_applied > 0;
+            if !fault_fired && view.healthy_voters < cluster_size {
                 found.push(format!(
                     "at {at}s: {} healthy voters, fewer than the cluster size {cluster_size}",
                     view.healthy_voters
@@ -405,7 +407,8 @@ impl Properties {
         properties
     }
 
-    /// From now on a fault is armed: healthy voters may drop below the cluster size (never
+    /// A fault test: from the first simulated [`support::doubles::nomad_sim::Action`] that fires
+    /// (the fault's trigger), not before, healthy voters may drop below the cluster size (never
     /// below quorum).
     pub fn fault_armed(&self) {
         self.faults.store(true, Ordering::SeqCst);

@@ -4,8 +4,8 @@
 //! 1. surge: capacity up to the pool's count plus the batch, so the batch's work has new
 //!    nodes to move to;
 //! 2. gate: every new-model node ready, eligible and not draining (its Nomad version a step
-//!    Nomad supports from the old nodes'); a new instance that never gets there is deleted and
-//!    the roll stops, the old nodes untouched;
+//!    Nomad supports from the old nodes'); the roll stops when one never gets there, the old
+//!    nodes untouched, and deletes only surplus new instances that never became ready;
 //! 3. the batch's nodes are marked ineligible (nothing new lands there), then drained with
 //!    `--drain-deadline` (service allocations migrate; what is left at the deadline Nomad
 //!    stops);
@@ -176,19 +176,14 @@ impl Roll<'_> {
                 ))
             }
         };
-        // A new node that never took work goes; one that did (a version problem found late,
-        // on a re-run) holds allocations that would be lost: it stays, and the report says so.
-        let version_problem = matches!(stop, Stop::Unsafe { .. });
-        let failed: Vec<&ClientInstance> = set
-            .new_model()
-            .filter(|c| match &c.node {
-                None => true,
-                Some(n) if !n.in_service() => n.allocations == 0,
-                Some(n) => version_problem && n.allocations == 0,
-            })
-            .collect();
+        // Only a surplus node that never became ready goes; one that was ready may hold (or
+        // have held) work that would be lost: it stays, and the report says so.
+        let failed = gates::discardable_clients(&set);
         if failed.is_empty() {
-            return stop;
+            return stop.with_done(
+                "deleted no new client: none is a surplus instance that never became ready"
+                    .to_string(),
+            );
         }
         let ids: Vec<String> = failed
             .iter()
