@@ -55,6 +55,9 @@ pub struct RigOptions {
     pub jobs: Vec<JobSpec>,
     /// Virtual time every Nomad API request takes.
     pub advance_per_request: Duration,
+    /// Autopilot's `CleanupDeadServers` (on by default, as in Nomad): off, only the roll
+    /// removes a dead server's peer.
+    pub cleanup_dead_servers: bool,
 }
 
 impl Default for RigOptions {
@@ -68,6 +71,7 @@ impl Default for RigOptions {
                 JobSpec::batch("report", 2, Some(Duration::from_secs(90))),
             ],
             advance_per_request: Duration::from_millis(50),
+            cleanup_dead_servers: true,
         }
     }
 }
@@ -139,6 +143,7 @@ impl Rig {
             // What run-nomad configures: autopilot never prunes below cluster_size voters.
             autopilot: AutopilotSettings {
                 min_quorum: 3,
+                cleanup_dead_servers: options.cleanup_dead_servers,
                 ..AutopilotSettings::default()
             },
             ..SimConfig::default()
