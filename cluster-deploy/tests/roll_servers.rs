@@ -167,3 +167,52 @@ fn an_old_server_that_does_not_leave_has_its_dead_peer_removed_and_no_live_one()
     // Voters never below quorum, never fewer than three healthy, one server changing at a time.
     rig.assert_properties(false);
 }
+
+#[test]
+fn a_single_server_cluster_rolls_only_with_accept_no_failure_tolerance_and_then_finishes() {
+    let rig = Rig::new(RigOptions {
+        cluster_size: 1,
+        ..RigOptions::default()
+    });
+    let outcome = rig.roll(&["--servers-only"]);
+    let error = outcome.error();
+    assert!(
+        error.contains("precondition failed: failure tolerance (nothing was changed)"),
+        "{error}"
+    );
+    let check = outcome
+        .of("check")
+        .into_iter()
+        .find(|c| c["check"] == "failure tolerance")
+        .unwrap();
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--accept-no-failure-tolerance"),
+        "{check}"
+    );
+    assert!(rig.deleted().is_empty());
+
+    // Accepted: the whole roll runs, surge, gate, leadership handed over, old server gone.
+    let outcome = rig.roll(&["--servers-only", "--accept-no-failure-tolerance"]);
+    outcome.ok();
+    let check = outcome
+        .of("check")
+        .into_iter()
+        .find(|c| c["check"] == "failure tolerance")
+        .unwrap();
+    assert_eq!(check["ok"], true);
+    assert!(check["detail"]
+        .as_str()
+        .unwrap()
+        .contains("accepted with --accept-no-failure-tolerance"));
+    assert_eq!(outcome.of("leadership")[0]["transferred"], true);
+    assert_eq!(rig.deleted(), rig.old_servers);
+    assert_eq!(rig.deploy.arm.instances(SERVERS).len(), 1);
+    let view = rig.sim.view();
+    assert_eq!((view.voters, view.healthy_voters), (1, 1));
+    assert!(view.leader.is_some() && !rig.old_servers.contains(view.leader.as_ref().unwrap()));
+    // Never fewer than one healthy voter, never below quorum, one server changing at a time.
+    rig.assert_properties(false);
+}

@@ -55,6 +55,8 @@ pub struct RigOptions {
     pub jobs: Vec<JobSpec>,
     /// Virtual time every Nomad API request takes.
     pub advance_per_request: Duration,
+    /// The cluster file's `cluster_size` (3, as in the example).
+    pub cluster_size: usize,
     /// Autopilot's `CleanupDeadServers` (on by default, as in Nomad): off, only the roll
     /// removes a dead server's peer.
     pub cleanup_dead_servers: bool,
@@ -72,6 +74,7 @@ impl Default for RigOptions {
             ],
             advance_per_request: Duration::from_millis(50),
             cleanup_dead_servers: true,
+            cluster_size: 3,
         }
     }
 }
@@ -132,17 +135,21 @@ impl Outcome {
 }
 
 impl Rig {
-    /// The example cluster (3 servers, 6 clients) running `options.jobs`, with a new image
-    /// applied.
+    /// The example cluster (`options.cluster_size` servers, 6 clients) running
+    /// `options.jobs`, with a new image applied.
     pub fn new(options: RigOptions) -> Self {
-        let deploy = Deploy::example(&[], "");
+        let size = options.cluster_size;
+        let size_line = format!("cluster_size = {size}");
+        let deploy = Deploy::example(&[size_line.as_str()], "");
         let sim = Simulation::new(SimConfig {
             version: options.old_version.to_string(),
             // A request takes a little virtual time, as a real one takes real time.
             advance_per_request: options.advance_per_request,
+            // run-nomad's --num-servers: the cluster_size.
+            bootstrap_expect: size,
             // What run-nomad configures: autopilot never prunes below cluster_size voters.
             autopilot: AutopilotSettings {
-                min_quorum: 3,
+                min_quorum: size as u64,
                 cleanup_dead_servers: options.cleanup_dead_servers,
                 ..AutopilotSettings::default()
             },
@@ -155,7 +162,7 @@ impl Rig {
         assert!(
             sim.run_until(Duration::from_secs(300), |v| {
                 v.leader.is_some()
-                    && v.healthy_voters == 3
+                    && v.healthy_voters == size
                     && v.nodes.len() == 6
                     && v.nodes.iter().all(|n| n.status.as_str() == "ready")
             }),
@@ -177,10 +184,10 @@ impl Rig {
         deploy.ok(&["apply"]);
         sim.set_boot_version(options.new_version);
         assert!(
-            deploy.arm.instances(SERVERS).len() == 3 && deploy.arm.instances(CLIENTS).len() == 6
+            deploy.arm.instances(SERVERS).len() == size && deploy.arm.instances(CLIENTS).len() == 6
         );
         let nomad = NomadApiDouble::serve(&sim);
-        let properties = Properties::install(&sim, 3);
+        let properties = Properties::install(&sim, size);
         Self {
             deploy,
             sim,
