@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::doubles::nomad_sim::{Action, Fault as SimFault, ServerPhase};
+use support::doubles::nomad_sim::{
+    Action, Fault as SimFault, Role, ServerPhase, SimEvent, Trigger,
+};
 
 use rolling::{Rig, RigOptions, CLIENTS, SERVERS};
 
@@ -218,5 +220,99 @@ fn a_new_client_holding_allocations_is_never_deleted() {
         .as_str()
         .unwrap()
         .contains("deleted the new instance(s)"));
+    rig.assert_properties(false);
+}
+
+#[test]
+fn a_node_put_back_in_service_during_the_surge_is_drained_from_its_state_after_the_gate() {
+    let rig = Rig::new(RigOptions::default());
+    // A first run is interrupted once its first old node is drained (ineligible, its drain
+    // complete, nothing on it), before it deletes it.
+    let drained = Arc::new(AtomicBool::new(false));
+    {
+        let drained = drained.clone();
+        let old = rig.old_clients.clone();
+        rig.sim.observe(move |view| {
+            if view.nodes.iter().any(|n| {
+                old.contains(&n.name)
+                    && n.agent_running
+                    && !n.eligible
+                    && !n.draining
+                    && n.live_allocs == 0
+            }) {
+                drained.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let outcome = rig.roll_with(&["--clients-only"], drained);
+    assert_eq!(
+        outcome.stopped()["kind"],
+        "interrupted",
+        "{}",
+        outcome.stdout
+    );
+    let view = rig.sim.view();
+    let node = view
+        .nodes
+        .iter()
+        .find(|n| rig.old_clients.contains(&n.name) && !n.eligible && !n.draining)
+        .expect("a drained old node")
+        .name
+        .clone();
+    assert!(rig.deleted().is_empty());
+    // The re-run (batches of two) surges one more client; while it boots, an operator puts the
+    // drained node back in service, and the scheduler places work there again.
+    let existing: Vec<String> = rig
+        .deploy
+        .arm
+        .instances(CLIENTS)
+        .into_iter()
+        .map(|i| i.vm_id)
+        .collect();
+    rig.sim.when(
+        Trigger::Event(Box::new(move |e| {
+            matches!(e, SimEvent::InstanceCreated { name, role: Role::Client } if !existing.contains(name))
+        })),
+        Action::MarkEligible(node.clone()),
+    );
+    let outcome = rig.roll(&[
+        "--clients-only",
+        "--client-batch-size",
+        "2",
+        "--drain-deadline",
+        "10m",
+    ]);
+    outcome.ok();
+    let journal = rig.sim.journal();
+    let first_drained = journal
+        .iter()
+        .find(|(_, e)| matches!(e, SimEvent::DrainComplete { node: n } if *n == node))
+        .map(|(t, _)| *t)
+        .expect("the first run's drain completed");
+    let placed_again = journal
+        .iter()
+        .filter(|(t, e)| {
+            *t > first_drained && matches!(e, SimEvent::AllocPlaced { node: n, .. } if *n == node)
+        })
+        .count();
+    assert!(
+        placed_again > 0,
+        "the node took work again during the surge"
+    );
+    let drains = journal
+        .iter()
+        .filter(|(_, e)| matches!(e, SimEvent::DrainStarted { node: n, .. } if *n == node))
+        .count();
+    assert_eq!(drains, 2, "drained again after it took work");
+    let eligibility = outcome
+        .of("eligibility")
+        .into_iter()
+        .filter(|e| e["message"].as_str().unwrap().contains(&node))
+        .count();
+    assert_eq!(eligibility, 1, "{}", outcome.stdout);
+    assert!(
+        rig.old_instances_left().len() == 3,
+        "only the servers are old"
+    );
     rig.assert_properties(false);
 }

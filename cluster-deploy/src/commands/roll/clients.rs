@@ -6,7 +6,8 @@
 //! 2. gate: every new-model node ready, eligible and not draining (its Nomad version a step
 //!    Nomad supports from the old nodes'); the roll stops when one never gets there, the old
 //!    nodes untouched, and deletes only surplus new instances that never became ready;
-//! 3. the batch's nodes are marked ineligible (nothing new lands there), then drained with
+//! 3. the batch, rebuilt from the pool read again after the gate, has its nodes marked
+//!    ineligible (nothing new lands there), then drained with
 //!    `--drain-deadline` (service allocations migrate; what is left at the deadline Nomad
 //!    stops);
 //! 4. wait until no allocation is pending or running on them (at most the deadline plus a
@@ -67,6 +68,17 @@ impl Roll<'_> {
                 ));
             }
             self.gate_new_clients(spec, &old_versions)?;
+            // The gate may have taken minutes: the batch is taken out of service as the pool
+            // is now, not as it was before the surge (a node put back in service meanwhile
+            // holds work again; one that was down may be back).
+            let fresh = self.read_pool(spec)?;
+            let batch: Vec<ClientInstance> = match client_batches(&fresh, batch.len() as u32)
+                .into_iter()
+                .next()
+            {
+                Some(now) => now.into_iter().cloned().collect(),
+                None => continue,
+            };
             self.take_out_of_service(spec, &batch)?;
             let ids: Vec<String> = batch
                 .iter()

@@ -238,6 +238,16 @@ impl Cluster {
                     let _ = self.set_drain(&id, None, false, Default::default(), "");
                 }
             }
+            Action::MarkEligible(name) => {
+                if let Some(id) = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| n.id.clone())
+                {
+                    let _ = self.set_eligibility(&id, true);
+                }
+            }
             Action::StallReplication {
                 server,
                 after,

@@ -164,6 +164,9 @@ pub enum Action {
     /// An operator cancels this node's drain (`nomad node drain -disable`; it stays
     /// ineligible).
     CancelDrain(String),
+    /// An operator puts this node back in service (`nomad node eligibility -enable`): the
+    /// scheduler places work there again.
+    MarkEligible(String),
     /// Log replication to this server (`None`: the server created last) stops `after` from now
     /// for `lasting` (a network partition from the leader, a stalled disk): it stops hearing
     /// the leader and falls behind, so autopilot finds it unhealthy until it catches up.
