@@ -141,6 +141,22 @@ fn a_gate_timeout_on_a_new_server_that_is_already_a_voter_deletes_nothing() {
         .as_str()
         .unwrap()
         .contains("kept the new instance"));
+    let steps: Vec<&str> = stopped["next_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("is a Raft voter that is not healthy: do not delete it")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.contains("az vmss delete-instances")),
+        "{steps:?}"
+    );
     rig.assert_properties(true);
 }
 
