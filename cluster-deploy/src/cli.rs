@@ -211,7 +211,7 @@ pub struct RollArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
     pub check_interval: Duration,
     /// Where to save the Raft snapshot taken before any change [default:
-    /// nomad-<cluster>-<unix time>.snap in the current directory]. Never overwritten.
+    /// <cluster>-<unix time>.snap in the current directory]. Never overwritten.
     #[arg(long, value_name = "FILE")]
     pub snapshot: Option<PathBuf>,
 }

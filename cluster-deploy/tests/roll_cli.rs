@@ -104,11 +104,17 @@ fn without_a_terminal_it_needs_yes_and_bad_flags_are_named() {
         (&["--servers-only", "--clients-only"][..], "--clients-only"),
         (&["--client-batch-size", "0"][..], "--client-batch-size"),
         (&["--nomad-version", "1.10"][..], "--nomad-version"),
+        (
+            &["--soak", "20m", "--server-gate-timeout", "20m"][..],
+            "--soak 20m is not shorter than --server-gate-timeout 20m",
+        ),
+        (&["--soak", "30m"][..], "--server-gate-timeout 20m"),
     ] {
         let out = run(command(&rig, flags));
         assert_ne!(out.code, 0, "{flags:?}");
         assert!(out.stderr.contains(named), "{flags:?}: {}", out.stderr);
     }
+    assert_eq!(rig.deploy.arm.instances(SERVERS).len(), 3);
 }
 
 #[test]

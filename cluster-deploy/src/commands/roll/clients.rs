@@ -4,9 +4,10 @@
 //! 1. surge: capacity up to the pool's count plus the batch, so the batch's work has new
 //!    nodes to move to;
 //! 2. gate: every new-model node ready, eligible and not draining (its Nomad version a step
-//!    Nomad supports from the old nodes'); a new instance that never gets there is deleted and
-//!    the roll stops, the old nodes untouched;
-//! 3. the batch's nodes are marked ineligible (nothing new lands there), then drained with
+//!    Nomad supports from the old nodes'); the roll stops when one never gets there, the old
+//!    nodes untouched, and deletes only surplus new instances that never became ready;
+//! 3. the batch, rebuilt from the pool read again after the gate, has its nodes marked
+//!    ineligible (nothing new lands there), then drained with
 //!    `--drain-deadline` (service allocations migrate; what is left at the deadline Nomad
 //!    stops);
 //! 4. wait until no allocation is pending or running on them (at most the deadline plus a
@@ -67,6 +68,17 @@ impl Roll<'_> {
                 ));
             }
             self.gate_new_clients(spec, &old_versions)?;
+            // The gate may have taken minutes: the batch is taken out of service as the pool
+            // is now, not as it was before the surge (a node put back in service meanwhile
+            // holds work again; one that was down may be back).
+            let fresh = self.read_pool(spec)?;
+            let batch: Vec<ClientInstance> = match client_batches(&fresh, batch.len() as u32)
+                .into_iter()
+                .next()
+            {
+                Some(now) => now.into_iter().cloned().collect(),
+                None => continue,
+            };
             self.take_out_of_service(spec, &batch)?;
             let ids: Vec<String> = batch
                 .iter()
@@ -176,19 +188,14 @@ impl Roll<'_> {
                 ))
             }
         };
-        // A new node that never took work goes; one that did (a version problem found late,
-        // on a re-run) holds allocations that would be lost: it stays, and the report says so.
-        let version_problem = matches!(stop, Stop::Unsafe { .. });
-        let failed: Vec<&ClientInstance> = set
-            .new_model()
-            .filter(|c| match &c.node {
-                None => true,
-                Some(n) if !n.in_service() => n.allocations == 0,
-                Some(n) => version_problem && n.allocations == 0,
-            })
-            .collect();
+        // Only a surplus node that never became ready goes; one that was ready may hold (or
+        // have held) work that would be lost: it stays, and the report says so.
+        let failed = gates::discardable_clients(&set);
         if failed.is_empty() {
-            return stop;
+            return stop.with_done(
+                "deleted no new client: none is a surplus instance that never became ready"
+                    .to_string(),
+            );
         }
         let ids: Vec<String> = failed
             .iter()

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::events::duration_text;
 use super::options::CAUGHT_UP_LAG;
-use super::state::{ClientSet, ServerSet};
+use super::state::{ClientInstance, ClientSet, ServerSet};
 use super::{Roll, Stop};
 
 /// One look at a gate.
@@ -205,6 +205,61 @@ pub(super) fn new_clients(set: &ClientSet) -> Result<(), String> {
     }
 }
 
+/// Whether a new server that failed its gate may be deleted (`Err`: why it stays). Only a
+/// surge beyond `cluster_size` that has never been a voter goes, as read back from Nomad:
+/// autopilot promotes a server to voter only once it has been healthy for
+/// `server_stabilization_time`, and Nomad never demotes one, so a voter in the Raft
+/// configuration is a server that was a healthy voter. Deleting that, or any server when the
+/// scale set is not above its capacity, would take a voter away (a re-run would then find too
+/// few servers to roll).
+pub(super) fn discardable_server(set: &ServerSet, instance_id: &str) -> Result<(), String> {
+    let Some(server) = set.find(instance_id) else {
+        return Err(format!(
+            "instance {instance_id} is no longer in scale set {}",
+            set.scale_set
+        ));
+    };
+    match &server.agent {
+        Some(a) if a.voter => {
+            return Err(format!(
+                "it is a Raft voter ({}): autopilot promoted it once it was healthy, so deleting it would take a voter away",
+                a.describe()
+            ))
+        }
+        Some(a) if !a.raft_known => {
+            return Err(
+                "the Raft configuration could not be read, so whether it ever became a voter is unknown"
+                    .to_string(),
+            )
+        }
+        // Never a voter (or never even a member of the gossip pool).
+        _ => {}
+    }
+    let count = set.instances.len();
+    if count <= set.wanted as usize {
+        return Err(format!(
+            "scale set {} has {count} instances for cluster_size {}: it is not a surge beyond the capacity",
+            set.scale_set, set.wanted
+        ));
+    }
+    Ok(())
+}
+
+/// Which new clients that failed their gate may be deleted: at most the pool's surplus over
+/// its count, and only nodes that never became ready (no node registered, or one still
+/// `initializing`) and hold no allocation, as read back from Nomad. A node that was ready once
+/// may hold or have held work: it stays.
+pub(super) fn discardable_clients(set: &ClientSet) -> Vec<&ClientInstance> {
+    let surplus = set.instances.len().saturating_sub(set.wanted as usize);
+    set.new_model()
+        .filter(|c| match &c.node {
+            None => true,
+            Some(n) => n.status == "initializing" && n.allocations == 0,
+        })
+        .take(surplus)
+        .collect()
+}
+
 /// Every client of the batch holds nothing more: its drain finished and no allocation is
 /// pending or running there (or its node is down or gone: nothing runs there any more).
 pub(super) fn drained(set: &ClientSet, batch: &[String]) -> Result<(), String> {
@@ -267,6 +322,117 @@ mod tests {
             .unwrap_err()
             .contains("no leader"));
         assert!(new_server(&surged(("alive", true, true)), "9").is_err());
+    }
+
+    #[test]
+    fn a_voter_autopilot_finds_unhealthy_does_not_pass() {
+        // Caught up with the leader's index, a voter, and still unhealthy to autopilot (its
+        // last contact too long ago, say).
+        let mut set = surged(("alive", true, true));
+        let agent = set.instances[3].agent.as_mut().unwrap();
+        agent.healthy = Some(false);
+        assert_eq!(agent.lag, Some(0));
+        let err = new_server(&set, "3").unwrap_err();
+        assert!(err.contains("does not find it healthy"), "{err}");
+    }
+
+    #[test]
+    fn a_healthy_voter_in_an_unhealthy_cluster_does_not_pass() {
+        let mut set = surged(("alive", true, true));
+        set.autopilot_healthy = Some(false);
+        let err = new_server(&set, "3").unwrap_err();
+        assert_eq!(err, "autopilot reports the servers unhealthy");
+        set.unknown_peers = vec![("id-x".into(), "gone.global".into())];
+        let err = new_server(&set, "3").unwrap_err();
+        assert!(err.contains("Raft still lists id-x (gone.global)"), "{err}");
+    }
+
+    #[test]
+    fn only_a_surge_that_never_became_a_voter_may_be_deleted() {
+        // A surged non-voter (still joining, or never caught up): it goes.
+        assert_eq!(
+            discardable_server(&surged(("alive", false, false)), "3"),
+            Ok(())
+        );
+        // Not even a member yet (booting, or a broken image): it goes.
+        let mut booting = surged(("alive", true, true));
+        booting.instances[3].agent = None;
+        assert_eq!(discardable_server(&booting, "3"), Ok(()));
+        // A voter stays, healthy or not: autopilot only promotes a server once it was healthy.
+        for healthy in [true, false] {
+            let err = discardable_server(&surged(("alive", true, healthy)), "3").unwrap_err();
+            assert!(err.contains("it is a Raft voter"), "{err}");
+        }
+        // Raft unknown: it may be a voter, so it stays.
+        let mut unknown = surged(("alive", false, false));
+        unknown.instances[3].agent.as_mut().unwrap().raft_known = false;
+        let err = discardable_server(&unknown, "3").unwrap_err();
+        assert!(err.contains("could not be read"), "{err}");
+        // Not a surge (an old server already went): even a non-voter stays.
+        let mut replaced = surged(("alive", false, false));
+        replaced.instances.remove(0);
+        let err = discardable_server(&replaced, "3").unwrap_err();
+        assert!(
+            err.contains("3 instances for cluster_size 3: it is not a surge"),
+            "{err}"
+        );
+        assert!(discardable_server(&surged(("alive", false, false)), "9").is_err());
+    }
+
+    #[test]
+    fn only_surplus_new_clients_that_never_became_ready_may_be_deleted() {
+        use super::super::state::{tests::instance, ClientInstance, ClientNode};
+        let node = |status: &str, allocations: usize| ClientNode {
+            id: format!("node-{status}-{allocations}"),
+            status: status.to_string(),
+            eligible: true,
+            draining: false,
+            drained: false,
+            drain_canceled: false,
+            version: "1.10.5".to_string(),
+            allocations,
+        };
+        let pool = |new: Vec<Option<ClientNode>>| {
+            let mut instances: Vec<ClientInstance> = (0..2)
+                .map(|i| ClientInstance {
+                    instance: instance("c", i, false),
+                    node: Some(node("ready", 3)),
+                })
+                .collect();
+            for (i, n) in new.into_iter().enumerate() {
+                instances.push(ClientInstance {
+                    instance: instance("c", 10 + i as u32, true),
+                    node: n,
+                });
+            }
+            ClientSet {
+                scale_set: "c".to_string(),
+                pool: None,
+                wanted: 2,
+                instances,
+            }
+        };
+        let ids = |set: &ClientSet| -> Vec<String> {
+            discardable_clients(set)
+                .iter()
+                .map(|c| c.instance.instance_id.clone())
+                .collect()
+        };
+        // Never registered, or registered and never ready: they go.
+        let set = pool(vec![None, Some(node("initializing", 0))]);
+        assert_eq!(ids(&set), ["10", "11"]);
+        // Ready once (ready, or down since), or holding allocations: they stay.
+        let set = pool(vec![
+            Some(node("ready", 0)),
+            Some(node("down", 0)),
+            Some(node("ready", 2)),
+            Some(node("initializing", 1)),
+        ]);
+        assert!(ids(&set).is_empty(), "{:?}", ids(&set));
+        // Never beyond the surplus over the pool's count.
+        let mut set = pool(vec![None, None]);
+        set.instances.remove(0);
+        assert_eq!(ids(&set), ["10"]);
     }
 
     #[test]

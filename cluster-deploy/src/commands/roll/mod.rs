@@ -449,6 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_flag_help_names_the_default_file() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let roll = cli.find_subcommand("roll").expect("a roll command");
+        let flag = roll
+            .get_arguments()
+            .find(|a| a.get_id() == "snapshot")
+            .expect("--snapshot");
+        let help = flag.get_help().expect("help").to_string();
+        let filled = help
+            .replace("<cluster>", "nomad-example")
+            .replace("<unix time>", "1767225600");
+        let named = filled
+            .split_whitespace()
+            .find(|w| w.ends_with(".snap"))
+            .unwrap_or_else(|| panic!("no file name in {help:?}"));
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let written = default_snapshot_path("nomad-example", at);
+        assert_eq!(
+            named,
+            written.file_name().unwrap().to_str().unwrap(),
+            "{help}"
+        );
+    }
+
+    #[test]
     fn stops_say_why() {
         let stop = Stop::Timeout {
             gate: "new server 3".into(),

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 use crate::cli::RollArgs;
 
+use super::events::duration_text;
 use super::version::Version;
 
 /// Which scale sets a roll replaces.
@@ -73,6 +74,15 @@ impl RollOptions {
             bail!(
                 "--check-interval {:?} is longer than a gate timeout: no gate could be checked twice",
                 args.check_interval
+            );
+        }
+        // The soak runs inside the new server's gate: a soak as long as the gate's timeout
+        // could never end before the timeout deletes (or keeps) the server and stops.
+        if !args.soak.is_zero() && args.soak >= args.server_gate_timeout {
+            bail!(
+                "--soak {} is not shorter than --server-gate-timeout {}: the soak counts inside the new server's gate, so no server could pass it; shorten --soak or lengthen --server-gate-timeout",
+                duration_text(args.soak),
+                duration_text(args.server_gate_timeout)
             );
         }
         Ok(Self {

@@ -266,6 +266,39 @@ fn version(servers: &ServerSet, pools: &[ClientSet], options: &RollOptions) -> C
             }
         }
     }
+    // The agents already on the latest model (a previous run's surge) run the new image's
+    // version: a different --nomad-version is a mistake about the image, found before anything
+    // changes rather than at a gate that would then stop on a server that already serves.
+    let mut already = |what: String, version: Option<&str>| {
+        if let Some(Ok(v)) = version.map(Version::parse) {
+            if v.precedence(target).is_ne() {
+                problems.push(format!(
+                    "{what} is already on the latest model and runs Nomad {v}, not the --nomad-version {target} given (name the version the new image runs, or leave --nomad-version out)"
+                ));
+            }
+        }
+    };
+    if options.scope.servers() {
+        for s in servers.new_model() {
+            already(
+                format!("server {}", s.instance.instance_id),
+                s.agent.as_ref().and_then(|a| a.version.as_deref()),
+            );
+        }
+    }
+    if options.scope.clients() {
+        for pool in pools {
+            for c in pool.new_model() {
+                already(
+                    format!("{} instance {}", pool.label(), c.instance.instance_id),
+                    c.node
+                        .as_ref()
+                        .map(|n| n.version.as_str())
+                        .filter(|v| !v.is_empty()),
+                );
+            }
+        }
+    }
     // Nomad's upgrade guide: "While it is possible to upgrade Nomad client nodes before
     // servers, this guide recommends upgrading servers first": a note, not a refusal.
     let mut notes = Vec::new();
@@ -434,6 +467,28 @@ mod tests {
             "{:?}",
             found[5]
         );
+    }
+
+    #[test]
+    fn the_target_version_must_be_what_the_latest_model_already_runs() {
+        let mut set = surged(("alive", true, true));
+        set.instances[3].agent.as_mut().unwrap().version = Some("1.10.5".to_string());
+        let mut o = options();
+        o.target_version = Some(Version::parse("1.10.5").unwrap());
+        assert!(failed(&checks(&set, &[], &o)).is_empty());
+        o.target_version = Some(Version::parse("1.10.6").unwrap());
+        let found = checks(&set, &[], &o);
+        assert_eq!(failed(&found), ["version"]);
+        assert!(
+            found[5].detail.contains(
+                "server 3 is already on the latest model and runs Nomad 1.10.5, not the --nomad-version 1.10.6 given"
+            ),
+            "{:?}",
+            found[5]
+        );
+        // A clients-only roll does not judge the servers' image.
+        o.scope = Scope::ClientsOnly;
+        assert!(failed(&checks(&set, &[], &o)).is_empty());
     }
 
     #[test]

@@ -136,6 +136,13 @@ fn next_steps(
     }
     if let Some(set) = servers {
         for s in joining_servers(set) {
+            if s.agent.as_ref().is_some_and(|a| a.voter) {
+                steps.push(format!(
+                    "the new server {} is a Raft voter that is not healthy: do not delete it (that would leave fewer voters than cluster_size); see why in `nomad operator autopilot health` and `nomad server members`; a re-run gates it again",
+                    s.instance.label()
+                ));
+                continue;
+            }
             steps.push(format!(
                 "the new server {} is not a healthy voter yet: a re-run gates it before anything else (or remove it: az vmss delete-instances -g {group} -n {} --instance-ids {})",
                 s.instance.label(),

@@ -6,7 +6,8 @@
 //! 2. a new server still joining is gated: alive, in Raft, caught up with the leader's index,
 //!    a voter autopilot finds healthy, autopilot healthy overall, all of it for `--soak`; its
 //!    Nomad version must be a step Nomad supports from the old servers'. If it never gets
-//!    there, it is deleted and the roll stops (the old servers untouched);
+//!    there, the roll stops (the old servers untouched) and deletes it only if it is a surge
+//!    beyond `cluster_size` that Nomad never made a voter: a voter stays;
 //! 3. otherwise the servers must all be healthy voters before another one is touched;
 //! 4. with no more healthy voters than `cluster_size`, one instance is surged (capacity + 1):
 //!    never fewer than `cluster_size` healthy voters once an old one goes;
@@ -271,12 +272,35 @@ impl Roll<'_> {
     }
 
     /// A new server that failed its gate goes again, so the cluster is as it was before the
-    /// surge; the old servers stay untouched.
+    /// surge; the old servers stay untouched. It goes only when the state read back says it is
+    /// a surge beyond `cluster_size` that never became a voter ([`gates::discardable_server`]):
+    /// a server that did (a previous run's, say) stays, and the stop says why.
     fn discard_new_server(&mut self, spec: &ScaleSet, instance: &Instance, stop: Stop) -> Stop {
+        let verdict = match self.read_servers() {
+            Ok(set) => gates::discardable_server(&set, &instance.instance_id),
+            Err(e) => Err(format!(
+                "the servers could not be read back ({}), so whether it ever became a voter is unknown",
+                e.reason()
+            )),
+        };
+        if let Err(why) = verdict {
+            self.events.emit(
+                "keep",
+                format!(
+                    "servers: keeping the new instance {} although it did not pass its gate: {why}; nothing is deleted",
+                    instance.label()
+                ),
+                json!({ "scale_set": spec.name, "instance": instance.instance_id, "reason": why }),
+            );
+            return stop.with_done(format!(
+                "kept the new instance {}: {why}; nothing was deleted",
+                instance.label()
+            ));
+        }
         self.events.emit(
             "delete",
             format!(
-                "servers: deleting the new instance {} (it did not pass its gate); the old servers stay as they are",
+                "servers: deleting the new instance {} (it did not pass its gate and never became a voter); the old servers stay as they are",
                 instance.label()
             ),
             json!({ "scale_set": spec.name, "instance": instance.instance_id, "reason": "gate failed" }),
@@ -301,7 +325,7 @@ impl Roll<'_> {
             spec.name
         ));
         stop.with_done(format!(
-            "deleted the new instance {} (capacity back to what it was)",
+            "deleted the new instance {} (a surge that never became a voter: capacity back to what it was)",
             instance.label()
         ))
     }

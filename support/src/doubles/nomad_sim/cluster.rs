@@ -55,6 +55,11 @@ pub struct Cluster {
     pub(crate) next_servers_never_voters: usize,
     pub(crate) next_clients_never_start: usize,
     pub(crate) all_drains_stuck: bool,
+    pub(crate) no_terminate_watcher: bool,
+    /// Servers (by name) replication to which is stalled until then.
+    pub(crate) stalls: BTreeMap<String, SimTime>,
+    /// Actions applied so far.
+    pub(crate) actions_applied: usize,
     pub(crate) pending: Vec<Pending>,
     pub(crate) journal: Vec<(SimTime, SimEvent)>,
     pub(crate) observers: Vec<Observer>,
@@ -127,6 +132,9 @@ impl Cluster {
             next_servers_never_voters: 0,
             next_clients_never_start: 0,
             all_drains_stuck: false,
+            no_terminate_watcher: false,
+            stalls: BTreeMap::new(),
+            actions_applied: 0,
             pending: Vec::new(),
             journal: Vec::new(),
             observers: Vec::new(),
@@ -211,6 +219,7 @@ impl Cluster {
     }
 
     pub(crate) fn apply(&mut self, action: Action) {
+        self.actions_applied += 1;
         match action {
             Action::KillLeader => {
                 if let Some(name) = self.leader_name() {
@@ -229,6 +238,50 @@ impl Cluster {
                     let _ = self.set_drain(&id, None, false, Default::default(), "");
                 }
             }
+            Action::MarkEligible(name) => {
+                if let Some(id) = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .map(|n| n.id.clone())
+                {
+                    let _ = self.set_eligibility(&id, true);
+                }
+            }
+            Action::StallReplication {
+                server,
+                after,
+                lasting,
+            } => self.stall(server, after, lasting),
+        }
+    }
+
+    /// [`Action::StallReplication`]: names the server now, stalls it `after` from now.
+    fn stall(&mut self, server: Option<String>, after: Duration, lasting: Duration) {
+        let Some(name) = server.or_else(|| {
+            self.servers
+                .iter()
+                .max_by_key(|s| s.created_at)
+                .map(|s| s.name.clone())
+        }) else {
+            return;
+        };
+        if !after.is_zero() {
+            // Later: the same stall, due then (it counts as one action, not two).
+            self.actions_applied -= 1;
+            self.pending.push(Pending {
+                trigger: Trigger::At(self.now.plus(after)),
+                action: Action::StallReplication {
+                    server: Some(name),
+                    after: Duration::ZERO,
+                    lasting,
+                },
+            });
+            return;
+        }
+        if self.servers.iter().any(|s| s.name == name) {
+            self.stalls.insert(name.clone(), self.now.plus(lasting));
+            self.record(SimEvent::ReplicationStalled { name });
         }
     }
 

@@ -164,6 +164,17 @@ pub enum Action {
     /// An operator cancels this node's drain (`nomad node drain -disable`; it stays
     /// ineligible).
     CancelDrain(String),
+    /// An operator puts this node back in service (`nomad node eligibility -enable`): the
+    /// scheduler places work there again.
+    MarkEligible(String),
+    /// Log replication to this server (`None`: the server created last) stops `after` from now
+    /// for `lasting` (a network partition from the leader, a stalled disk): it stops hearing
+    /// the leader and falls behind, so autopilot finds it unhealthy until it catches up.
+    StallReplication {
+        server: Option<String>,
+        after: Duration,
+        lasting: Duration,
+    },
 }
 
 /// Faults armed ahead of time.
@@ -179,6 +190,9 @@ pub enum Fault {
     DrainNeverFinishes { node: String },
     /// The same for every node.
     DrainsNeverFinish,
+    /// No agent runs the terminate-notification watcher: an instance deleted with the
+    /// notification vanishes as one deleted without it (no graceful leave, no self-drain).
+    NoTerminateWatcher,
 }
 
 /// One server at one step.
@@ -260,6 +274,9 @@ pub struct ClusterView {
     /// As autopilot computes it (healthy voters beyond quorum).
     pub failure_tolerance: usize,
     pub autopilot_healthy: bool,
+    /// How many [`Action`]s have been applied so far (a test relaxes its properties from the
+    /// first fault on, not before).
+    pub actions_applied: usize,
 }
 
 /// A handle on one simulated cluster; clones share it.
@@ -375,6 +392,7 @@ impl Simulation {
                 }
             }
             Fault::DrainsNeverFinish => cluster.all_drains_stuck = true,
+            Fault::NoTerminateWatcher => cluster.no_terminate_watcher = true,
         }
     }
 
@@ -482,7 +500,7 @@ impl InstanceEvents for Simulation {
                 .and_then(|d| d.force_deadline)
                 .is_some_and(|t| t <= now),
         });
-        if notified {
+        if notified && !cluster.no_terminate_watcher {
             cluster.terminate(&name);
         } else {
             cluster.vanish(&name);
@@ -675,6 +693,7 @@ impl Cluster {
             quorum: servers::quorum(voters),
             failure_tolerance: if self.leader.is_some() { tolerance } else { 0 },
             autopilot_healthy: self.leader.is_some() && autopilot_healthy,
+            actions_applied: self.actions_applied,
         }
     }
 }

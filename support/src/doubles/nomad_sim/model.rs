@@ -387,6 +387,14 @@ pub enum SimEvent {
     ServerPromoted {
         name: String,
     },
+    /// Replication to this server stalled ([`super::Action::StallReplication`]).
+    ReplicationStalled {
+        name: String,
+    },
+    /// The stall is over: it hears the leader again and catches up.
+    ReplicationResumed {
+        name: String,
+    },
     PeerRemoved {
         name: String,
         why: String,

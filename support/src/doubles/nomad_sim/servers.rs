@@ -258,7 +258,20 @@ impl Cluster {
         let now = self.now;
         let (index, term) = (self.index, self.term);
         let members: Vec<String> = self.raft.iter().map(|(id, _)| id.clone()).collect();
+        let resumed: Vec<String> = self
+            .stalls
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &resumed {
+            self.stalls.remove(name);
+        }
+        let stalls = &self.stalls;
         for server in &mut self.servers {
+            if stalls.contains_key(&server.name) {
+                continue;
+            }
             if server.life != ServerLife::Running || !members.contains(&server.id) {
                 continue;
             }
@@ -267,6 +280,9 @@ impl Cluster {
                 server.last_term = term;
                 server.last_contact = Some(now);
             }
+        }
+        for name in resumed {
+            self.record(SimEvent::ReplicationResumed { name });
         }
     }
 

@@ -284,6 +284,57 @@ fn a_server_deleted_without_notification_fails_instead_of_leaving() {
 }
 
 #[test]
+fn without_the_watcher_a_notified_delete_is_a_vanished_server() {
+    let sim = sim();
+    sim.start_running(&["s0", "s1", "s2"], &[]);
+    sim.inject(Fault::NoTerminateWatcher);
+    let s1 = InstanceInfo {
+        vm_id: "s1".to_string(),
+        ..instance("servers", 1)
+    };
+    sim.instance_deleted(&s1, true);
+    sim.advance(Duration::from_secs(60));
+    let view = sim.view();
+    assert_eq!(server(&view, "s1").phase, ServerPhase::Vanished);
+    assert!(events(&sim).contains(&SimEvent::MemberFailed { name: "s1".into() }));
+    assert!(!events(&sim).contains(&SimEvent::AgentStopped { name: "s1".into() }));
+}
+
+#[test]
+fn a_stalled_server_falls_behind_turns_unhealthy_and_recovers() {
+    let sim = sim();
+    sim.start_running(&["s0", "s1", "s2"], &[]);
+    assert_eq!(sim.view().actions_applied, 0);
+    sim.act(Action::StallReplication {
+        server: Some("s2".into()),
+        after: Duration::from_secs(10),
+        lasting: Duration::from_secs(30),
+    });
+    sim.advance(Duration::from_secs(5));
+    assert!(server(&sim.view(), "s2").healthy, "not stalled yet");
+    sim.advance(Duration::from_secs(10));
+    let view = sim.view();
+    assert!(!server(&view, "s2").healthy, "stalled");
+    assert!(server(&view, "s2").voter && server(&view, "s2").running);
+    assert_eq!(view.healthy_voters, 2);
+    assert_eq!(view.actions_applied, 1, "the delayed stall is one action");
+    sim.advance(Duration::from_secs(30));
+    assert!(server(&sim.view(), "s2").healthy, "caught up again");
+    let stalled = time_of(
+        &sim,
+        |e| matches!(e, SimEvent::ReplicationStalled { name } if name == "s2"),
+    );
+    let resumed = time_of(
+        &sim,
+        |e| matches!(e, SimEvent::ReplicationResumed { name } if name == "s2"),
+    );
+    assert_eq!(
+        resumed.unwrap().since(stalled.unwrap()),
+        Duration::from_secs(30)
+    );
+}
+
+#[test]
 fn force_leave_does_nothing_to_a_live_member() {
     let sim = sim();
     sim.start_running(&["s0", "s1", "s2"], &[]);
