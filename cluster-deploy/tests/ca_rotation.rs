@@ -197,6 +197,61 @@ fn tools_work(env: &Deploy, dir: &Path, nodes: &[&Node]) {
     );
 }
 
+/// Every instance of every scale set, from `status`: (name, latest model).
+fn models(env: &Deploy, address: &str) -> Vec<(String, bool)> {
+    let out = status(env, address);
+    out["scale_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|set| set["instances"].as_array().unwrap().clone())
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or_default().to_string(),
+                i["latest_model_applied"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The README's marker line in `custom_data` (a top-level key: first in the file).
+fn mark(env: &Deploy, marker: &str) {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("custom_data ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env.config, format!("custom_data = {marker:?}\n{kept}")).unwrap();
+}
+
+#[test]
+fn a_rotation_alone_leaves_roll_nothing_and_the_readmes_marker_makes_every_instance_old() {
+    let env = generated();
+    let _ = env.run(&["apply"]);
+    let nomad = nomad_cluster(Some(&IssuedCertificate {
+        role: Role::Server,
+        cert_pem: secret(&env, SecretItem::ServerCertificate),
+        key_pem: Secret::new(secret(&env, SecretItem::ServerKey)),
+    }));
+    env.ok(&["apply", "--nomad-address", nomad.url()]);
+    env.ok(&["env", "--nomad-address", nomad.url()]);
+    env.ok(&["rotate", "--ca", "start"]);
+    let before = models(&env, nomad.url());
+    assert!(before.len() >= 4, "{before:?}");
+    assert!(before.iter().all(|(_, latest)| *latest), "{before:?}");
+    mark(&env, "# secrets: CA rotation phase 1");
+    env.ok(&["apply", "--nomad-address", nomad.url()]);
+    let after = models(&env, nomad.url());
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|(_, latest)| !*latest), "{after:?}");
+    // The marker is a comment in the boot commands; the secrets are unchanged by it.
+    assert_eq!(
+        json(&env.ok(&["rotate", "--json"]))["ca_rotation"]["phase"],
+        "phase-1"
+    );
+}
+
 #[test]
 fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase() {
     let env = generated();
