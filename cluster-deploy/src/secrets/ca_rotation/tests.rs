@@ -242,7 +242,7 @@ fn bundles_split_and_join_and_refuse_what_is_not_a_certificate() {
     let ca = vault.items[&SecretItem::CaCertificate].expose().to_string();
     let two = join_bundle(&[ca.clone(), ca.clone()]);
     assert_eq!(split_bundle(&two).unwrap(), [ca.clone(), ca.clone()]);
-    assert_eq!(split_bundle(&format!("\n\n{ca}\n")).unwrap(), [ca.clone()]);
+    assert_eq!(split_bundle(&format!("\n\n{ca}\n")).unwrap(), vec![ca.clone()]);
     let with_key = format!("{ca}{}", vault.items[&SecretItem::CaKey].expose());
     let e = split_bundle(&with_key).unwrap_err().to_string();
     assert!(
