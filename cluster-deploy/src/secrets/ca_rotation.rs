@@ -281,7 +281,9 @@ pub fn read_state(
                     PENDING_KEY,
                     pending_of.map_or("none".to_string(), |i| format!("number {}", i + 1))
                 ),
-                remedy: "restore earlier versions of nomad-ca-cert, nomad-ca-key and \
+                remedy: "if nomad-ca-key-next was deleted by hand, recover it (`az keyvault \
+                         secret recover --vault-name <vault> --name nomad-ca-key-next`); \
+                         otherwise restore earlier versions of nomad-ca-cert, nomad-ca-key and \
                          nomad-ca-key-next that belong together"
                     .into(),
             })

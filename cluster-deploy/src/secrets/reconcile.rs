@@ -286,7 +286,11 @@ fn tls(
         },
     };
     let until = ca.not_after().duration_since(now).unwrap_or(Duration::ZERO);
-    if until < Duration::from_secs(90 * 86_400) {
+    // A bundle of two is a rotation under way: its new CA is the answer already.
+    let rotating = trusted
+        .as_ref()
+        .is_some_and(|t| t.matches("BEGIN CERTIFICATE").count() > 1);
+    if until < Duration::from_secs(90 * 86_400) && !rotating {
         plan.notes.push(format!(
             "the cluster's CA expires in {} days: plan a CA rotation (`cluster-deploy rotate --ca start`, three steps each followed by a roll: see the README)",
             days(until)

@@ -242,7 +242,10 @@ fn bundles_split_and_join_and_refuse_what_is_not_a_certificate() {
     let ca = vault.items[&SecretItem::CaCertificate].expose().to_string();
     let two = join_bundle(&[ca.clone(), ca.clone()]);
     assert_eq!(split_bundle(&two).unwrap(), [ca.clone(), ca.clone()]);
-    assert_eq!(split_bundle(&format!("\n\n{ca}\n")).unwrap(), vec![ca.clone()]);
+    assert_eq!(
+        split_bundle(&format!("\n\n{ca}\n")).unwrap(),
+        vec![ca.clone()]
+    );
     let with_key = format!("{ca}{}", vault.items[&SecretItem::CaKey].expose());
     let e = split_bundle(&with_key).unwrap_err().to_string();
     assert!(
@@ -272,4 +275,21 @@ fn a_key_that_belongs_to_no_ca_of_the_bundle_is_broken_not_a_phase() {
         .to_string();
     assert!(e.contains("nomad-ca-key") && e.contains("restore"), "{e}");
     assert!(!e.contains("PRIVATE"), "{e}");
+}
+
+#[test]
+fn a_pending_key_deleted_by_hand_in_phase_1_is_named_with_its_remedy() {
+    let mut vault = Vault::new();
+    vault.run(CaStep::Start).unwrap();
+    vault.pending = None;
+    let e = plan_step(CaStep::Switch, &vault.items, None, &inputs())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nomad-ca-key-next") && e.contains("secret recover"),
+        "{e}"
+    );
+    // apply still works: the old CA signs, both are trusted.
+    let plan = reconcile::reconcile(&vault.items, &inputs()).unwrap();
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
 }
