@@ -103,14 +103,23 @@ pub enum Command {
         nomad_address: Option<String>,
     },
     /// Issue new secret material into the cluster's Key Vault (new secret versions). Running
-    /// agents keep what they loaded: roll the nodes afterwards (see the README).
+    /// agents keep what they loaded: roll the nodes afterwards (see the README). Without a
+    /// flag, report where a CA rotation stands and what comes next.
     Rotate {
         /// New server, client and CLI certificates from the current CA.
         #[arg(long)]
         certificates: bool,
-        /// A new CA, and new certificates from it (every node must be rolled).
-        #[arg(long)]
-        ca: bool,
+        /// One step of replacing the CA, each followed by a roll: `start` (also `--ca` alone)
+        /// trusts a new CA alongside the current one, `switch` has the new CA issue every
+        /// certificate, `finish` stops trusting the old CA. Runs alone.
+        #[arg(
+            long,
+            value_name = "STEP",
+            num_args = 0..=1,
+            default_missing_value = "start",
+            value_enum
+        )]
+        ca: Option<CaStepArg>,
         /// A new gossip key (follow Nomad's keyring steps, see the README).
         #[arg(long)]
         gossip_key: bool,
@@ -118,6 +127,27 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// A step of `rotate --ca`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaStepArg {
+    /// Phase 1: a new CA, trusted alongside the current one; certificates stay the old CA's.
+    Start,
+    /// Phase 2: the new CA signs, and issues new server, client and CLI certificates.
+    Switch,
+    /// The old CA is no longer trusted.
+    Finish,
+}
+
+impl From<CaStepArg> for crate::secrets::ca_rotation::CaStep {
+    fn from(arg: CaStepArg) -> Self {
+        match arg {
+            CaStepArg::Start => Self::Start,
+            CaStepArg::Switch => Self::Switch,
+            CaStepArg::Finish => Self::Finish,
+        }
+    }
 }
 
 /// `apply`'s Key Vault and ACL bootstrap options.
@@ -347,6 +377,24 @@ mod tests {
     fn the_secrets_commands_parse() {
         let cli = Cli::try_parse_from(["cluster-deploy", "rotate", "--all"]).unwrap();
         assert!(matches!(cli.command, Command::Rotate { all: true, .. }));
+        for (args, step) in [
+            (&["--ca"][..], Some(CaStepArg::Start)),
+            (&["--ca", "--json"][..], Some(CaStepArg::Start)),
+            (&["--ca", "switch"][..], Some(CaStepArg::Switch)),
+            (&["--ca=finish"][..], Some(CaStepArg::Finish)),
+            (&[][..], None),
+        ] {
+            let cli = Cli::try_parse_from(["cluster-deploy", "rotate"].iter().chain(args.iter()))
+                .unwrap();
+            assert!(
+                matches!(cli.command, Command::Rotate { ca, .. } if ca == step),
+                "{args:?}"
+            );
+        }
+        let e = Cli::try_parse_from(["cluster-deploy", "rotate", "--ca", "later"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("later") && e.contains("--ca"), "{e}");
         let cli = Cli::try_parse_from(["cluster-deploy", "env", "--token", "--json"]).unwrap();
         assert!(cli.json && matches!(cli.command, Command::Env { token: true, .. }));
         assert!(Cli::try_parse_from([

@@ -165,6 +165,57 @@ fn the_configuration_read_back_by_hcl1_has_tls_gossip_on_servers_only_and_acls()
     }
 }
 
+/// `openssl verify` of `cert` against the CA file `ca`, both as run-nomad wrote them.
+fn openssl_verifies(root: &FakeRoot, ca: &str, cert: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile"])
+        .arg(root.path().join(ca.trim_start_matches('/')))
+        .arg(root.path().join(cert.trim_start_matches('/')))
+        .output()
+        .expect("running openssl (installed by scripts/install-test-deps.sh)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// During a CA rotation (cluster-deploy's `rotate --ca`), `nomad-ca-cert` holds the old and
+/// the new CA: run-nomad accepts a certificate of either, writes the bundle whole as the
+/// `ca_file` Nomad reads (Nomad loads every certificate of it), and the written files verify
+/// with OpenSSL in both phases.
+#[test]
+fn a_ca_bundle_mid_rotation_is_written_whole_as_the_ca_file() {
+    let vault = ClusterVault::start();
+    vault.grant(AgentRole::Server);
+    let new_ca = TestCa::new("nomad-test-cluster CA 2");
+    let bundle = format!("{}{}", vault.ca.cert_pem(), new_ca.cert_pem());
+    vault.upload(SecretItem::CaCertificate, &bundle);
+    let new_server = new_ca.server_cert(&[&format!("server.{REGION}.nomad"), "localhost"]);
+    for phase in ["old CA signs", "new CA signs"] {
+        if phase == "new CA signs" {
+            vault.upload(SecretItem::ServerCertificate, &new_server.cert_pem);
+            vault.upload(SecretItem::ServerKey, &new_server.key_pem);
+        }
+        let root = FakeRoot::new();
+        let imds = ImdsDouble::start(instance());
+        let systemctl = StubSystemctl::new();
+        let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+        assert!(ok, "{phase}: {stdout}\n{stderr}");
+        assert_eq!(root.read("/opt/nomad/tls/ca.pem"), bundle, "{phase}");
+        let text = root.read("/opt/nomad/config/default.hcl");
+        let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(doc["tls"][0]["ca_file"], "/opt/nomad/tls/ca.pem", "{text}");
+        let (ok, out) =
+            openssl_verifies(&root, "/opt/nomad/tls/ca.pem", "/opt/nomad/tls/server.pem");
+        assert!(ok, "{phase}: {out}");
+        assert_eq!(systemctl.take_calls(), START_BOTH, "{phase}");
+    }
+}
+
 #[test]
 fn forbidden_until_the_role_assignment_propagates_is_waited_for() {
     let vault = ClusterVault::start();

@@ -89,10 +89,10 @@ pub fn run_with_hooks(
             env,
             &loaded,
             crate::secrets::reconcile::Rotation {
-                ca: *ca,
                 certificates: *certificates || *all,
                 gossip_key: *gossip_key || *all,
             },
+            ca.map(Into::into),
             out,
         ),
     }

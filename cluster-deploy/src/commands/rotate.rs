@@ -1,8 +1,9 @@
 //! `rotate`: new material into the cluster's vault, as new versions of its secrets (the old
 //! versions stay, disabled by nothing, readable for a rollback). Nothing on the VMs changes by
 //! itself: agents read their secrets at boot, so the follow-up is a roll, and for the gossip
-//! key Nomad's keyring steps on the running servers first. The output names secrets and
-//! versions, never values.
+//! key Nomad's keyring steps on the running servers first. A new CA takes three steps, each
+//! followed by a roll ([`crate::secrets::ca_rotation`]); `rotate` without a flag reports the
+//! phase. The output names secrets and versions, never values.
 
 use std::io::Write;
 
@@ -11,10 +12,13 @@ use serde_json::json;
 
 use crate::auth::Env;
 use crate::cli::Cli;
+use crate::secrets::ca_rotation::CaStep;
 use crate::secrets::reconcile::Rotation;
 
 use super::connect::connect_required;
 use super::{vault, write_json, Loaded};
+
+mod ca;
 
 /// What to do after a rotation, for each kind.
 fn next_steps(rotation: Rotation, vault_name: &str) -> Vec<String> {
@@ -31,21 +35,13 @@ fn next_steps(rotation: Rotation, vault_name: &str) -> Vec<String> {
              from the vault when they first start."
         ));
     }
-    if rotation.ca {
-        steps.push(
-            "CA: agents with certificates from the old CA and from the new one do not trust \
-             each other: replace every server and client (`cluster-deploy roll`), servers \
-             first, and expect RPC between old and new nodes to fail until the roll is done. \
-             Then `cluster-deploy env` for the CLI's new files."
-                .to_string(),
-        );
-    } else if rotation.certificates {
-        steps.push(
+    if rotation.certificates {
+        steps.push(format!(
             "certificates: running agents keep the certificates they loaded at boot; \
-             `cluster-deploy roll` replaces the nodes, which fetch the new versions. \
-             `cluster-deploy env` refreshes the CLI's certificate."
-                .to_string(),
-        );
+                 replace the nodes ({}), which fetch the new versions. `cluster-deploy env` \
+                 refreshes the CLI's certificate.",
+            crate::secrets::ca_rotation::ROLL
+        ));
     }
     steps
 }
@@ -55,12 +51,17 @@ pub(super) fn rotate(
     env: &Env,
     loaded: &Loaded,
     rotation: Rotation,
+    ca_step: Option<CaStep>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let cluster = &loaded.cluster;
     let security = &cluster.security;
-    if rotation == Rotation::default() {
-        bail!("say what to rotate: --certificates, --ca, --gossip-key, or --all");
+    let report_only = rotation == Rotation::default() && ca_step.is_none();
+    if ca_step.is_some() && rotation != Rotation::default() {
+        bail!(
+            "--ca runs alone (one step of a CA rotation at a time, each followed by a roll): \
+             run --certificates/--gossip-key/--all separately"
+        );
     }
     let kv = security.key_vault.as_ref().with_context(|| {
         format!(
@@ -69,7 +70,7 @@ pub(super) fn rotate(
             loaded.path.display()
         )
     })?;
-    if (rotation.ca || rotation.certificates) && !security.tls() {
+    if (ca_step.is_some() || rotation.certificates) && !security.tls() {
         bail!(
             "--certificates/--ca: TLS is off (`nomad.tls.enabled = false` in {})",
             loaded.path.display()
@@ -84,6 +85,12 @@ pub(super) fn rotate(
     vault::check_local_material(loaded)?;
     let arm = connect_required(&cli.azure, env)?;
     let session = vault::open_existing(&cli.azure, env, &arm, cluster, kv)?;
+    if report_only {
+        return ca::report(cli, loaded, kv, &session, out);
+    }
+    if let Some(step) = ca_step {
+        return ca::step(cli, loaded, kv, &session, step, out);
+    }
     let (plan, uploaded) = vault::sync(&session, loaded, kv, rotation)?;
     let steps = next_steps(rotation, &kv.name);
     if cli.json {

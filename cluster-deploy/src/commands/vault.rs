@@ -355,7 +355,7 @@ pub(super) fn explain(e: KeyVaultError, vault: &KeyVault, doing: &str) -> anyhow
 
 /// The reconcile inputs: what the cluster keeps, its own CA and gossip key read from their
 /// files, the certificates' names.
-fn inputs(loaded: &Loaded, rotation: Rotation, now: SystemTime) -> Result<Inputs> {
+pub(super) fn inputs(loaded: &Loaded, rotation: Rotation, now: SystemTime) -> Result<Inputs> {
     let cluster = &loaded.cluster;
     let s = &cluster.security;
     let own_ca = match &s.tls {

@@ -13,7 +13,9 @@
 //! - ACL bootstrap token: kept once made (it is the management token once bootstrap ran).
 //! - CA: the operator's own (from its files, never uploaded with its key); else the stored
 //!   certificate and key when both are there, current and matching; else, when neither is
-//!   there, a new CA. A half-stored or expired CA is an error pointing at `rotate --ca`.
+//!   there, a new CA. A half-stored or expired CA is an error naming the remedy.
+//!   During a CA rotation `nomad-ca-cert` is a bundle of two CAs: it is kept as it is, and the
+//!   one `nomad-ca-key` belongs to signs ([`super::ca_rotation`]).
 //! - Server, client and CLI certificates: kept while signed by the CA, named for their role in
 //!   the cluster's region (the server's also for every wanted extra name), current and matching
 //!   their key; otherwise issued anew, with the reason. One that expires within
@@ -25,17 +27,24 @@ use std::time::{Duration, SystemTime};
 use support::cluster_secrets::SecretItem;
 use support::secret::Secret;
 
+use super::ca_rotation::signing_ca;
 use super::material::{BootstrapToken, GossipKey, MaterialError};
 use super::pki::{CertificateAuthority, ExtraSan, IssuedCertificate, PkiError, PkiSpec, Role};
+
+/// What to do about a CA that cannot be used: it is broken, not old, so no step of a phased
+/// rotation fits. A vault keeps earlier versions of every secret.
+const CA_REMEDY: &str = "restore the matching versions of nomad-ca-cert and nomad-ca-key from the \
+                         vault's history (`az keyvault secret list-versions`), or, to start over \
+                         with a new CA, delete both secrets, run apply and roll every node (an \
+                         outage: old and new nodes do not trust each other)";
 
 /// A leaf certificate this close to its end is reported (`rotate --certificates`).
 pub const RENEW_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 
-/// What `rotate` asks for.
+/// What `rotate` asks for. A new CA is not one of them: it takes three steps with a roll
+/// after each ([`super::ca_rotation`]), which build on [`reconcile`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rotation {
-    /// A new CA (and therefore new certificates).
-    pub ca: bool,
     /// New server, client and CLI certificates from the current CA.
     pub certificates: bool,
     /// A new gossip key.
@@ -225,15 +234,9 @@ fn tls(
     let now = inputs.now;
     let stored_cert = stored.get(&SecretItem::CaCertificate);
     // The CA, and whether it is new to the vault (everything it signs is then issued anew).
+    // What agents trust: the signing CA's certificate, or the stored bundle kept as it is.
+    let mut trusted: Option<String> = None;
     let (ca, ca_changed) = match &inputs.own_ca {
-        Some(_) if r.ca => {
-            return Err(ReconcileError::Refused {
-                what: "rotating the CA".into(),
-                reason: "the CA comes from `nomad.tls.ca_cert_file` and `ca_key_file`: point \
-                         them at the new CA and run apply"
-                    .into(),
-            })
-        }
         Some(own) => {
             let same = stored_cert.is_some_and(|c| c.expose() == own.cert_pem());
             if !same {
@@ -248,27 +251,11 @@ fn tls(
             }
             (own.clone(), !same)
         }
-        None if r.ca => {
-            let ca =
-                CertificateAuthority::generate(&inputs.pki.cluster, inputs.pki.lifetimes.ca, now)?;
-            for item in [SecretItem::CaKey, SecretItem::CaCertificate] {
-                plan.changes.push(Change {
-                    item,
-                    why: "rotated".into(),
-                });
-            }
-            (ca, true)
-        }
         None => match (stored_cert, stored.get(&SecretItem::CaKey)) {
             (Some(cert), Some(key)) => {
-                let ca = CertificateAuthority::from_pem(cert.expose(), key, now).map_err(|e| {
-                    broken(
-                        SecretItem::CaCertificate,
-                        e,
-                        "`cluster-deploy rotate --ca` makes a new CA and certificates (then roll \
-                         every node)",
-                    )
-                })?;
+                let ca = signing_ca(cert.expose(), key, now)
+                    .map_err(|e| broken(SecretItem::CaCertificate, e, CA_REMEDY))?;
+                trusted = Some(cert.expose().to_string());
                 (ca, false)
             }
             (None, None) => {
@@ -293,21 +280,26 @@ fn tls(
                 return Err(broken(
                     item,
                     format!("the CA is half stored: {missing} (an interrupted upload?)"),
-                    "`cluster-deploy rotate --ca` makes a new CA and certificates (then roll \
-                     every node)",
+                    CA_REMEDY,
                 ));
             }
         },
     };
     let until = ca.not_after().duration_since(now).unwrap_or(Duration::ZERO);
-    if until < Duration::from_secs(90 * 86_400) {
+    // A bundle of two is a rotation under way: its new CA is the answer already.
+    let rotating = trusted
+        .as_ref()
+        .is_some_and(|t| t.matches("BEGIN CERTIFICATE").count() > 1);
+    if until < Duration::from_secs(90 * 86_400) && !rotating {
         plan.notes.push(format!(
-            "the cluster's CA expires in {} days: plan a CA rotation (`cluster-deploy rotate --ca`, then roll every node)",
+            "the cluster's CA expires in {} days: plan a CA rotation (`cluster-deploy rotate --ca start`, three steps each followed by a roll: see the README)",
             days(until)
         ));
     }
-    plan.values
-        .insert(SecretItem::CaCertificate, Secret::new(ca.cert_pem().into()));
+    plan.values.insert(
+        SecretItem::CaCertificate,
+        Secret::new(trusted.unwrap_or_else(|| ca.cert_pem().into())),
+    );
     if inputs.own_ca.is_none() {
         plan.values.insert(SecretItem::CaKey, ca.key_pem().clone());
     }
@@ -513,19 +505,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(changed(&gossip), [SecretItem::GossipKey]);
-        let ca = reconcile(
-            &stored,
-            &Inputs {
-                rotation: Rotation {
-                    ca: true,
-                    ..Rotation::default()
-                },
-                ..inputs()
-            },
-        )
-        .unwrap();
-        assert_eq!(changed(&ca).len(), 8, "the CA and everything it signs");
-        assert!(!changed(&ca).contains(&SecretItem::BootstrapToken));
     }
 
     #[test]
@@ -598,8 +577,14 @@ mod tests {
             .any(|c| c.item == SecretItem::CaCertificate && c.why.contains("changed")));
         assert!(changed(&plan).contains(&SecretItem::ClientKey));
         // Rotating an own CA is the operator's job.
-        with_ca.rotation.ca = true;
-        let e = reconcile(&generated, &with_ca).unwrap_err().to_string();
+        let e = super::super::ca_rotation::plan_step(
+            super::super::ca_rotation::CaStep::Start,
+            &generated,
+            None,
+            &with_ca,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("nomad.tls.ca_cert_file"), "{e}");
     }
 
@@ -609,10 +594,7 @@ mod tests {
         let mut half = stored.clone();
         half.remove(&SecretItem::CaKey);
         let e = reconcile(&half, &inputs()).unwrap_err().to_string();
-        assert!(
-            e.contains("nomad-ca-key") && e.contains("rotate --ca"),
-            "{e}"
-        );
+        assert!(e.contains("nomad-ca-key") && e.contains("restore"), "{e}");
         let mut bad_key = stored.clone();
         bad_key.insert(SecretItem::GossipKey, Secret::new("short".into()));
         let e = reconcile(&bad_key, &inputs()).unwrap_err().to_string();
