@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use support::cluster_secrets::{AgentRole, SecretItem};
 use support::doubles::imds::{ImdsDouble, Reply, IDENTITY_PRINCIPAL_ID};
 use support::doubles::keyvault::Origin;
+use support::doubles::tls::TestCa;
 
 #[test]
 fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
