@@ -45,6 +45,11 @@ impl Clock for SimClock {
             self.0.advance(d);
         }
     }
+
+    /// The calendar time the simulation stands for, the ARM double's clock too.
+    fn wall(&self) -> std::time::SystemTime {
+        self.0.now().system_time()
+    }
 }
 
 /// How the rig's cluster starts.
@@ -158,6 +163,11 @@ impl Rig {
         sim.map_scale_set(SERVERS, Role::Server);
         sim.map_scale_set(CLIENTS, Role::Client);
         deploy.arm.set_instance_events(Arc::new(sim.clone()));
+        // Azure's clock is the simulation's: instances report the virtual time they were made.
+        let clock = sim.clone();
+        deploy
+            .arm
+            .set_clock(Arc::new(move || clock.now().system_time()));
         deploy.ok(&["apply"]);
         assert!(
             sim.run_until(Duration::from_secs(300), |v| {

@@ -20,6 +20,8 @@
 //!   vCPUs of the instances that exist (by the size's family, `cores` for the region,
 //!   `lowPriorityCores` for Spot).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde_json::{json, Value};
 
 use super::super::server::Reply;
@@ -37,6 +39,8 @@ pub(crate) struct Instance {
     pub(crate) ip: String,
     pub(crate) zone: Option<String>,
     pub(crate) model: u64,
+    /// When the double created it, by its clock (`properties.timeCreated`).
+    pub(crate) created: SystemTime,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -403,6 +407,7 @@ fn resize(state: &mut State, stored: &mut Stored, capacity: usize) {
             ip,
             zone: (!zones.is_empty()).then(|| zones[id as usize % zones.len()].clone()),
             model: set.model,
+            created: (state.clock)(),
         };
         created.push(instance.clone());
         set.instances.push(instance);
@@ -491,7 +496,7 @@ fn instance_value(stored: &Stored, set: &ScaleSetState, i: &Instance, expand: bo
             },
             "storageProfile": { "imageReference": profile["storageProfile"]["imageReference"] },
             "networkProfile": { "networkInterfaces": [{ "id": format!("{id}/networkInterfaces/{nic_name}") }] },
-            "timeCreated": "2026-01-01T00:00:00+00:00",
+            "timeCreated": time_created(i.created),
         },
     });
     if let Some(zone) = &i.zone {
@@ -502,12 +507,24 @@ fn instance_value(stored: &Stored, set: &ScaleSetState, i: &Instance, expand: bo
             "computerName": i.computer_name,
             "osName": "ubuntu",
             "statuses": [
-                { "code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "time": "2026-01-01T00:00:00+00:00" },
+                { "code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "time": time_created(i.created) },
                 { "code": "PowerState/running", "level": "Info", "displayStatus": "VM running" },
             ],
         });
     }
     value
+}
+
+/// `properties.timeCreated` as Compute writes it (the spec's example
+/// `VirtualMachineScaleSetVM_List_MaximumSet_Gen.json`: `2021-06-27T01:02:38.3138469+00:00`,
+/// seven fractional digits and a numeric UTC offset).
+pub(crate) fn time_created(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{}.{:07}+00:00",
+        crate::doubles::nomad_sim::civil(since.as_secs() as i64),
+        since.subsec_nanos() / 100
+    )
 }
 
 /// VirtualMachineScaleSetVMs_List, with the `$expand` and `$filter` values the spec allows.

@@ -288,6 +288,9 @@ pub(crate) struct State {
     /// Tags an Azure Policy "inherit a tag from the resource group" assignment adds.
     pub(crate) inherited_tags: bool,
     pub(crate) events: Option<Arc<dyn InstanceEvents>>,
+    /// Where Azure's times come from (`timeCreated` of new instances): the wall clock unless a
+    /// test installs another ([`ArmDouble::set_clock`]).
+    pub(crate) clock: Clock,
     pub(crate) key_vaults: keyvault::KeyVaults,
     expect_refusals: bool,
 }
@@ -315,11 +318,15 @@ impl State {
             policies: Vec::new(),
             inherited_tags: false,
             events: None,
+            clock: Arc::new(std::time::SystemTime::now),
             key_vaults: keyvault::KeyVaults::default(),
             expect_refusals: false,
         }
     }
 }
+
+/// A source of Azure's current time.
+pub type Clock = Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
@@ -437,6 +444,12 @@ impl ArmDouble {
     /// Tells `events` about every instance created or deleted from now on.
     pub fn set_instance_events(&self, events: Arc<dyn InstanceEvents>) {
         lock(&self.state).events = Some(events);
+    }
+
+    /// Azure's time from now on (e.g. a simulation's virtual time, so that instances report
+    /// the `timeCreated` at which the simulation created them).
+    pub fn set_clock(&self, clock: Clock) {
+        lock(&self.state).clock = clock;
     }
 
     /// This test sends requests the specs do not have on purpose: dropping the double does not

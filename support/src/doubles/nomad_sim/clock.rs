@@ -52,6 +52,13 @@ impl SimTime {
         text
     }
 
+    /// The wall-clock time this simulated time stands for (e.g. for the ARM double's
+    /// `timeCreated`, [`crate::doubles::arm::ArmDouble::set_clock`]).
+    pub fn system_time(self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(EPOCH_UNIX_SECONDS as u64 * 1000 + self.0)
+    }
+
     /// RFC 3339 rounded down to the second (autopilot's `StableSince`).
     pub fn rfc3339_seconds(self) -> String {
         SimTime(self.0 - self.0 % 1000).rfc3339()
@@ -59,7 +66,7 @@ impl SimTime {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for unix seconds (proleptic Gregorian calendar, UTC).
-fn civil(unix_seconds: i64) -> String {
+pub fn civil(unix_seconds: i64) -> String {
     let days = unix_seconds.div_euclid(86_400);
     let secs = unix_seconds.rem_euclid(86_400);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, public domain).
@@ -93,5 +100,10 @@ mod tests {
         assert_eq!(SimTime(59 * 86_400_000).rfc3339(), "2026-03-01T00:00:00Z");
         assert_eq!(SimTime(0).unix_seconds(), 1_767_225_600);
         assert_eq!(SimTime(1).unix_nanos(), 1_767_225_600_001_000_000);
+        let at = SimTime(1_250).system_time();
+        assert_eq!(
+            crate::doubles::arm::compute::time_created(at),
+            "2026-01-01T00:00:01.2500000+00:00"
+        );
     }
 }

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use clients::{NodeOpError, NodeWrite};
-pub use clock::{go_duration, parse_go_duration, SimTime, EPOCH_UNIX_SECONDS};
+pub use clock::{civil, go_duration, parse_go_duration, SimTime, EPOCH_UNIX_SECONDS};
 pub use cluster::{AutopilotConfig, Cluster};
 pub use model::{
     uuid, Alloc, ClientAgent, ClientLife, ClientStatus, DesiredStatus, Drain, DrainStatus, JobKind,
