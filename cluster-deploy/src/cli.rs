@@ -199,6 +199,12 @@ pub struct RollArgs {
     /// Read the cluster, check the preconditions and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also replace every instance Azure created before this RFC 3339 time (its
+    /// `timeCreated`), even on the latest model: after `rotate`, which prints the command with
+    /// the time of its step. Instances the roll creates are newer, so a re-run with the same
+    /// time resumes. Not in the future.
+    #[arg(long, value_name = "TIME")]
+    pub created_before: Option<String>,
     /// Do not ask for confirmation (needed without a terminal).
     #[arg(long)]
     pub yes: bool,

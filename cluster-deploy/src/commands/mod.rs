@@ -93,6 +93,7 @@ pub fn run_with_hooks(
                 gossip_key: *gossip_key || *all,
             },
             ca.map(Into::into),
+            &*hooks.clock,
             out,
         ),
     }

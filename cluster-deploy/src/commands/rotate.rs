@@ -4,8 +4,14 @@
 //! key Nomad's keyring steps on the running servers first. A new CA takes three steps, each
 //! followed by a roll ([`crate::secrets::ca_rotation`]); `rotate` without a flag reports the
 //! phase. The output names secrets and versions, never values.
+//!
+//! Since the scale sets' model does not change, the roll selects the nodes by age: every step
+//! prints `cluster-deploy roll --config FILE --created-before <time of the step>` (the
+//! `roll_command` field with `--json`), which replaces every instance Azure created before it.
 
 use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -16,12 +22,48 @@ use crate::secrets::ca_rotation::CaStep;
 use crate::secrets::reconcile::Rotation;
 
 use super::connect::connect_required;
+use super::roll::Clock;
 use super::{vault, write_json, Loaded};
 
 mod ca;
 
+/// The roll that follows a step: its `--created-before` time and the command line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(super) struct RollCommand {
+    pub(super) created_before: String,
+    pub(super) command: String,
+}
+
+impl RollCommand {
+    /// For a step whose last write finished at `done`: the time rounded down to the second
+    /// (an instance created in that second cannot have booted and read the vault before the
+    /// write, so it needs no replacing), in UTC.
+    pub(super) fn after(config: &Path, done: SystemTime, servers_only: bool) -> Self {
+        let created_before = super::roll::age::format_utc_seconds(time::OffsetDateTime::from(done));
+        let command = format!(
+            "cluster-deploy roll --config {}{} --created-before {created_before}",
+            shell_word(&config.display().to_string()),
+            if servers_only { " --servers-only" } else { "" }
+        );
+        Self {
+            created_before,
+            command,
+        }
+    }
+}
+
+/// `word` as one POSIX shell word (quoted only when it must be).
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// What to do after a rotation, for each kind.
-fn next_steps(rotation: Rotation, vault_name: &str) -> Vec<String> {
+fn next_steps(rotation: Rotation, vault_name: &str, roll: &RollCommand) -> Vec<String> {
     let mut steps = Vec::new();
     if rotation.gossip_key {
         steps.push(format!(
@@ -32,15 +74,16 @@ fn next_steps(rotation: Rotation, vault_name: &str) -> Vec<String> {
              nomad operator gossip keyring install \"$KEY\"; nomad operator gossip keyring use \"$KEY\"; \
              then `nomad operator gossip keyring list` and remove the old key with \
              `nomad operator gossip keyring remove <old key>`. New servers read the new key \
-             from the vault when they first start."
+             from the vault when they first start; replace the servers: `{}`",
+            roll.command
         ));
     }
     if rotation.certificates {
         steps.push(format!(
             "certificates: running agents keep the certificates they loaded at boot; \
-                 replace the nodes ({}), which fetch the new versions. `cluster-deploy env` \
-                 refreshes the CLI's certificate.",
-            crate::secrets::ca_rotation::ROLL
+             replace the nodes, which fetch the new versions: `{}` (every instance created \
+             before this rotation). `cluster-deploy env` refreshes the CLI's certificate.",
+            roll.command
         ));
     }
     steps
@@ -52,6 +95,7 @@ pub(super) fn rotate(
     loaded: &Loaded,
     rotation: Rotation,
     ca_step: Option<CaStep>,
+    clock: &dyn Clock,
     out: &mut dyn Write,
 ) -> Result<()> {
     let cluster = &loaded.cluster;
@@ -89,10 +133,12 @@ pub(super) fn rotate(
         return ca::report(cli, loaded, kv, &session, out);
     }
     if let Some(step) = ca_step {
-        return ca::step(cli, loaded, kv, &session, step, out);
+        return ca::step(cli, loaded, kv, &session, step, clock, out);
     }
     let (plan, uploaded) = vault::sync(&session, loaded, kv, rotation)?;
-    let steps = next_steps(rotation, &kv.name);
+    // Only servers hold the gossip key.
+    let roll = RollCommand::after(&loaded.path, clock.wall(), !rotation.certificates);
+    let steps = next_steps(rotation, &kv.name, &roll);
     if cli.json {
         return write_json(
             out,
@@ -101,6 +147,8 @@ pub(super) fn rotate(
                 "new_versions": uploaded,
                 "notes": plan.notes,
                 "next_steps": steps,
+                "created_before": roll.created_before,
+                "roll_command": roll.command,
             }),
         );
     }
@@ -119,5 +167,27 @@ pub(super) fn rotate(
     for step in &steps {
         writeln!(out, "next: {step}")?;
     }
+    writeln!(out, "roll: {}", roll.command)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roll_command_names_the_file_and_the_time_of_the_step() {
+        let done = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_042_096_900);
+        let roll = RollCommand::after(Path::new("/etc/nomad/cluster.toml"), done, false);
+        assert_eq!(roll.created_before, "2026-11-30T12:34:56Z");
+        assert_eq!(
+            roll.command,
+            "cluster-deploy roll --config /etc/nomad/cluster.toml --created-before 2026-11-30T12:34:56Z"
+        );
+        let roll = RollCommand::after(Path::new("my cluster's.toml"), done, true);
+        assert_eq!(
+            roll.command,
+            "cluster-deploy roll --config 'my cluster'\\''s.toml' --servers-only --created-before 2026-11-30T12:34:56Z"
+        );
+    }
 }

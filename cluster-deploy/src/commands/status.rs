@@ -182,6 +182,7 @@ fn instance_json(i: &Instance, nomad: Value) -> Value {
         "vm_id": i.vm_id,
         "provisioning_state": i.provisioning_state,
         "latest_model_applied": i.latest_model,
+        "time_created": i.time_created,
         "nomad": nomad,
     })
 }

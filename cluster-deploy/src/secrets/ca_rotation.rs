@@ -41,11 +41,11 @@ use super::reconcile::{self, Change, Inputs, Plan, ReconcileError, Rotation};
 /// The Key Vault secret that holds the new CA's key during phase 1.
 pub const PENDING_KEY: &str = "nomad-ca-key-next";
 
-/// How to replace every node after a step: `roll` replaces instances not on the latest
-/// model, and a change in the vault alone does not change the model.
-pub const ROLL: &str = "change the scale sets' model with a marker line in the cluster file's \
-                        `custom_data`, `cluster-deploy apply`, then `cluster-deploy roll`, \
-                        servers first: README, rolling after a rotation";
+/// How to replace every node after a step when its time is not at hand: a change in the vault
+/// alone leaves the scale sets' model as it was, so `roll` selects the nodes by creation time
+/// (each step prints the exact command with its time).
+pub const ROLL: &str = "`cluster-deploy roll --created-before <the time the step printed>`, \
+                        which replaces every instance created before the step, servers first";
 
 /// One step of a CA rotation (`rotate --ca <step>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,18 +99,23 @@ impl Phase {
 
     /// What the operator does next, in this phase.
     pub fn next(self) -> String {
+        self.next_with(ROLL)
+    }
+
+    /// [`Self::next`] naming `roll` as the command that replaces every node.
+    pub fn next_with(self, roll: &str) -> String {
         match self {
             Phase::Idle => format!(
                 "nothing is pending; to replace the CA, `{}`",
                 CaStep::Start.command()
             ),
             Phase::TrustBoth => format!(
-                "replace every server and client ({ROLL}) so that every node trusts both CAs; \
+                "replace every server and client ({roll}) so that every node trusts both CAs; \
                  only then `{}`",
                 CaStep::Switch.command()
             ),
             Phase::NewSigns => format!(
-                "replace every server and client again ({ROLL}) so that every node has a \
+                "replace every server and client again ({roll}) so that every node has a \
                  certificate of the new CA, and refresh the CLI's files (`cluster-deploy env`); \
                  only then `{}`",
                 CaStep::Finish.command()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where time comes from, and how waiting passes it.
 pub trait Clock: Send + Sync {
@@ -13,6 +13,10 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Duration;
     /// Waits `d`, or less once `interrupted` is set.
     fn sleep(&self, d: Duration, interrupted: &AtomicBool);
+    /// The calendar time (compared with Azure's `timeCreated`; `rotate` prints it).
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// The wall clock: sleeps in short slices so an interruption is seen within a fraction of a

@@ -16,8 +16,10 @@
 //! Modules: [`state`] (instances joined to agents by VM id), [`preconditions`], [`plan`] (the
 //! order, pure), [`gates`] (waiting, and what each gate requires), [`servers`] and [`clients`]
 //! (the steps), [`report`] (what the cluster looks like and what to do when a roll stops),
-//! [`events`] (text or JSON lines), [`azure`] (the scale-set calls), [`clock`], [`version`].
+//! [`events`] (text or JSON lines), [`azure`] (the scale-set calls), [`clock`], [`version`],
+//! [`age`] (`--created-before`: old by creation time too, after a secret rotation).
 
+pub(super) mod age;
 pub(super) mod azure;
 mod clients;
 mod clock;
@@ -178,7 +180,7 @@ pub(super) fn roll(
     input: &mut dyn BufRead,
     hooks: Hooks,
 ) -> Result<()> {
-    let options = RollOptions::from_args(args)?;
+    let options = RollOptions::from_args(args, hooks.clock.wall())?;
     let cluster = &loaded.cluster;
     let arm = connect_required(&cli.azure, env)?;
     let settings = super::status::nomad_settings(&arm, cluster, env, &args.nomad, |name| {
@@ -247,7 +249,11 @@ impl Roll<'_> {
         if plan.is_empty() {
             self.events.emit(
                 "done",
-                "nothing to roll: every instance runs its scale set's latest model",
+                if self.options.created_before.is_some() {
+                    "nothing to roll: every instance runs its scale set's latest model and was created after --created-before"
+                } else {
+                    "nothing to roll: every instance runs its scale set's latest model"
+                },
                 json!({ "changed": false }),
             );
             return Ok(());
@@ -376,6 +382,7 @@ impl Roll<'_> {
     fn instances(&self, scale_set: &str) -> Result<Vec<state::Instance>, Stop> {
         let mut instances = azure::instances(&self.arm, self.group(), scale_set)?;
         instances.retain(|i| !i.deleting());
+        age::select(&mut instances, self.options.created_before)?;
         Ok(instances)
     }
 

@@ -53,10 +53,17 @@ pub(super) struct RollOptions {
     pub(super) leave_timeout: Duration,
     pub(super) check_interval: Duration,
     pub(super) snapshot: Option<PathBuf>,
+    /// `--created-before`: instances Azure created before it are replaced too.
+    pub(super) created_before: Option<time::OffsetDateTime>,
 }
 
 impl RollOptions {
-    pub(super) fn from_args(args: &RollArgs) -> Result<Self> {
+    /// `now` is the clock's wall time (a `--created-before` in the future is refused).
+    pub(super) fn from_args(args: &RollArgs, now: std::time::SystemTime) -> Result<Self> {
+        let created_before = match &args.created_before {
+            Some(text) => Some(super::age::parse_cutoff(text, now.into())?),
+            None => None,
+        };
         let target_version = match &args.nomad_version {
             Some(text) => {
                 Some(Version::parse(text).map_err(|e| anyhow::anyhow!("--nomad-version: {e}"))?)
@@ -104,6 +111,7 @@ impl RollOptions {
             leave_timeout: args.leave_timeout,
             check_interval: args.check_interval,
             snapshot: args.snapshot.clone(),
+            created_before,
         })
     }
 

@@ -142,17 +142,17 @@ impl Plan {
                     let what = if step.dead {
                         format!(
                             "delete {} (its agent is gone; its Raft peer is removed if still there)",
-                            step.instance.label()
+                            step.instance.plan_label()
                         )
                     } else if step.leader {
                         format!(
                             "surge one server, gate it, transfer leadership to it, delete the leader {}, check it left",
-                            step.instance.label()
+                            step.instance.plan_label()
                         )
                     } else {
                         format!(
                             "surge one server, gate it, delete {}, check it left",
-                            step.instance.label()
+                            step.instance.plan_label()
                         )
                     };
                     lines.push(format!("  {}. {what}", n + 1));
@@ -178,7 +178,7 @@ impl Plan {
                 ));
             }
             for (n, batch) in pool.batches.iter().enumerate() {
-                let names: Vec<String> = batch.iter().map(Instance::label).collect();
+                let names: Vec<String> = batch.iter().map(Instance::plan_label).collect();
                 lines.push(format!(
                     "  {}. surge {} client{}, wait until ready, mark ineligible and drain {}, delete once empty",
                     n + 1,

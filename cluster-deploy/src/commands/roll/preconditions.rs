@@ -382,6 +382,7 @@ mod tests {
             leave_timeout: Duration::from_secs(300),
             check_interval: Duration::from_secs(5),
             snapshot: None,
+            created_before: None,
         }
     }
 

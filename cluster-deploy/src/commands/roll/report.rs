@@ -8,14 +8,6 @@ use super::plan::{joining_clients, joining_servers};
 use super::state::{ClientInstance, ClientSet, ServerInstance, ServerSet};
 use super::{Roll, Stop};
 
-fn model_word(latest: bool) -> &'static str {
-    if latest {
-        "latest model"
-    } else {
-        "OLD MODEL"
-    }
-}
-
 /// `  3    nomad-s000003    latest model  alive voter LEADER healthy nomad 1.10.5`
 pub(crate) fn server_line(s: &ServerInstance) -> String {
     let agent = match &s.agent {
@@ -26,7 +18,7 @@ pub(crate) fn server_line(s: &ServerInstance) -> String {
         &s.instance.instance_id,
         &s.instance.computer_name,
         &s.instance.provisioning_state,
-        s.instance.latest_model,
+        &s.instance.model_words(),
         &agent,
     )
 }
@@ -41,22 +33,13 @@ pub(crate) fn client_line(c: &ClientInstance) -> String {
         &c.instance.instance_id,
         &c.instance.computer_name,
         &c.instance.provisioning_state,
-        c.instance.latest_model,
+        &c.instance.model_words(),
         &node,
     )
 }
 
-fn instance_line(
-    id: &str,
-    computer: &str,
-    provisioning: &str,
-    latest: bool,
-    nomad: &str,
-) -> String {
-    format!(
-        "  {id:<4} {computer:<16} {provisioning:<10} {:<12}  {nomad}",
-        model_word(latest)
-    )
+fn instance_line(id: &str, computer: &str, provisioning: &str, model: &str, nomad: &str) -> String {
+    format!("  {id:<4} {computer:<16} {provisioning:<10} {model:<12}  {nomad}")
 }
 
 /// The servers' cluster-wide verdicts in one line.

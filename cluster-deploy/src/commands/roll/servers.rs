@@ -410,7 +410,7 @@ impl Roll<'_> {
                         let set = roll.read_servers()?;
                         Ok(match set.leader_instance() {
                             Some(l) if l.instance.instance_id == target_instance => Look::Open(()),
-                            Some(l) if l.instance.latest_model => Look::Open(()),
+                            Some(l) if l.instance.current() => Look::Open(()),
                             Some(l) => Look::Closed(format!("{} still leads", l.instance.label())),
                             None => Look::Closed("no leader (election)".to_string()),
                         })

@@ -29,6 +29,14 @@ pub struct Instance {
     pub provisioning_state: String,
     /// `properties.latestModelApplied`.
     pub latest_model: bool,
+    /// `properties.timeCreated` as ARM wrote it (absent from some answers).
+    pub time_created: Option<String>,
+    /// The same, parsed.
+    #[serde(skip)]
+    pub created: Option<time::OffsetDateTime>,
+    /// Created before `roll --created-before`: replaced although it may be on the latest model
+    /// ([`super::age`]).
+    pub created_before_cutoff: bool,
 }
 
 impl Instance {
@@ -53,6 +61,15 @@ impl Instance {
         let Some(latest_model) = properties["latestModelApplied"].as_bool() else {
             bail!("scale set {scale_set}: instance {instance_id} has no properties.latestModelApplied");
         };
+        let time_created = properties["timeCreated"].as_str().map(str::to_string);
+        let created = match &time_created {
+            None => None,
+            Some(text) => Some(super::age::parse_rfc3339(text).map_err(|e| {
+                anyhow::anyhow!(
+                    "scale set {scale_set}: instance {instance_id}: properties.timeCreated {text:?}: {e}"
+                )
+            })?),
+        };
         Ok(Self {
             scale_set: scale_set.to_string(),
             name: text(&value["name"]),
@@ -61,7 +78,40 @@ impl Instance {
             instance_id,
             vm_id,
             latest_model,
+            time_created,
+            created,
+            created_before_cutoff: false,
         })
+    }
+
+    /// Needs no replacing: on the latest model, and not created before `--created-before`.
+    pub fn current(&self) -> bool {
+        self.latest_model && !self.created_before_cutoff
+    }
+
+    /// Why a roll replaces it, in words: `OLD MODEL`, or its creation time before the cutoff.
+    pub fn model_words(&self) -> String {
+        match (self.latest_model, self.created_before_cutoff) {
+            (false, _) => "OLD MODEL".to_string(),
+            (true, true) => format!(
+                "OLD (created {}, before --created-before)",
+                self.time_created.as_deref().unwrap_or("?")
+            ),
+            (true, false) => "latest model".to_string(),
+        }
+    }
+
+    /// [`Self::label`], with the reason when it is replaced for its age alone.
+    pub fn plan_label(&self) -> String {
+        if self.latest_model && self.created_before_cutoff {
+            format!(
+                "{} [created {}, before --created-before]",
+                self.label(),
+                self.time_created.as_deref().unwrap_or("?")
+            )
+        } else {
+            self.label()
+        }
     }
 
     /// Numeric instance ids sort as numbers ("10" after "9").
@@ -247,12 +297,14 @@ pub struct ServerSet {
 }
 
 impl ServerSet {
+    /// To be replaced: not on the latest model, or created before `--created-before`.
     pub fn old(&self) -> impl Iterator<Item = &ServerInstance> {
-        self.instances.iter().filter(|i| !i.instance.latest_model)
+        self.instances.iter().filter(|i| !i.instance.current())
     }
 
+    /// The rest: on the latest model and (with `--created-before`) created after the time.
     pub fn new_model(&self) -> impl Iterator<Item = &ServerInstance> {
-        self.instances.iter().filter(|i| i.instance.latest_model)
+        self.instances.iter().filter(|i| i.instance.current())
     }
 
     pub fn healthy_voters(&self) -> usize {
@@ -454,12 +506,13 @@ pub struct ClientSet {
 }
 
 impl ClientSet {
+    /// To be replaced (see [`ServerSet::old`]).
     pub fn old(&self) -> impl Iterator<Item = &ClientInstance> {
-        self.instances.iter().filter(|i| !i.instance.latest_model)
+        self.instances.iter().filter(|i| !i.instance.current())
     }
 
     pub fn new_model(&self) -> impl Iterator<Item = &ClientInstance> {
-        self.instances.iter().filter(|i| i.instance.latest_model)
+        self.instances.iter().filter(|i| i.instance.current())
     }
 
     pub fn label(&self) -> String {
@@ -528,6 +581,9 @@ pub(crate) mod tests {
             computer_name: format!("{set}{id:06}"),
             provisioning_state: "Succeeded".to_string(),
             latest_model: latest,
+            time_created: None,
+            created: None,
+            created_before_cutoff: false,
         }
     }
 
@@ -678,6 +734,7 @@ pub(crate) mod tests {
         let value = serde_json::json!({
             "instanceId": "4",
             "properties": { "vmId": "abc", "latestModelApplied": false,
+                "timeCreated": "2021-06-27T01:02:38.3138469+00:00",
                 "osProfile": { "computerName": "nomad-s000004" }, "provisioningState": "Succeeded" }
         });
         let i = Instance::from_arm("s", &value).unwrap();
@@ -691,6 +748,20 @@ pub(crate) mod tests {
         .to_string();
         assert!(err.contains("latestModelApplied"), "{err}");
         assert!(Instance::from_arm("s", &serde_json::json!({"instanceId": "4"})).is_err());
+        assert_eq!(
+            i.created.map(|t| t.unix_timestamp()),
+            Some(1_624_755_758),
+            "timeCreated is read"
+        );
+        let mut unparsable = value.clone();
+        unparsable["properties"]["timeCreated"] = "yesterday".into();
+        let err = Instance::from_arm("s", &unparsable)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("instance 4: properties.timeCreated \"yesterday\""),
+            "{err}"
+        );
         let mut deleting = i.clone();
         deleting.provisioning_state = "Deleting".to_string();
         assert!(deleting.deleting() && !i.deleting());

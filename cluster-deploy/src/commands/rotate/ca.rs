@@ -22,8 +22,10 @@ use crate::secrets::ca_rotation::{
 use crate::secrets::reconcile::Rotation;
 use crate::secrets::vault::{self as data, Uploaded};
 
+use super::super::roll::Clock;
 use super::super::vault::{self, explain, Session};
 use super::super::{write_json, Loaded};
+use super::RollCommand;
 
 /// The stored items and the pending key.
 fn read(
@@ -146,6 +148,7 @@ pub(super) fn step(
     kv: &KeyVault,
     session: &Session,
     step: CaStep,
+    clock: &dyn Clock,
     out: &mut dyn Write,
 ) -> Result<()> {
     let now = SystemTime::now();
@@ -181,14 +184,18 @@ pub(super) fn step(
     let state = read_state(&planned.plan.values, pending_after.as_ref(), now)
         .with_context(|| format!("the CA in Key Vault {} after the step", kv.name))?;
     let already = !planned.changes_anything();
-    let mut next = vec![state.phase.next()];
+    // Taken after the last write: every node created before it may hold the old material.
+    // When the step had already run, its own time is not at hand; now is later, so the roll
+    // replaces at least every node it must (and perhaps some booted after the first run).
+    let roll = RollCommand::after(&loaded.path, clock.wall(), false);
+    let roll_words = format!("`{}`", roll.command);
+    let mut next = vec![state.phase.next_with(&roll_words)];
     if step == CaStep::Finish && planned.before != state.phase {
         next = vec![format!(
-            "replace every node once more ({}) so that none trusts the old CA any longer, and \
-             `cluster-deploy env` for the CLI's CA file; this may wait until a routine roll, \
-             but not past the old CA's expiry, and must not wait if its key may have leaked. \
-             {}",
-            crate::secrets::ca_rotation::ROLL,
+            "replace every node once more ({roll_words}) so that none trusts the old CA any \
+             longer, and `cluster-deploy env` for the CLI's CA file; this may wait until a \
+             routine roll (then with the time printed here), but not past the old CA's expiry, \
+             and must not wait if its key may have leaked. {}",
             state.phase.next()
         )];
     }
@@ -211,6 +218,8 @@ pub(super) fn step(
                 "trusted": state.trusted,
                 "notes": planned.plan.notes,
                 "next_steps": next,
+                "created_before": roll.created_before,
+                "roll_command": roll.command,
             }),
         );
     }
@@ -244,5 +253,6 @@ pub(super) fn step(
     for step in &next {
         writeln!(out, "next: {step}")?;
     }
+    writeln!(out, "roll: {}", roll.command)?;
     Ok(())
 }
