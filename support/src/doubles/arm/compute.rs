@@ -39,8 +39,9 @@ pub(crate) struct Instance {
     pub(crate) ip: String,
     pub(crate) zone: Option<String>,
     pub(crate) model: u64,
-    /// When the double created it, by its clock (`properties.timeCreated`).
-    pub(crate) created: SystemTime,
+    /// When the double created it, by its clock (`properties.timeCreated`); `None` once a test
+    /// made the double forget it ([`super::ArmDouble::forget_time_created`]).
+    pub(crate) created: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -407,7 +408,7 @@ fn resize(state: &mut State, stored: &mut Stored, capacity: usize) {
             ip,
             zone: (!zones.is_empty()).then(|| zones[id as usize % zones.len()].clone()),
             model: set.model,
-            created: (state.clock)(),
+            created: Some((state.clock)()),
         };
         created.push(instance.clone());
         set.instances.push(instance);
@@ -435,6 +436,20 @@ pub(crate) fn removed(state: &State, stored: &Stored) {
             events.instance_deleted(&info(stored, i), notify);
         }
     }
+}
+
+/// Drops an instance's creation time from the answers; false when there is no such instance.
+pub(crate) fn forget_time_created(state: &mut State, scale_set: &str, instance_id: &str) -> bool {
+    state
+        .resources
+        .values_mut()
+        .filter(|s| s.value["name"] == scale_set)
+        .filter_map(|s| s.scale_set.as_mut())
+        .flat_map(|set| set.instances.iter_mut())
+        .filter(|i| i.instance_id.to_string() == instance_id)
+        .map(|i| i.created = None)
+        .count()
+        > 0
 }
 
 pub(crate) fn instances_of(state: &State, scale_set: &str) -> Vec<InstanceInfo> {
@@ -496,18 +511,24 @@ fn instance_value(stored: &Stored, set: &ScaleSetState, i: &Instance, expand: bo
             },
             "storageProfile": { "imageReference": profile["storageProfile"]["imageReference"] },
             "networkProfile": { "networkInterfaces": [{ "id": format!("{id}/networkInterfaces/{nic_name}") }] },
-            "timeCreated": time_created(i.created),
         },
     });
+    if let Some(created) = i.created {
+        value["properties"]["timeCreated"] = json!(time_created(created));
+    }
     if let Some(zone) = &i.zone {
         value["zones"] = json!([zone]);
     }
     if expand {
+        let mut provisioned = json!({ "code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded" });
+        if let Some(created) = i.created {
+            provisioned["time"] = json!(time_created(created));
+        }
         value["properties"]["instanceView"] = json!({
             "computerName": i.computer_name,
             "osName": "ubuntu",
             "statuses": [
-                { "code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "time": time_created(i.created) },
+                provisioned,
                 { "code": "PowerState/running", "level": "Info", "displayStatus": "VM running" },
             ],
         });

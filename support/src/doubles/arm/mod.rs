@@ -570,6 +570,16 @@ impl ArmDouble {
     }
 
     /// The instances of a scale set as the double holds them.
+    /// Leaves `properties.timeCreated` out of this instance's record from now on (an answer
+    /// without it, as for a VM whose creation time Compute does not report). Panics when the
+    /// instance does not exist.
+    pub fn forget_time_created(&self, scale_set: &str, instance_id: &str) {
+        assert!(
+            compute::forget_time_created(&mut lock(&self.state), scale_set, instance_id),
+            "no instance {instance_id} in scale set {scale_set}"
+        );
+    }
+
     pub fn instances(&self, scale_set: &str) -> Vec<InstanceInfo> {
         compute::instances_of(&lock(&self.state), scale_set)
     }

@@ -380,6 +380,46 @@ fn scale_sets_carry_instances_through_scaling_deletes_and_model_changes() {
 }
 
 #[test]
+fn instances_report_the_time_the_doubles_clock_created_them() {
+    let arm = ArmDouble::start();
+    let now = Arc::new(Mutex::new(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_042_096_250),
+    ));
+    let clock = now.clone();
+    arm.set_clock(Arc::new(move || *clock.lock().unwrap()));
+    arm.add_resource_group("rg", "westeurope", json!({}));
+    deploy(&arm, &template(vec![scale_set("vmss", 1, "/image-1")]));
+    *now.lock().unwrap() += std::time::Duration::from_secs(90);
+    deploy(&arm, &template(vec![scale_set("vmss", 2, "/image-1")]));
+    let vms = |query: &str| -> Vec<Value> {
+        let (status, body) = get(&arm, &format!("{}{query}", url(&arm, "/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/vmss/virtualMachines", COMPUTE)));
+        assert_eq!(status, 200, "{body}");
+        body["value"].as_array().unwrap().clone()
+    };
+    let created: Vec<String> = vms("")
+        .iter()
+        .map(|v| v["properties"]["timeCreated"].as_str().unwrap().to_string())
+        .collect();
+    // The spec example's form: seven fractional digits and a numeric offset.
+    assert_eq!(
+        created,
+        [
+            "2026-11-30T12:34:56.2500000+00:00",
+            "2026-11-30T12:36:26.2500000+00:00"
+        ]
+    );
+    let expanded = vms("&%24expand=instanceView");
+    assert_eq!(
+        expanded[1]["properties"]["instanceView"]["statuses"][0]["time"],
+        created[1].as_str()
+    );
+    arm.forget_time_created("vmss", "1");
+    let listed = vms("");
+    assert!(listed[0]["properties"]["timeCreated"].is_string());
+    assert!(listed[1]["properties"].get("timeCreated").is_none());
+}
+
+#[test]
 fn faults_answer_the_next_matching_request() {
     let arm = ArmDouble::start();
     arm.inject(Fault::any(FaultKind::Throttle {
