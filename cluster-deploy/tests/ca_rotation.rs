@@ -214,19 +214,57 @@ fn models(env: &Deploy, address: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// The README's marker line in `custom_data` (a top-level key: first in the file).
-fn mark(env: &Deploy, marker: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let kept: String = text
-        .lines()
-        .filter(|l| !l.starts_with("custom_data ="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&env.config, format!("custom_data = {marker:?}\n{kept}")).unwrap();
+/// Seconds since the Unix epoch of `2026-11-30T12:34:56Z` (the form rotate prints).
+fn unix_seconds(text: &str) -> u64 {
+    assert!(
+        text.len() == 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T',
+        "{text}"
+    );
+    let n = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (the inverse of the simulation clock's conversion).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) as u64
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A step's roll command: the cluster file and the time of the step (by the wall clock here).
+fn roll_command(env: &Deploy, out: &Value, servers_only: bool, before: u64) -> String {
+    let time = out["created_before"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"));
+    let at = unix_seconds(time);
+    assert!(before <= at && at <= now(), "{time} during the step");
+    let command = format!(
+        "cluster-deploy roll --config {}{} --created-before {time}",
+        env.config.display(),
+        if servers_only { " --servers-only" } else { "" }
+    );
+    assert_eq!(out["roll_command"], command.as_str(), "{out}");
+    assert!(
+        out["next_steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains(&command)),
+        "{out}"
+    );
+    command
 }
 
 #[test]
-fn a_rotation_alone_leaves_roll_nothing_and_the_readmes_marker_makes_every_instance_old() {
+fn a_rotation_leaves_the_model_as_it_is_and_prints_the_roll_by_creation_time() {
     let env = generated();
     let _ = env.run(&["apply"]);
     let nomad = nomad_cluster(Some(&IssuedCertificate {
@@ -236,20 +274,44 @@ fn a_rotation_alone_leaves_roll_nothing_and_the_readmes_marker_makes_every_insta
     }));
     env.ok(&["apply", "--nomad-address", nomad.url()]);
     env.ok(&["env", "--nomad-address", nomad.url()]);
-    env.ok(&["rotate", "--ca", "start"]);
-    let before = models(&env, nomad.url());
-    assert!(before.len() >= 4, "{before:?}");
-    assert!(before.iter().all(|(_, latest)| *latest), "{before:?}");
-    mark(&env, "# secrets: CA rotation phase 1");
-    env.ok(&["apply", "--nomad-address", nomad.url()]);
-    let after = models(&env, nomad.url());
-    assert_eq!(after.len(), before.len());
-    assert!(after.iter().all(|(_, latest)| !*latest), "{after:?}");
-    // The marker is a comment in the boot commands; the secrets are unchanged by it.
-    assert_eq!(
-        json(&env.ok(&["rotate", "--json"]))["ca_rotation"]["phase"],
-        "phase-1"
+    let before = now();
+    let step = json(&env.ok(&["rotate", "--ca", "start", "--json"]));
+    let command = roll_command(&env, &step, false, before);
+    // No model change: every instance stays on the latest model, the roll selects by age.
+    let models = models(&env, nomad.url());
+    assert!(models.len() >= 4, "{models:?}");
+    assert!(models.iter().all(|(_, latest)| *latest), "{models:?}");
+    assert!(!command.contains("custom_data"));
+
+    // The text form prints the same command on a line of its own; a repeated step too.
+    let text = env.ok(&["rotate", "--ca", "start"]).stdout;
+    assert!(text.contains("nothing to do"), "{text}");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("roll: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with(&format!(
+            "cluster-deploy roll --config {} --created-before ",
+            env.config.display()
+        )),
+        "{line}"
     );
+    assert!(
+        !text.contains("custom_data") && !text.contains("marker"),
+        "{text}"
+    );
+
+    // Certificates: every node; the gossip key: the servers only hold it.
+    let before = now();
+    let certs = json(&env.ok(&["rotate", "--certificates", "--json"]));
+    roll_command(&env, &certs, false, before);
+    let before = now();
+    let gossip = json(&env.ok(&["rotate", "--gossip-key", "--json"]));
+    roll_command(&env, &gossip, true, before);
+    let before = now();
+    let all = json(&env.ok(&["rotate", "--all", "--json"]));
+    roll_command(&env, &all, false, before);
 }
 
 #[test]
