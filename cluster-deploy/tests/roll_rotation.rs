@@ -10,8 +10,12 @@
 mod common;
 mod rolling;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use rolling::{Rig, RigOptions, CLIENTS, SERVERS};
 use serde_json::Value;
+use support::doubles::nomad_sim::ServerPhase;
 
 fn current() -> Rig {
     Rig::new(RigOptions {
@@ -123,6 +127,35 @@ fn rotate_then_roll_created_before_replaces_every_instance_and_a_rerun_nothing_m
         "a dry run changes nothing"
     );
 
+    // Interrupted as the first old server leaves: the stop report's re-run keeps the time,
+    // and the re-run resumes (the server surged before the stop is newer than the time).
+    let leaving = Arc::new(AtomicBool::new(false));
+    {
+        let leaving = leaving.clone();
+        rig.sim.observe(move |view| {
+            if view.servers.iter().any(|s| s.phase == ServerPhase::Leaving) {
+                leaving.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let stopped = rig.roll_with(&["--created-before", &t1], leaving);
+    assert_eq!(
+        stopped.stopped()["kind"],
+        "interrupted",
+        "{}",
+        stopped.stdout
+    );
+    let rerun = format!(
+        "re-run `cluster-deploy roll --config {} --created-before {t1}`",
+        rig.deploy.config.display()
+    );
+    assert!(stopped.stdout.contains(&rerun), "{}", stopped.stdout);
+    let midway = vm_ids(&rig);
+    assert_eq!(
+        midway.iter().filter(|vm| !first.contains(vm)).count(),
+        1,
+        "one new server: {midway:?}"
+    );
     rig.roll(&["--created-before", &t1]).ok();
     let second = vm_ids(&rig);
     assert_eq!(second.len(), 9, "{second:?}");

@@ -55,6 +55,8 @@ pub(super) struct RollOptions {
     pub(super) snapshot: Option<PathBuf>,
     /// `--created-before`: instances Azure created before it are replaced too.
     pub(super) created_before: Option<time::OffsetDateTime>,
+    /// The flag's value as given (for the re-run command a stop report prints).
+    pub(super) created_before_text: Option<String>,
 }
 
 impl RollOptions {
@@ -112,6 +114,7 @@ impl RollOptions {
             check_interval: args.check_interval,
             snapshot: args.snapshot.clone(),
             created_before,
+            created_before_text: args.created_before.as_ref().map(|t| t.trim().to_string()),
         })
     }
 

@@ -383,6 +383,7 @@ mod tests {
             check_interval: Duration::from_secs(5),
             snapshot: None,
             created_before: None,
+            created_before_text: None,
         }
     }
 

@@ -95,6 +95,7 @@ fn next_steps(
     pools: &[ClientSet],
     config: &str,
     group: &str,
+    rerun_flags: &str,
 ) -> Vec<String> {
     let mut steps = Vec::new();
     match stop {
@@ -162,7 +163,7 @@ fn next_steps(
         }
     }
     steps.push(format!(
-        "re-run `cluster-deploy roll --config {config}` to resume: it reads the state back from Azure and Nomad (there is no state file); `cluster-deploy status --config {config}` shows it"
+        "re-run `cluster-deploy roll --config {config}{rerun_flags}` to resume: it reads the state back from Azure and Nomad (there is no state file); `cluster-deploy status --config {config}` shows it"
     ));
     steps
 }
@@ -190,7 +191,12 @@ pub(super) fn stopped(roll: &mut Roll<'_>, stop: Stop) -> anyhow::Error {
         ),
     };
     let config = roll.config_path.display().to_string();
-    let steps = next_steps(&stop, servers, pools, &config, roll.group());
+    // The same time again: the instances this run made are newer than it.
+    let rerun_flags = match &roll.options.created_before_text {
+        Some(t) => format!(" --created-before {t}"),
+        None => String::new(),
+    };
+    let steps = next_steps(&stop, servers, pools, &config, roll.group(), &rerun_flags);
     let mut text = vec![format!("ROLL STOPPED: {reason}")];
     for d in &done {
         text.push(format!("done about it: {d}"));
