@@ -13,7 +13,8 @@
 //! There is no state file: every step starts from what Azure and Nomad report, so a re-run
 //! after a stop (a gate timeout, a failure, SIGINT/SIGTERM) resumes where the cluster is.
 //!
-//! Modules: [`state`] (instances joined to agents by VM id), [`preconditions`], [`plan`] (the
+//! Modules: [`instance`] (a scale-set instance, old or current), [`state`] (instances joined
+//! to agents by VM id), [`preconditions`], [`plan`] (the
 //! order, pure), [`gates`] (waiting, and what each gate requires), [`servers`] and [`clients`]
 //! (the steps), [`report`] (what the cluster looks like and what to do when a roll stops),
 //! [`events`] (text or JSON lines), [`azure`] (the scale-set calls), [`clock`], [`version`],
@@ -25,6 +26,7 @@ mod clients;
 mod clock;
 mod events;
 mod gates;
+mod instance;
 mod options;
 mod plan;
 mod preconditions;

@@ -20,11 +20,12 @@
 //!   vCPUs of the instances that exist (by the size's family, `cores` for the region,
 //!   `lowPriorityCores` for Spot).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
 use super::super::server::Reply;
+use super::created::time_created;
 use super::lro::Pending;
 use super::resources::Stored;
 use super::{arm_error, page, resource_id, Call, InstanceInfo, State};
@@ -438,20 +439,6 @@ pub(crate) fn removed(state: &State, stored: &Stored) {
     }
 }
 
-/// Drops an instance's creation time from the answers; false when there is no such instance.
-pub(crate) fn forget_time_created(state: &mut State, scale_set: &str, instance_id: &str) -> bool {
-    state
-        .resources
-        .values_mut()
-        .filter(|s| s.value["name"] == scale_set)
-        .filter_map(|s| s.scale_set.as_mut())
-        .flat_map(|set| set.instances.iter_mut())
-        .filter(|i| i.instance_id.to_string() == instance_id)
-        .map(|i| i.created = None)
-        .count()
-        > 0
-}
-
 pub(crate) fn instances_of(state: &State, scale_set: &str) -> Vec<InstanceInfo> {
     state
         .resources
@@ -534,18 +521,6 @@ fn instance_value(stored: &Stored, set: &ScaleSetState, i: &Instance, expand: bo
         });
     }
     value
-}
-
-/// `properties.timeCreated` as Compute writes it (the spec's example
-/// `VirtualMachineScaleSetVM_List_MaximumSet_Gen.json`: `2021-06-27T01:02:38.3138469+00:00`,
-/// seven fractional digits and a numeric UTC offset).
-pub(crate) fn time_created(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!(
-        "{}.{:07}+00:00",
-        crate::doubles::nomad_sim::civil(since.as_secs() as i64),
-        since.subsec_nanos() / 100
-    )
 }
 
 /// VirtualMachineScaleSetVMs_List, with the `$expand` and `$filter` values the spec allows.

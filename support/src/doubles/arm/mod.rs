@@ -81,10 +81,12 @@ use serde_json::{json, Value};
 pub use super::instance_events::{InstanceEvents, InstanceInfo};
 pub use super::server::RecordedRequest;
 use super::server::{Reply, Server};
+pub use created::Clock;
 pub use login::LoginDouble;
 
 mod children;
 pub mod compute;
+pub(crate) mod created;
 mod deploy;
 mod expr;
 pub mod images;
@@ -325,9 +327,6 @@ impl State {
     }
 }
 
-/// A source of Azure's current time.
-pub type Clock = Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>;
-
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -444,12 +443,6 @@ impl ArmDouble {
     /// Tells `events` about every instance created or deleted from now on.
     pub fn set_instance_events(&self, events: Arc<dyn InstanceEvents>) {
         lock(&self.state).events = Some(events);
-    }
-
-    /// Azure's time from now on (e.g. a simulation's virtual time, so that instances report
-    /// the `timeCreated` at which the simulation created them).
-    pub fn set_clock(&self, clock: Clock) {
-        lock(&self.state).clock = clock;
     }
 
     /// This test sends requests the specs do not have on purpose: dropping the double does not
@@ -570,16 +563,6 @@ impl ArmDouble {
     }
 
     /// The instances of a scale set as the double holds them.
-    /// Leaves `properties.timeCreated` out of this instance's record from now on (an answer
-    /// without it, as for a VM whose creation time Compute does not report). Panics when the
-    /// instance does not exist.
-    pub fn forget_time_created(&self, scale_set: &str, instance_id: &str) {
-        assert!(
-            compute::forget_time_created(&mut lock(&self.state), scale_set, instance_id),
-            "no instance {instance_id} in scale set {scale_set}"
-        );
-    }
-
     pub fn instances(&self, scale_set: &str) -> Vec<InstanceInfo> {
         compute::instances_of(&lock(&self.state), scale_set)
     }

@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(SimTime(1).unix_nanos(), 1_767_225_600_001_000_000);
         let at = SimTime(1_250).system_time();
         assert_eq!(
-            crate::doubles::arm::compute::time_created(at),
+            crate::doubles::arm::created::time_created(at),
             "2026-01-01T00:00:01.2500000+00:00"
         );
     }
