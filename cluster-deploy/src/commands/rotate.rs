@@ -35,9 +35,9 @@ pub(super) struct RollCommand {
 }
 
 impl RollCommand {
-    /// For a step whose last write finished at `done`: the time rounded down to the second
-    /// (an instance created in that second cannot have booted and read the vault before the
-    /// write, so it needs no replacing), in UTC.
+    /// For a step whose last write finished at `done`: that time in UTC, rounded down to the
+    /// second. An instance Azure created within that second, just before the write finished,
+    /// counts as new: it reads the vault only once it has booted, well after the write.
     pub(super) fn after(config: &Path, done: SystemTime, servers_only: bool) -> Self {
         let created_before = super::roll::age::format_utc_seconds(time::OffsetDateTime::from(done));
         let command = format!(
