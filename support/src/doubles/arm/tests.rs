@@ -1,6 +1,6 @@
 //! The double's own tests: spec conformance, the documented answers, instances.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
