@@ -564,15 +564,19 @@ impl ArmClient {
         name: &str,
         template: &Value,
         parameters: &Value,
+        tags: &Value,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Outcome, ArmError> {
         let url = self.url(&self.deployment_path(group, name), RESOURCES_API, &[]);
+        // `tags` (Deployment.tags): the record then says whose it is, which destroy checks
+        // before it trusts what the record names.
         let body = json!({
             "properties": {
                 "mode": "Incremental",
                 "template": template,
                 "parameters": parameters,
-            }
+            },
+            "tags": tags,
         });
         let answer = self.send(Method::PUT, &url, Some(&body))?;
         self.wait(&format!("deployment {name}"), answer, Some(&url), progress)

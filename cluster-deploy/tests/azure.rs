@@ -158,7 +158,7 @@ fn apply_creates_the_group_and_deploys_incrementally() {
     let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
         names,
-        ["nomad-example-vault", "nomad-example"],
+        ["nomad-example.vault", "nomad-example"],
         "the vault first"
     );
     let d = &deployments[1];

@@ -11,6 +11,149 @@ use support::doubles::arm::{Fault, FaultKind, OperationFailure};
 
 use common::azure::{count, setup};
 
+/// Deploys `template` as deployment `name` in the group through the double's REST API, as
+/// another tool (or another cluster's cluster-deploy) would, and polls it to its end.
+fn deploy_as_someone_else(env: &common::azure::Env, name: &str, template: Value, tags: Value) {
+    let url = format!(
+        "{}/subscriptions/{}/resourcegroups/nomad-example/providers/Microsoft.Resources/deployments/{name}?api-version=2025-04-01",
+        env.arm.url(),
+        env.arm.subscription()
+    );
+    let client = reqwest::blocking::Client::new();
+    let put = client
+        .put(&url)
+        .bearer_auth(env.arm.token())
+        .json(&json!({
+            "properties": { "mode": "Incremental", "template": template, "parameters": {} },
+            "tags": tags,
+        }))
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    // A long-running PUT: its Azure-AsyncOperation URL is polled until the operation ends
+    // (resources.json `x-ms-long-running-operation`, REFERENCE.md).
+    let status_url = put
+        .headers()
+        .get("azure-asyncoperation")
+        .expect("Azure-AsyncOperation")
+        .to_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..100 {
+        let got: Value = client
+            .get(&status_url)
+            .bearer_auth(env.arm.token())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        match got["status"].as_str() {
+            Some("Succeeded") => return,
+            Some("Failed") | Some("Canceled") => panic!("{got}"),
+            _ => {}
+        }
+    }
+    panic!("deployment {name} never finished");
+}
+
+/// Cluster `nomad-example-vault` shares the group: its main deployment bears the name an
+/// older cluster-deploy gave `nomad-example`'s vault deployment, and its resources are named
+/// `nomad-example-vault-...`, which starts with `nomad-example-`. Destroying `nomad-example`
+/// must not take them, nor the other cluster's role assignment, tagged record or not.
+#[test]
+fn another_clusters_deployment_under_our_old_vault_deployment_name_is_left_alone() {
+    for tags in [
+        json!({ "nomad-cluster": "nomad-example-vault" }),
+        // A record made before cluster-deploy tagged its deployments: judged by its shape.
+        json!({}),
+    ] {
+        let env = setup();
+        env.apply();
+        let reader = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+        let other = json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": [
+                {
+                    "type": "Microsoft.Network/publicIPAddresses",
+                    "apiVersion": "2025-07-01",
+                    "name": "nomad-example-vault-lb-ip",
+                    "location": "westeurope",
+                    "tags": { "nomad-cluster": "nomad-example-vault" },
+                    "sku": { "name": "Standard" },
+                    "properties": { "publicIPAllocationMethod": "Static" }
+                },
+                {
+                    "type": "Microsoft.Authorization/roleAssignments",
+                    "apiVersion": "2022-04-01",
+                    "name": "[guid(resourceGroup().id, 'nomad-example-vault-servers')]",
+                    "properties": {
+                        "principalId": support::doubles::arm::CALLER_OBJECT_ID,
+                        "principalType": "ServicePrincipal",
+                        "roleDefinitionId": format!("[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '{reader}')]")
+                    }
+                }
+            ]
+        });
+        deploy_as_someone_else(&env, "nomad-example-vault", other, tags.clone());
+        let ip_id = env
+            .arm
+            .resource_named(
+                "Microsoft.Network/publicIPAddresses",
+                "nomad-example-vault-lb-ip",
+            )
+            .expect("the other cluster's address")["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let assignments_before = count_role_assignments(&env);
+
+        let run = env.run(&["destroy", "--yes"]);
+        assert_eq!(run.code, 0, "{tags}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            env.arm
+                .resource_named(
+                    "Microsoft.Network/publicIPAddresses",
+                    "nomad-example-vault-lb-ip"
+                )
+                .is_some(),
+            "{tags}: the other cluster's address was deleted:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stdout.contains(&ip_id),
+            "listed as left: {}",
+            run.stdout
+        );
+        assert!(
+            run.stderr
+                .contains("deployment nomad-example-vault in resource group nomad-example is not cluster nomad-example's"),
+            "{tags}: {}",
+            run.stderr
+        );
+        // Ours are gone (Reader x2, Secrets Officer, Secrets User x7), the other's stays.
+        assert_eq!(
+            count_role_assignments(&env),
+            assignments_before - 10,
+            "{tags}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("deleted 30 resources"),
+            "{tags}: {}",
+            run.stdout
+        );
+    }
+}
+
+fn count_role_assignments(env: &common::azure::Env) -> usize {
+    env.arm
+        .resources()
+        .iter()
+        .filter(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
+        .count()
+}
+
 #[test]
 fn destroy_asks_first_and_leaves_another_clusters_resources() {
     let env = setup();
@@ -372,7 +515,7 @@ fn without_deployment_records_the_scale_sets_assignments_are_still_found() {
     // Reader at the group and Secrets User on each secret its role reads (servers 4, clients 3).
     assert_eq!(ours.len(), 9, "{ours:?}");
     delete_deployment(&env, "nomad-example");
-    delete_deployment(&env, "nomad-example-vault");
+    delete_deployment(&env, "nomad-example.vault");
     assert!(env.arm.deployments().is_empty());
     let run = env.run(&["destroy", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

@@ -493,7 +493,7 @@ fn destroy_soft_deletes_the_vault_and_a_recreated_cluster_recovers_or_purges_it(
         .arm
         .deployments()
         .into_iter()
-        .rfind(|d| d.name == "nomad-example-vault")
+        .rfind(|d| d.name == "nomad-example.vault")
         .unwrap();
     assert_eq!(
         recovered.request["properties"]["template"]["resources"][0]["properties"]["createMode"],
@@ -626,6 +626,14 @@ fn a_deleted_vault_of_another_cluster_needs_the_operators_choice() {
         assert!(stderr.contains(choice), "{choice}: {stderr}");
     }
     assert_eq!(env.arm.deployments().len(), before, "nothing deployed");
+    assert!(env.arm.deleted_vault("nomad-shared-kv").is_some());
+    // Nor does destroy --purge-vault purge another cluster's vault for good.
+    let run = env.run(&["destroy", "--yes", "--purge-vault"]);
+    let stderr = fails(&run);
+    assert!(
+        stderr.contains("is not this cluster's (tag nomad-cluster: nomad-other"),
+        "{stderr}"
+    );
     assert!(env.arm.deleted_vault("nomad-shared-kv").is_some());
     // The explicit flag still recovers it.
     env.ok(&["apply", "--recover-vault"]);

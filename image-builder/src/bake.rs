@@ -390,7 +390,8 @@ fn fill_in_build_group_region(
             )
         })?;
     tracing::info!(
-        "publishing the gallery version to {location}, the region of resource group {group}          (replication_regions not set)"
+        "publishing the gallery version to {location}, the region of resource group {group} \
+         (replication_regions not set)"
     );
     gallery.replication_regions = vec![location];
     Ok(())

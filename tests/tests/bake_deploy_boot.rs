@@ -295,7 +295,7 @@ fn bake_deploy_boot_operate() {
     let names_deployed: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
         names_deployed,
-        ["nomad-example-vault", "nomad-example"],
+        ["nomad-example.vault", "nomad-example"],
         "the vault first, then the cluster"
     );
     for d in &deployments {

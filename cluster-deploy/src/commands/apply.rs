@@ -4,7 +4,7 @@
 //! Key Vault and keep its secrets there; deploy, retry PrincipalNotFound, name each failed
 //! resource with ARM's whole error; then bootstrap Nomad's ACLs once the servers have a leader.
 //!
-//! Two deployments when the cluster has a vault: `<cluster>-vault` (the vault and the
+//! Two deployments when the cluster has a vault: `<cluster>.vault` (the vault and the
 //! operator's Secrets Officer role) and, once the secrets are uploaded through the data plane,
 //! `<cluster>` (everything, each scale set's identity granted its role's secrets). So no VM
 //! boots before its secrets exist, and no role is granted on a secret that does not.
@@ -92,7 +92,17 @@ pub(super) fn apply(
         // group away again (it is new and empty) when they fall short.
         let problems = preflight::permissions(&arm, group, &loaded.template)?;
         if !problems.is_empty() {
-            let removed = match arm.delete_resource_group(group, &mut log_progress("delete")) {
+            // Only while it is still as apply made it: another apply, or a policy's deployment,
+            // may have put something in it since.
+            let untouched = arm.resources_in_group(group).map(|r| r.is_empty());
+            let removed = match untouched {
+                Ok(true) => arm
+                    .delete_resource_group(group, &mut log_progress("delete"))
+                    .map_err(anyhow::Error::from),
+                Ok(false) => Err(anyhow::anyhow!("it is no longer empty, so it was left")),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            let removed = match removed {
                 Ok(Outcome::Succeeded(_)) => {
                     format!("the resource group {group} it had just created was deleted again")
                 }
@@ -101,8 +111,7 @@ pub(super) fn apply(
                      deleted: {error}"
                 ),
                 Err(e) => format!(
-                    "the resource group {group} it had just created (empty) could not be \
-                     deleted: {e}"
+                    "the resource group {group} it had just created was not deleted again: {e}"
                 ),
             };
             bail!(
@@ -200,7 +209,14 @@ pub(super) fn apply(
             }
         };
         let outcome = arm
-            .deploy(group, name, &loaded.template, &parameters, &mut progress)
+            .deploy(
+                group,
+                name,
+                &loaded.template,
+                &parameters,
+                &json!({ CLUSTER_TAG: cluster.name }),
+                &mut progress,
+            )
             .with_context(|| format!("deployment {name} to resource group {group} was refused"))?;
         match outcome {
             Outcome::Succeeded(_) => break,

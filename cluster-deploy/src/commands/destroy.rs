@@ -7,7 +7,7 @@
 //! nothing about ownership (Azure Policy can copy the cluster tag onto a user's disk). Names come
 //! from the template: literal ones as written; computed ones (the role assignments'
 //! `guid(...)`) from ARM's records of the cluster's deployments (the main one and
-//! `<cluster>-vault`: their operations and `outputResources`, [`records`]), together with the
+//! `<cluster>.vault`: their operations and `outputResources`, [`records`]), together with the
 //! assignments cluster-deploy makes for the scale sets' identities (Reader at exactly this
 //! group, Secrets User inside the cluster's vault; a `principalId` filter also returns
 //! assignments above the group, which are not ours). The records also name what the cluster
@@ -274,7 +274,19 @@ pub(super) fn destroy(
     // What the cluster's deployments made, and what of it today's template no longer declares
     // (a client pool removed from the file): ours by the record, deleted with the rest, each
     // just before the first declared resource of its type (so before what it depends on).
-    let recorded = records::recorded(&arm, group, &cluster.names.deployment)?;
+    let server_scale_set = id_of(
+        &arm.subscription,
+        group,
+        "Microsoft.Compute/virtualMachineScaleSets",
+        &cluster.names.servers,
+    );
+    let our_vault = key_vault.map(|kv| vault::vault_id(&arm, cluster, kv));
+    let owner = records::Ownership {
+        cluster: &cluster.name,
+        server_scale_set: &server_scale_set,
+        vault: our_vault.as_deref(),
+    };
+    let recorded = records::recorded(&arm, group, &cluster.names.deployment, &owner)?;
     let stale = records::stale(
         &recorded,
         &declared_ids,
@@ -296,6 +308,26 @@ pub(super) fn destroy(
             );
             continue;
         };
+        // The record says the cluster made it; the resource (or, for a child, its parent)
+        // must still say so too, with the cluster's tag, before it is deleted unasked.
+        let (top_id, top_kind) = records::top_level(&r.id);
+        let Some(top_version) = records::api_version_of(&top_kind) else {
+            continue;
+        };
+        match arm.get_resource(&top_id, top_version)? {
+            None => continue,
+            Some(live) if live["tags"][CLUSTER_TAG].as_str() == Some(cluster.name.as_str()) => {}
+            Some(live) => {
+                tracing::warn!(
+                    "{} is in the cluster's deployment record but not tagged {CLUSTER_TAG}={} \
+                     (tag: {}): left",
+                    r.id,
+                    cluster.name,
+                    live["tags"][CLUSTER_TAG].as_str().unwrap_or("none")
+                );
+                continue;
+            }
+        }
         let at = order
             .iter()
             .position(|d| d.kind.eq_ignore_ascii_case(&r.kind))
@@ -327,7 +359,7 @@ pub(super) fn destroy(
             }
         }
     }
-    let vault_id = key_vault.map(|kv| vault::vault_id(&arm, cluster, kv));
+    let vault_id = our_vault.clone();
     let mut targets = Vec::new();
     let mut gone = Vec::new();
     let mut held: Vec<Held> = Vec::new();

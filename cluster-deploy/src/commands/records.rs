@@ -1,6 +1,7 @@
 //! What ARM's records say the cluster made, for destroy: the resources of every recorded
 //! deployment of the cluster (apply's main deployment `<deployment>` and the vault's
-//! `<deployment>-vault`), taken from their operations (`DeploymentOperations_List`:
+//! `<deployment>.vault`, earlier `<deployment>-vault`), each trusted only when it is the
+//! cluster's ([`Ownership`]), taken from their operations (`DeploymentOperations_List`:
 //! `properties.targetResource`) and their `properties.outputResources` (Deployments_Get,
 //! resources.json 2025-04-01). A record replaced by a later deployment of the same name, or
 //! deleted (Deployments_Delete), says nothing any more: destroy then falls back on the scale
@@ -8,12 +9,15 @@
 //!
 //! A resource in a record is ours even when today's cluster file no longer declares it (a client
 //! pool removed after apply): [`stale`] picks those in the group that carry the cluster's
-//! deterministic naming (`<cluster>-...`).
+//! deterministic naming (`<cluster>-...`), and destroy deletes one only while it (or its
+//! parent) still carries the cluster's tag.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::vault::{legacy_vault_deployment_name, vault_deployment_name};
 use crate::arm::ArmClient;
+use crate::model::CLUSTER_TAG;
 use crate::template::key_vault::SECRETS_USER_ROLE_ID;
 use crate::template::{AUTHORIZATION_API, COMPUTE_API, KEY_VAULT_API, NETWORK_API, READER_ROLE_ID};
 
@@ -47,21 +51,67 @@ pub(super) fn name_of(id: &str) -> Option<String> {
     (!names.is_empty()).then(|| names.join("/"))
 }
 
-/// The union of what the cluster's deployment records name, in the order first seen.
-pub(super) fn recorded(arm: &ArmClient, group: &str, deployment: &str) -> Result<Vec<Recorded>> {
-    let mut out: Vec<Recorded> = Vec::new();
-    let mut add = |id: &str, kind: Option<&str>| {
-        let Some(kind) = kind.map(str::to_string).or_else(|| kind_of(id)) else {
-            return;
-        };
-        if !id.is_empty() && !out.iter().any(|r| r.id.eq_ignore_ascii_case(id)) {
-            out.push(Recorded {
-                id: id.to_string(),
-                kind,
-            });
+/// Which of the cluster's deployments a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordKind {
+    /// `<deployment>`: everything.
+    Main,
+    /// `<deployment>.vault` (or the legacy `<deployment>-vault`): the vault and the operator's
+    /// role on it.
+    Vault,
+}
+
+/// How destroy tells the cluster's records from somebody else's deployment of the same name
+/// (another cluster called `<cluster>-vault`, an operator's `az deployment group create` of a
+/// `nomad.json`).
+pub(super) struct Ownership<'a> {
+    pub(super) cluster: &'a str,
+    /// The id of the cluster's server scale set.
+    pub(super) server_scale_set: &'a str,
+    /// The id of the cluster's vault, when it has one.
+    pub(super) vault: Option<&'a str>,
+}
+
+impl Ownership<'_> {
+    /// A record is ours when cluster-deploy's tag on it names this cluster. One without the tag
+    /// (made before deployments were tagged) is ours only by its shape: the main deployment
+    /// made the cluster's server scale set; the vault deployment made nothing but the cluster's
+    /// vault and what is inside it. A record tagged for another cluster never is.
+    fn owns(&self, kind: RecordKind, record: &Value, resources: &[Recorded]) -> bool {
+        match record["tags"][CLUSTER_TAG].as_str() {
+            Some(tag) => tag == self.cluster,
+            None => match kind {
+                RecordKind::Main => resources
+                    .iter()
+                    .any(|r| r.id.eq_ignore_ascii_case(self.server_scale_set)),
+                RecordKind::Vault => self.vault.is_some_and(|vault| {
+                    let inside = format!("{}/", vault.to_ascii_lowercase());
+                    !resources.is_empty()
+                        && resources.iter().all(|r| {
+                            let id = r.id.to_ascii_lowercase();
+                            id == vault.to_ascii_lowercase() || id.starts_with(&inside)
+                        })
+                }),
+            },
         }
-    };
-    for name in [deployment.to_string(), format!("{deployment}-vault")] {
+    }
+}
+
+/// The union of what the cluster's deployment records name, in the order first seen. Records
+/// that are not the cluster's ([`Ownership::owns`]) are skipped, with a warning.
+pub(super) fn recorded(
+    arm: &ArmClient,
+    group: &str,
+    deployment: &str,
+    owner: &Ownership,
+) -> Result<Vec<Recorded>> {
+    let mut out: Vec<Recorded> = Vec::new();
+    let names = [
+        (deployment.to_string(), RecordKind::Main),
+        (vault_deployment_name(deployment), RecordKind::Vault),
+        (legacy_vault_deployment_name(deployment), RecordKind::Vault),
+    ];
+    for (name, kind) in names {
         let Some(record) = arm
             .deployment(group, &name)
             .with_context(|| format!("reading deployment {name} of resource group {group}"))?
@@ -71,6 +121,18 @@ pub(super) fn recorded(arm: &ArmClient, group: &str, deployment: &str) -> Result
         let operations = arm
             .deployment_operations(group, &name)
             .with_context(|| format!("listing the operations of deployment {name}"))?;
+        let mut these: Vec<Recorded> = Vec::new();
+        let mut add = |id: &str, kind: Option<&str>| {
+            let Some(kind) = kind.map(str::to_string).or_else(|| kind_of(id)) else {
+                return;
+            };
+            if !id.is_empty() && !these.iter().any(|r| r.id.eq_ignore_ascii_case(id)) {
+                these.push(Recorded {
+                    id: id.to_string(),
+                    kind,
+                });
+            }
+        };
         for op in &operations {
             let target = &op["properties"]["targetResource"];
             if let Some(id) = target["id"].as_str() {
@@ -84,6 +146,23 @@ pub(super) fn recorded(arm: &ArmClient, group: &str, deployment: &str) -> Result
         {
             if let Some(id) = resource["id"].as_str() {
                 add(id, None);
+            }
+        }
+        if !owner.owns(kind, &record, &these) {
+            tracing::warn!(
+                "deployment {name} in resource group {group} is not cluster {}'s ({}): what it \
+                 made is not destroyed",
+                owner.cluster,
+                match record["tags"][CLUSTER_TAG].as_str() {
+                    Some(tag) => format!("its tag {CLUSTER_TAG} says {tag}"),
+                    None => "untagged, and not shaped like one of cluster-deploy's".to_string(),
+                }
+            );
+            continue;
+        }
+        for r in these {
+            if !out.iter().any(|o| o.id.eq_ignore_ascii_case(&r.id)) {
+                out.push(r);
             }
         }
     }
@@ -114,6 +193,25 @@ pub(super) fn stale(
         })
         .cloned()
         .collect()
+}
+
+/// The top-level resource an id belongs to (itself, or the parent of a child such as a
+/// subnet), with its type.
+pub(super) fn top_level(id: &str) -> (String, String) {
+    let Some((head, tail)) = id.rsplit_once("/providers/") else {
+        return (id.to_string(), String::new());
+    };
+    let segments: Vec<&str> = tail.split('/').collect();
+    if segments.len() < 3 {
+        return (id.to_string(), String::new());
+    }
+    (
+        format!(
+            "{head}/providers/{}/{}/{}",
+            segments[0], segments[1], segments[2]
+        ),
+        format!("{}/{}", segments[0], segments[1]),
+    )
 }
 
 /// The api-version cluster-deploy uses for a type's namespace (the versions its templates use).
@@ -200,6 +298,60 @@ pub(super) fn child_collection(kind: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_record_is_ours_by_its_tag_or_for_an_untagged_one_by_its_shape() {
+        let g = "/subscriptions/s/resourceGroups/g/providers";
+        let servers = format!("{g}/Microsoft.Compute/virtualMachineScaleSets/c-servers");
+        let vault = format!("{g}/Microsoft.KeyVault/vaults/c-kv-123456");
+        let owner = Ownership {
+            cluster: "c",
+            server_scale_set: &servers,
+            vault: Some(&vault),
+        };
+        let rec = |ids: &[&str]| -> Vec<Recorded> {
+            ids.iter()
+                .map(|id| Recorded {
+                    id: id.to_string(),
+                    kind: kind_of(id).unwrap(),
+                })
+                .collect()
+        };
+        let other_ip = format!("{g}/Microsoft.Network/publicIPAddresses/c-vault-lb-ip");
+        let officer =
+            format!("{vault}/providers/Microsoft.Authorization/roleAssignments/0000-officer");
+        let tagged = |who: &str| json!({ "tags": { CLUSTER_TAG: who } });
+        let untagged = json!({});
+        // Tagged: the tag decides, whatever the record holds.
+        assert!(owner.owns(RecordKind::Main, &tagged("c"), &rec(&[&other_ip])));
+        assert!(!owner.owns(RecordKind::Main, &tagged("c-vault"), &rec(&[&servers])));
+        assert!(!owner.owns(RecordKind::Vault, &tagged("c-vault"), &rec(&[&vault])));
+        // Untagged main: it made our server scale set.
+        assert!(owner.owns(RecordKind::Main, &untagged, &rec(&[&servers, &other_ip])));
+        assert!(!owner.owns(RecordKind::Main, &untagged, &rec(&[&other_ip])));
+        // Untagged vault deployment: only our vault and what is inside it.
+        assert!(owner.owns(RecordKind::Vault, &untagged, &rec(&[&vault, &officer])));
+        assert!(!owner.owns(RecordKind::Vault, &untagged, &rec(&[&vault, &other_ip])));
+        assert!(!owner.owns(RecordKind::Vault, &untagged, &rec(&[])));
+        let no_vault = Ownership {
+            vault: None,
+            ..owner
+        };
+        assert!(!no_vault.owns(RecordKind::Vault, &untagged, &rec(&[&vault])));
+    }
+
+    #[test]
+    fn a_child_belongs_to_its_top_level_resource() {
+        let subnet = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/c-vnet/subnets/c-subnet";
+        assert_eq!(
+            top_level(subnet),
+            (
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/c-vnet".to_string(),
+                "Microsoft.Network/virtualNetworks".to_string()
+            )
+        );
+    }
 
     #[test]
     fn ids_give_their_type_and_name() {

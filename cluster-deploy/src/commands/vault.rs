@@ -172,6 +172,18 @@ pub(super) fn prepare(
     )
 }
 
+/// The vault's deployment: `<deployment>.vault`. A cluster name has no `.`, so no cluster's
+/// main deployment can bear this name (`<cluster>-vault` could: a cluster may be called that).
+pub(super) fn vault_deployment_name(deployment: &str) -> String {
+    format!("{deployment}.vault")
+}
+
+/// The name the vault's deployment had before it was `<deployment>.vault`; destroy still reads
+/// it, trusting it only when it is this cluster's.
+pub(super) fn legacy_vault_deployment_name(deployment: &str) -> String {
+    format!("{deployment}-vault")
+}
+
 /// The deployment that makes (or recovers) the vault and gives the operator Secrets Officer.
 pub(super) fn deploy_vault(
     arm: &ArmClient,
@@ -182,7 +194,7 @@ pub(super) fn deploy_vault(
 ) -> Result<()> {
     let template = vault_template(cluster, step).expect("the cluster has a vault");
     let parameters = template::parameters(cluster, Some(operator));
-    let name = format!("{}-vault", cluster.names.deployment);
+    let name = vault_deployment_name(&cluster.names.deployment);
     tracing::info!(
         "deploying {name}: Key Vault {} ({}) and Key Vault Secrets Officer for {operator}",
         vault.name,
@@ -198,6 +210,7 @@ pub(super) fn deploy_vault(
             &name,
             &template,
             &parameters,
+            &json!({ CLUSTER_TAG: cluster.name }),
             &mut log_progress(&name),
         )
         .with_context(|| format!("deployment {name} was refused"))?;
@@ -477,6 +490,25 @@ pub(super) fn after_destroy(
     };
     let props = &deleted["properties"];
     if purge {
+        // Purging is for good: only the cluster's own vault, by its tag and its group
+        // (DeletedVaultProperties.tags and .vaultId, keyvault.json).
+        let tag = props["tags"][CLUSTER_TAG].as_str();
+        let vault_id = props["vaultId"].as_str().unwrap_or("");
+        let in_group = format!(
+            "/resourcegroups/{}/",
+            cluster.resource_group.to_ascii_lowercase()
+        );
+        if tag != Some(cluster.name.as_str()) || !vault_id.to_ascii_lowercase().contains(&in_group)
+        {
+            bail!(
+                "--purge-vault: the soft-deleted Key Vault {} is not this cluster's (tag \
+                 {CLUSTER_TAG}: {}, vault id {vault_id}): not purged; purge it yourself if it \
+                 must go (`az keyvault purge --name {}`)",
+                vault.name,
+                tag.unwrap_or("none"),
+                vault.name
+            );
+        }
         purge_deleted_vault(arm, &cluster.location, &vault.name)?;
         return Ok(json!({ "name": vault.name, "state": "purged" }));
     }

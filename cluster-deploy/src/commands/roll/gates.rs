@@ -232,6 +232,21 @@ pub(super) fn discardable_server(set: &ServerSet, instance_id: &str) -> Result<(
                     .to_string(),
             )
         }
+        // Not matched to an agent, while Raft lists a peer the roll could not match to an
+        // instance: that peer may be this server (gossip has not converged on the server that
+        // answered), and it may be a voter.
+        None if !set.unknown_peers.is_empty() => {
+            return Err(format!(
+                "it is not matched to an agent while Raft lists {} peer(s) matched to no instance \
+                 ({}): it may be one of them, and a voter",
+                set.unknown_peers.len(),
+                set.unknown_peers
+                    .iter()
+                    .map(|(id, node)| format!("{id} ({node})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
         // Never a voter (or never even a member of the gossip pool).
         _ => {}
     }
@@ -358,6 +373,10 @@ mod tests {
         let mut booting = surged(("alive", true, true));
         booting.instances[3].agent = None;
         assert_eq!(discardable_server(&booting, "3"), Ok(()));
+        // Unmatched, while Raft lists a peer no instance matched: it may be that voter.
+        booting.unknown_peers = vec![("id-x".into(), "n-x.global".into())];
+        let err = discardable_server(&booting, "3").unwrap_err();
+        assert!(err.contains("id-x (n-x.global)"), "{err}");
         // A voter stays, healthy or not: autopilot only promotes a server once it was healthy.
         for healthy in [true, false] {
             let err = discardable_server(&surged(("alive", true, healthy)), "3").unwrap_err();

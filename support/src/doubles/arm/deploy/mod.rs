@@ -66,12 +66,18 @@ fn deployment_value(d: &Deployment) -> Value {
     if let Some(e) = &d.error {
         properties["error"] = e.clone();
     }
-    json!({
+    let mut value = json!({
         "id": deployment_id(&d.group, &d.name),
         "name": d.name,
         "type": "Microsoft.Resources/deployments",
         "properties": properties,
-    })
+    });
+    // `Deployment.tags` / `DeploymentExtended.tags` (resources.json 2025-04-01): the tags the
+    // PUT gave, answered back as they were sent.
+    if d.request["tags"].is_object() {
+        value["tags"] = d.request["tags"].clone();
+    }
+    value
 }
 
 pub(super) fn not_found(name: &str) -> Reply {
