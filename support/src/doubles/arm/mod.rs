@@ -100,6 +100,7 @@ mod call;
 mod children;
 pub mod compute;
 pub(crate) mod created;
+mod deleting;
 mod deploy;
 mod dispatch;
 mod double;
@@ -148,3 +149,6 @@ mod tests;
 
 #[cfg(test)]
 mod keyvault_tests;
+
+#[cfg(test)]
+mod deleting_tests;
