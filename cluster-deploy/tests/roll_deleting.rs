@@ -1,0 +1,96 @@
+//! `cluster-deploy roll` meeting instances Azure is still deleting (`provisioningState`
+//! `Deleting`: a terminate-notified delete waits for the VM's watcher, up to NotBefore; see the
+//! ARM double's `deleting` module): a roll killed while Azure deleted an old server, re-run.
+
+mod common;
+mod rolling;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::doubles::arm::SUBSCRIPTION;
+use support::doubles::nomad_sim::ServerPhase;
+
+use rolling::{Rig, RigOptions, SERVERS};
+
+const COMPUTE: &str = "2024-11-01";
+
+/// A request to the scale set `SERVERS` through the ARM double, as a previous run sent it
+/// (not waiting for its long-running operation).
+fn arm(rig: &Rig, method: reqwest::Method, suffix: &str, body: Value) -> u16 {
+    let url = format!(
+        "{}/subscriptions/{SUBSCRIPTION}/resourceGroups/nomad-example/providers/Microsoft.Compute/virtualMachineScaleSets/{SERVERS}{suffix}?api-version={COMPUTE}",
+        rig.deploy.arm.url()
+    );
+    reqwest::blocking::Client::new()
+        .request(method, url)
+        .bearer_auth(rig.deploy.arm.token())
+        .json(&body)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
+    let rig = Rig::new(RigOptions::default());
+    // The watcher's graceful stop takes a while (the agent leaves, then the VM approves its
+    // Terminate event): the delete stays `Deleting` for that long.
+    rig.sim.configure(|c| c.leave_time = Duration::from_secs(120));
+    // What a previous run did before it was killed: surge one new server, see it a voter...
+    assert_eq!(
+        arm(&rig, reqwest::Method::PATCH, "", json!({ "sku": { "capacity": 4 } })),
+        200
+    );
+    assert!(rig
+        .sim
+        .run_until(Duration::from_secs(300), |v| v.healthy_voters == 4));
+    // ...and ask Azure to delete an old follower, then die before the delete finished.
+    let victim = rig
+        .deploy
+        .arm
+        .instances(SERVERS)
+        .into_iter()
+        .find(|i| rig.old_servers.contains(&i.vm_id) && i.vm_id != rig.old_leader)
+        .unwrap();
+    assert_eq!(
+        arm(
+            &rig,
+            reqwest::Method::POST,
+            "/delete",
+            json!({ "instanceIds": [victim.instance_id] })
+        ),
+        202
+    );
+    rig.sim.advance(Duration::from_secs(1));
+    assert!(rig
+        .sim
+        .view()
+        .servers
+        .iter()
+        .any(|s| s.name == victim.vm_id && s.phase == ServerPhase::Leaving));
+
+    let outcome = rig.roll(&["--servers-only"]);
+    outcome.ok();
+    let view = rig.sim.view();
+    assert_eq!(rig.deploy.arm.instances(SERVERS).len(), 3, "{}", outcome.stdout);
+    assert_eq!((view.voters, view.healthy_voters), (3, 3));
+    assert!(
+        rig.old_instances_left().iter().all(|vm| !rig.old_servers.contains(vm)),
+        "{}",
+        outcome.stdout
+    );
+    // It waited for Azure's delete, then surged once per old server left: no repeated
+    // surge (a capacity PATCH that, counted from the instances left, would add nothing).
+    assert!(
+        outcome.stdout.contains(&format!(
+            "Azure is still deleting instance {}",
+            victim.instance_id
+        )),
+        "{}",
+        outcome.stdout
+    );
+    assert_eq!(outcome.of("surge").len(), 2, "{}", outcome.stdout);
+    rig.assert_properties(false);
+}
