@@ -37,10 +37,16 @@ fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
     let rig = Rig::new(RigOptions::default());
     // The watcher's graceful stop takes a while (the agent leaves, then the VM approves its
     // Terminate event): the delete stays `Deleting` for that long.
-    rig.sim.configure(|c| c.leave_time = Duration::from_secs(120));
+    rig.sim
+        .configure(|c| c.leave_time = Duration::from_secs(120));
     // What a previous run did before it was killed: surge one new server, see it a voter...
     assert_eq!(
-        arm(&rig, reqwest::Method::PATCH, "", json!({ "sku": { "capacity": 4 } })),
+        arm(
+            &rig,
+            reqwest::Method::PATCH,
+            "",
+            json!({ "sku": { "capacity": 4 } })
+        ),
         200
     );
     assert!(rig
@@ -71,13 +77,41 @@ fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
         .iter()
         .any(|s| s.name == victim.vm_id && s.phase == ServerPhase::Leaving));
 
+    // status shows the instance as Azure does: still there, Deleting, its agent leaving.
+    let status = rig.status();
+    let row = status["scale_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["instances"].as_array().unwrap())
+        .find(|i| i["vm_id"] == victim.vm_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for the deleting instance: {status}"));
+    assert_eq!(row["provisioning_state"], "Deleting", "{row}");
+    let text = rig
+        .deploy
+        .ok(&["status", "--nomad-address", rig.nomad.url()])
+        .stdout;
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("nomad-s{:0>6}", victim.instance_id)))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("Deleting"), "{text}");
+
     let outcome = rig.roll(&["--servers-only"]);
     outcome.ok();
     let view = rig.sim.view();
-    assert_eq!(rig.deploy.arm.instances(SERVERS).len(), 3, "{}", outcome.stdout);
+    assert_eq!(
+        rig.deploy.arm.instances(SERVERS).len(),
+        3,
+        "{}",
+        outcome.stdout
+    );
     assert_eq!((view.voters, view.healthy_voters), (3, 3));
     assert!(
-        rig.old_instances_left().iter().all(|vm| !rig.old_servers.contains(vm)),
+        rig.old_instances_left()
+            .iter()
+            .all(|vm| !rig.old_servers.contains(vm)),
         "{}",
         outcome.stdout
     );
