@@ -9,8 +9,8 @@
 //!
 //! - Each scale set holds instances `0, 1, 2...` (ids are never reused), one NIC each, spread
 //!   over the scale set's zones. A deployment or a PATCH of `sku.capacity` adds instances with the
-//!   current model or deletes the highest ids; DeleteInstances deletes the named ones and lowers
-//!   the capacity. Every creation and deletion is told to the installed [`InstanceEvents`]
+//!   current model or deletes the highest ids; DeleteInstances marks the named ones `Deleting`,
+//!   and they go, lowering the capacity, when Azure finishes ([`super::deleting`]). Every creation and deletion is told to the installed [`InstanceEvents`]
 //!   (deletions `notified` when the model enables the terminate notification).
 //! - The model: a deployment that changes the scale set's `virtualMachineProfile` (image, custom
 //!   data...) makes a new model; instances made before keep the old one and list with

@@ -57,7 +57,7 @@
 //!   [`expr`] (`condition`s and `not()` included); Network's child resources (subnets,
 //!   security rules) and the collections a parent PUT keeps or replaces, in [`children`].
 //! - [`compute`]: scale sets and their instances (VirtualMachineScaleSetVMs_List with
-//!   `$expand`/`$filter` per fact 10, capacity PATCH, DeleteInstances, UpdateInstances, model
+//!   `$expand`/`$filter` per fact 10, capacity PATCH, DeleteInstances through `Deleting` ([`deleting`]), UpdateInstances, model
 //!   changes that leave old instances `latestModelApplied: false`), the scale-set NIC listing
 //!   (Network's own 2017-03-30 operation), Usage_List and ResourceSkus_List. Instance creation
 //!   and deletion are told to an [`InstanceEvents`] the test installs.
