@@ -8,8 +8,8 @@ mod rolling;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::doubles::arm::SUBSCRIPTION;
-use support::doubles::nomad_sim::ServerPhase;
+use support::doubles::arm::{InstanceInfo, SUBSCRIPTION};
+use support::doubles::nomad_sim::{Fault as SimFault, ServerPhase};
 
 use rolling::{Rig, RigOptions, SERVERS};
 
@@ -32,14 +32,9 @@ fn arm(rig: &Rig, method: reqwest::Method, suffix: &str, body: Value) -> u16 {
         .as_u16()
 }
 
-#[test]
-fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
-    let rig = Rig::new(RigOptions::default());
-    // The watcher's graceful stop takes a while (the agent leaves, then the VM approves its
-    // Terminate event): the delete stays `Deleting` for that long.
-    rig.sim
-        .configure(|c| c.leave_time = Duration::from_secs(120));
-    // What a previous run did before it was killed: surge one new server, see it a voter...
+/// What a previous run did before it was killed: surge one new server, see it a voter, ask
+/// Azure to delete an old follower, die before the delete finished. Returns that follower.
+fn killed_while_azure_deletes_a_server(rig: &Rig) -> InstanceInfo {
     assert_eq!(
         arm(
             &rig,
@@ -52,7 +47,6 @@ fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
     assert!(rig
         .sim
         .run_until(Duration::from_secs(300), |v| v.healthy_voters == 4));
-    // ...and ask Azure to delete an old follower, then die before the delete finished.
     let victim = rig
         .deploy
         .arm
@@ -70,6 +64,78 @@ fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
         202
     );
     rig.sim.advance(Duration::from_secs(1));
+    victim
+}
+
+#[test]
+fn a_server_azure_is_deleting_while_its_agent_runs_is_named_as_such_and_a_rerun_finishes() {
+    let rig = Rig::new(RigOptions::default());
+    // No watcher on the VMs: the deleted server's agent runs on until NotBefore (PT5M).
+    rig.sim.inject(SimFault::NoTerminateWatcher);
+    let victim = killed_while_azure_deletes_a_server(&rig);
+    let outcome = rig.roll(&["--servers-only"]);
+    let error = outcome.error();
+    assert!(error.contains("precondition failed: servers"), "{error}");
+    let servers = outcome
+        .of("check")
+        .into_iter()
+        .find(|c| c["check"] == "servers")
+        .cloned()
+        .unwrap();
+    let detail = servers["detail"].as_str().unwrap();
+    // Named for what it is: an instance Azure is deleting, not a server nothing accounts for
+    // (nor a peer to remove by hand).
+    assert!(
+        detail.contains(&format!(
+            "Azure is deleting its instance {} ({}",
+            victim.instance_id, victim.computer_name
+        )),
+        "{detail}"
+    );
+    assert!(!detail.contains("no instance of"), "{detail}");
+    assert!(!detail.contains("remove-peer"), "{detail}");
+    let state = outcome.of("state")[0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        state.contains(&format!(
+            "its instance {} ({}, vm {}) is Deleting",
+            victim.instance_id, victim.computer_name, victim.vm_id
+        )),
+        "{state}"
+    );
+    assert!(rig.deleted().len() == 1, "nothing more was deleted");
+    // NotBefore passes: Azure deletes the VM; autopilot prunes the dead server; a re-run
+    // finishes the roll.
+    rig.sim.advance(Duration::from_secs(5 * 60));
+    rig.status();
+    assert!(rig
+        .deploy
+        .arm
+        .instances(SERVERS)
+        .iter()
+        .all(|i| i.vm_id != victim.vm_id));
+    assert!(rig
+        .sim
+        .run_until(Duration::from_secs(300), |v| v.voters == 3
+            && v.healthy_voters == 3));
+    rig.roll(&["--servers-only"]).ok();
+    assert!(rig
+        .old_instances_left()
+        .iter()
+        .all(|vm| !rig.old_servers.contains(vm)));
+    rig.assert_properties(true);
+}
+
+#[test]
+fn a_rerun_waits_for_an_old_server_azure_is_still_deleting_before_it_surges() {
+    let rig = Rig::new(RigOptions::default());
+    // The watcher's graceful stop takes a while (the agent leaves, then the VM approves its
+    // Terminate event): the delete stays `Deleting` for that long.
+    rig.sim
+        .configure(|c| c.leave_time = Duration::from_secs(120));
+    let victim = killed_while_azure_deletes_a_server(&rig);
     assert!(rig
         .sim
         .view()

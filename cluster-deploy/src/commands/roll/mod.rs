@@ -172,8 +172,8 @@ struct Roll<'a> {
     versions_checked: Vec<String>,
     /// New servers this run saw pass their gate, soak included (`<scale set>/<instance id>`).
     gated: Vec<String>,
-    /// Per scale set, the labels of the instances Azure was deleting at the last read.
-    deleting: RefCell<BTreeMap<String, Vec<String>>>,
+    /// Per scale set, the instances Azure was deleting at the last read.
+    deleting: RefCell<BTreeMap<String, Vec<state::Instance>>>,
 }
 
 /// `cluster-deploy roll`.
@@ -388,11 +388,7 @@ impl Roll<'_> {
     /// way out and count as gone (a delete with a terminate notification takes minutes).
     fn instances(&self, scale_set: &str) -> Result<Vec<state::Instance>, Stop> {
         let mut instances = azure::instances(&self.arm, self.group(), scale_set)?;
-        let deleting = instances
-            .iter()
-            .filter(|i| i.deleting())
-            .map(|i| i.label())
-            .collect();
+        let deleting = instances.iter().filter(|i| i.deleting()).cloned().collect();
         self.deleting
             .borrow_mut()
             .insert(scale_set.to_string(), deleting);
@@ -450,12 +446,14 @@ impl Roll<'_> {
         let spec = &self.cluster.servers;
         let instances = self.instances(&spec.name)?;
         let facts = state::read_servers(&self.nomad)?;
-        Ok(state::join_servers(
-            &spec.name,
-            spec.capacity,
-            instances,
-            &facts,
-        ))
+        let mut set = state::join_servers(&spec.name, spec.capacity, instances, &facts);
+        set.deleting = self
+            .deleting
+            .borrow()
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(set)
     }
 
     /// A client pool's scale set with its nodes.
