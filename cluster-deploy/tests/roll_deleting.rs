@@ -37,7 +37,7 @@ fn arm(rig: &Rig, method: reqwest::Method, suffix: &str, body: Value) -> u16 {
 fn killed_while_azure_deletes_a_server(rig: &Rig) -> InstanceInfo {
     assert_eq!(
         arm(
-            &rig,
+            rig,
             reqwest::Method::PATCH,
             "",
             json!({ "sku": { "capacity": 4 } })
@@ -56,7 +56,7 @@ fn killed_while_azure_deletes_a_server(rig: &Rig) -> InstanceInfo {
         .unwrap();
     assert_eq!(
         arm(
-            &rig,
+            rig,
             reqwest::Method::POST,
             "/delete",
             json!({ "instanceIds": [victim.instance_id] })
