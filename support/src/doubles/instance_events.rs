@@ -25,4 +25,16 @@ pub trait InstanceEvents: Send + Sync {
     /// notification profile enabled, so the VM gets a Scheduled Events `Terminate` first and may
     /// leave gracefully; false means the VM simply disappears.
     fn instance_deleted(&self, instance: &InstanceInfo, notified: bool);
+    /// A notified delete is pending: has the VM approved its `Terminate` event (`POST` of
+    /// `StartRequests`, which its watcher sends once the agent stopped)? Asked on every request
+    /// the ARM double answers while the delete waits. The default, for a double with no VM
+    /// behind it: approved at once.
+    fn terminate_approved(&self, _instance: &InstanceInfo) -> bool {
+        true
+    }
+    /// The delete finished: the VM is gone, whatever its agent was doing.
+    fn instance_removed(&self, _instance: &InstanceInfo) {}
+    /// The ARM double answered a request while a delete was pending (a simulation may let a
+    /// request's time pass, so the VM's agent gets on with leaving).
+    fn request_served(&self) {}
 }

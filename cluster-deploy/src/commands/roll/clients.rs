@@ -34,6 +34,9 @@ impl Roll<'_> {
         loop {
             self.checkpoint()?;
             let set = self.read_pool(spec)?;
+            if self.wait_for_deletes(&spec.name, self.options.client_gate_timeout)? {
+                continue;
+            }
             let batches = client_batches(&set, self.options.client_batch_size);
             let Some(batch) = batches.first() else {
                 if !joining_clients(&set).is_empty() {

@@ -35,6 +35,8 @@ mod servers;
 pub(super) mod state;
 mod version;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -170,6 +172,8 @@ struct Roll<'a> {
     versions_checked: Vec<String>,
     /// New servers this run saw pass their gate, soak included (`<scale set>/<instance id>`).
     gated: Vec<String>,
+    /// Per scale set, the instances Azure was deleting at the last read.
+    deleting: RefCell<BTreeMap<String, Vec<state::Instance>>>,
 }
 
 /// `cluster-deploy roll`.
@@ -204,6 +208,7 @@ pub(super) fn roll(
         changes: Vec::new(),
         versions_checked: Vec::new(),
         gated: Vec::new(),
+        deleting: RefCell::default(),
     };
     roll.run(input)
 }
@@ -383,9 +388,57 @@ impl Roll<'_> {
     /// way out and count as gone (a delete with a terminate notification takes minutes).
     fn instances(&self, scale_set: &str) -> Result<Vec<state::Instance>, Stop> {
         let mut instances = azure::instances(&self.arm, self.group(), scale_set)?;
+        let deleting = instances.iter().filter(|i| i.deleting()).cloned().collect();
+        self.deleting
+            .borrow_mut()
+            .insert(scale_set.to_string(), deleting);
         instances.retain(|i| !i.deleting());
         age::select(&mut instances, self.options.created_before)?;
         Ok(instances)
+    }
+
+    /// Waits, when the last read saw Azure still deleting instances of `scale_set`, until it
+    /// is done; true when it waited (the caller reads the state again). Such a delete is a
+    /// change in progress (a previous run's, stopped while it waited, or someone else's): with
+    /// the terminate notification it lasts until the VM approves its Terminate event or the
+    /// event's NotBefore passes (`notBeforeTimeout`, 5 to 15 minutes: "Terminate notification
+    /// for Azure Virtual Machine Scale Set instances", learn.microsoft.com). Nothing else may
+    /// change meanwhile: not a second server at once, and not a surge, since the scale set's
+    /// `sku.capacity` still counts the instances being deleted, so a capacity computed from
+    /// the instances left would add none.
+    pub(super) fn wait_for_deletes(
+        &mut self,
+        scale_set: &str,
+        timeout: Duration,
+    ) -> Result<bool, Stop> {
+        let pending = self
+            .deleting
+            .borrow()
+            .get(scale_set)
+            .cloned()
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let gate = format!("instances of {scale_set} Azure is deleting");
+        self.wait(&gate, timeout, |roll| {
+            let all = azure::instances(&roll.arm, roll.group(), scale_set)?;
+            let deleting: Vec<String> = all
+                .iter()
+                .filter(|i| i.deleting())
+                .map(|i| i.label())
+                .collect();
+            Ok(if deleting.is_empty() {
+                gates::Look::Open(())
+            } else {
+                gates::Look::Closed(format!(
+                    "Azure is still deleting instance{} {}",
+                    if deleting.len() == 1 { "" } else { "s" },
+                    deleting.join(", ")
+                ))
+            })
+        })?;
+        Ok(true)
     }
 
     /// The server scale set with its agents.
@@ -393,12 +446,14 @@ impl Roll<'_> {
         let spec = &self.cluster.servers;
         let instances = self.instances(&spec.name)?;
         let facts = state::read_servers(&self.nomad)?;
-        Ok(state::join_servers(
-            &spec.name,
-            spec.capacity,
-            instances,
-            &facts,
-        ))
+        let mut set = state::join_servers(&spec.name, spec.capacity, instances, &facts);
+        set.deleting = self
+            .deleting
+            .borrow()
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(set)
     }
 
     /// A client pool's scale set with its nodes.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::options::{RollOptions, Scope};
 use super::plan::joining_servers;
-use super::state::{ClientSet, ServerSet};
+use super::state::{ClientSet, Instance, ServerSet};
 use super::version::{supported_step, Version};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,6 +99,16 @@ fn server_count(servers: &ServerSet) -> Check {
     }
 }
 
+/// A server whose instance Azure is still deleting: with the terminate notification that lasts
+/// until the VM approves its Terminate event or NotBefore passes ("Terminate notification for
+/// Azure Virtual Machine Scale Set instances", learn.microsoft.com).
+fn deleting_problem(member: &str, instance: &Instance) -> String {
+    format!(
+        "server {member} is still in the cluster, and Azure is deleting its instance {} (provisioningState Deleting): wait until Azure has deleted it (its watcher approves the Terminate event, or the event's NotBefore passes) and the server is out of Raft, then re-run",
+        instance.label()
+    )
+}
+
 fn server_agents(servers: &ServerSet) -> Check {
     let joining: Vec<&str> = joining_servers(servers)
         .iter()
@@ -129,7 +139,16 @@ fn server_agents(servers: &ServerSet) -> Check {
             Some(_) => {}
         }
     }
+    let mut deleting = Vec::new();
     for (name, status) in &servers.strays {
+        if let Some(i) = servers.deleting_instance_of(name) {
+            // Its VM is on its way out: say so, not that nothing accounts for it.
+            if status == "alive" && !deleting.contains(&i.instance_id) {
+                deleting.push(i.instance_id.clone());
+                problems.push(deleting_problem(name, i));
+            }
+            continue;
+        }
         if status == "alive" {
             problems.push(format!(
                 "server {name} is alive but no instance of {} is named after it: roll cannot account for it",
@@ -138,6 +157,13 @@ fn server_agents(servers: &ServerSet) -> Check {
         }
     }
     for (id, node) in &servers.unknown_peers {
+        if let Some(i) = servers.deleting_instance_of(node) {
+            if !deleting.contains(&i.instance_id) {
+                deleting.push(i.instance_id.clone());
+                problems.push(deleting_problem(node, i));
+            }
+            continue;
+        }
         problems.push(format!(
             "Raft peer {id} ({node}) belongs to no instance of {}: remove it once dead (nomad operator raft remove-peer -peer-id {id})",
             servers.scale_set

@@ -71,9 +71,13 @@ pub(super) fn state_text(servers: &ServerSet, pools: &[ClientSet]) -> String {
     )];
     lines.extend(servers.instances.iter().map(server_line));
     for (name, status) in servers.strays.iter().filter(|(_, s)| s != "left") {
-        lines.push(format!(
-            "  -    {name} ({status}): no instance of the scale set"
-        ));
+        lines.push(match servers.deleting_instance_of(name) {
+            Some(i) => format!(
+                "  -    {name} ({status}): its instance {} is Deleting (Azure is deleting it)",
+                i.label()
+            ),
+            None => format!("  -    {name} ({status}): no instance of the scale set"),
+        });
     }
     for pool in pools {
         lines.push(format!(

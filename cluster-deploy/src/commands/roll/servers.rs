@@ -34,6 +34,9 @@ impl Roll<'_> {
         loop {
             self.checkpoint()?;
             let set = self.read_servers()?;
+            if self.wait_for_deletes(&spec.name, self.options.server_gate_timeout)? {
+                continue;
+            }
             let order = server_order(&set);
             if let Some(dead) = order.first().filter(|s| s.dead()) {
                 let dead = (*dead).clone();

@@ -175,6 +175,9 @@ pub struct ServerSet {
     pub voters: usize,
     /// Raft peers no instance's agent accounts for (id, node name).
     pub unknown_peers: Vec<(String, String)>,
+    /// Instances Azure is deleting (`provisioningState` Deleting): on their way out, so not in
+    /// `instances`; their agents show among the strays until Azure is done.
+    pub deleting: Vec<Instance>,
 }
 
 impl ServerSet {
@@ -205,6 +208,15 @@ impl ServerSet {
 
 fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
+}
+
+impl ServerSet {
+    /// The instance Azure is deleting whose VM a member or Raft node name (`<vm id>` or
+    /// `<vm id>.<region>`) is named after.
+    pub fn deleting_instance_of(&self, name: &str) -> Option<&Instance> {
+        let node = name.split('.').next().unwrap_or(name);
+        self.deleting.iter().find(|i| same_name(node, &i.vm_id))
+    }
 }
 
 /// Joins ARM's instances with what Nomad says, by VM id.
@@ -288,6 +300,7 @@ pub fn join_servers(
         failure_tolerance: health.map(|h| h.failure_tolerance),
         voters: raft_servers.iter().filter(|p| p.voter).count(),
         unknown_peers,
+        deleting: Vec::new(),
     }
 }
 

@@ -9,8 +9,8 @@
 //!
 //! - Each scale set holds instances `0, 1, 2...` (ids are never reused), one NIC each, spread
 //!   over the scale set's zones. A deployment or a PATCH of `sku.capacity` adds instances with the
-//!   current model or deletes the highest ids; DeleteInstances deletes the named ones and lowers
-//!   the capacity. Every creation and deletion is told to the installed [`InstanceEvents`]
+//!   current model or deletes the highest ids; DeleteInstances marks the named ones `Deleting`,
+//!   and they go, lowering the capacity, when Azure finishes ([`super::deleting`]). Every creation and deletion is told to the installed [`InstanceEvents`]
 //!   (deletions `notified` when the model enables the terminate notification).
 //! - The model: a deployment that changes the scale set's `virtualMachineProfile` (image, custom
 //!   data...) makes a new model; instances made before keep the old one and list with
@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use super::super::server::Reply;
 use super::created::time_created;
+use super::deleting::{self, Deleting};
 use super::lro::Pending;
 use super::resources::Stored;
 use super::{arm_error, page, resource_id, Call, InstanceInfo, State};
@@ -43,6 +44,8 @@ pub(crate) struct Instance {
     /// When the double created it, by its clock (`properties.timeCreated`); `None` once a test
     /// made the double forget it ([`super::ArmDouble::forget_time_created`]).
     pub(crate) created: Option<SystemTime>,
+    /// Azure is deleting it ([`super::deleting`]): listed as `Deleting` until it goes.
+    pub(crate) deleting: Option<Deleting>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -317,7 +320,7 @@ fn notified(value: &Value) -> bool {
         == true
 }
 
-fn info(stored: &Stored, i: &Instance) -> InstanceInfo {
+pub(crate) fn info(stored: &Stored, i: &Instance) -> InstanceInfo {
     InstanceInfo {
         scale_set: scale_set_name(stored),
         instance_id: i.instance_id.to_string(),
@@ -410,6 +413,7 @@ fn resize(state: &mut State, stored: &mut Stored, capacity: usize) {
             zone: (!zones.is_empty()).then(|| zones[id as usize % zones.len()].clone()),
             model: set.model,
             created: Some((state.clock)()),
+            deleting: None,
         };
         created.push(instance.clone());
         set.instances.push(instance);
@@ -489,7 +493,7 @@ fn instance_value(stored: &Stored, set: &ScaleSetState, i: &Instance, expand: bo
         "properties": {
             "latestModelApplied": i.model == set.model,
             "vmId": i.vm_id,
-            "provisioningState": "Succeeded",
+            "provisioningState": if i.deleting.is_some() { "Deleting" } else { "Succeeded" },
             "hardwareProfile": { "vmSize": stored.value["sku"]["name"] },
             "osProfile": {
                 "computerName": i.computer_name,
@@ -679,6 +683,7 @@ fn with_instances(
     state: &mut State,
     call: &Call,
     work: impl FnOnce(&mut State, &mut Stored, &[u32]) -> Result<(), Reply>,
+    pending: impl FnOnce(String, Vec<u32>) -> Pending,
 ) -> Reply {
     let key = scale_set_key(call, "vmScaleSetName");
     let name = call.param("vmScaleSetName").to_string();
@@ -704,47 +709,62 @@ fn with_instances(
     if let Err(r) = work(state, &mut stored, &ids) {
         return r;
     }
-    state.resources.insert(key, stored);
-    call.long_running(state, 202, &Value::Null, Pending::Done)
+    state.resources.insert(key.clone(), stored);
+    call.long_running(state, 202, &Value::Null, pending(key, ids))
 }
 
-/// VirtualMachineScaleSets_DeleteInstances: the named instances go, the capacity drops.
+/// VirtualMachineScaleSets_DeleteInstances: the named instances turn `Deleting` and go, the
+/// capacity dropping, when Azure finishes the delete ([`super::deleting`]).
 pub(super) fn delete_instances(state: &mut State, call: &Call) -> Reply {
-    with_instances(state, call, |state, stored, ids| {
-        let notify = notified(&stored.value);
-        let mut set = stored.scale_set.take().unwrap_or_default();
-        let (gone, kept): (Vec<Instance>, Vec<Instance>) = set
-            .instances
-            .into_iter()
-            .partition(|i| ids.contains(&i.instance_id));
-        set.instances = kept;
-        stored.value["sku"]["capacity"] = json!(set.instances.len());
-        stored.scale_set = Some(set);
-        if let Some(events) = state.events.clone() {
-            for i in &gone {
-                events.instance_deleted(&info(stored, i), notify);
+    with_instances(
+        state,
+        call,
+        |state, stored, ids| {
+            let notify = notified(&stored.value);
+            let mut set = stored.scale_set.take().unwrap_or_default();
+            let mut started = Vec::new();
+            for i in set
+                .instances
+                .iter_mut()
+                .filter(|i| ids.contains(&i.instance_id) && i.deleting.is_none())
+            {
+                // Asking again for an instance already deleting changes nothing.
+                i.deleting = Some(deleting::begin(state, &stored.value));
+                started.push(i.clone());
             }
-        }
-        Ok(())
-    })
+            stored.scale_set = Some(set);
+            if let Some(events) = state.events.clone() {
+                for i in &started {
+                    events.instance_deleted(&info(stored, i), notify);
+                }
+            }
+            Ok(())
+        },
+        |key, ids| Pending::DeleteInstances { key, ids },
+    )
 }
 
 /// VirtualMachineScaleSets_UpdateInstances (`manualupgrade`): the named instances take the
 /// current model.
 pub(super) fn update_instances(state: &mut State, call: &Call) -> Reply {
-    with_instances(state, call, |_, stored, ids| {
-        if let Some(set) = stored.scale_set.as_mut() {
-            let model = set.model;
-            for i in set
-                .instances
-                .iter_mut()
-                .filter(|i| ids.contains(&i.instance_id))
-            {
-                i.model = model;
+    with_instances(
+        state,
+        call,
+        |_, stored, ids| {
+            if let Some(set) = stored.scale_set.as_mut() {
+                let model = set.model;
+                for i in set
+                    .instances
+                    .iter_mut()
+                    .filter(|i| ids.contains(&i.instance_id))
+                {
+                    i.model = model;
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+        |_, _| Pending::Done,
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use super::{
 
 /// Records and judges one request, then answers it.
 pub(super) fn handle(state: &mut State, base: &str, request: &RecordedRequest) -> Reply {
+    // Azure's deletes go on between requests (`deleting`): this request sees where they are.
+    super::deleting::settle(state);
     let (verdict, matched) = judge(state, request);
     state.served.push(Served {
         request: request.clone(),
@@ -174,6 +176,8 @@ pub(crate) fn finish(
             keyvault::purged(state, &name);
             ("Succeeded".into(), None, None)
         }
-        lro::Pending::Done => ("Succeeded".into(), None, None),
+        lro::Pending::Done | lro::Pending::DeleteInstances { .. } => {
+            ("Succeeded".into(), None, None)
+        }
     }
 }

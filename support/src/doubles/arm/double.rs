@@ -72,6 +72,12 @@ impl ArmDouble {
         lock(&self.state).polls = polls;
     }
 
+    /// How many requests (any, polls included) an instance delete without a terminate
+    /// notification stays `Deleting` (default 2; 0 or 1 ends it at the next request).
+    pub fn set_delete_requests(&self, requests: u32) {
+        lock(&self.state).delete_requests = requests;
+    }
+
     /// The `Retry-After` (seconds) on long-running answers and in-progress polls.
     pub fn set_retry_after(&self, secs: u64) {
         lock(&self.state).retry_after = secs;

@@ -48,6 +48,12 @@ pub(crate) enum Pending {
     PurgeVault {
         name: String,
     },
+    /// VirtualMachineScaleSets_DeleteInstances: succeeds once these instances of the scale set
+    /// (by lower-cased id) are gone ([`super::deleting`]).
+    DeleteInstances {
+        key: String,
+        ids: Vec<u32>,
+    },
     /// Work already done at the request (capacity changes, instance deletes): only the wait.
     Done,
 }
@@ -177,12 +183,16 @@ pub(super) fn is_poll(state: &State, segments: &[&str]) -> Option<(String, bool)
 /// Answers a poll; runs the pending work when the polls run out.
 pub(super) fn poll(state: &mut State, base: &str, id: &str, async_style: bool) -> Reply {
     let retry_after = state.retry_after.to_string();
+    let waiting = match &state.operations[id].pending {
+        Some(Pending::DeleteInstances { key, ids }) => !super::deleting::done(state, key, ids),
+        _ => false,
+    };
     let op = state
         .operations
         .get_mut(id)
         .expect("is_poll checked the id");
-    if op.polls_left > 0 {
-        op.polls_left -= 1;
+    if op.polls_left > 0 || waiting {
+        op.polls_left = op.polls_left.saturating_sub(1);
         let running = if op.of.starts_with("Deployments_CreateOrUpdate") {
             "Running"
         } else {

@@ -57,7 +57,7 @@
 //!   [`expr`] (`condition`s and `not()` included); Network's child resources (subnets,
 //!   security rules) and the collections a parent PUT keeps or replaces, in [`children`].
 //! - [`compute`]: scale sets and their instances (VirtualMachineScaleSetVMs_List with
-//!   `$expand`/`$filter` per fact 10, capacity PATCH, DeleteInstances, UpdateInstances, model
+//!   `$expand`/`$filter` per fact 10, capacity PATCH, DeleteInstances through `Deleting` ([`deleting`]), UpdateInstances, model
 //!   changes that leave old instances `latestModelApplied: false`), the scale-set NIC listing
 //!   (Network's own 2017-03-30 operation), Usage_List and ResourceSkus_List. Instance creation
 //!   and deletion are told to an [`InstanceEvents`] the test installs.
@@ -100,6 +100,7 @@ mod call;
 mod children;
 pub mod compute;
 pub(crate) mod created;
+mod deleting;
 mod deploy;
 mod dispatch;
 mod double;
@@ -148,3 +149,6 @@ mod tests;
 
 #[cfg(test)]
 mod keyvault_tests;
+
+#[cfg(test)]
+mod deleting_tests;

@@ -16,6 +16,8 @@ use super::{
 pub(crate) struct State {
     pub(super) token: String,
     pub(super) polls: u32,
+    /// Requests an un-notified DeleteInstances takes ([`super::deleting`]).
+    pub(crate) delete_requests: u32,
     pub(super) retry_after: u64,
     pub(super) page_size: usize,
     /// Lower-cased subscription ids: [`SUBSCRIPTION`], and those [`images::add`] adds.
@@ -50,6 +52,7 @@ impl State {
         State {
             token: "arm-double-token-3f9c".to_string(),
             polls: 1,
+            delete_requests: 2,
             retry_after: 0,
             page_size: 100,
             subscriptions: BTreeSet::from([SUBSCRIPTION.to_ascii_lowercase()]),

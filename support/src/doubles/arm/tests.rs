@@ -8,24 +8,24 @@ use super::super::server::test_client as client;
 use super::*;
 
 const RESOURCES: &str = "2025-04-01";
-const COMPUTE: &str = "2024-11-01";
+pub(super) const COMPUTE: &str = "2024-11-01";
 const AUTHORIZATION: &str = "2022-04-01";
 
-fn url(arm: &ArmDouble, path: &str, version: &str) -> String {
+pub(super) fn url(arm: &ArmDouble, path: &str, version: &str) -> String {
     format!(
         "{}/subscriptions/{SUBSCRIPTION}{path}?api-version={version}",
         arm.url()
     )
 }
 
-fn get(arm: &ArmDouble, url: &str) -> (u16, Value) {
+pub(super) fn get(arm: &ArmDouble, url: &str) -> (u16, Value) {
     let r = client().get(url).bearer_auth(arm.token()).send().unwrap();
     let status = r.status().as_u16();
     (status, r.json().unwrap_or(Value::Null))
 }
 
 /// Follows a long-running answer's `Azure-AsyncOperation` (or `Location`) to its end.
-fn wait(arm: &ArmDouble, r: reqwest::blocking::Response) -> Value {
+pub(super) fn wait(arm: &ArmDouble, r: reqwest::blocking::Response) -> Value {
     let headers = r.headers().clone();
     if let Some(url) = headers.get("azure-asyncoperation") {
         loop {
@@ -44,7 +44,7 @@ fn wait(arm: &ArmDouble, r: reqwest::blocking::Response) -> Value {
     }
 }
 
-fn deploy(arm: &ArmDouble, template: &Value) -> Value {
+pub(super) fn deploy(arm: &ArmDouble, template: &Value) -> Value {
     let r = client()
         .put(url(arm, "/resourcegroups/rg/providers/Microsoft.Resources/deployments/d", RESOURCES))
         .bearer_auth(arm.token())
@@ -55,7 +55,7 @@ fn deploy(arm: &ArmDouble, template: &Value) -> Value {
     wait(arm, r)
 }
 
-fn scale_set(name: &str, capacity: u64, image: &str) -> Value {
+pub(super) fn scale_set(name: &str, capacity: u64, image: &str) -> Value {
     json!({ "type": "Microsoft.Compute/virtualMachineScaleSets", "apiVersion": COMPUTE, "name": name,
         "location": "westeurope", "sku": { "name": "Standard_D2s_v5", "capacity": capacity },
         "zones": ["1", "2", "3"],
@@ -67,7 +67,7 @@ fn scale_set(name: &str, capacity: u64, image: &str) -> Value {
             "networkProfile": { "networkInterfaceConfigurations": [{ "name": "nic", "properties": { "ipConfigurations": [{ "name": "ipconfig", "properties": {} }] } }] } } } })
 }
 
-fn template(resources: Vec<Value>) -> Value {
+pub(super) fn template(resources: Vec<Value>) -> Value {
     json!({ "$schema": "x", "contentVersion": "1.0.0.0", "resources": resources })
 }
 

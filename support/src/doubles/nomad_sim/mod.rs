@@ -191,7 +191,8 @@ pub enum Fault {
     /// The same for every node.
     DrainsNeverFinish,
     /// No agent runs the terminate-notification watcher: an instance deleted with the
-    /// notification vanishes as one deleted without it (no graceful leave, no self-drain).
+    /// notification runs on until Azure removes it (NotBefore), then vanishes (no graceful
+    /// leave, no self-drain).
     NoTerminateWatcher,
 }
 
@@ -500,10 +501,45 @@ impl InstanceEvents for Simulation {
                 .and_then(|d| d.force_deadline)
                 .is_some_and(|t| t <= now),
         });
-        if notified && !cluster.no_terminate_watcher {
-            cluster.terminate(&name);
-        } else {
+        if !notified {
+            // No notification: Azure stops the VM as the delete begins.
             cluster.vanish(&name);
+        } else if !cluster.no_terminate_watcher {
+            cluster.terminate(&name);
+        }
+        // A notified VM with no watcher runs on, unaware, until Azure removes it at NotBefore.
+    }
+
+    /// The VM's watcher approves the `Terminate` event once its agent has stopped: a server
+    /// that left (or never got to run), a client whose shutdown drain ended. Without the
+    /// watcher nothing approves it.
+    fn terminate_approved(&self, instance: &InstanceInfo) -> bool {
+        let cluster = self.lock();
+        if cluster.no_terminate_watcher {
+            return false;
+        }
+        let name = instance.vm_id.as_str();
+        if let Some(server) = cluster.servers.iter().find(|s| s.name == name) {
+            return matches!(server.life, ServerLife::Left | ServerLife::Vanished { .. });
+        }
+        if let Some(client) = cluster.clients.iter().find(|c| c.name == name) {
+            return matches!(client.life, ClientLife::Stopped | ClientLife::Vanished);
+        }
+        // No agent of ours on it: nothing to wait for.
+        true
+    }
+
+    fn instance_removed(&self, instance: &InstanceInfo) {
+        self.lock().vanish(&instance.vm_id);
+    }
+
+    /// An ARM request takes virtual time too (`advance_per_request`), while a delete waits.
+    fn request_served(&self) {
+        let mut cluster = self.lock();
+        let advance = cluster.config.advance_per_request;
+        if !advance.is_zero() {
+            let until = cluster.now.plus(advance);
+            cluster.run_until(until);
         }
     }
 }

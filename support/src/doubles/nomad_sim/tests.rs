@@ -293,6 +293,12 @@ fn without_the_watcher_a_notified_delete_is_a_vanished_server() {
         ..instance("servers", 1)
     };
     sim.instance_deleted(&s1, true);
+    // Nothing on the VM acts on the event: it runs on and never approves it...
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(server(&sim.view(), "s1").phase, ServerPhase::Running);
+    assert!(!sim.terminate_approved(&s1));
+    // ...until Azure deletes it at NotBefore.
+    sim.instance_removed(&s1);
     sim.advance(Duration::from_secs(60));
     let view = sim.view();
     assert_eq!(server(&view, "s1").phase, ServerPhase::Vanished);
