@@ -170,6 +170,8 @@ struct Roll<'a> {
     versions_checked: Vec<String>,
     /// New servers this run saw pass their gate, soak included (`<scale set>/<instance id>`).
     gated: Vec<String>,
+    /// The instances seen first, to tell the ones this run surged ([`age::SurgeGuard`]).
+    surge_guard: age::SurgeGuard,
 }
 
 /// `cluster-deploy roll`.
@@ -204,6 +206,7 @@ pub(super) fn roll(
         changes: Vec::new(),
         versions_checked: Vec::new(),
         gated: Vec::new(),
+        surge_guard: age::SurgeGuard::default(),
     };
     roll.run(input)
 }
@@ -385,6 +388,8 @@ impl Roll<'_> {
         let mut instances = azure::instances(&self.arm, self.group(), scale_set)?;
         instances.retain(|i| !i.deleting());
         age::select(&mut instances, self.options.created_before)?;
+        self.surge_guard
+            .check(scale_set, &instances, self.options.created_before)?;
         Ok(instances)
     }
 
