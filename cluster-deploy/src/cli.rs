@@ -126,6 +126,11 @@ pub enum Command {
         /// --certificates and --gossip-key.
         #[arg(long)]
         all: bool,
+        /// With `--ca switch` or `--ca finish`: go ahead although instances created before the
+        /// previous step are still running (its roll has not finished). Nodes booted from now
+        /// on may not be trusted by them: a split cluster. Warns, naming them.
+        #[arg(long)]
+        skip_roll_check: bool,
     },
 }
 

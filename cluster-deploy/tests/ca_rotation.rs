@@ -239,13 +239,51 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A step's roll command: the cluster file and the time of the step (by the wall clock here).
-fn roll_command(env: &Deploy, out: &Value, servers_only: bool, before: u64) -> String {
+/// The vault's time of a step: `created` of the newest version among those the step's output
+/// lists as written.
+fn vault_time(env: &Deploy, out: &Value) -> u64 {
+    let kv = env.stack.kv.as_ref().unwrap();
+    let mut written: Vec<&str> = out["new_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secret"].as_str().unwrap())
+        .collect();
+    if out["pending_key"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("stored"))
+    {
+        written.push(PENDING);
+    }
+    written
+        .iter()
+        .filter_map(|name| kv.latest_created(name))
+        .max()
+        .unwrap_or_else(|| panic!("no version written: {out}")) as u64
+}
+
+/// Key Vault's clock from now on: the process's, `skew` seconds behind (negative: ahead).
+fn skew_vault_clock(env: &Deploy, skew: i64) {
+    let kv = env.stack.kv.as_ref().unwrap();
+    kv.set_clock(std::sync::Arc::new(move || {
+        let now = std::time::SystemTime::now();
+        let by = std::time::Duration::from_secs(skew.unsigned_abs());
+        if skew >= 0 {
+            now - by
+        } else {
+            now + by
+        }
+    }));
+}
+
+/// A step's roll command: the cluster file and the time of the step, which is `created` of
+/// the version the step wrote last (by the vault's clock, not this machine's).
+fn roll_command(env: &Deploy, out: &Value, servers_only: bool) -> String {
     let time = out["created_before"]
         .as_str()
         .unwrap_or_else(|| panic!("{out}"));
-    let at = unix_seconds(time);
-    assert!(before <= at && at <= now(), "{time} during the step");
+    assert_eq!(unix_seconds(time), vault_time(env, out), "{out}");
+    assert_eq!(out["created_before_source"], "key_vault", "{out}");
     let command = format!(
         "cluster-deploy roll --config {}{} --created-before {time}",
         env.config.display(),
@@ -274,9 +312,16 @@ fn a_rotation_leaves_the_model_as_it_is_and_prints_the_roll_by_creation_time() {
     }));
     env.ok(&["apply", "--nomad-address", nomad.url()]);
     env.ok(&["env", "--nomad-address", nomad.url()]);
-    let before = now();
+    // Key Vault's clock (Azure's) is three hours behind this machine's: the printed time is
+    // the vault's, so that roll compares Azure's times with Azure's times.
+    skew_vault_clock(&env, 3 * 3600);
     let step = json(&env.ok(&["rotate", "--ca", "start", "--json"]));
-    let command = roll_command(&env, &step, false, before);
+    let command = roll_command(&env, &step, false);
+    let printed = unix_seconds(step["created_before"].as_str().unwrap());
+    assert!(
+        printed + 3 * 3600 <= now() && now() < printed + 3 * 3600 + 60,
+        "{step}"
+    );
     // No model change: every instance stays on the latest model, the roll selects by age.
     let models = models(&env, nomad.url());
     assert!(models.len() >= 4, "{models:?}");
@@ -303,21 +348,21 @@ fn a_rotation_leaves_the_model_as_it_is_and_prints_the_roll_by_creation_time() {
     );
 
     // Certificates: every node; the gossip key: the servers only hold it.
-    let before = now();
     let certs = json(&env.ok(&["rotate", "--certificates", "--json"]));
-    roll_command(&env, &certs, false, before);
-    let before = now();
+    roll_command(&env, &certs, false);
     let gossip = json(&env.ok(&["rotate", "--gossip-key", "--json"]));
-    roll_command(&env, &gossip, true, before);
-    let before = now();
+    roll_command(&env, &gossip, true);
     let all = json(&env.ok(&["rotate", "--all", "--json"]));
-    roll_command(&env, &all, false, before);
+    roll_command(&env, &all, false);
 }
 
 #[test]
 fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase() {
     let env = generated();
     let _ = env.run(&["apply"]);
+    // The vault's clock a little ahead of ARM's: every instance apply made is older than the
+    // first step, even when both fall within one second.
+    skew_vault_clock(&env, -30);
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
 
@@ -356,6 +401,7 @@ fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase()
 
     // Phase 1: both CAs trusted, the old one signs.
     let step = json(&env.ok(&["rotate", "--ca", "--json"]));
+    let t1 = step["created_before"].as_str().unwrap().to_string();
     assert_eq!(
         (&step["phase_before"], &step["phase"], &step["already_done"]),
         (&"idle".into(), &"phase-1".into(), &false.into()),
@@ -389,12 +435,30 @@ fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase()
         "{}",
         run.stderr
     );
+    let run = env.run(&["rotate", "--ca", "start", "--skip-roll-check"]);
+    assert!(
+        run.stderr
+            .contains("--skip-roll-check goes only with --ca switch or --ca finish"),
+        "{}",
+        run.stderr
+    );
+    // No roll since the start: every instance trusts only the old CA, the switch is refused.
+    refused_before_roll(&env, "switch", "start", &t1);
     assert_eq!(versions(&env), settled, "re-runs and refusals keep phase 1");
     let report = json(&env.ok(&["rotate", "--json"]));
     assert_eq!(report["ca_rotation"]["phase"], "phase-1", "{report}");
 
-    // Phase 2: the new CA signs; both still trusted.
-    let step = json(&env.ok(&["rotate", "--ca", "switch", "--json"]));
+    // Phase 2: the new CA signs; both still trusted. (The roll is skipped here, with the
+    // override and its warning: the nodes of each phase are checked with OpenSSL instead.)
+    let run = env.ok(&["rotate", "--ca", "switch", "--json", "--skip-roll-check"]);
+    assert!(
+        run.stderr
+            .contains("--skip-roll-check: going ahead although `cluster-deploy rotate --ca switch`: the roll after"),
+        "{}",
+        run.stderr
+    );
+    let step = json(&run);
+    let t2 = step["created_before"].as_str().unwrap().to_string();
     assert_eq!(step["phase"], "phase-2", "{step}");
     assert_eq!(step["pending_key"], "deleted", "{step}");
     assert_eq!(value(&env, PENDING), None);
@@ -422,10 +486,17 @@ fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase()
         "{}",
         run.stderr
     );
+    refused_before_roll(&env, "finish", "switch", &t2);
     assert_eq!(versions(&env), settled, "re-runs and refusals keep phase 2");
 
     // Finish: only the new CA.
-    let step = json(&env.ok(&["rotate", "--ca", "finish", "--json"]));
+    let run = env.ok(&["rotate", "--ca", "finish", "--json", "--skip-roll-check"]);
+    assert!(
+        run.stderr.contains("--skip-roll-check: going ahead"),
+        "{}",
+        run.stderr
+    );
+    let step = json(&run);
     assert_eq!(
         (&step["phase_before"], &step["phase"]),
         (&"phase-2".into(), &"idle".into())
@@ -454,5 +525,35 @@ fn a_ca_rotation_in_three_steps_keeps_old_and_new_nodes_talking_at_every_phase()
     assert!(
         text.contains("phase 1") && text.contains("signs the certificates"),
         "{text}"
+    );
+}
+
+/// `step` refused: instances created before `previous` (at `time`) are still running.
+fn refused_before_roll(env: &Deploy, step: &str, previous: &str, time: &str) {
+    let run = env.run(&["rotate", "--ca", step]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    for part in [
+        format!(
+            "`cluster-deploy rotate --ca {step}`: the roll after `cluster-deploy rotate --ca \
+             {previous}` has not finished:"
+        ),
+        format!(
+            "Run `cluster-deploy roll --config {} --created-before {time}` first",
+            env.config.display()
+        ),
+        "scale set ".to_string(),
+        "--skip-roll-check".to_string(),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(run.stderr.contains(&part), "{part}\n{}", run.stderr);
+    }
+    // Every instance of the deployment is named, with the time Azure created it.
+    let named = run.stderr.matches(": instance ").count();
+    assert!(named >= 4, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches(" created ").count(),
+        named,
+        "{}",
+        run.stderr
     );
 }

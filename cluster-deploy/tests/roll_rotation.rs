@@ -4,7 +4,9 @@
 //! before that time, with the safety properties checked at every simulated step, and a re-run
 //! with the same time replaces nothing more. The ARM double reports each instance's
 //! `timeCreated` in the simulation's virtual time, which is also the clock `rotate` and `roll`
-//! run on here. Also: the flag is checked (a time in the future, not RFC 3339) and an instance
+//! run on here, and the Key Vault double's (the printed time is the `created` of the version
+//! the step wrote). `switch` and `finish` are refused, naming the instances, until the roll
+//! after the previous step has replaced every one. Also: the flag is checked (a time in the future, not RFC 3339) and an instance
 //! without `timeCreated` is refused by name, before anything changes.
 
 mod common;
@@ -217,4 +219,126 @@ fn the_time_and_the_instances_ages_are_checked_before_anything_changes() {
     assert_eq!(done(rig.roll(&[]).ok())["changed"], false);
     assert_eq!(vm_ids(&rig), before);
     assert_eq!(rig.deleted(), Vec::<String>::new());
+}
+
+/// The refusal of a CA step that comes before the previous roll finished: it names the
+/// instances, the time and the roll to run, and changes nothing.
+fn refused(rig: &Rig, step: &str, previous: &str, time: &str) -> String {
+    let instances = vm_ids(rig);
+    let settled = kv_versions(rig);
+    let (result, stdout) = rig.command(&["rotate", "--ca", step, "--json"]);
+    let error = format!("{:#}", result.expect_err(step));
+    assert!(stdout.is_empty(), "{stdout}");
+    let roll = format!(
+        "`cluster-deploy roll --config {} --created-before {time}`",
+        rig.deploy.config.display()
+    );
+    for part in [
+        format!(
+            "`cluster-deploy rotate --ca {step}`: the roll after `cluster-deploy rotate --ca \
+             {previous}` has not finished: 9 instances were not replaced since that step ({time},"
+        ),
+        format!("scale set {SERVERS}: instance "),
+        format!("scale set {CLIENTS}: instance "),
+        format!("Run {roll} first"),
+        "--skip-roll-check".to_string(),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(error.contains(&part), "{part}\n{error}");
+    }
+    assert_eq!(error.matches(" created 2026-").count(), 9, "{error}");
+    assert_eq!(vm_ids(rig), instances);
+    assert_eq!(kv_versions(rig), settled);
+    error
+}
+
+fn kv_versions(rig: &Rig) -> Vec<usize> {
+    let store = rig.deploy.stack.kv.as_ref().unwrap().store();
+    let store = store.lock().unwrap();
+    support::cluster_secrets::SecretItem::ALL
+        .iter()
+        .map(|i| store.version_count(i.vault_name()))
+        .chain([store.version_count("nomad-ca-key-next")])
+        .collect()
+}
+
+/// The printed time is the `created` of the last version the step wrote (one of `written`),
+/// by the vault's clock.
+fn vault_time(rig: &Rig, written: &[&str], printed: &str, out: &Value) {
+    let kv = rig.deploy.stack.kv.as_ref().unwrap();
+    let created = written
+        .iter()
+        .filter_map(|name| kv.latest_created(name))
+        .max()
+        .unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(created).unwrap();
+    assert_eq!(
+        printed,
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        ),
+        "{out}"
+    );
+    assert!(
+        printed.starts_with("2026-01-01T"),
+        "the simulation's day: {printed}"
+    );
+    assert_eq!(out["created_before_source"], "key_vault", "{out}");
+}
+
+#[test]
+fn switch_and_finish_wait_for_the_roll_after_the_previous_step() {
+    let rig = current();
+    let (t1, start) = rotate(&rig, &["--ca", "start"]);
+    vault_time(&rig, &["nomad-ca-cert", "nomad-ca-key-next"], &t1, &start);
+    // Right after start every instance still trusts only the old CA: refused, nothing changes.
+    refused(&rig, "switch", "start", &t1);
+    assert_eq!(rig.deleted(), Vec::<String>::new());
+
+    // Half a roll (interrupted after the first server is replaced) is not enough.
+    let leaving = Arc::new(AtomicBool::new(false));
+    {
+        let leaving = leaving.clone();
+        rig.sim.observe(move |view| {
+            if view.servers.iter().any(|s| s.phase == ServerPhase::Leaving) {
+                leaving.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    rig.roll_with(&["--created-before", &t1], leaving);
+    let (result, _) = rig.command(&["rotate", "--ca", "switch"]);
+    let error = format!("{:#}", result.unwrap_err());
+    assert!(
+        error.contains("instances were not replaced") && !error.contains(": 9 instances"),
+        "{error}"
+    );
+
+    // After the roll: accepted.
+    rig.roll(&["--created-before", &t1]).ok();
+    let (t2, switch) = rotate(&rig, &["--ca", "switch"]);
+    assert_eq!(switch["phase"], "phase-2", "{switch}");
+    let written = [
+        "nomad-ca-key",
+        "nomad-server-cert",
+        "nomad-server-key",
+        "nomad-client-cert",
+        "nomad-client-key",
+        "nomad-cli-cert",
+        "nomad-cli-key",
+    ];
+    vault_time(&rig, &written, &t2, &switch);
+    assert!(t2 > t1);
+
+    // Finish waits for the roll after the switch in the same way.
+    refused(&rig, "finish", "switch", &t2);
+    rig.roll(&["--created-before", &t2]).ok();
+    let (_, finish) = rotate(&rig, &["--ca", "finish"]);
+    assert_eq!(finish["phase"], "idle", "{finish}");
+    rig.assert_properties(false);
 }

@@ -84,6 +84,7 @@ pub fn run_with_hooks(
             ca,
             gossip_key,
             all,
+            skip_roll_check,
         } => rotate::rotate(
             &cli,
             env,
@@ -92,7 +93,10 @@ pub fn run_with_hooks(
                 certificates: *certificates || *all,
                 gossip_key: *gossip_key || *all,
             },
-            ca.map(Into::into),
+            rotate::CaRequest {
+                step: ca.map(Into::into),
+                skip_roll_check: *skip_roll_check,
+            },
             &*hooks.clock,
             out,
         ),

@@ -8,6 +8,9 @@
 //! Since the scale sets' model does not change, the roll selects the nodes by age: every step
 //! prints `cluster-deploy roll --config FILE --created-before <time of the step>` (the
 //! `roll_command` field with `--json`), which replaces every instance Azure created before it.
+//! The time is Key Vault's `created` of the version the step wrote, Azure's clock like the
+//! instances' `timeCreated`, not this machine's ([`timing`]); and `--ca switch` / `--ca finish`
+//! refuse while instances from before the previous step still run, unless `--skip-roll-check`.
 
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +29,16 @@ use super::roll::Clock;
 use super::{vault, write_json, Loaded};
 
 mod ca;
+mod timing;
+
+use timing::SKIP_ROLL_CHECK;
+
+/// `--ca` and its `--skip-roll-check`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CaRequest {
+    pub(super) step: Option<CaStep>,
+    pub(super) skip_roll_check: bool,
+}
 
 /// The roll that follows a step: its `--created-before` time and the command line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -94,10 +107,17 @@ pub(super) fn rotate(
     env: &Env,
     loaded: &Loaded,
     rotation: Rotation,
-    ca_step: Option<CaStep>,
+    ca: CaRequest,
     clock: &dyn Clock,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let CaRequest {
+        step: ca_step,
+        skip_roll_check,
+    } = ca;
+    if skip_roll_check && !matches!(ca_step, Some(CaStep::Switch | CaStep::Finish)) {
+        bail!("{SKIP_ROLL_CHECK} goes only with --ca switch or --ca finish");
+    }
     let cluster = &loaded.cluster;
     let security = &cluster.security;
     let report_only = rotation == Rotation::default() && ca_step.is_none();
@@ -133,11 +153,23 @@ pub(super) fn rotate(
         return ca::report(cli, loaded, kv, &session, out);
     }
     if let Some(step) = ca_step {
-        return ca::step(cli, loaded, kv, &session, step, clock, out);
+        let ctx = ca::StepContext {
+            cli,
+            loaded,
+            kv,
+            session: &session,
+            arm: &arm,
+            clock,
+        };
+        return ca::step(&ctx, step, skip_roll_check, out);
     }
     let (plan, uploaded) = vault::sync(&session, loaded, kv, rotation)?;
+    // The time of the last version written, by Key Vault's clock (Azure's, as the instances'
+    // timeCreated): the operator's clock may be off.
+    let written = uploaded.iter().filter_map(|u| u.created).max();
+    let (done, time_source) = timing::step_time(written, clock.wall(), "the new versions");
     // Only servers hold the gossip key.
-    let roll = RollCommand::after(&loaded.path, clock.wall(), !rotation.certificates);
+    let roll = RollCommand::after(&loaded.path, done, !rotation.certificates);
     let steps = next_steps(rotation, &kv.name, &roll);
     if cli.json {
         return write_json(
@@ -148,6 +180,7 @@ pub(super) fn rotate(
                 "notes": plan.notes,
                 "next_steps": steps,
                 "created_before": roll.created_before,
+                "created_before_source": time_source,
                 "roll_command": roll.command,
             }),
         );

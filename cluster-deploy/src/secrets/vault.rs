@@ -117,6 +117,9 @@ pub struct Uploaded {
     pub secret: String,
     pub version: String,
     pub why: String,
+    /// The version's `attributes.created` (Unix seconds, Key Vault's clock), when answered.
+    #[serde(skip)]
+    pub created: Option<i64>,
 }
 
 /// Uploads what `plan` changes, in [`Plan::uploads`]'s order (a CA before what it signs). A secret someone soft-deleted is recovered first, then overwritten: its name
@@ -143,6 +146,7 @@ pub fn upload(client: &KeyVaultClient, plan: &Plan) -> Result<Vec<Uploaded>, Key
             secret: name.to_string(),
             version: stored.version,
             why: why.to_string(),
+            created: stored.created,
         });
     }
     Ok(done)

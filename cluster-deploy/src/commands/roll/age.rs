@@ -13,6 +13,8 @@
 //! formatting features, and the grammar we accept is small (Azure writes
 //! `2021-06-27T01:02:38.3138469+00:00`; operators write `2026-11-30T12:34:56Z`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::{bail, Result};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -129,6 +131,54 @@ pub(crate) fn select(instances: &mut [Instance], cutoff: Option<OffsetDateTime>)
     Ok(())
 }
 
+/// The instances of each scale set a roll saw first. One that appears later was created
+/// during the roll (its own surge): when Azure says it was created before the cutoff, the
+/// cutoff is ahead of Azure's clock (typed from a clock that runs fast, or not the time
+/// rotate printed). Every instance the roll makes would then be old as well, and the roll
+/// would replace its own nodes for ever: it stops instead.
+#[derive(Debug, Default)]
+pub(crate) struct SurgeGuard {
+    first_seen: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+impl SurgeGuard {
+    /// Records the first listing of `scale_set`; refuses a later one in which an instance
+    /// that was not there at first is marked as created before `cutoff`.
+    pub(crate) fn check(
+        &self,
+        scale_set: &str,
+        instances: &[Instance],
+        cutoff: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let Some(cutoff) = cutoff else {
+            return Ok(());
+        };
+        let mut first_seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(known) = first_seen.get(scale_set) else {
+            let ids = instances.iter().map(|i| i.vm_id.clone()).collect();
+            first_seen.insert(scale_set.to_string(), ids);
+            return Ok(());
+        };
+        if let Some(new) = instances
+            .iter()
+            .find(|i| i.created_before_cutoff && !known.contains(&i.vm_id))
+        {
+            bail!(
+                "--created-before {}: scale set {scale_set}: instance {}, created during this \
+                 roll, has timeCreated {}, before the cutoff: the time is ahead of Azure's \
+                 clock, so every new instance would count as old and the roll would replace \
+                 its own nodes for ever. Stopped; re-run with the time `cluster-deploy rotate` \
+                 printed (Key Vault's time of the step), not one from this machine's clock",
+                format_utc_seconds(cutoff),
+                new.label(),
+                new.created
+                    .map_or_else(|| "?".to_string(), format_utc_seconds)
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +247,35 @@ mod tests {
                 && err.contains("instance 1 (s000001, vm vm-s-1) has no properties.timeCreated"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_instance_the_roll_made_before_the_cutoff_stops_it() {
+        use super::super::state::tests::instance;
+        let cutoff = Some(at("2026-11-30T12:00:00Z"));
+        let guard = SurgeGuard::default();
+        let mut first = vec![instance("s", 0, true)];
+        first[0].created = Some(at("2026-11-30T11:00:00Z"));
+        select(&mut first, cutoff).unwrap();
+        guard.check("s", &first, cutoff).unwrap();
+        // The old one again, and a surge Azure made after the cutoff: fine.
+        let mut later = first.clone();
+        later.push(instance("s", 1, true));
+        later[1].created = Some(at("2026-11-30T12:00:01Z"));
+        select(&mut later, cutoff).unwrap();
+        guard.check("s", &later, cutoff).unwrap();
+        // A surge Azure made before the cutoff (the cutoff is ahead of Azure's clock).
+        later[1].created = Some(at("2026-11-30T11:59:00Z"));
+        select(&mut later, cutoff).unwrap();
+        let err = guard.check("s", &later, cutoff).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--created-before 2026-11-30T12:00:00Z: scale set s: instance 1 (")
+                && err.contains("created during this roll")
+                && err.contains("ahead of Azure's clock"),
+            "{err}"
+        );
+        // Another scale set is recorded on its own first listing; no cutoff, no check.
+        guard.check("c", &later, cutoff).unwrap();
+        guard.check("s", &later, None).unwrap();
     }
 }

@@ -174,6 +174,8 @@ struct Roll<'a> {
     gated: Vec<String>,
     /// Per scale set, the instances Azure was deleting at the last read.
     deleting: RefCell<BTreeMap<String, Vec<state::Instance>>>,
+    /// The instances seen first, to tell the ones this run surged ([`age::SurgeGuard`]).
+    surge_guard: age::SurgeGuard,
 }
 
 /// `cluster-deploy roll`.
@@ -209,6 +211,7 @@ pub(super) fn roll(
         versions_checked: Vec::new(),
         gated: Vec::new(),
         deleting: RefCell::default(),
+        surge_guard: age::SurgeGuard::default(),
     };
     roll.run(input)
 }
@@ -394,6 +397,8 @@ impl Roll<'_> {
             .insert(scale_set.to_string(), deleting);
         instances.retain(|i| !i.deleting());
         age::select(&mut instances, self.options.created_before)?;
+        self.surge_guard
+            .check(scale_set, &instances, self.options.created_before)?;
         Ok(instances)
     }
 

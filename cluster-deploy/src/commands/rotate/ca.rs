@@ -14,10 +14,11 @@ use support::cluster_secrets::SecretItem;
 use support::keyvault::KeyVaultClient;
 use support::secret::Secret;
 
+use crate::arm::ArmClient;
 use crate::cli::Cli;
 use crate::model::KeyVault;
 use crate::secrets::ca_rotation::{
-    plan_step, read_state, CaState, CaStep, PendingChange, PENDING_KEY,
+    plan_step, read_state, CaState, CaStep, PendingChange, Phase, PENDING_KEY,
 };
 use crate::secrets::reconcile::Rotation;
 use crate::secrets::vault::{self as data, Uploaded};
@@ -25,7 +26,7 @@ use crate::secrets::vault::{self as data, Uploaded};
 use super::super::roll::Clock;
 use super::super::vault::{self, explain, Session};
 use super::super::{write_json, Loaded};
-use super::RollCommand;
+use super::{timing, RollCommand};
 
 /// The stored items and the pending key.
 fn read(
@@ -49,7 +50,7 @@ fn read(
 fn store_pending(
     client: &KeyVaultClient,
     key: &Secret,
-) -> Result<String, support::keyvault::KeyVaultError> {
+) -> Result<(String, Option<i64>), support::keyvault::KeyVaultError> {
     const PEM: Option<&str> = Some("application/x-pem-file");
     let stored = match client.set_secret(PENDING_KEY, key, PEM) {
         Err(e) if e.is_deleted_but_recoverable() => {
@@ -59,7 +60,7 @@ fn store_pending(
         }
         other => other?,
     };
-    Ok(stored.version)
+    Ok((stored.version, stored.created))
 }
 
 fn trusted_lines(state: &CaState, out: &mut dyn Write) -> Result<()> {
@@ -141,30 +142,69 @@ pub(super) fn report(
     Ok(())
 }
 
-/// `rotate --ca <step>`.
+/// What `rotate --ca <step>` works with.
+pub(super) struct StepContext<'a> {
+    pub(super) cli: &'a Cli,
+    pub(super) loaded: &'a Loaded,
+    pub(super) kv: &'a KeyVault,
+    pub(super) session: &'a Session,
+    pub(super) arm: &'a ArmClient,
+    pub(super) clock: &'a dyn Clock,
+}
+
+/// The step before `step` when `step` is about to move the rotation on from `before` (a
+/// re-run or an interrupted run of the same step has none).
+fn moving_on(step: CaStep, before: Phase) -> Option<CaStep> {
+    match (step, before) {
+        (CaStep::Switch, Phase::TrustBoth) => Some(CaStep::Start),
+        (CaStep::Finish, Phase::NewSigns) => Some(CaStep::Switch),
+        _ => None,
+    }
+}
+
+/// `rotate --ca <step>`; unless `skip_roll_check`, `switch` and `finish` first make sure the
+/// roll after the previous step finished ([`timing::check_rolled`]).
 pub(super) fn step(
-    cli: &Cli,
-    loaded: &Loaded,
-    kv: &KeyVault,
-    session: &Session,
+    ctx: &StepContext<'_>,
     step: CaStep,
-    clock: &dyn Clock,
+    skip_roll_check: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let StepContext {
+        cli,
+        loaded,
+        kv,
+        session,
+        arm,
+        clock,
+    } = *ctx;
     let now = SystemTime::now();
     let (stored, pending) = read(session, loaded, kv)?;
     let inputs = vault::inputs(loaded, Rotation::default(), now)?;
     let planned = plan_step(step, &stored, pending.as_ref(), &inputs)
         .with_context(|| format!("the secrets in Key Vault {}", kv.name))?;
+    if let Some(previous) = moving_on(step, planned.before) {
+        let at = timing::latest_created(&session.client, timing::marker_items(previous))
+            .map_err(|e| explain(e, kv, "reading when the previous step stored its secrets"))?;
+        timing::check_rolled(arm, loaded, step, at, skip_roll_check)?;
+    } else if skip_roll_check {
+        tracing::warn!(
+            "{}: `{}` does not move the rotation on here: there is no roll to check",
+            timing::SKIP_ROLL_CHECK,
+            step.command()
+        );
+    }
     for note in &planned.plan.notes {
         tracing::warn!("{note}");
     }
     let client = &session.client;
     let mut pending_after = pending.clone();
     let mut pending_done: Option<String> = None;
+    let mut written: Option<i64> = None;
     if let PendingChange::Set(key) = &planned.pending {
-        let version = store_pending(client, key)
+        let (version, created) = store_pending(client, key)
             .map_err(|e| explain(e, kv, &format!("storing {PENDING_KEY}")))?;
+        written = created;
         tracing::info!("stored {PENDING_KEY} (the new CA's key), version {version}");
         pending_done = Some(format!("stored (version {version})"));
         pending_after = Some(key.clone());
@@ -184,10 +224,20 @@ pub(super) fn step(
     let state = read_state(&planned.plan.values, pending_after.as_ref(), now)
         .with_context(|| format!("the CA in Key Vault {} after the step", kv.name))?;
     let already = !planned.changes_anything();
-    // Taken after the last write: every node created before it may hold the old material.
-    // When the step had already run, its own time is not at hand; now is later, so the roll
-    // replaces at least every node it must (and perhaps some booted after the first run).
-    let roll = RollCommand::after(&loaded.path, clock.wall(), false);
+    // The time of the step by Azure's clock: the last version it wrote, or, when it wrote
+    // none (run again, or only the pending key deleted), the current version that marks it.
+    // Every node created before it may hold the old material.
+    written = uploaded
+        .iter()
+        .map(|u| u.created)
+        .fold(written, Option::max);
+    if written.is_none() {
+        written = timing::latest_created(client, timing::marker_items(step))
+            .map_err(|e| explain(e, kv, "reading when the step stored its secrets"))?;
+    }
+    let (done, time_source) =
+        timing::step_time(written, clock.wall(), &format!("`{}`", step.command()));
+    let roll = RollCommand::after(&loaded.path, done, false);
     let roll_words = format!("`{}`", roll.command);
     let mut next = vec![state.phase.next_with(&roll_words)];
     if step == CaStep::Finish && planned.before != state.phase {
@@ -219,6 +269,7 @@ pub(super) fn step(
                 "notes": planned.plan.notes,
                 "next_steps": next,
                 "created_before": roll.created_before,
+                "created_before_source": time_source,
                 "roll_command": roll.command,
             }),
         );

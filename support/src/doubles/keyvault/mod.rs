@@ -340,6 +340,17 @@ impl KeyVaultDouble {
             .unwrap_or_else(|| state.standalone.store.clone())
     }
 
+    /// The vault's clock (`attributes.created` of new versions) from now on: `clock` instead of
+    /// the wall clock. Set on the store of the vault served now (after apply made it).
+    pub fn set_clock(&self, clock: Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>) {
+        lock_store(&self.store()).set_clock(clock);
+    }
+
+    /// `attributes.created` (Unix seconds) of the latest version of a live secret.
+    pub fn latest_created(&self, name: &str) -> Option<i64> {
+        lock_store(&self.store()).latest_created(name)
+    }
+
     /// The latest value of a live secret.
     pub fn secret_value(&self, name: &str) -> Option<String> {
         lock_store(&self.store()).latest_value(name)

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
@@ -61,16 +62,52 @@ pub struct SecretStore {
     pub(crate) deleted: BTreeMap<String, DeletedEntry>,
     pub(crate) settling: BTreeMap<String, (Settling, u32)>,
     counter: u64,
+    clock: StoreClock,
 }
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// Where the vault's times (`created`, `deletedDate`) come from: the wall clock unless a test
+/// installs another ([`SecretStore::set_clock`]), as Key Vault's own clock need not agree with
+/// the operator's.
+#[derive(Clone, Default)]
+struct StoreClock(Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>);
+
+impl std::fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "test clock"
+        } else {
+            "wall clock"
+        })
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
 impl SecretStore {
+    /// The vault's time now, in Unix seconds.
+    pub(crate) fn now(&self) -> i64 {
+        unix_seconds(self.clock.0.as_ref().map_or_else(SystemTime::now, |c| c()))
+    }
+
+    /// From now on the vault's times come from `clock` (e.g. a simulation's, or one set apart
+    /// from the process's).
+    pub fn set_clock(&mut self, clock: Arc<dyn Fn() -> SystemTime + Send + Sync>) {
+        self.clock = StoreClock(Some(clock));
+    }
+
+    /// `attributes.created` (Unix seconds) of the latest version of a live secret.
+    pub fn latest_created(&self, name: &str) -> Option<i64> {
+        self.secrets
+            .get(&name.to_ascii_lowercase())?
+            .versions
+            .last()
+            .map(|v| v.created)
+    }
+
     /// The names of the live secrets.
     pub fn names(&self) -> Vec<String> {
         self.secrets.values().map(|s| s.name.clone()).collect()
@@ -113,6 +150,7 @@ impl SecretStore {
         tags: Value,
     ) -> String {
         self.counter += 1;
+        let created = self.now();
         let digest = crate::hash::sha256_hex(format!("{name}/{}", self.counter).as_bytes());
         let id = digest[..32].to_string();
         let entry = self
@@ -128,7 +166,7 @@ impl SecretStore {
             content_type,
             tags: if tags.is_object() { tags } else { json!({}) },
             enabled: true,
-            created: now(),
+            created,
         });
         id
     }
@@ -157,7 +195,7 @@ impl SecretStore {
     /// Moves a live secret to the deleted ones.
     pub(crate) fn delete(&mut self, name: &str, retention_days: u32) -> Option<DeletedEntry> {
         let secret = self.secrets.remove(&name.to_ascii_lowercase())?;
-        let deleted_date = now();
+        let deleted_date = self.now();
         let entry = DeletedEntry {
             secret,
             deleted_date,

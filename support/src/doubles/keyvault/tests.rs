@@ -263,3 +263,22 @@ fn unmodelled_operations_say_so() {
         (501, Some("NotImplemented"))
     );
 }
+
+#[test]
+fn created_comes_from_the_vaults_clock() {
+    let kv = officer();
+    let t = token(crate::keyvault::RESOURCE);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+    kv.set_clock(std::sync::Arc::new(move || at));
+    let (status, _, set) = send(
+        &kv,
+        "PUT",
+        "/secrets/nomad-ca-cert?api-version=7.6",
+        Some(serde_json::json!({ "value": "pem" })),
+        Some(&t),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(set["attributes"]["created"], 1_767_225_600);
+    assert_eq!(kv.latest_created("nomad-ca-cert"), Some(1_767_225_600));
+    assert_eq!(kv.latest_created("nomad-gossip-key"), None);
+}
