@@ -39,22 +39,30 @@ fn a_recorded_image_deleted_since_is_built_again() {
     assert_eq!(again.stdout, format!("{}\n", gallery_version_id()));
 }
 
-#[test]
-fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
+/// A gallery build recorded, then Azure holding its managed image and gallery version in
+/// these provisioning states, and the same build run again: the directory (for the stand-in
+/// Packer's log) and the second run.
+fn build_again_with_images(managed: &str, gallery: &str) -> (tempfile::TempDir, Run) {
     let azure = AzureDoubles::start();
     let (dir, state, packer) = recorded_gallery_build(&azure);
     azure
         .arm
-        .add_image(&managed_image_id(), "westeurope", "Succeeded");
+        .add_image(&managed_image_id(), "westeurope", managed);
     azure
         .arm
-        .add_image(&gallery_version_id(), "westeurope", "Failed");
+        .add_image(&gallery_version_id(), "westeurope", gallery);
     let out = run(&mut build_cmd(
         &azure,
         &fixture("specs/gallery.toml"),
         &packer,
         &state,
     ));
+    (dir, out)
+}
+
+#[test]
+fn a_recorded_image_in_a_failed_state_is_neither_trusted_nor_overwritten() {
+    let (dir, out) = build_again_with_images("Succeeded", "Failed");
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(out.stdout, "");
     assert!(
@@ -157,20 +165,7 @@ fn a_missing_build_group_is_named_and_nothing_is_built() {
 fn a_managed_image_in_the_state_microsofts_example_shows_is_trusted() {
     // ComputeRP 2024-11-01 `Image_Get.json` answers `"provisioningState": "created"` for a
     // finished managed image; the gallery version's enum says `Succeeded`.
-    let azure = AzureDoubles::start();
-    let (dir, state, packer) = recorded_gallery_build(&azure);
-    azure
-        .arm
-        .add_image(&managed_image_id(), "westeurope", "created");
-    azure
-        .arm
-        .add_image(&gallery_version_id(), "westeurope", "Succeeded");
-    let out = run(&mut build_cmd(
-        &azure,
-        &fixture("specs/gallery.toml"),
-        &packer,
-        &state,
-    ));
+    let (dir, out) = build_again_with_images("created", "Succeeded");
     assert!(out.ok(), "{out:?}");
     assert!(out.stderr.contains("were built already"), "{out:?}");
     assert_eq!(builds_run(dir.path()), 1);
@@ -179,20 +174,7 @@ fn a_managed_image_in_the_state_microsofts_example_shows_is_trusted() {
 #[test]
 fn a_managed_image_still_being_created_is_neither_trusted_nor_overwritten() {
     // Image_CreateFromAVM.json shows `Creating` while the capture runs.
-    let azure = AzureDoubles::start();
-    let (dir, state, packer) = recorded_gallery_build(&azure);
-    azure
-        .arm
-        .add_image(&managed_image_id(), "westeurope", "Creating");
-    azure
-        .arm
-        .add_image(&gallery_version_id(), "westeurope", "Succeeded");
-    let out = run(&mut build_cmd(
-        &azure,
-        &fixture("specs/gallery.toml"),
-        &packer,
-        &state,
-    ));
+    let (dir, out) = build_again_with_images("Creating", "Succeeded");
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr.contains(&format!(
