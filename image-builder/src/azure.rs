@@ -220,13 +220,8 @@ impl ArmReader {
         subscription: &str,
         group: &str,
     ) -> Result<String, AzureError> {
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
-        };
         let path = format!("/subscriptions/{subscription}/resourcegroups/{group}");
-        if !plain(subscription) || !plain(group) {
+        if !is_plain_segment(subscription) || !is_plain_segment(group) {
             return Err(AzureError::BadResourceId(path));
         }
         match self.get(&path, RESOURCE_GROUPS_API_VERSION)? {
@@ -323,19 +318,22 @@ enum Found {
     Missing { code: String, message: String },
 }
 
+/// One segment of an ARM path that can be sent as it is: ARM's name characters only (letters,
+/// digits, `-_.()`), never empty, never `.` or `..`.
+fn is_plain_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+}
+
 /// The api-version of the GET for a resource id, which must be a managed image or a gallery
 /// image version id (nothing else is ever sent).
 fn api_version_for(id: &str) -> Result<&'static str, AzureError> {
     let bad = || AzureError::BadResourceId(id.to_string());
     let segments: Vec<&str> = id.split('/').collect();
-    let clean = segments.first() == Some(&"")
-        && segments[1..].iter().all(|s| {
-            !s.is_empty()
-                && *s != "."
-                && *s != ".."
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
-        });
+    let clean = segments.first() == Some(&"") && segments[1..].iter().all(|s| is_plain_segment(s));
     if !clean {
         return Err(bad());
     }
