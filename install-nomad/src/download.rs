@@ -28,6 +28,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use support::files::human_size;
+use support::http::BodyError;
 use support::retry::{Attempt, AttemptInfo, Policy, RetryError};
 use url::Url;
 
@@ -180,19 +181,14 @@ impl Downloader {
         tracing::debug!("fetching {url}");
         if url.scheme() == "file" {
             let path = local_path(url)?;
-            let mut file = File::open(&path).map_err(|e| local_error(url, e))?;
-            let mut bytes = Vec::new();
-            (&mut file)
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| local_error(url, e))?;
-            if bytes.len() as u64 > limit {
-                return Err(FetchError::TooLarge {
+            let file = File::open(&path).map_err(|e| local_error(url, e))?;
+            return support::http::read_limited(file, limit).map_err(|e| match e {
+                BodyError::TooLarge { limit } => FetchError::TooLarge {
                     url: url.to_string(),
                     limit,
-                });
-            }
-            return Ok(bytes);
+                },
+                BodyError::Read(e) => local_error(url, e),
+            });
         }
         let deadline = Instant::now() + self.limits.timeout;
         self.with_retries(url, |info| {
@@ -203,17 +199,14 @@ impl Downloader {
                     limit,
                 }));
             }
-            let mut bytes = Vec::new();
-            Watched::new(response.take(limit + 1), &self.limits, deadline)
-                .read_to_end(&mut bytes)
-                .map_err(|e| read_failure(url, &e))?;
-            if bytes.len() as u64 > limit {
-                return Err(Attempt::Fail(FetchError::TooLarge {
-                    url: url.to_string(),
-                    limit,
-                }));
-            }
-            Ok(bytes)
+            support::http::read_limited(Watched::new(response, &self.limits, deadline), limit)
+                .map_err(|e| match e {
+                    BodyError::TooLarge { limit } => Attempt::Fail(FetchError::TooLarge {
+                        url: url.to_string(),
+                        limit,
+                    }),
+                    BodyError::Read(e) => read_failure(url, &e),
+                })
         })
     }
 
