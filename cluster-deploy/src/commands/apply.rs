@@ -30,6 +30,29 @@ use super::preflight;
 use super::vault;
 use super::{write_json, Loaded};
 
+/// Deletes the resource group apply has just created, only while it is still as apply made it
+/// (another apply, or a policy's deployment, may have put something in it since); says what
+/// became of it.
+fn take_back_new_group(arm: &ArmClient, group: &str) -> String {
+    fn delete_if_empty(arm: &ArmClient, group: &str) -> Result<Outcome> {
+        if !arm.resources_in_group(group)?.is_empty() {
+            bail!("it is no longer empty, so it was left");
+        }
+        Ok(arm.delete_resource_group(group, &mut log_progress("delete"))?)
+    }
+    match delete_if_empty(arm, group) {
+        Ok(Outcome::Succeeded(_)) => {
+            format!("the resource group {group} it had just created was deleted again")
+        }
+        Ok(Outcome::Failed { error, .. }) => format!(
+            "the resource group {group} it had just created (empty) could not be deleted: {error}"
+        ),
+        Err(e) => {
+            format!("the resource group {group} it had just created was not deleted again: {e}")
+        }
+    }
+}
+
 pub(super) fn apply(
     cli: &Cli,
     env: &Env,
@@ -92,28 +115,7 @@ pub(super) fn apply(
         // group away again (it is new and empty) when they fall short.
         let problems = preflight::permissions(&arm, group, &loaded.template)?;
         if !problems.is_empty() {
-            // Only while it is still as apply made it: another apply, or a policy's deployment,
-            // may have put something in it since.
-            let untouched = arm.resources_in_group(group).map(|r| r.is_empty());
-            let removed = match untouched {
-                Ok(true) => arm
-                    .delete_resource_group(group, &mut log_progress("delete"))
-                    .map_err(anyhow::Error::from),
-                Ok(false) => Err(anyhow::anyhow!("it is no longer empty, so it was left")),
-                Err(e) => Err(anyhow::Error::from(e)),
-            };
-            let removed = match removed {
-                Ok(Outcome::Succeeded(_)) => {
-                    format!("the resource group {group} it had just created was deleted again")
-                }
-                Ok(Outcome::Failed { error, .. }) => format!(
-                    "the resource group {group} it had just created (empty) could not be \
-                     deleted: {error}"
-                ),
-                Err(e) => format!(
-                    "the resource group {group} it had just created was not deleted again: {e}"
-                ),
-            };
+            let removed = take_back_new_group(&arm, group);
             bail!(
                 "nothing was deployed ({removed}); fix these first:\n  - {}",
                 problems.join("\n  - ")
