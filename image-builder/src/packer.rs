@@ -10,12 +10,19 @@
 //! terminated" and cleans up. Its plugins and provisioner children live in the same group, which
 //! is how image-builder finds and ends them. `CHECKPOINT_DISABLE=1` stops Packer from calling
 //! HashiCorp's update check.
+//!
+//! Packer writes its output to files in the build's working directory, which image-builder
+//! reads as they grow, not to pipes: if image-builder is killed outright, a pipe would lose its
+//! reader and Packer would die of SIGPIPE at its next line, before deleting its temporary
+//! resources and ending its plugins (seen with the real Packer 1.6.6). A file keeps taking
+//! Packer's output, so the cancellation the parent-death SIGTERM starts runs to the end, and
+//! the operator can read what it did in the file.
 
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -125,7 +132,19 @@ pub enum PackerError {
     },
     #[error("failed while waiting for Packer: {0}")]
     Wait(#[source] std::io::Error),
+    #[error("could not {action} Packer's output file {path}: {source}", path = .path.display())]
+    Output {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// The files in the working directory that take `packer build`'s stdout (the machine-readable
+/// stream) and stderr.
+pub const BUILD_STDOUT_FILE: &str = "packer-build.stdout";
+pub const BUILD_STDERR_FILE: &str = "packer-build.stderr";
 
 /// A located Packer binary and its version.
 #[derive(Debug, Clone)]
@@ -220,6 +239,9 @@ impl Packer {
     /// the real Packer, which then cancels the build and deletes its temporary resources. If it
     /// has not exited `cleanup_grace` later, the whole group gets SIGKILL. Whatever Packer leaves
     /// running in its group when it exits (a provisioner's children) is ended too.
+    ///
+    /// Packer's stdout and stderr go to [`BUILD_STDOUT_FILE`] and [`BUILD_STDERR_FILE`] in
+    /// `dir` (see the module's documentation for why files and not pipes).
     pub fn build(
         &self,
         dir: &Path,
@@ -233,11 +255,16 @@ impl Packer {
         if force {
             cmd.arg("-force");
         }
-        cmd.arg(dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let stdout_path = dir.join(BUILD_STDOUT_FILE);
+        let stderr_path = dir.join(BUILD_STDERR_FILE);
+        let output = OutputFile::create(&stdout_path)?;
+        cmd.arg(dir)
+            .stdout(Stdio::from(output.writer(&stdout_path)?))
+            .stderr(Stdio::from(OutputFile::create(&stderr_path)?.file));
         let command_line = process::command_line(&cmd);
 
         // Listen for signals before Packer exists, so none is lost in between.
-        let (tx, rx) = mpsc::channel::<Feed>();
+        let (signal_tx, rx) = mpsc::channel::<i32>();
         let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS).map_err(|source| {
             PackerError::Spawn {
                 command: command_line.clone(),
@@ -245,10 +272,9 @@ impl Packer {
             }
         })?;
         let signal_handle = signals.handle();
-        let signal_tx = tx.clone();
         let signal_thread = std::thread::spawn(move || {
             for signal in signals.forever() {
-                if signal_tx.send(Feed::Signal(signal)).is_err() {
+                if signal_tx.send(signal).is_err() {
                     break;
                 }
             }
@@ -258,7 +284,7 @@ impl Packer {
         // to the real Packer, which then cancels the build and deletes what it made.
         let spawned = GroupChild::spawn_ended_with_parent(&mut cmd, nix::sys::signal::SIGTERM);
         let result = match spawned {
-            Ok(group) => supervise(group, tx, &rx, limits, on_event),
+            Ok(group) => supervise(group, &rx, output, &stderr_path, limits, on_event),
             Err(e) if e.is_not_found() => Err(PackerError::NotFound {
                 bin: self.bin.clone(),
             }),
@@ -277,11 +303,100 @@ const STOP_SIGNALS: [i32; 3] = [
     signal_hook::consts::SIGHUP,
 ];
 
-/// What the supervising loop hears about.
-enum Feed {
-    Line(String),
-    StdoutClosed,
-    Signal(i32),
+/// A file Packer writes to and image-builder reads back as it grows, line by line.
+struct OutputFile {
+    file: File,
+    /// Bytes read after the last complete line.
+    partial: Vec<u8>,
+}
+
+impl OutputFile {
+    /// Creates (truncating) the file, readable by its owner only: Packer's output can name
+    /// resources and paths the operator would rather not share.
+    fn create(path: &Path) -> Result<Self, PackerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| PackerError::Output {
+                action: "create",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            file,
+            partial: Vec::new(),
+        })
+    }
+
+    /// A descriptor for Packer to write to, appending: its wrapper, the real Packer and its
+    /// plugins all write through it.
+    fn writer(&self, path: &Path) -> Result<File, PackerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|source| PackerError::Output {
+                action: "open",
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The complete lines written since the last call.
+    fn new_lines(&mut self) -> Vec<String> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("could not read Packer's output: {e}");
+                    break;
+                }
+            }
+        }
+        let Some(last_newline) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
+        complete
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect()
+    }
+
+    /// Every line still unread once Packer has exited, the last one even without its newline.
+    fn remaining_lines(mut self) -> Vec<String> {
+        let mut lines = self.new_lines();
+        if !self.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+        }
+        lines
+    }
+}
+
+/// The last [`process::STDERR_TAIL_BYTES`] of Packer's stderr file.
+fn stderr_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let keep = process::STDERR_TAIL_BYTES as u64;
+        file.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
+        let mut bytes = Vec::new();
+        file.take(keep).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    match read() {
+        Ok(bytes) => process::tail(&bytes),
+        Err(e) => format!("(could not read {}: {e})", path.display()),
+    }
 }
 
 /// Why Packer was asked to stop.
@@ -291,10 +406,7 @@ enum Stop {
     Timeout,
 }
 
-/// How long a finished Packer may keep its stdout open (a process outside its group holding
-/// the pipe) before image-builder stops reading.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
-/// How often the loop checks whether Packer has exited.
+/// How often the loop checks whether Packer has exited and reads its new output.
 const POLL: Duration = Duration::from_millis(100);
 /// How long processes Packer left in its group get after SIGTERM before SIGKILL (at most the
 /// cleanup grace).
@@ -302,8 +414,9 @@ const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
 
 fn supervise(
     mut group: GroupChild,
-    tx: mpsc::Sender<Feed>,
-    rx: &mpsc::Receiver<Feed>,
+    signals: &mpsc::Receiver<i32>,
+    mut output: OutputFile,
+    stderr_path: &Path,
     limits: Limits,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Transcript, PackerError> {
@@ -312,105 +425,59 @@ fn supervise(
         group.pid(),
         group.pgid()
     );
-    let stdout = group.child_mut().stdout.take().expect("stdout is piped");
-    let stderr = group.child_mut().stderr.take().expect("stderr is piped");
-    let line_tx = tx;
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
-                    if line_tx.send(Feed::Line(line)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = line_tx.send(Feed::StdoutClosed);
-    });
-    let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let stderr_sink = Arc::clone(&stderr_tail);
-    std::thread::spawn(move || {
-        let mut stderr = stderr;
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            let mut tail = stderr_sink.lock().unwrap_or_else(|e| e.into_inner());
-            tail.extend_from_slice(&chunk[..n]);
-            let excess = tail.len().saturating_sub(process::STDERR_TAIL_BYTES);
-            tail.drain(..excess);
-        }
-    });
-
     let mut transcript = Transcript::default();
+    let mut show = |line: String| match machine_readable::parse_line(&line) {
+        Some(record) => {
+            let event = Event::from(record);
+            transcript.record(&event);
+            on_event(&event);
+        }
+        None => {
+            let text = line.trim_end();
+            if !text.is_empty() {
+                tracing::info!("{text}");
+            }
+        }
+    };
     let deadline = Instant::now() + limits.timeout;
     let mut stop: Option<(Stop, Instant)> = None;
     let mut killed = false;
-    let mut stdout_open = true;
-    let mut exited: Option<(ExitStatus, Instant)> = None;
 
     let status = loop {
-        if exited.is_none() {
-            if let Some(status) = group.try_wait().map_err(PackerError::Wait)? {
-                exited = Some((status, Instant::now()));
-                end_leftovers(&mut group, limits);
-            }
-        }
-        if let Some((status, at)) = exited {
-            if !stdout_open || at.elapsed() >= DRAIN_AFTER_EXIT {
-                break status;
-            }
+        output.new_lines().into_iter().for_each(&mut show);
+        if let Some(status) = group.try_wait().map_err(PackerError::Wait)? {
+            end_leftovers(&mut group, limits);
+            // Packer and its process group have exited: the file holds all they wrote.
+            output.remaining_lines().into_iter().for_each(&mut show);
+            break status;
         }
         let now = Instant::now();
-        if exited.is_none() {
-            if stop.is_none() && now >= deadline {
-                tracing::warn!(
-                    "packer build ran longer than {}: asking Packer to stop (SIGTERM) so it \
-                     deletes its temporary resources",
-                    humanize(limits.timeout)
+        if stop.is_none() && now >= deadline {
+            tracing::warn!(
+                "packer build ran longer than {}: asking Packer to stop (SIGTERM) so it \
+                 deletes its temporary resources",
+                humanize(limits.timeout)
+            );
+            let _ = group.signal_leader(Signal::SIGTERM);
+            stop = Some((Stop::Timeout, now + limits.cleanup_grace));
+        }
+        if let Some((_, kill_at)) = stop {
+            if !killed && now >= kill_at {
+                tracing::error!(
+                    "Packer did not exit within {} of being asked to stop: killing its \
+                     process group {}",
+                    humanize(limits.cleanup_grace),
+                    group.pgid()
                 );
-                let _ = group.signal_leader(Signal::SIGTERM);
-                stop = Some((Stop::Timeout, now + limits.cleanup_grace));
-            }
-            if let Some((_, kill_at)) = stop {
-                if !killed && now >= kill_at {
-                    tracing::error!(
-                        "Packer did not exit within {} of being asked to stop: killing its \
-                         process group {}",
-                        humanize(limits.cleanup_grace),
-                        group.pgid()
-                    );
-                    let _ = group.signal_group(Signal::SIGKILL);
-                    killed = true;
-                }
+                let _ = group.signal_group(Signal::SIGKILL);
+                killed = true;
             }
         }
-        match rx.recv_timeout(POLL) {
-            Ok(Feed::Line(line)) => match machine_readable::parse_line(&line) {
-                Some(record) => {
-                    let event = Event::from(record);
-                    transcript.record(&event);
-                    on_event(&event);
-                }
-                None => {
-                    let text = line.trim_end();
-                    if !text.is_empty() {
-                        tracing::info!("{text}");
-                    }
-                }
-            },
-            Ok(Feed::StdoutClosed) => stdout_open = false,
-            Ok(Feed::Signal(raw)) => {
+        match signals.recv_timeout(POLL) {
+            Ok(raw) => {
                 let name = signal_name(raw);
-                match (exited, stop) {
-                    (Some(_), _) => {}
-                    (None, None) => {
+                match stop {
+                    None => {
                         tracing::warn!(
                             "received {name}: asking Packer to stop (SIGTERM); it deletes its \
                              temporary resources before exiting, which can take minutes"
@@ -418,7 +485,7 @@ fn supervise(
                         let _ = group.signal_leader(Signal::SIGTERM);
                         stop = Some((Stop::Signal(raw), Instant::now() + limits.cleanup_grace));
                     }
-                    (None, Some((_, kill_at))) => {
+                    Some((_, kill_at)) => {
                         let left = kill_at.saturating_duration_since(Instant::now());
                         tracing::warn!(
                             "received {name} again: Packer is still cleaning up; its process \
@@ -429,15 +496,13 @@ fn supervise(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => stdout_open = false,
+            // The signal thread is gone (it only ends when build() closes it): keep polling.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
         }
     };
 
     let mut report = transcript.error_report();
-    let stderr = {
-        let tail = stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
-        process::tail(&tail)
-    };
+    let stderr = stderr_tail(stderr_path);
     if !stderr.trim().is_empty() {
         if !report.is_empty() {
             report.push('\n');
@@ -567,7 +632,42 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    #[test]
+    fn packer_output_is_read_back_in_whole_lines_as_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BUILD_STDOUT_FILE);
+        let mut output = OutputFile::create(&path).unwrap();
+        let mut packer = output.writer(&path).unwrap();
+        assert_eq!(output.new_lines(), Vec::<String>::new());
+        packer.write_all(b"1,,ui,say,first\n1,,ui,say,sec").unwrap();
+        assert_eq!(output.new_lines(), vec!["1,,ui,say,first\n"]);
+        packer.write_all(b"ond\nno newline at the end").unwrap();
+        assert_eq!(output.new_lines(), vec!["1,,ui,say,second\n"]);
+        assert_eq!(output.remaining_lines(), vec!["no newline at the end"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_stderr_tail_is_the_end_of_a_long_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BUILD_STDERR_FILE);
+        let long = "x".repeat(process::STDERR_TAIL_BYTES * 3) + "the last words";
+        std::fs::write(&path, &long).unwrap();
+        let tail = stderr_tail(&path);
+        assert!(tail.ends_with("the last words"), "{tail}");
+        assert_eq!(tail.len(), process::STDERR_TAIL_BYTES);
+        let missing = stderr_tail(&dir.path().join("gone"));
+        assert!(
+            missing.contains("could not read") && missing.contains("gone"),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn versions_are_parsed_from_old_and_new_output() {

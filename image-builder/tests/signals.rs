@@ -261,7 +261,9 @@ fn a_packer_that_does_not_stop_is_killed_with_its_whole_group() {
 /// image-builder killed outright (SIGKILL: a CI runner's timeout, the OOM killer) cannot stop
 /// Packer itself; the kernel sends Packer's wrapper SIGTERM for it (the parent-death signal),
 /// which the wrapper forwards, so the real Packer cancels the build and exits instead of
-/// building on unsupervised.
+/// building on unsupervised. Its output goes to a file, not a pipe whose reader has just died:
+/// with a pipe, Packer died of SIGPIPE at its next line (under load, before ending its
+/// plugins), leaving a `packer plugin` process running. The file shows the whole cancellation.
 #[test]
 fn packer_cancels_when_image_builder_is_killed() {
     let bake = slow_bake(false);
@@ -288,12 +290,23 @@ fn packer_cancels_when_image_builder_is_killed() {
     let _ = signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     let _ = signal::kill(Pid::from_raw(slow_child), Signal::SIGKILL);
     assert_eq!(left, Vec::new(), "Packer outlived image-builder");
-    // No record; the working directory stays until the next build sweeps it (record.rs).
-    let records: Vec<String> = files_under(&bake.state())
-        .into_iter()
-        .filter(|f| f.starts_with("records/"))
+    // No record; the working directory stays until the next build sweeps it (record.rs), with
+    // Packer's account of the cancellation in it.
+    let files = files_under(&bake.state());
+    let records: Vec<&String> = files.iter().filter(|f| f.starts_with("records/")).collect();
+    assert_eq!(records, Vec::<&String>::new());
+    let output: Vec<&String> = files
+        .iter()
+        .filter(|f| f.ends_with("/packer-build.stdout"))
         .collect();
-    assert_eq!(records, Vec::<String>::new());
+    assert_eq!(output.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(bake.state().join(output[0])).unwrap();
+    for words in [
+        "Cancelling build after receiving terminated",
+        "Cleanly cancelled builds after being interrupted.",
+    ] {
+        assert!(text.contains(words), "missing {words:?} in {text}");
+    }
 }
 
 /// A successful build leaves nothing running either: a provisioner that starts a background
