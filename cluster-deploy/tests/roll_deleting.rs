@@ -7,37 +7,18 @@ mod rolling;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::doubles::arm::{InstanceInfo, SUBSCRIPTION};
+use serde_json::json;
+use support::doubles::arm::InstanceInfo;
 use support::doubles::nomad_sim::{Fault as SimFault, ServerPhase};
 
 use rolling::{Rig, RigOptions, SERVERS};
-
-const COMPUTE: &str = "2024-11-01";
-
-/// A request to the scale set `SERVERS` through the ARM double, as a previous run sent it
-/// (not waiting for its long-running operation).
-fn arm(rig: &Rig, method: reqwest::Method, suffix: &str, body: Value) -> u16 {
-    let url = format!(
-        "{}/subscriptions/{SUBSCRIPTION}/resourceGroups/nomad-example/providers/Microsoft.Compute/virtualMachineScaleSets/{SERVERS}{suffix}?api-version={COMPUTE}",
-        rig.deploy.arm.url()
-    );
-    reqwest::blocking::Client::new()
-        .request(method, url)
-        .bearer_auth(rig.deploy.arm.token())
-        .json(&body)
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 /// What a previous run did before it was killed: surge one new server, see it a voter, ask
 /// Azure to delete an old follower, die before the delete finished. Returns that follower.
 fn killed_while_azure_deletes_a_server(rig: &Rig) -> InstanceInfo {
     assert_eq!(
-        arm(
-            rig,
+        rig.scale_set_request(
+            SERVERS,
             reqwest::Method::PATCH,
             "",
             json!({ "sku": { "capacity": 4 } })
@@ -55,8 +36,8 @@ fn killed_while_azure_deletes_a_server(rig: &Rig) -> InstanceInfo {
         .find(|i| rig.old_servers.contains(&i.vm_id) && i.vm_id != rig.old_leader)
         .unwrap();
     assert_eq!(
-        arm(
-            rig,
+        rig.scale_set_request(
+            SERVERS,
             reqwest::Method::POST,
             "/delete",
             json!({ "instanceIds": [victim.instance_id] })

@@ -1,7 +1,7 @@
 //! `cluster-deploy roll` re-runs after a stop, on the simulated cluster (see `roll.rs`): what a
 //! previous run surged and Nomad made a voter (or a client Nomad made ready) is never deleted,
 //! whatever this run's flags or gates say; a wrong `--nomad-version` is refused before anything
-//! changes.
+//! changes; a pool a previous run (and an operator) left above its count is drained back to it.
 
 mod common;
 mod rolling;
@@ -330,5 +330,110 @@ fn a_node_put_back_in_service_during_the_surge_is_drained_from_its_state_after_t
         rig.old_instances_left().len() == 3,
         "only the servers are old"
     );
+    rig.assert_properties(false);
+}
+
+#[test]
+fn a_pool_left_above_its_count_is_drained_back_to_it() {
+    let rig = Rig::new(RigOptions::default());
+    // A first run is interrupted once its first surged client takes work: seven instances,
+    // the six old ones untouched.
+    let surged_ready = Arc::new(AtomicBool::new(false));
+    {
+        let surged_ready = surged_ready.clone();
+        let old = rig.old_clients.clone();
+        rig.sim.observe(move |view| {
+            if view
+                .nodes
+                .iter()
+                .any(|n| !old.contains(&n.name) && n.status.as_str() == "ready" && n.eligible)
+            {
+                surged_ready.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let outcome = rig.roll_with(
+        &["--clients-only", "--client-batch-size", "1"],
+        surged_ready,
+    );
+    assert_eq!(
+        outcome.stopped()["kind"],
+        "interrupted",
+        "{}",
+        outcome.stdout
+    );
+    let instances = rig.deploy.arm.instances(CLIENTS);
+    assert_eq!(instances.len(), 7);
+    assert!(rig.deleted().is_empty());
+    // Meanwhile an operator upgrades the old clients in place (`az vmss update-instances`):
+    // every instance is on the latest model, one more than the pool's count. (The double
+    // keeps their agents running; a real upgrade restarts them.)
+    let old_ids: Vec<String> = instances
+        .iter()
+        .filter(|i| rig.old_clients.contains(&i.vm_id))
+        .map(|i| i.instance_id.clone())
+        .collect();
+    assert_eq!(old_ids.len(), 6);
+    assert_eq!(
+        rig.scale_set_request(
+            CLIENTS,
+            reqwest::Method::POST,
+            "/manualupgrade",
+            serde_json::json!({ "instanceIds": old_ids }),
+        ),
+        202
+    );
+    rig.sim.advance(Duration::from_secs(1));
+
+    let dry = rig.roll(&["--clients-only", "--dry-run"]);
+    let plan = dry.ok().of("plan")[0];
+    assert_eq!(
+        plan["plan"]["pools"][0]["surplus"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        plan["message"]
+            .as_str()
+            .unwrap()
+            .contains("the pool is above its count of 6"),
+        "{plan}"
+    );
+
+    let outcome = rig.roll(&["--clients-only"]);
+    outcome.ok();
+    let trims = outcome.of("trim");
+    assert_eq!(trims.len(), 1, "{}", outcome.stdout);
+    let deletes = outcome.of("delete");
+    assert_eq!(deletes.len(), 1, "{}", outcome.stdout);
+    assert_eq!(deletes[0]["reason"], "above the pool's count, drained");
+    // The one that went was drained first: nothing ran there when it went.
+    let gone = rig.deleted();
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let journal = rig.sim.journal();
+    let drained_at = journal
+        .iter()
+        .find(|(_, e)| matches!(e, SimEvent::DrainStarted { node, .. } if *node == gone[0]))
+        .map(|(t, _)| *t)
+        .expect("drained before its delete");
+    let (deleted_at, allocations_then) = journal
+        .iter()
+        .find_map(|(t, e)| match e {
+            SimEvent::InstanceDeleted {
+                name,
+                running_allocs,
+                ..
+            } if *name == gone[0] => Some((*t, *running_allocs)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(drained_at < deleted_at);
+    assert_eq!(allocations_then, 0);
+    assert_eq!(rig.deploy.arm.instances(CLIENTS).len(), 6);
+    let view = rig.sim.view();
+    let running: Vec<_> = view.nodes.iter().filter(|n| n.agent_running).collect();
+    assert_eq!(running.len(), 6, "{running:?}");
     rig.assert_properties(false);
 }

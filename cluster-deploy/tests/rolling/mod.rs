@@ -20,6 +20,7 @@ use cluster_deploy::auth::Env;
 use cluster_deploy::cli::Cli;
 use cluster_deploy::commands::{run_with_hooks, Clock, Hooks};
 use serde_json::Value;
+use support::doubles::arm::SUBSCRIPTION;
 use support::doubles::nomad_api::NomadApiDouble;
 use support::doubles::nomad_sim::{
     AutopilotSettings, ClusterView, JobSpec, Role, ServerPhase, SimConfig, SimEvent, Simulation,
@@ -386,6 +387,30 @@ impl Rig {
             .deploy
             .ok(&["status", "--json", "--nomad-address", self.nomad.url()]);
         serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    /// A request to a scale set through the ARM double (Compute's 2024-11-01), as another
+    /// client of Azure sends it (a previous run, or an operator's `az vmss ...`), not waiting
+    /// for its long-running operation. Returns the status code.
+    pub fn scale_set_request(
+        &self,
+        scale_set: &str,
+        method: reqwest::Method,
+        suffix: &str,
+        body: Value,
+    ) -> u16 {
+        let url = format!(
+            "{}/subscriptions/{SUBSCRIPTION}/resourceGroups/nomad-example/providers/Microsoft.Compute/virtualMachineScaleSets/{scale_set}{suffix}?api-version=2024-11-01",
+            self.deploy.arm.url()
+        );
+        reqwest::blocking::Client::new()
+            .request(method, url)
+            .bearer_auth(self.deploy.arm.token())
+            .json(&body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// VM ids of the instances that remain of the first apply.

@@ -12,6 +12,11 @@
 //!    stops);
 //! 4. wait until no allocation is pending or running on them (at most the deadline plus a
 //!    grace), then delete their instances. A node that is down or gone has nothing to move.
+//!
+//! Once no old instance is left, a pool above its count (new-model instances Azure's automatic
+//! repairs re-created during the roll, old ones an operator upgraded in place meanwhile) has
+//! its surplus taken out of service, drained and deleted the same way, so the roll ends with
+//! the pool at the count the cluster file gives.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +28,7 @@ use crate::nomad::DrainDeadline;
 use super::azure;
 use super::events::duration_text;
 use super::gates::{self, Look};
-use super::plan::{client_batches, joining_clients};
+use super::plan::{client_batches, joining_clients, surplus_clients};
 use super::state::ClientInstance;
 use super::version::Version;
 use super::{Roll, Stop};
@@ -39,10 +44,35 @@ impl Roll<'_> {
             }
             let batches = client_batches(&set, self.options.client_batch_size);
             let Some(batch) = batches.first() else {
-                if !joining_clients(&set).is_empty() {
+                let set = if joining_clients(&set).is_empty() {
+                    set
+                } else {
                     self.gate_new_clients(spec, &[])?;
+                    self.read_pool(spec)?
+                };
+                let surplus: Vec<ClientInstance> =
+                    surplus_clients(&set).into_iter().cloned().collect();
+                if surplus.is_empty() {
+                    break;
                 }
-                break;
+                self.events.emit(
+                    "trim",
+                    format!(
+                        "{label}: {} has {} instances, all on the latest model, for a count of {}: \
+                         taking {} out of service",
+                        spec.name,
+                        set.instances.len(),
+                        set.wanted,
+                        surplus
+                            .iter()
+                            .map(|c| c.instance.label())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    json!({ "scale_set": spec.name, "instances": set.instances.len(), "count": set.wanted }),
+                );
+                self.retire(spec, &surplus, Leaving::Surplus)?;
+                continue;
             };
             let batch: Vec<ClientInstance> = batch.iter().map(|c| (*c).clone()).collect();
             let old_versions: Vec<(String, Version)> = set
@@ -80,52 +110,12 @@ impl Roll<'_> {
                 .next()
             {
                 Some(now) => now.into_iter().cloned().collect(),
+                // The batch's old instances went meanwhile (deleted, or re-created on the
+                // latest model by automatic repairs): the next turn reads the pool again, and
+                // trims what is now above its count.
                 None => continue,
             };
-            self.take_out_of_service(spec, &batch)?;
-            let ids: Vec<String> = batch
-                .iter()
-                .map(|c| c.instance.instance_id.clone())
-                .collect();
-            let names: Vec<String> = batch.iter().map(|c| c.instance.label()).collect();
-            let spec_for_gate = spec.clone();
-            self.wait(
-                &format!("{label}: {} drained", names.join(", ")),
-                self.options.drain_timeout(),
-                |roll| {
-                    let set = roll.read_pool(&spec_for_gate)?;
-                    if let Some(c) = set.instances.iter().find(|c| {
-                        ids.contains(&c.instance.instance_id)
-                            && c.node.as_ref().is_some_and(|n| n.drain_canceled)
-                    }) {
-                        return Err(Stop::unsafe_state(format!(
-                            "the drain of {} was canceled (not by this roll): it stays in service until a re-run drains it again",
-                            c.instance.label()
-                        )));
-                    }
-                    Ok(match gates::drained(&set, &ids) {
-                        Ok(()) => Look::Open(()),
-                        Err(missing) => Look::Closed(missing),
-                    })
-                },
-            )?;
-            self.checkpoint()?;
-            self.events.emit(
-                "delete",
-                format!(
-                    "{label}: deleting old instance{} {} (drained)",
-                    if ids.len() == 1 { "" } else { "s" },
-                    names.join(", ")
-                ),
-                json!({ "scale_set": spec.name, "instances": ids, "reason": "old model, drained" }),
-            );
-            azure::delete_instances(&self.arm, self.group(), &spec.name, &ids)?;
-            self.changed(format!(
-                "deleted the drained old client{} {} of {}",
-                if ids.len() == 1 { "" } else { "s" },
-                names.join(", "),
-                spec.name
-            ));
+            self.retire(spec, &batch, Leaving::Old)?;
         }
         self.events.emit(
             "note",
@@ -135,6 +125,64 @@ impl Roll<'_> {
             ),
             json!({ "scale_set": spec.name }),
         );
+        Ok(())
+    }
+
+    /// Takes `batch` out of service (ineligible, drained with the deadline), waits until
+    /// nothing runs there any more, and deletes its instances.
+    fn retire(
+        &mut self,
+        spec: &ScaleSet,
+        batch: &[ClientInstance],
+        leaving: Leaving,
+    ) -> Result<(), Stop> {
+        let label = spec.label();
+        self.take_out_of_service(spec, batch, leaving)?;
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|c| c.instance.instance_id.clone())
+            .collect();
+        let names: Vec<String> = batch.iter().map(|c| c.instance.label()).collect();
+        let spec_for_gate = spec.clone();
+        self.wait(
+            &format!("{label}: {} drained", names.join(", ")),
+            self.options.drain_timeout(),
+            |roll| {
+                let set = roll.read_pool(&spec_for_gate)?;
+                if let Some(c) = set.instances.iter().find(|c| {
+                ids.contains(&c.instance.instance_id)
+                    && c.node.as_ref().is_some_and(|n| n.drain_canceled)
+                }) {
+                return Err(Stop::unsafe_state(format!(
+                    "the drain of {} was canceled (not by this roll): it stays in service until a re-run drains it again",
+                    c.instance.label()
+                )));
+                }
+                Ok(match gates::drained(&set, &ids) {
+                Ok(()) => Look::Open(()),
+                Err(missing) => Look::Closed(missing),
+                })
+            },
+        )?;
+        self.checkpoint()?;
+        self.events.emit(
+            "delete",
+            format!(
+                "{label}: deleting {} instance{} {} (drained)",
+                leaving.adjective(),
+                if ids.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            ),
+            json!({ "scale_set": spec.name, "instances": ids, "reason": leaving.reason() }),
+        );
+        azure::delete_instances(&self.arm, self.group(), &spec.name, &ids)?;
+        self.changed(format!(
+            "deleted the drained {} client{} {} of {}",
+            leaving.adjective(),
+            if ids.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            spec.name
+        ));
         Ok(())
     }
 
@@ -242,6 +290,7 @@ impl Roll<'_> {
         &mut self,
         spec: &ScaleSet,
         batch: &[ClientInstance],
+        leaving: Leaving,
     ) -> Result<(), Stop> {
         let label = spec.label();
         for client in batch {
@@ -271,10 +320,7 @@ impl Roll<'_> {
             }
             let meta = BTreeMap::from([(
                 "message".to_string(),
-                format!(
-                    "cluster-deploy roll: replacing instance {} of {}",
-                    client.instance.instance_id, spec.name
-                ),
+                leaving.drain_message(&client.instance.instance_id, &spec.name),
             )]);
             self.nomad
                 .drain(&node.id, DrainDeadline::After(deadline), false, meta)?;
@@ -297,5 +343,42 @@ impl Roll<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Why clients leave their pool.
+#[derive(Debug, Clone, Copy)]
+enum Leaving {
+    /// On an old model: replaced by the batch's surge.
+    Old,
+    /// On the latest model, but the pool is above its count.
+    Surplus,
+}
+
+impl Leaving {
+    fn adjective(self) -> &'static str {
+        match self {
+            Leaving::Old => "old",
+            Leaving::Surplus => "surplus",
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Leaving::Old => "old model, drained",
+            Leaving::Surplus => "above the pool's count, drained",
+        }
+    }
+
+    /// The drain's metadata `message`: who drains the node and why.
+    fn drain_message(self, instance_id: &str, scale_set: &str) -> String {
+        match self {
+            Leaving::Old => {
+                format!("cluster-deploy roll: replacing instance {instance_id} of {scale_set}")
+            }
+            Leaving::Surplus => format!(
+                "cluster-deploy roll: removing instance {instance_id} of {scale_set}, above the pool's count"
+            ),
+        }
     }
 }

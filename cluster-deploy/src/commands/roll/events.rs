@@ -6,7 +6,8 @@
 //!
 //! Kinds: `start`, `state` (every instance, before and after), `check`, `plan`, `snapshot`,
 //! `surge`, `waiting`, `gate`, `version`, `leadership`, `delete`, `left`, `peer-removed`,
-//! `eligibility`, `drain`, `note`, `done`, `stopped` (with the report).
+//! `eligibility`, `drain`, `trim` (a pool above its count once no old instance is left), `note`,
+//! `done`, `stopped` (with the report).
 
 use std::io::Write;
 use std::sync::Arc;

@@ -38,6 +38,31 @@ pub(super) fn client_batches(set: &ClientSet, size: u32) -> Vec<Vec<&ClientInsta
         .collect()
 }
 
+/// New-model clients beyond the pool's count once no old one is left to replace (instances
+/// Azure's automatic repairs re-created on the latest model during a roll, or old ones an
+/// operator upgraded in place): the roll drains and deletes them, so the pool ends at its
+/// count. Nodes not in service go first (nothing to move), then those with the fewest
+/// allocations, then the newest instance (as Azure's default scale-in policy would pick).
+pub(super) fn surplus_clients(set: &ClientSet) -> Vec<&ClientInstance> {
+    if set.old().next().is_some() {
+        // The batches still to come bring the pool back to its count.
+        return Vec::new();
+    }
+    let surplus = set.instances.len().saturating_sub(set.wanted as usize);
+    let mut new: Vec<&ClientInstance> = set.new_model().collect();
+    new.sort_by_key(|c| {
+        let in_service = c.node.as_ref().is_some_and(|n| n.in_service());
+        let allocations = c.node.as_ref().map_or(0, |n| n.allocations);
+        (
+            in_service,
+            allocations,
+            std::cmp::Reverse(c.instance.order_key()),
+        )
+    });
+    new.truncate(surplus);
+    new
+}
+
 /// New-model clients whose node does not take work yet.
 pub(super) fn joining_clients(set: &ClientSet) -> Vec<&ClientInstance> {
     set.new_model()
@@ -59,6 +84,9 @@ pub(super) struct PoolPlan {
     pub(super) wanted: u32,
     pub(super) joining: Vec<Instance>,
     pub(super) batches: Vec<Vec<Instance>>,
+    /// New-model instances above the count, drained and deleted once no old one is left
+    /// (known now only when none is left already).
+    pub(super) surplus: Vec<Instance>,
 }
 
 /// The whole plan, for `--dry-run` and the `plan` event.
@@ -108,6 +136,10 @@ impl Plan {
                         .into_iter()
                         .map(|b| b.into_iter().map(|c| c.instance.clone()).collect())
                         .collect(),
+                    surplus: surplus_clients(p)
+                        .into_iter()
+                        .map(|c| c.instance.clone())
+                        .collect(),
                 })
                 .collect(),
         }
@@ -119,7 +151,7 @@ impl Plan {
             && self
                 .pools
                 .iter()
-                .all(|p| p.batches.is_empty() && p.joining.is_empty())
+                .all(|p| p.batches.is_empty() && p.joining.is_empty() && p.surplus.is_empty())
     }
 
     /// The plan as the text lines `--dry-run` prints.
@@ -160,7 +192,7 @@ impl Plan {
             }
         }
         for pool in &self.pools {
-            if pool.batches.is_empty() && pool.joining.is_empty() {
+            if pool.batches.is_empty() && pool.joining.is_empty() && pool.surplus.is_empty() {
                 lines.push(format!(
                     "{} ({}): all on the latest model",
                     pool.label, pool.scale_set
@@ -184,6 +216,14 @@ impl Plan {
                     n + 1,
                     batch.len(),
                     if batch.len() == 1 { "" } else { "s" },
+                    names.join(", ")
+                ));
+            }
+            if !pool.surplus.is_empty() {
+                let names: Vec<String> = pool.surplus.iter().map(Instance::plan_label).collect();
+                lines.push(format!(
+                    "  then: the pool is above its count of {}: mark ineligible and drain {}, delete once empty",
+                    pool.wanted,
                     names.join(", ")
                 ));
             }
@@ -227,6 +267,58 @@ mod tests {
             text.contains("4. surge one server, gate it, transfer leadership"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_pool_above_its_count_sheds_idle_nodes_first_once_no_old_one_is_left() {
+        let node = |status: &str, allocations: usize| ClientNode {
+            id: format!("n-{status}-{allocations}"),
+            status: status.into(),
+            eligible: true,
+            draining: false,
+            drained: false,
+            drain_canceled: false,
+            version: "1.10.5".into(),
+            allocations,
+        };
+        let mut set = join_clients(
+            "c",
+            None,
+            3,
+            (0..6).map(|i| instance("c", i, true)).collect(),
+            &ClientFacts::default(),
+        );
+        set.instances[0].node = Some(node("ready", 0));
+        set.instances[1].node = Some(node("ready", 2));
+        set.instances[2].node = Some(node("ready", 1));
+        set.instances[3].node = Some(node("down", 0));
+        set.instances[4].node = Some(node("ready", 0));
+        set.instances[5].node = Some(node("ready", 5));
+        let ids = |set: &ClientSet| -> Vec<String> {
+            surplus_clients(set)
+                .iter()
+                .map(|c| c.instance.instance_id.clone())
+                .collect()
+        };
+        // Three above the count: the down node, then the idle ones, the newer first.
+        assert_eq!(ids(&set), ["3", "4", "0"]);
+        let plan = Plan::new(None, std::slice::from_ref(&set), 1);
+        assert!(!plan.is_empty());
+        let text = plan.describe(3, "1h");
+        assert!(
+            text.contains("then: the pool is above its count of 3: mark ineligible and drain"),
+            "{text}"
+        );
+        // While an old instance is left, its batch brings the pool down instead.
+        set.instances[5].instance = instance("c", 5, false);
+        assert_eq!(ids(&set), Vec::<String>::new());
+        // At its count, nothing is surplus.
+        set.instances.truncate(3);
+        set.instances
+            .iter_mut()
+            .for_each(|c| c.instance.latest_model = true);
+        assert_eq!(ids(&set), Vec::<String>::new());
+        assert!(Plan::new(None, std::slice::from_ref(&set), 1).is_empty());
     }
 
     #[test]

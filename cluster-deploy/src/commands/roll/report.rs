@@ -165,6 +165,13 @@ fn next_steps(
                 c.instance.label()
             ));
         }
+        let n = pool.instances.len() as u32;
+        if n > pool.wanted {
+            steps.push(format!(
+                "{} has {n} instances for a count of {}: a re-run brings it back to the count (old instances are replaced without another surge, then surplus new ones are drained and deleted)",
+                pool.scale_set, pool.wanted
+            ));
+        }
     }
     steps.push(format!(
         "re-run `cluster-deploy roll --config {config}{rerun_flags}` to resume: it reads the state back from Azure and Nomad (there is no state file); `cluster-deploy status --config {config}` shows it"
