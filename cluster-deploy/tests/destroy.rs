@@ -7,7 +7,7 @@
 mod common;
 
 use serde_json::{json, Value};
-use support::doubles::arm::{Fault, FaultKind, OperationFailure};
+use support::doubles::arm::{Fault, FaultKind, OperationFailure, CALLER_OBJECT_ID};
 
 use common::azure::{count, setup};
 
@@ -523,6 +523,53 @@ fn without_deployment_records_the_scale_sets_assignments_are_still_found() {
         assert!(deleted(&env, id), "{id} was not deleted:\n{}", run.stdout);
     }
     assert!(env.arm.resource_group("nomad-example").is_none());
+}
+
+#[test]
+fn without_deployment_records_the_operators_secrets_officer_on_the_vault_is_still_found() {
+    let env = setup();
+    env.apply();
+    let operator = assignments_of(&env, CALLER_OBJECT_ID);
+    // Apply gave the principal it runs as (its Key Vault token's `oid`) Secrets Officer on the
+    // vault, and nothing else.
+    assert_eq!(operator.len(), 1, "{operator:?}");
+    let officer = operator[0].clone();
+    assert!(
+        officer
+            .to_ascii_lowercase()
+            .contains("/providers/microsoft.keyvault/vaults/"),
+        "{officer}"
+    );
+    // The operator's own assignments elsewhere are not ours: Contributor at the group, and
+    // Secrets Officer on one secret of the vault (granted by hand).
+    let group_scope = format!(
+        "/subscriptions/{}/resourceGroups/nomad-example",
+        env.arm.subscription()
+    );
+    let contributor = env.arm.add_role_assignment(
+        &group_scope,
+        "7d1f0000-0000-4000-8000-0000000000c1",
+        CALLER_OBJECT_ID,
+        "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    );
+    let vault = officer
+        .split("/providers/Microsoft.Authorization/")
+        .next()
+        .unwrap()
+        .to_string();
+    let on_a_secret = env.arm.add_role_assignment(
+        &format!("{vault}/secrets/nomad-gossip-key"),
+        "7d1f0000-0000-4000-8000-0000000000c2",
+        CALLER_OBJECT_ID,
+        "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    );
+    delete_deployment(&env, "nomad-example");
+    delete_deployment(&env, "nomad-example.vault");
+    let run = env.run(&["destroy", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(deleted(&env, &officer), "{officer}:\n{}", run.stdout);
+    assert!(!deleted(&env, &contributor), "{}", run.stdout);
+    assert!(!deleted(&env, &on_a_secret), "{}", run.stdout);
 }
 
 #[test]

@@ -171,8 +171,9 @@ struct Target {
 /// The ids of the resources whose names the template computes (role assignments), of this
 /// type: every one the cluster's deployment records name ([`records::recorded`]), and, for role
 /// assignments, those of the scale sets' identities that cluster-deploy makes
-/// ([`records::ours_by_identity`]): a record is gone after Deployments_Delete and says nothing of
-/// the assignments when the last deployment failed before reaching them.
+/// ([`records::ours_by_identity`]), and the operator's Secrets Officer on the vault: a record is
+/// gone after Deployments_Delete and says nothing of the assignments when the last deployment
+/// failed before reaching them.
 fn computed_ids(
     arm: &ArmClient,
     group: &str,
@@ -180,6 +181,7 @@ fn computed_ids(
     recorded: &[records::Recorded],
     identities: &[String],
     vault_id: Option<&str>,
+    operator: Option<&str>,
 ) -> Result<Vec<String>> {
     let mut ids: Vec<String> = recorded
         .iter()
@@ -187,7 +189,7 @@ fn computed_ids(
         .map(|r| r.id.clone())
         .collect();
     if kind.eq_ignore_ascii_case(records::ROLE_ASSIGNMENT) {
-        for id in records::ours_by_identity(arm, group, identities, vault_id)? {
+        for id in records::ours_by_identity(arm, group, identities, vault_id, operator)? {
             if !ids.iter().any(|i| i.eq_ignore_ascii_case(&id)) {
                 ids.push(id);
             }
@@ -360,6 +362,21 @@ pub(super) fn destroy(
         }
     }
     let vault_id = our_vault.clone();
+    // The principal apply gave Secrets Officer on the vault, named as apply names it; without
+    // it, only the deployment records find that assignment.
+    let operator = match &vault_id {
+        Some(_) => match vault::operator(&cli.azure, env) {
+            Ok((id, _)) => Some(id),
+            Err(e) => {
+                tracing::warn!(
+                    "could not tell which principal runs destroy ({e:#}): its Key Vault Secrets \
+                     Officer assignment on the vault is found only through the deployment records"
+                );
+                None
+            }
+        },
+        None => None,
+    };
     let mut targets = Vec::new();
     let mut gone = Vec::new();
     let mut held: Vec<Held> = Vec::new();
@@ -377,6 +394,7 @@ pub(super) fn destroy(
                     &recorded,
                     &identities,
                     vault_id.as_deref(),
+                    operator.as_deref(),
                 )?
             }
         };

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::vault::{legacy_vault_deployment_name, vault_deployment_name};
 use crate::arm::ArmClient;
 use crate::model::CLUSTER_TAG;
-use crate::template::key_vault::SECRETS_USER_ROLE_ID;
+use crate::template::key_vault::{SECRETS_OFFICER_ROLE_ID, SECRETS_USER_ROLE_ID};
 use crate::template::{AUTHORIZATION_API, COMPUTE_API, KEY_VAULT_API, NETWORK_API, READER_ROLE_ID};
 
 pub(super) const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
@@ -228,16 +228,20 @@ pub(super) fn api_version_of(kind: &str) -> Option<&'static str> {
     .map(|(_, v)| *v)
 }
 
-/// The role assignments cluster-deploy makes for the scale sets' identities, found without a
-/// record: Reader at exactly the group (cloud auto-join), and Key Vault Secrets User inside the
-/// cluster's vault (each secret a role reads). The identities are the scale sets' own
-/// (system-assigned), so these are ours; any other assignment of them (another role, another
-/// scope, one above the group that the `principalId` filter also returns) is not.
+/// The role assignments cluster-deploy makes, found without a record: for the scale sets'
+/// identities, Reader at exactly the group (cloud auto-join) and Key Vault Secrets User inside
+/// the cluster's vault (each secret a role reads); for the operator (`operator`: the principal
+/// apply names, `--operator-object-id` or its token's `oid`), Key Vault Secrets Officer at
+/// exactly the vault. The identities are the scale sets' own (system-assigned), and the vault
+/// is the cluster's, so these are ours; any other assignment of them (another role, another
+/// scope, one above the group that the `principalId` filter also returns) is not, and none of
+/// the operator's other assignments is.
 pub(super) fn ours_by_identity(
     arm: &ArmClient,
     group: &str,
     identities: &[String],
     vault_id: Option<&str>,
+    operator: Option<&str>,
 ) -> Result<Vec<String>> {
     let at_group = format!(
         "/subscriptions/{}/resourcegroups/{group}/providers/",
@@ -264,6 +268,30 @@ pub(super) fn ours_by_identity(
                 && role.ends_with(SECRETS_USER_ROLE_ID);
             if (reader_at_group || user_in_vault) && !ids.iter().any(|i| i.eq_ignore_ascii_case(id))
             {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    if let (Some(principal), Some(vault)) = (operator, vault_id) {
+        let at_vault = format!(
+            "{}/providers/microsoft.authorization/roleassignments/",
+            vault.to_ascii_lowercase()
+        );
+        let assignments = arm
+            .role_assignments_of(group, principal)
+            .with_context(|| format!("listing the role assignments of the operator {principal}"))?;
+        for a in assignments {
+            let id = a["id"].as_str().unwrap_or("");
+            let lower = id.to_ascii_lowercase();
+            let officer_at_vault = lower
+                .strip_prefix(&at_vault)
+                .is_some_and(|name| !name.contains('/'))
+                && a["properties"]["roleDefinitionId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+                    .ends_with(SECRETS_OFFICER_ROLE_ID);
+            if officer_at_vault && !ids.iter().any(|i| i.eq_ignore_ascii_case(id)) {
                 ids.push(id.to_string());
             }
         }
