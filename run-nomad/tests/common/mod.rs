@@ -240,6 +240,19 @@ pub fn against_root(root: &FakeRoot, instance: &Value) -> Command {
     cmd
 }
 
+/// run-nomad against a fake root, reading the IMDS double, with a stub systemctl; the caller
+/// adds the rest.
+pub fn with_imds(root: &FakeRoot, imds: &ImdsDouble, systemctl: &StubSystemctl) -> Command {
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--imds-endpoint")
+        .arg(imds.url())
+        .arg("--systemctl")
+        .arg(systemctl.program());
+    cmd
+}
+
 /// run-nomad against a fake root, reading the IMDS double, with a stub systemctl.
 pub fn against_imds(
     root: &FakeRoot,
@@ -247,15 +260,8 @@ pub fn against_imds(
     systemctl: &StubSystemctl,
     args: &[&str],
 ) -> (bool, String, String) {
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--imds-endpoint")
-        .arg(imds.url())
-        .arg("--systemctl")
-        .arg(systemctl.program())
-        .args(LAYOUT_ARGS)
-        .args(args);
+    let mut cmd = with_imds(root, imds, systemctl);
+    cmd.args(LAYOUT_ARGS).args(args);
     output(&mut cmd)
 }
 
