@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::vault::*;
 use common::{
-    hcl1_decode, instance, output, run_nomad, FakeRoot, StubSystemctl, LAYOUT_ARGS, NOMAD_GID,
-    RESTART_AGENT, START_BOTH,
+    hcl1_decode, instance, output, run_nomad, FakeRoot, LAYOUT_ARGS, NOMAD_GID, RESTART_AGENT,
+    START_BOTH,
 };
 use serde_json::{json, Value};
 use support::cluster_secrets::{AgentRole, SecretItem};
@@ -30,48 +30,45 @@ use support::doubles::tls::TestCa;
 
 #[test]
 fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    let vault = ClusterVault::granted(AgentRole::Server);
+    let vm = Vm::new();
+    let (ok, stdout, stderr) = vm.boot(&vault, SERVER);
     assert!(ok, "{stdout}\n{stderr}");
 
     // The files: contents as stored, keys readable by the agent's group only.
-    assert_eq!(root.read("/opt/nomad/tls/ca.pem"), vault.ca.cert_pem());
+    assert_eq!(vm.root.read("/opt/nomad/tls/ca.pem"), vault.ca.cert_pem());
     assert_eq!(
-        root.read("/opt/nomad/tls/server.pem"),
+        vm.root.read("/opt/nomad/tls/server.pem"),
         vault.server.cert_pem
     );
     assert_eq!(
-        root.read("/opt/nomad/tls/server-key.pem"),
+        vm.root.read("/opt/nomad/tls/server-key.pem"),
         vault.server.key_pem
     );
     assert_eq!(
-        root.read("/opt/nomad/secrets/gossip.key"),
+        vm.root.read("/opt/nomad/secrets/gossip.key"),
         format!("{GOSSIP}\n")
     );
     assert_eq!(
-        mode_and_owner(&root, "/opt/nomad/tls/server-key.pem"),
+        vm.mode_and_owner("/opt/nomad/tls/server-key.pem"),
         (0o640, 0, NOMAD_GID)
     );
     assert_eq!(
-        mode_and_owner(&root, "/opt/nomad/secrets/gossip.key"),
+        vm.mode_and_owner("/opt/nomad/secrets/gossip.key"),
         (0o640, 0, NOMAD_GID)
     );
     for cert in ["/opt/nomad/tls/ca.pem", "/opt/nomad/tls/server.pem"] {
-        assert_eq!(mode_and_owner(&root, cert), (0o644, 0, 0), "{cert}");
+        assert_eq!(vm.mode_and_owner(cert), (0o644, 0, 0), "{cert}");
     }
     assert_eq!(
-        mode_and_owner(&root, "/opt/nomad/secrets"),
+        vm.mode_and_owner("/opt/nomad/secrets"),
         (0o750, 0, NOMAD_GID),
         "the secrets directory is made root's, the agent's group may enter"
     );
     // The configuration holds the key itself (server.encrypt takes no file), so it is as
     // closed as the key file.
     assert_eq!(
-        mode_and_owner(&root, "/opt/nomad/config/default.hcl"),
+        vm.mode_and_owner("/opt/nomad/config/default.hcl"),
         (0o640, 0, NOMAD_GID)
     );
     // Only this role's items were read: the client's and the bootstrap token are not.
@@ -85,7 +82,8 @@ fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
         ]
     );
     // With the VM's managed identity: a token for the Key Vault audience from IMDS.
-    let token_requests: Vec<_> = imds
+    let token_requests: Vec<_> = vm
+        .imds
         .requests()
         .into_iter()
         .filter(|r| r.path == "/metadata/identity/oauth2/token")
@@ -101,20 +99,19 @@ fn a_server_fetches_its_secrets_and_is_configured_with_tls_gossip_and_acls() {
     );
     assert_eq!(token_requests[0].header("metadata"), Some("true"));
     // Started, as without --key-vault.
-    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_eq!(vm.systemctl.take_calls(), START_BOTH);
     assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
     for unit in [
         "/etc/systemd/system/nomad.service",
         "/etc/systemd/system/nomad-scheduled-events.service",
     ] {
-        assert_no_secret_in(&vault, unit, &root.read(unit));
+        assert_no_secret_in(&vault, unit, &vm.root.read(unit));
     }
 }
 
 #[test]
 fn the_configuration_read_back_by_hcl1_has_tls_gossip_on_servers_only_and_acls() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+    let vault = ClusterVault::granted(AgentRole::Server);
     vault.grant(AgentRole::Client);
     let tls = |cert: &str| {
         json!([{
@@ -128,12 +125,10 @@ fn the_configuration_read_back_by_hcl1_has_tls_gossip_on_servers_only_and_acls()
         }])
     };
     for (role, args, cert) in [("server", SERVER, "server"), ("client", CLIENT, "client")] {
-        let root = FakeRoot::new();
-        let imds = ImdsDouble::start(instance());
-        let systemctl = StubSystemctl::new();
-        let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, args);
+        let vm = Vm::new();
+        let (ok, stdout, stderr) = vm.boot(&vault, args);
         assert!(ok, "{role}: {stdout}\n{stderr}");
-        let text = root.read("/opt/nomad/config/default.hcl");
+        let text = vm.root.read("/opt/nomad/config/default.hcl");
         common::assert_golden(&format!("key-vault/{role}.hcl"), &text);
         let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(doc["tls"], tls(cert), "{role}:\n{text}");
@@ -152,7 +147,9 @@ fn the_configuration_read_back_by_hcl1_has_tls_gossip_on_servers_only_and_acls()
                 json!([{ "deadline": "4m15s", "force": false, "ignore_system_jobs": false }])
             );
             // The watcher has no token, so it relies on that drain.
-            let unit = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+            let unit = vm
+                .root
+                .read("/etc/systemd/system/nomad-scheduled-events.service");
             assert!(unit.contains(" --self-drain "), "{unit}");
             assert!(
                 unit.contains("--nomad-address https://127.0.0.1:4646"),
@@ -190,8 +187,7 @@ fn openssl_verifies(root: &FakeRoot, ca: &str, cert: &str) -> (bool, String) {
 /// with OpenSSL in both phases.
 #[test]
 fn a_ca_bundle_mid_rotation_is_written_whole_as_the_ca_file() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+    let vault = ClusterVault::granted(AgentRole::Server);
     let new_ca = TestCa::new("nomad-test-cluster CA 2");
     let bundle = format!("{}{}", vault.ca.cert_pem(), new_ca.cert_pem());
     vault.upload(SecretItem::CaCertificate, &bundle);
@@ -201,19 +197,20 @@ fn a_ca_bundle_mid_rotation_is_written_whole_as_the_ca_file() {
             vault.upload(SecretItem::ServerCertificate, &new_server.cert_pem);
             vault.upload(SecretItem::ServerKey, &new_server.key_pem);
         }
-        let root = FakeRoot::new();
-        let imds = ImdsDouble::start(instance());
-        let systemctl = StubSystemctl::new();
-        let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+        let vm = Vm::new();
+        let (ok, stdout, stderr) = vm.boot(&vault, SERVER);
         assert!(ok, "{phase}: {stdout}\n{stderr}");
-        assert_eq!(root.read("/opt/nomad/tls/ca.pem"), bundle, "{phase}");
-        let text = root.read("/opt/nomad/config/default.hcl");
+        assert_eq!(vm.root.read("/opt/nomad/tls/ca.pem"), bundle, "{phase}");
+        let text = vm.root.read("/opt/nomad/config/default.hcl");
         let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(doc["tls"][0]["ca_file"], "/opt/nomad/tls/ca.pem", "{text}");
-        let (ok, out) =
-            openssl_verifies(&root, "/opt/nomad/tls/ca.pem", "/opt/nomad/tls/server.pem");
+        let (ok, out) = openssl_verifies(
+            &vm.root,
+            "/opt/nomad/tls/ca.pem",
+            "/opt/nomad/tls/server.pem",
+        );
         assert!(ok, "{phase}: {out}");
-        assert_eq!(systemctl.take_calls(), START_BOTH, "{phase}");
+        assert_eq!(vm.systemctl.take_calls(), START_BOTH, "{phase}");
     }
 }
 
@@ -224,16 +221,8 @@ fn forbidden_until_the_role_assignment_propagates_is_waited_for() {
     // real one does for minutes after the scale set is created.
     vault.kv.set_propagation_requests(3);
     vault.grant(AgentRole::Client);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, stdout, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
-        &[CLIENT, &["--secrets-timeout", "30s"]].concat(),
-    );
+    let vm = Vm::new();
+    let (ok, stdout, stderr) = vm.boot(&vault, &[CLIENT, &["--secrets-timeout", "30s"]].concat());
     assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("ForbiddenByRbac") && stderr.contains("waiting for the role assignment"),
@@ -256,38 +245,34 @@ fn forbidden_until_the_role_assignment_propagates_is_waited_for() {
         assert_eq!(of_item, [403, 403, 403, 200], "{path}");
     }
     assert_eq!(
-        root.read("/opt/nomad/tls/client.pem"),
+        vm.root.read("/opt/nomad/tls/client.pem"),
         vault.client.cert_pem
     );
-    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_eq!(vm.systemctl.take_calls(), START_BOTH);
     assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
 }
 
 #[test]
 fn imds_without_a_token_yet_is_retried() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Client);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
+    let vault = ClusterVault::granted(AgentRole::Client);
+    let vm = Vm::new();
     // The instance document first, then the identity endpoint still being set up.
-    imds.script([Reply::Instance, Reply::Status(404), Reply::Status(503)]);
-    let systemctl = StubSystemctl::new();
-    let (ok, stdout, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
+    vm.imds
+        .script([Reply::Instance, Reply::Status(404), Reply::Status(503)]);
+    let (ok, stdout, stderr) = vm.boot(
+        &vault,
         &[CLIENT, &["--no-start", "--secrets-timeout", "30s"]].concat(),
     );
     assert!(ok, "{stdout}\n{stderr}");
-    let token_requests = imds
+    let token_requests = vm
+        .imds
         .requests()
         .into_iter()
         .filter(|r| r.path == "/metadata/identity/oauth2/token")
         .count();
     assert_eq!(token_requests, 3);
     assert_eq!(
-        root.read("/opt/nomad/tls/client-key.pem"),
+        vm.root.read("/opt/nomad/tls/client-key.pem"),
         vault.client.key_pem
     );
 }
@@ -301,17 +286,9 @@ fn a_vault_that_stays_unreachable_fails_clearly_by_the_deadline_and_starts_nothi
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/");
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
+    let vm = Vm::new();
     let started = Instant::now();
-    let (ok, _, stderr) = boot(
-        &root,
-        &imds,
-        &url,
-        &systemctl,
-        &[SERVER, &["--secrets-timeout", "2s"]].concat(),
-    );
+    let (ok, _, stderr) = vm.boot_at(&url, &[SERVER, &["--secrets-timeout", "2s"]].concat());
     assert!(!ok);
     assert!(
         started.elapsed() >= Duration::from_secs(1) && started.elapsed() < Duration::from_secs(20),
@@ -332,23 +309,15 @@ fn a_vault_that_stays_unreachable_fails_clearly_by_the_deadline_and_starts_nothi
         stderr.contains("nothing was written and Nomad was not started"),
         "{stderr}"
     );
-    nothing_written(&root, &systemctl);
+    vm.nothing_written();
 }
 
 #[test]
 fn a_vault_that_keeps_refusing_this_identity_fails_with_the_last_status() {
     // The vault is there, but the scale set's identity was never granted anything.
     let vault = ClusterVault::start();
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, _, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
-        &[CLIENT, &["--secrets-timeout", "2s"]].concat(),
-    );
+    let vm = Vm::new();
+    let (ok, _, stderr) = vm.boot(&vault, &[CLIENT, &["--secrets-timeout", "2s"]].concat());
     assert!(!ok);
     assert!(
         stderr.contains("HTTP 403 Forbidden (ForbiddenByRbac)"),
@@ -359,7 +328,7 @@ fn a_vault_that_keeps_refusing_this_identity_fails_with_the_last_status() {
         "the remedy: {stderr}"
     );
     assert!(stderr.contains(vault.kv.url()), "{stderr}");
-    nothing_written(&root, &systemctl);
+    vm.nothing_written();
 }
 
 /// The cluster's subnet, as the vault's virtual network rule names it.
@@ -394,12 +363,9 @@ fn firewall_refusals(vault: &ClusterVault) -> usize {
 
 #[test]
 fn a_firewall_that_admits_the_subnet_later_is_waited_for() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+    let vault = ClusterVault::granted(AgentRole::Server);
     firewall_without_the_subnet(&vault);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
+    let vm = Vm::new();
     const REFUSALS: usize = 6;
     let (ok, stdout, stderr) = std::thread::scope(|scope| {
         // The main deployment re-declares the vault with the subnet's rule while the VM
@@ -420,13 +386,7 @@ fn a_firewall_that_admits_the_subnet_later_is_waited_for() {
                 "Enabled",
             );
         });
-        boot(
-            &root,
-            &imds,
-            vault.kv.url(),
-            &systemctl,
-            &[SERVER, &["--secrets-timeout", "20s"]].concat(),
-        )
+        vm.boot(&vault, &[SERVER, &["--secrets-timeout", "20s"]].concat())
     });
     assert!(ok, "{stdout}\n{stderr}");
     assert!(firewall_refusals(&vault) >= REFUSALS);
@@ -452,29 +412,20 @@ fn a_firewall_that_admits_the_subnet_later_is_waited_for() {
         );
     }
     assert_eq!(
-        root.read("/opt/nomad/tls/server-key.pem"),
+        vm.root.read("/opt/nomad/tls/server-key.pem"),
         vault.server.key_pem
     );
-    assert_eq!(systemctl.take_calls(), START_BOTH);
+    assert_eq!(vm.systemctl.take_calls(), START_BOTH);
     assert_no_secret_in(&vault, "run-nomad's output", &format!("{stdout}{stderr}"));
 }
 
 #[test]
 fn a_firewall_that_never_admits_the_subnet_fails_after_the_deadline_and_starts_nothing() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+    let vault = ClusterVault::granted(AgentRole::Server);
     firewall_without_the_subnet(&vault);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
+    let vm = Vm::new();
     let started = Instant::now();
-    let (ok, _, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
-        &[SERVER, &["--secrets-timeout", "3s"]].concat(),
-    );
+    let (ok, _, stderr) = vm.boot(&vault, &[SERVER, &["--secrets-timeout", "3s"]].concat());
     assert!(!ok);
     assert!(
         started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(20),
@@ -490,23 +441,14 @@ fn a_firewall_that_never_admits_the_subnet_fails_after_the_deadline_and_starts_n
         stderr.contains("nothing was written and Nomad was not started"),
         "{stderr}"
     );
-    nothing_written(&root, &systemctl);
+    vm.nothing_written();
 }
 
 #[test]
 fn a_certificate_for_another_region_is_refused_naming_the_secret() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, _, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
-        &[SERVER, &["--region", "europe"]].concat(),
-    );
+    let vault = ClusterVault::granted(AgentRole::Server);
+    let vm = Vm::new();
+    let (ok, _, stderr) = vm.boot(&vault, &[SERVER, &["--region", "europe"]].concat());
     assert!(!ok);
     assert!(
         stderr.contains("Key Vault secret nomad-server-cert")
@@ -514,28 +456,25 @@ fn a_certificate_for_another_region_is_refused_naming_the_secret() {
         "{stderr}"
     );
     assert!(stderr.contains("nothing was written"), "{stderr}");
-    nothing_written(&root, &systemctl);
+    vm.nothing_written();
 }
 
 #[test]
 fn a_second_boot_rewrites_nothing_and_a_rotated_certificate_restarts_nomad() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    let vault = ClusterVault::granted(AgentRole::Server);
+    let vm = Vm::new();
+    let (ok, stdout, stderr) = vm.boot(&vault, SERVER);
     assert!(ok, "{stdout}\n{stderr}");
-    systemctl.take_calls();
-    let inode = |p: &str| fs::metadata(root.at(p)).unwrap().ino();
+    vm.systemctl.take_calls();
+    let inode = |p: &str| fs::metadata(vm.root.at(p)).unwrap().ino();
     let key_inode = inode("/opt/nomad/tls/server-key.pem");
     let cert_inode = inode("/opt/nomad/tls/server.pem");
     let ca_inode = inode("/opt/nomad/tls/ca.pem");
 
-    let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    let (ok, _, stderr) = vm.boot(&vault, SERVER);
     assert!(ok, "{stderr}");
     assert_eq!(
-        systemctl.take_calls(),
+        vm.systemctl.take_calls(),
         common::IS_ACTIVE,
         "nothing to restart"
     );
@@ -548,14 +487,14 @@ fn a_second_boot_rewrites_nothing_and_a_rotated_certificate_restarts_nomad() {
         .server_cert(&[&format!("server.{REGION}.nomad"), "localhost"]);
     vault.upload(SecretItem::ServerCertificate, &renewed.cert_pem);
     vault.upload(SecretItem::ServerKey, &renewed.key_pem);
-    let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, SERVER);
+    let (ok, _, stderr) = vm.boot(&vault, SERVER);
     assert!(ok, "{stderr}");
-    assert_eq!(root.read("/opt/nomad/tls/server.pem"), renewed.cert_pem);
+    assert_eq!(vm.root.read("/opt/nomad/tls/server.pem"), renewed.cert_pem);
     assert_eq!(
-        mode_and_owner(&root, "/opt/nomad/tls/server-key.pem"),
+        vm.mode_and_owner("/opt/nomad/tls/server-key.pem"),
         (0o640, 0, NOMAD_GID)
     );
-    assert_eq!(systemctl.take_calls(), RESTART_AGENT);
+    assert_eq!(vm.systemctl.take_calls(), RESTART_AGENT);
     assert_eq!(
         inode("/opt/nomad/tls/ca.pem"),
         ca_inode,
@@ -565,18 +504,9 @@ fn a_second_boot_rewrites_nothing_and_a_rotated_certificate_restarts_nomad() {
 
 #[test]
 fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
-    let (ok, stdout, stderr) = boot(
-        &root,
-        &imds,
-        vault.kv.url(),
-        &systemctl,
-        &[SERVER, &["--dry-run", "--json"]].concat(),
-    );
+    let vault = ClusterVault::granted(AgentRole::Server);
+    let vm = Vm::new();
+    let (ok, stdout, stderr) = vm.boot(&vault, &[SERVER, &["--dry-run", "--json"]].concat());
     assert!(ok, "{stderr}");
     let plan: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
@@ -588,7 +518,7 @@ fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
         }),
         "the plan says what was fetched, and from where"
     );
-    let secrets_dir = root.at("/opt/nomad/secrets");
+    let secrets_dir = vm.root.at("/opt/nomad/secrets");
     assert_eq!(plan["directories"], json!([secrets_dir]));
     let files = plan["files"].as_array().unwrap();
     let kinds: Vec<(&str, &str, &str)> = files
@@ -626,34 +556,33 @@ fn dry_run_shows_where_the_secrets_go_but_never_what_they_are() {
         .contains("encrypt          = \"<redacted>\""));
     assert_no_secret_in(&vault, "--dry-run --json", &format!("{stdout}{stderr}"));
     assert!(!stdout.contains("BEGIN CERTIFICATE"), "{stdout}");
-    nothing_written(&root, &systemctl);
+    vm.nothing_written();
 }
 
 #[test]
 fn only_what_the_flags_select_is_fetched_and_configured() {
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
+    let vault = ClusterVault::granted(AgentRole::Server);
     let server = &SERVER[..5];
 
     // TLS opted out: the gossip key alone, no tls block, no TLS file touched.
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
-    let systemctl = StubSystemctl::new();
+    let vm = Vm::new();
     let args = [server, &["--gossip-key-from-key-vault", "--acl"]].concat();
-    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, &args);
+    let (ok, stdout, stderr) = vm.boot(&vault, &args);
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(read_by(&vault, IDENTITY_PRINCIPAL_ID), ["nomad-gossip-key"]);
-    let text = root.read("/opt/nomad/config/default.hcl");
+    let text = vm.root.read("/opt/nomad/config/default.hcl");
     let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(doc["server"][0]["encrypt"], GOSSIP, "{text}");
     assert!(doc.get("tls").is_none(), "{text}");
     assert_eq!(doc["acl"], json!([{ "enabled": true }]));
     assert_eq!(
-        root.read("/opt/nomad/tls/server.pem"),
+        vm.root.read("/opt/nomad/tls/server.pem"),
         "cert",
         "the install's own file is left alone"
     );
-    let watcher = root.read("/etc/systemd/system/nomad-scheduled-events.service");
+    let watcher = vm
+        .root
+        .read("/etc/systemd/system/nomad-scheduled-events.service");
     assert!(
         watcher.contains("--nomad-address http://127.0.0.1:4646"),
         "{watcher}"
@@ -661,25 +590,27 @@ fn only_what_the_flags_select_is_fetched_and_configured() {
 
     // Gossip encryption opted out: TLS alone, no encrypt, no secrets directory; and without
     // --acl no ACLs (the vault does not imply them).
-    let vault = ClusterVault::start();
-    vault.grant(AgentRole::Server);
-    let root = FakeRoot::new();
-    let imds = ImdsDouble::start(instance());
+    let vault = ClusterVault::granted(AgentRole::Server);
+    let vm = Vm {
+        root: FakeRoot::new(),
+        imds: ImdsDouble::start(instance()),
+        ..vm
+    };
     let args = [server, &["--tls-from-key-vault"]].concat();
-    let (ok, stdout, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, &args);
+    let (ok, stdout, stderr) = vm.boot(&vault, &args);
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(
         read_by(&vault, IDENTITY_PRINCIPAL_ID),
         ["nomad-ca-cert", "nomad-server-cert", "nomad-server-key"]
     );
-    let text = root.read("/opt/nomad/config/default.hcl");
+    let text = vm.root.read("/opt/nomad/config/default.hcl");
     let doc: Value = hcl1_decode(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(doc["server"][0].get("encrypt").is_none(), "{text}");
     assert_eq!(doc["tls"][0]["verify_server_hostname"], true, "{text}");
     assert!(doc.get("acl").is_none(), "{text}");
-    assert!(!root.at("/opt/nomad/secrets").exists());
+    assert!(!vm.root.at("/opt/nomad/secrets").exists());
     assert_eq!(
-        root.read("/opt/nomad/tls/server.pem"),
+        vm.root.read("/opt/nomad/tls/server.pem"),
         vault.server.cert_pem
     );
 }
@@ -715,13 +646,11 @@ fn the_vault_flags_are_checked_before_imds_is_read_naming_the_flag() {
             "cannot be used with",
         ),
     ] {
-        let root = FakeRoot::new();
-        let imds = ImdsDouble::start(instance());
-        let systemctl = StubSystemctl::new();
-        let (ok, _, stderr) = boot(&root, &imds, vault.kv.url(), &systemctl, args);
+        let vm = Vm::new();
+        let (ok, _, stderr) = vm.boot(&vault, args);
         assert!(!ok, "{args:?}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(imds.requests().is_empty(), "{args:?}: IMDS was read");
+        assert!(vm.imds.requests().is_empty(), "{args:?}: IMDS was read");
         assert!(
             !vault
                 .kv
@@ -730,7 +659,7 @@ fn the_vault_flags_are_checked_before_imds_is_read_naming_the_flag() {
                 .any(|s| s.caller.as_deref() == Some(IDENTITY_PRINCIPAL_ID)),
             "{args:?}: the vault was read"
         );
-        nothing_written(&root, &systemctl);
+        vm.nothing_written();
     }
     // Without the vault, a from-key-vault flag names what it needs.
     let root = FakeRoot::new();

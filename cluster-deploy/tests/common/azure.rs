@@ -1,5 +1,5 @@
 //! The commands' environment against the ARM, token, Key Vault and Nomad API doubles on
-//! 127.0.0.1 (tests/azure.rs, tests/destroy.rs, tests/sdk.rs), and the conformance run: every
+//! 127.0.0.1 (tests/azure_*.rs, tests/destroy.rs, tests/sdk.rs), and the conformance run: every
 //! command once (apply, plan with what-if, outputs, status, destroy).
 
 use std::path::PathBuf;

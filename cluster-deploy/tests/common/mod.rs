@@ -3,6 +3,7 @@
 
 pub mod azure;
 pub mod deploy;
+pub mod nomad;
 pub mod secure;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod events;
 pub mod vault;
 
 use std::fs;
@@ -12,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use support::doubles::imds::ImdsDouble;
 
 /// The uid and gid the fake root's `nomad` user has.
 pub const NOMAD_UID: u32 = 4646;
@@ -236,6 +238,37 @@ pub fn against_root(root: &FakeRoot, instance: &Value) -> Command {
         .arg(&metadata)
         .args(LAYOUT_ARGS);
     cmd
+}
+
+/// run-nomad against a fake root, reading the IMDS double, with a stub systemctl; the caller
+/// adds the rest.
+pub fn with_imds(root: &FakeRoot, imds: &ImdsDouble, systemctl: &StubSystemctl) -> Command {
+    let mut cmd = run_nomad();
+    cmd.arg("--root")
+        .arg(root.path())
+        .arg("--imds-endpoint")
+        .arg(imds.url())
+        .arg("--systemctl")
+        .arg(systemctl.program());
+    cmd
+}
+
+/// run-nomad against a fake root, reading the IMDS double, with a stub systemctl.
+pub fn against_imds(
+    root: &FakeRoot,
+    imds: &ImdsDouble,
+    systemctl: &StubSystemctl,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = with_imds(root, imds, systemctl);
+    cmd.args(LAYOUT_ARGS).args(args);
+    output(&mut cmd)
+}
+
+/// Neither the agent's configuration nor its unit was written (what a failed run leaves).
+pub fn nothing_written(root: &FakeRoot) {
+    assert!(!root.at("/opt/nomad/config/default.hcl").exists());
+    assert!(!root.at("/etc/systemd/system/nomad.service").exists());
 }
 
 /// Runs run-nomad against a fake root with `--metadata-file` and `--no-start`, the layout

@@ -1,5 +1,6 @@
 //! A cluster's vault for run-nomad's Key Vault tests: the Key Vault double filled the way
-//! cluster-deploy fills it, run-nomad booted against it, and checks on what was (not) written.
+//! cluster-deploy fills it, a VM (fake root, IMDS double, stub systemctl) booted against it,
+//! and checks on what was (not) written.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -14,7 +15,7 @@ use support::doubles::tokens::Claims;
 use support::keyvault::{KeyVaultClient, Options, TokenSource, RESOURCE};
 use support::secret::Secret;
 
-use super::{output, run_nomad, FakeRoot, StubSystemctl, LAYOUT_ARGS};
+use super::{instance, output, with_imds, FakeRoot, StubSystemctl, LAYOUT_ARGS};
 
 /// The fixture's location, which is the agent's region by default.
 pub const REGION: &str = "eastus2";
@@ -60,6 +61,13 @@ impl ClusterVault {
         vault
     }
 
+    /// [`ClusterVault::start`], with the VM's identity granted `role`'s items.
+    pub fn granted(role: AgentRole) -> Self {
+        let vault = Self::start();
+        vault.grant(role);
+        vault
+    }
+
     /// SetSecret as the operator.
     pub fn upload(&self, item: SecretItem, value: &str) {
         let token = Claims::new(RESOURCE, OPERATOR, TENANT).issue();
@@ -97,29 +105,72 @@ impl ClusterVault {
     }
 }
 
-/// run-nomad against a fake root, IMDS and the vault, with a stub systemctl.
-pub fn boot(
-    root: &FakeRoot,
-    imds: &ImdsDouble,
-    vault_url: &str,
-    systemctl: &StubSystemctl,
-    args: &[&str],
-) -> (bool, String, String) {
-    let mut cmd = run_nomad();
-    cmd.arg("--root")
-        .arg(root.path())
-        .arg("--imds-endpoint")
-        .arg(imds.url())
-        .arg("--systemctl")
-        .arg(systemctl.program())
-        .args(["--key-vault", VAULT, "--key-vault-url", vault_url])
-        .args(LAYOUT_ARGS)
-        .args(args);
-    output(&mut cmd)
+/// One VM booting against a vault: its fake root, the IMDS double serving the instance
+/// fixture (and the identity's tokens), and a stub systemctl.
+pub struct Vm {
+    pub root: FakeRoot,
+    pub imds: ImdsDouble,
+    pub systemctl: StubSystemctl,
+}
+
+impl Vm {
+    pub fn new() -> Self {
+        Self {
+            root: FakeRoot::new(),
+            imds: ImdsDouble::start(instance()),
+            systemctl: StubSystemctl::new(),
+        }
+    }
+
+    /// run-nomad on this VM with the vault, `args` after the layout flags.
+    pub fn boot(&self, vault: &ClusterVault, args: &[&str]) -> (bool, String, String) {
+        self.boot_at(vault.kv.url(), args)
+    }
+
+    /// [`Vm::boot`] with the vault at `vault_url`.
+    pub fn boot_at(&self, vault_url: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = with_imds(&self.root, &self.imds, &self.systemctl);
+        cmd.args(["--key-vault", VAULT, "--key-vault-url", vault_url])
+            .args(LAYOUT_ARGS)
+            .args(args);
+        output(&mut cmd)
+    }
+
+    /// The mode, uid and gid of a file of the root, from its production path.
+    pub fn mode_and_owner(&self, production: &str) -> (u32, u32, u32) {
+        let meta = fs::metadata(self.root.at(production)).unwrap();
+        (meta.mode() & 0o7777, meta.uid(), meta.gid())
+    }
+
+    /// A run that failed left no file and ran no service command.
+    pub fn nothing_written(&self) {
+        let (root, systemctl) = (&self.root, &self.systemctl);
+        for path in [
+            "/opt/nomad/config/default.hcl",
+            "/etc/systemd/system/nomad.service",
+            "/opt/nomad/secrets",
+            "/opt/nomad/tls/client.pem",
+            "/opt/nomad/tls/client-key.pem",
+        ] {
+            assert!(!root.at(path).exists(), "{path} was written");
+        }
+        // The fake install's own placeholder files are untouched.
+        for (path, text) in [
+            ("/opt/nomad/tls/ca.pem", "ca"),
+            ("/opt/nomad/tls/server.pem", "cert"),
+            ("/opt/nomad/tls/server-key.pem", "key"),
+        ] {
+            assert_eq!(root.read(path), text, "{path}");
+        }
+        assert!(
+            systemctl.take_calls().is_empty(),
+            "a service command ran although nothing was written"
+        );
+    }
 }
 
 /// The lines cluster-deploy writes for a secure cluster (its custom_data module), less the
-/// vault's name and URL, which [`boot`] adds.
+/// vault's name and URL, which [`Vm::boot`] adds.
 pub const SERVER: &[&str] = &[
     "--server",
     "--num-servers",
@@ -157,38 +208,9 @@ pub fn read_by(vault: &ClusterVault, principal: &str) -> Vec<String> {
     names
 }
 
-pub fn mode_and_owner(root: &FakeRoot, production: &str) -> (u32, u32, u32) {
-    let meta = fs::metadata(root.at(production)).unwrap();
-    (meta.mode() & 0o7777, meta.uid(), meta.gid())
-}
-
 pub fn assert_no_secret_in(vault: &ClusterVault, what: &str, text: &str) {
     for value in vault.private_values() {
         assert!(!text.contains(value.trim()), "a secret in {what}:\n{text}");
     }
     assert!(!text.contains("PRIVATE KEY"), "a key in {what}:\n{text}");
-}
-
-pub fn nothing_written(root: &FakeRoot, systemctl: &StubSystemctl) {
-    for path in [
-        "/opt/nomad/config/default.hcl",
-        "/etc/systemd/system/nomad.service",
-        "/opt/nomad/secrets",
-        "/opt/nomad/tls/client.pem",
-        "/opt/nomad/tls/client-key.pem",
-    ] {
-        assert!(!root.at(path).exists(), "{path} was written");
-    }
-    // The fake install's own placeholder files are untouched.
-    for (path, text) in [
-        ("/opt/nomad/tls/ca.pem", "ca"),
-        ("/opt/nomad/tls/server.pem", "cert"),
-        ("/opt/nomad/tls/server-key.pem", "key"),
-    ] {
-        assert_eq!(root.read(path), text, "{path}");
-    }
-    assert!(
-        systemctl.take_calls().is_empty(),
-        "a service command ran although nothing was written"
-    );
 }
