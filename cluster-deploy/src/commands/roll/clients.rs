@@ -150,17 +150,18 @@ impl Roll<'_> {
             |roll| {
                 let set = roll.read_pool(&spec_for_gate)?;
                 if let Some(c) = set.instances.iter().find(|c| {
-                ids.contains(&c.instance.instance_id)
-                    && c.node.as_ref().is_some_and(|n| n.drain_canceled)
+                    ids.contains(&c.instance.instance_id)
+                        && c.node.as_ref().is_some_and(|n| n.drain_canceled)
                 }) {
-                return Err(Stop::unsafe_state(format!(
-                    "the drain of {} was canceled (not by this roll): it stays in service until a re-run drains it again",
-                    c.instance.label()
-                )));
+                    return Err(Stop::unsafe_state(format!(
+                        "the drain of {} was canceled (not by this roll): it stays in service \
+                         until a re-run drains it again",
+                        c.instance.label()
+                    )));
                 }
                 Ok(match gates::drained(&set, &ids) {
-                Ok(()) => Look::Open(()),
-                Err(missing) => Look::Closed(missing),
+                    Ok(()) => Look::Open(()),
+                    Err(missing) => Look::Closed(missing),
                 })
             },
         )?;
