@@ -145,6 +145,10 @@ pub enum PackerError {
 /// stream) and stderr.
 pub const BUILD_STDOUT_FILE: &str = "packer-build.stdout";
 pub const BUILD_STDERR_FILE: &str = "packer-build.stderr";
+/// The file in the working directory that names Packer's process group while it runs: if
+/// image-builder is killed, the next build leaves the directory alone while that group lives
+/// (Packer cancelling, and writing its output there).
+pub const BUILD_GROUP_FILE: &str = "packer-build.pgid";
 
 /// A located Packer binary and its version.
 #[derive(Debug, Clone)]
@@ -284,7 +288,13 @@ impl Packer {
         // to the real Packer, which then cancels the build and deletes what it made.
         let spawned = GroupChild::spawn_ended_with_parent(&mut cmd, nix::sys::signal::SIGTERM);
         let result = match spawned {
-            Ok(group) => supervise(group, &rx, output, &stderr_path, limits, on_event),
+            Ok(group) => {
+                let group_file = dir.join(BUILD_GROUP_FILE);
+                if let Err(e) = std::fs::write(&group_file, format!("{}\n", group.pgid())) {
+                    tracing::warn!("could not write {}: {e}", group_file.display());
+                }
+                supervise(group, &rx, output, &stderr_path, limits, on_event)
+            }
             Err(e) if e.is_not_found() => Err(PackerError::NotFound {
                 bin: self.bin.clone(),
             }),

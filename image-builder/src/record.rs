@@ -304,7 +304,9 @@ pub const WORK_DIR_PREFIX: &str = "image-builder-work.";
 
 /// Removes the working directories of builds that were killed outright (SIGKILL, a power
 /// cut): only a build holding the state directory's lock makes one, and this one holds it now,
-/// so any that exists is a leftover. Failures only warn: a leftover wastes space, nothing else.
+/// so any that exists is a leftover. One whose Packer still runs (the killed build's Packer,
+/// cancelling after its parent-death SIGTERM, writes its output there) is left for a later
+/// build. Failures only warn: a leftover wastes space, nothing else.
 fn sweep_stale_work_dirs(state_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(state_dir) else {
         return;
@@ -319,6 +321,15 @@ fn sweep_stale_work_dirs(state_dir: &Path) {
             continue;
         }
         let path = entry.path();
+        if let Some(pgid) = packer_still_running(&path) {
+            tracing::info!(
+                "left {} alone: the Packer of a killed build still runs there (process group \
+                 {pgid}, cancelling); its output is in {}",
+                path.display(),
+                path.join(crate::packer::BUILD_STDOUT_FILE).display()
+            );
+            continue;
+        }
         match std::fs::remove_dir_all(&path) {
             Ok(()) => tracing::info!(
                 "removed {}, left by a build that was killed",
@@ -330,6 +341,13 @@ fn sweep_stale_work_dirs(state_dir: &Path) {
             ),
         }
     }
+}
+
+/// The process group a work dir's Packer ran in, if any process of it is still alive.
+fn packer_still_running(work_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(work_dir.join(crate::packer::BUILD_GROUP_FILE)).ok()?;
+    let pgid: i32 = text.trim().parse().ok().filter(|&g| g > 1)?;
+    (!support::process::group_members(pgid).is_empty()).then_some(pgid)
 }
 
 #[cfg(test)]
@@ -360,6 +378,37 @@ mod tests {
         ));
         assert!(live.exists());
         drop(store);
+    }
+
+    #[test]
+    fn a_killed_builds_dir_stays_while_its_packer_group_lives() {
+        use std::os::unix::process::CommandExt;
+        let state = tempfile::tempdir().unwrap();
+        let work = state.path().join(format!("{WORK_DIR_PREFIX}killed"));
+        std::fs::create_dir(&work).unwrap();
+        // A stand-in for the orphaned Packer: a process leading its own group.
+        let mut packer = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = packer.id() as i32;
+        std::fs::write(
+            work.join(crate::packer::BUILD_GROUP_FILE),
+            format!("{pgid}\n"),
+        )
+        .unwrap();
+        drop(RecordStore::open(state.path()).unwrap());
+        assert!(work.exists(), "swept while its Packer ran");
+        packer.kill().unwrap();
+        packer.wait().unwrap();
+        drop(RecordStore::open(state.path()).unwrap());
+        assert!(!work.exists(), "kept after its Packer was gone");
+        // A group file that is not a group id does not keep a directory.
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join(crate::packer::BUILD_GROUP_FILE), "1\n").unwrap();
+        drop(RecordStore::open(state.path()).unwrap());
+        assert!(!work.exists());
     }
 
     fn inputs() -> Inputs {
