@@ -268,33 +268,17 @@ impl Rig {
             .dir
             .path()
             .join(format!("before-roll-{run}.snap"));
-        let mut args: Vec<String> = [
-            "cluster-deploy",
-            "roll",
-            "--config",
-            self.deploy.config.to_str().unwrap(),
-            "--arm-endpoint",
-            self.deploy.arm.url(),
-            "--login-endpoint",
-            self.deploy.login.url(),
-            "--imds-endpoint",
-            "http://127.0.0.1:9",
-            "--az-program",
-            "/nonexistent/az",
-            "--subscription",
-            self.deploy.arm.subscription(),
-            "--poll-interval-ms",
-            "1",
-            "--retry-delay-ms",
-            "1",
-            "--nomad-address",
-            self.nomad.url(),
-            "--snapshot",
-            snapshot.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = vec!["cluster-deploy".into(), "roll".into()];
+        args.extend(self.doubles_args());
+        args.extend(
+            [
+                "--nomad-address",
+                self.nomad.url(),
+                "--snapshot",
+                snapshot.to_str().unwrap(),
+            ]
+            .map(str::to_string),
+        );
         for (flag, default) in [("--check-interval", "10s"), ("--soak", "30s")] {
             if !extra.contains(&flag) {
                 args.extend([flag.to_string(), default.to_string()]);
@@ -311,15 +295,7 @@ impl Rig {
     pub fn roll_with(&self, extra: &[&str], interrupt: Arc<AtomicBool>) -> Outcome {
         let mut args = self.args(extra);
         args.push("--json".to_string());
-        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
-        let hooks = Hooks {
-            clock: Arc::new(SimClock(self.sim.clone())),
-            interrupted: interrupt,
-            nomad_env: Some(BTreeMap::new()),
-        };
-        let mut out = Vec::new();
-        let result = run_with_hooks(cli, &self.env(), &mut out, &mut std::io::empty(), hooks);
-        let stdout = String::from_utf8(out).unwrap();
+        let (result, stdout) = self.run_in_process(args, interrupt);
         let events = stdout
             .lines()
             .map(|l| {
@@ -341,40 +317,54 @@ impl Rig {
             .chain(command)
             .map(|s| s.to_string())
             .collect();
-        args.extend(
-            [
-                "--config",
-                self.deploy.config.to_str().unwrap(),
-                "--arm-endpoint",
-                self.deploy.arm.url(),
-                "--login-endpoint",
-                self.deploy.login.url(),
-                "--imds-endpoint",
-                "http://127.0.0.1:9",
-                "--az-program",
-                "/nonexistent/az",
-                "--subscription",
-                self.deploy.arm.subscription(),
-                "--poll-interval-ms",
-                "1",
-                "--retry-delay-ms",
-                "1",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
+        args.extend(self.doubles_args());
         args.extend(self.deploy.stack.args(command));
+        let (result, stdout) = self.run_in_process(args, Arc::new(AtomicBool::new(false)));
+        self.deploy.stack.assert_no_secret("stdout", &stdout);
+        (result, stdout)
+    }
+
+    /// `--config` and the doubles' endpoints, as every in-process command gets them (no Azure
+    /// CLI, an IMDS nobody answers, fast polls and retries).
+    fn doubles_args(&self) -> Vec<String> {
+        [
+            "--config",
+            self.deploy.config.to_str().unwrap(),
+            "--arm-endpoint",
+            self.deploy.arm.url(),
+            "--login-endpoint",
+            self.deploy.login.url(),
+            "--imds-endpoint",
+            "http://127.0.0.1:9",
+            "--az-program",
+            "/nonexistent/az",
+            "--subscription",
+            self.deploy.arm.subscription(),
+            "--poll-interval-ms",
+            "1",
+            "--retry-delay-ms",
+            "1",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+
+    /// Runs the command line `args` in-process on the simulation's clock (`interrupted` is its
+    /// SIGINT flag); returns its result and stdout.
+    fn run_in_process(
+        &self,
+        args: Vec<String>,
+        interrupted: Arc<AtomicBool>,
+    ) -> (anyhow::Result<()>, String) {
         let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
         let hooks = Hooks {
             clock: Arc::new(SimClock(self.sim.clone())),
-            interrupted: Arc::new(AtomicBool::new(false)),
+            interrupted,
             nomad_env: Some(BTreeMap::new()),
         };
         let mut out = Vec::new();
         let result = run_with_hooks(cli, &self.env(), &mut out, &mut std::io::empty(), hooks);
-        let stdout = String::from_utf8(out).unwrap();
-        self.deploy.stack.assert_no_secret("stdout", &stdout);
-        (result, stdout)
+        (result, String::from_utf8(out).unwrap())
     }
 
     pub fn roll(&self, extra: &[&str]) -> Outcome {

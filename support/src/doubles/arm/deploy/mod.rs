@@ -24,8 +24,8 @@ mod preflight;
 mod what_if;
 
 pub(super) use operations::{operations, run};
+use preflight::checked_request;
 pub(super) use preflight::validate;
-use preflight::{preflight, preflight_error};
 pub(super) use what_if::what_if;
 
 #[derive(Debug, Clone)]
@@ -192,19 +192,10 @@ pub(super) fn plan(ctx: &Context) -> Result<Vec<(String, String, String)>, Strin
 
 /// Deployments_CreateOrUpdate.
 pub(super) fn put(state: &mut State, call: &Call) -> Reply {
-    let group = call.param("resourceGroupName").to_string();
-    let name = call.param("deploymentName").to_string();
-    let body = match call.body() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let (group, name, body) = match checked_request(state, call) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
     };
-    if let Err(reply) = check_template(state, &group, &body) {
-        return reply;
-    }
-    let details = preflight(state, &group, &body);
-    if !details.is_empty() {
-        return Reply::json(400, &json!({ "error": preflight_error(&name, details) }));
-    }
     if find(state, &group, &name).is_some_and(|d| d.state == "Running" || d.state == "Accepted") {
         return arm_error(409, "DeploymentActive", &format!("The deployment '{name}' cannot be saved, because this would overwrite an existing deployment which is still active."));
     }

@@ -13,8 +13,29 @@ use crate::doubles::arm::expr::Context;
 use crate::doubles::arm::{compute, resource_id, Call, State, SUBSCRIPTION};
 use crate::doubles::server::Reply;
 
+/// The deployment a Deployments_CreateOrUpdate or Deployments_Validate call names, once it
+/// passes the checks ARM runs for both (the template, then preflight: module docs): its group,
+/// name and body, or the answer refusing it.
+pub(super) fn checked_request(
+    state: &State,
+    call: &Call,
+) -> Result<(String, String, Value), Reply> {
+    let group = call.param("resourceGroupName").to_string();
+    let name = call.param("deploymentName").to_string();
+    let body = call.body()?;
+    check_template(state, &group, &body)?;
+    let details = preflight(state, &group, &body);
+    if !details.is_empty() {
+        return Err(Reply::json(
+            400,
+            &json!({ "error": preflight_error(&name, details) }),
+        ));
+    }
+    Ok((group, name, body))
+}
+
 /// Policy, SKU and quota checks; the causes as `details` entries.
-pub(super) fn preflight(state: &State, group: &str, body: &Value) -> Vec<Value> {
+fn preflight(state: &State, group: &str, body: &Value) -> Vec<Value> {
     let template = &body["properties"]["template"];
     let location = state.groups[&group.to_ascii_lowercase()]["location"].clone();
     let ctx = Context {
@@ -167,7 +188,7 @@ pub(super) fn preflight(state: &State, group: &str, body: &Value) -> Vec<Value> 
     details
 }
 
-pub(super) fn preflight_error(name: &str, details: Vec<Value>) -> Value {
+fn preflight_error(name: &str, details: Vec<Value>) -> Value {
     json!({
         "code": "InvalidTemplateDeployment",
         "message": format!("The template deployment '{name}' is not valid according to the validation procedure. The tracking id is '00000000-0000-0000-0000-00000000f11e'. See inner errors for details."),
@@ -177,19 +198,10 @@ pub(super) fn preflight_error(name: &str, details: Vec<Value>) -> Value {
 
 /// Deployments_Validate: 200 with the validated deployment, or 400 with the preflight error.
 pub(crate) fn validate(state: &mut State, call: &Call) -> Reply {
-    let group = call.param("resourceGroupName").to_string();
-    let name = call.param("deploymentName").to_string();
-    let body = match call.body() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let (group, name, body) = match checked_request(state, call) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
     };
-    if let Err(reply) = check_template(state, &group, &body) {
-        return reply;
-    }
-    let details = preflight(state, &group, &body);
-    if !details.is_empty() {
-        return Reply::json(400, &json!({ "error": preflight_error(&name, details) }));
-    }
     let location = state.groups[&group.to_ascii_lowercase()]["location"].clone();
     let ctx = Context {
         state,
